@@ -1,0 +1,252 @@
+//! Types shared by the kernel programs (`monitor-ebpf`) and the daemon (`monitor`).
+//!
+//! Every type here is a wire format: `#[repr(C)]`, `Copy`, no implicit padding
+//! (explicit `_pad` fields) and a compile-time size check. Event kinds and
+//! constants are never renumbered; add new ones at the end.
+#![no_std]
+
+/// Tool id stored for a process that has exec'd but that user space has not
+/// classified yet. Such a process is tracked provisionally so that nothing it
+/// does in its first microseconds is missed; user space then either gives it a
+/// real tool id or removes it.
+pub const TOOL_PENDING: u32 = u32::MAX;
+
+/// `AF_INET` and `AF_INET6`, as the kernel reports them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_UDP: u16 = 17;
+
+/// Value of the `TRACKED` map, keyed by tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tracked {
+    /// Index of the tool in the daemon's catalog, or [`TOOL_PENDING`].
+    pub tool: u32,
+    /// tgid of the process whose match put this tree under watch.
+    pub root_tgid: u32,
+}
+
+/// How a TCP connection came to be watched.
+pub mod origin {
+    /// A tracked process called connect() (seen in `SYN_SENT`).
+    pub const CONNECT: u8 = 1;
+    /// First seen when a tracked process sent or received on it: an accepted
+    /// socket, one inherited or passed from another process, or one opened
+    /// before agentmon started. User space works out its direction.
+    pub const FIRST_USE: u8 = 2;
+}
+
+/// Value of the `CONNS` map, keyed by the kernel's `struct sock *`.
+///
+/// The byte counters are added to atomically by the kernel programs and read
+/// by the daemon at scrape time and once more at close.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub tgid: u32,
+    pub tool: u32,
+    pub start_ns: u64,
+    /// Payload bytes the process handed to the socket (sendmsg return values).
+    pub tx_bytes: u64,
+    /// Payload bytes the process read from the socket (recvmsg return values).
+    pub rx_bytes: u64,
+    /// Remote and local address: 4 bytes for IPv4 (rest zero), 16 for IPv6.
+    pub raddr: [u8; 16],
+    pub laddr: [u8; 16],
+    /// Ports in host byte order.
+    pub rport: u16,
+    pub lport: u16,
+    pub family: u16,
+    pub origin: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(size_of::<Conn>() == 72);
+
+/// Key of the `UDP_FLOWS` map: one tracked process and one remote address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UdpKey {
+    pub tgid: u32,
+    pub rport: u16,
+    pub family: u16,
+    pub raddr: [u8; 16],
+}
+const _: () = assert!(size_of::<UdpKey>() == 24);
+
+/// Value of the `UDP_FLOWS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpFlow {
+    pub tool: u32,
+    pub _pad: u32,
+    pub tx_bytes: u64,
+    pub tx_datagrams: u64,
+    pub rx_bytes: u64,
+    pub rx_datagrams: u64,
+}
+const _: () = assert!(size_of::<UdpFlow>() == 40);
+
+/// The peer of the UDP datagram a thread is sending or receiving, noted by the
+/// cgroup sendmsg/recvmsg hooks and consumed by the sock length tracepoints.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpPeer {
+    pub family: u16,
+    pub port: u16,
+    pub _pad: u32,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<UdpPeer>() == 24);
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Ring buffer full: an event could not be sent.
+    pub const EVENTS_LOST: u32 = 0;
+    /// `CONNS` full: a tracked TCP connection is not counted.
+    pub const CONNS_FULL: u32 = 1;
+    /// `UDP_FLOWS` full: a tracked UDP flow is not counted.
+    pub const UDP_FLOWS_FULL: u32 = 2;
+    /// `TRACKED` full: a process could not be tracked.
+    pub const TRACKED_FULL: u32 = 3;
+    pub const LEN: u32 = 4;
+}
+
+/// Event kinds on the ring buffer. A wire format: never renumber.
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const CONN_OPEN: u32 = 4;
+    pub const CONN_CLOSE: u32 = 5;
+    pub const UDP_FLOW: u32 = 6;
+}
+
+/// First bytes of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u32,
+    pub tgid: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event happened.
+    pub ktime_ns: u64,
+}
+const _: () = assert!(size_of::<EventHeader>() == 16);
+
+pub const EXEC_FILENAME_LEN: usize = 256;
+
+/// A process called execve. Sent for every exec on the machine so that user
+/// space can recognise agents; the process is tracked as [`TOOL_PENDING`]
+/// until then unless it was already tracked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Tool the process had before this exec ([`TOOL_PENDING`] if none).
+    pub tool: u32,
+    /// Length of `filename` without its NUL.
+    pub filename_len: u32,
+    /// The path handed to execve (may be relative), NUL-terminated.
+    pub filename: [u8; EXEC_FILENAME_LEN],
+}
+const _: () = assert!(size_of::<ExecEvent>() == 16 + 8 + EXEC_FILENAME_LEN);
+
+/// A tracked (or pending) process forked a new process (not a thread).
+/// `header.tgid` is the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_tgid: u32,
+    pub tool: u32,
+}
+const _: () = assert!(size_of::<ForkEvent>() == 24);
+
+/// The last thread of a tracked process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+}
+
+/// A tracked TCP connection opened ([`kind::CONN_OPEN`]) or closed
+/// ([`kind::CONN_CLOSE`], with the final byte counts).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnEvent {
+    pub header: EventHeader,
+    /// The kernel's `struct sock *`, the key of `CONNS`.
+    pub sock: u64,
+    pub conn: Conn,
+}
+const _: () = assert!(size_of::<ConnEvent>() == 16 + 8 + 72);
+
+/// A tracked process sent to or received from a new UDP peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UdpFlowEvent {
+    pub header: EventHeader,
+    pub key: UdpKey,
+    pub tool: u32,
+    /// 0: first datagram was sent (outbound), 1: received (inbound).
+    pub inbound: u32,
+}
+const _: () = assert!(size_of::<UdpFlowEvent>() == 16 + 24 + 8);
+
+/// Offsets of tracepoint fields, read by the daemon from tracefs `format`
+/// files at load time and handed to the programs as a global, because they
+/// move between kernel versions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TpOffsets {
+    /// task:task_newtask
+    pub newtask_pid: u32,
+    pub newtask_clone_flags: u32,
+    /// sched:sched_process_exec (`filename` is a `__data_loc`)
+    pub exec_filename: u32,
+    /// sched:sched_process_exit; `exit_group_dead` is [`NO_FIELD`] on kernels without it.
+    pub exit_pid: u32,
+    pub exit_group_dead: u32,
+    /// sock:inet_sock_set_state
+    pub iss_skaddr: u32,
+    pub iss_oldstate: u32,
+    pub iss_newstate: u32,
+    pub iss_sport: u32,
+    pub iss_dport: u32,
+    pub iss_family: u32,
+    pub iss_protocol: u32,
+    pub iss_saddr: u32,
+    pub iss_daddr: u32,
+    pub iss_saddr_v6: u32,
+    pub iss_daddr_v6: u32,
+    /// sock:sock_send_length and sock:sock_recv_length (same layout, checked at load)
+    pub len_sk: u32,
+    pub len_family: u32,
+    pub len_protocol: u32,
+    pub len_ret: u32,
+    pub len_flags: u32,
+    /// Offsets in `struct sock_common`, used for sockets first seen on use.
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_family: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_state: u32,
+}
+const _: () = assert!(size_of::<TpOffsets>() == 29 * 4);
+
+/// Marks a tracepoint field the running kernel does not have.
+pub const NO_FIELD: u32 = u32::MAX;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] with explicit padding and no pointers.
+    unsafe impl aya::Pod for Tracked {}
+    unsafe impl aya::Pod for Conn {}
+    unsafe impl aya::Pod for UdpKey {}
+    unsafe impl aya::Pod for UdpFlow {}
+    unsafe impl aya::Pod for TpOffsets {}
+}

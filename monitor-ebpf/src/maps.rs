@@ -1,0 +1,129 @@
+//! Maps and load-time globals shared by the programs.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{Conn, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter};
+
+/// Tracked processes: tgid -> tool. Roots are added by user space; children
+/// are added by the fork program before they first run.
+#[map]
+pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(65_536, 0);
+
+/// Open TCP connections of tracked processes, keyed by `struct sock *`.
+#[map]
+pub static CONNS: HashMap<u64, Conn> = HashMap::with_max_entries(65_536, 0);
+
+/// UDP traffic per (tracked process, remote address).
+#[map]
+pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(16_384, 0);
+
+/// Peer of the UDP datagram a thread is sending or receiving right now,
+/// keyed by pid_tgid. LRU so that a hook whose datagram never reached the
+/// length tracepoint (a failed send) cannot leak entries.
+#[map]
+pub static UDP_PEER: LruHashMap<u64, UdpPeer> = LruHashMap::with_max_entries(4_096, 0);
+
+/// Discrete events for user space.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+
+/// Self-monitoring counters, see `monitor_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::LEN, 0);
+
+/// Tracepoint field offsets, written by the loader from tracefs `format` files.
+#[unsafe(no_mangle)]
+pub static OFFSETS: TpOffsets = TpOffsets {
+    newtask_pid: 0,
+    newtask_clone_flags: 0,
+    exec_filename: 0,
+    exit_pid: 0,
+    exit_group_dead: 0,
+    iss_skaddr: 0,
+    iss_oldstate: 0,
+    iss_newstate: 0,
+    iss_sport: 0,
+    iss_dport: 0,
+    iss_family: 0,
+    iss_protocol: 0,
+    iss_saddr: 0,
+    iss_daddr: 0,
+    iss_saddr_v6: 0,
+    iss_daddr_v6: 0,
+    len_sk: 0,
+    len_family: 0,
+    len_protocol: 0,
+    len_ret: 0,
+    len_flags: 0,
+    skc_daddr: 0,
+    skc_rcv_saddr: 0,
+    skc_dport: 0,
+    skc_num: 0,
+    skc_family: 0,
+    skc_v6_daddr: 0,
+    skc_v6_rcv_saddr: 0,
+    skc_state: 0,
+};
+
+/// Reads one field of [`OFFSETS`]. The volatile read keeps the compiler from
+/// folding the zero initialiser into the code.
+macro_rules! off {
+    ($field:ident) => {
+        {
+            // Callers are often inside unsafe blocks already.
+            #[allow(unused_unsafe)]
+            // SAFETY: a plain read of a static.
+            let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
+            value as usize
+        }
+    };
+}
+pub(crate) use off;
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// The one lookup every hook pays for an untracked process.
+#[inline(always)]
+pub fn tracked(tgid: u32) -> Option<Tracked> {
+    // SAFETY: the value is copied out before the map can change it.
+    unsafe { TRACKED.get(&tgid).copied() }
+}
+
+#[inline(always)]
+pub fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no other writer on this CPU while we run.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Sends `value` on the ring buffer, or counts it as lost.
+#[inline(always)]
+pub fn emit<T: 'static>(value: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(value);
+            entry.submit(0);
+        }
+        None => bump(counter::EVENTS_LOST),
+    }
+}
+
+/// Adds to a counter in a map value that other CPUs may add to at once.
+///
+/// # Safety
+/// `dst` must point into a live map value.
+#[inline(always)]
+pub unsafe fn atomic_add(dst: *mut u64, val: u64) {
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            dst, val,
+        )
+    };
+}

@@ -1,0 +1,143 @@
+//! Process lifecycle: keep `TRACKED` equal to the live agent process trees.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
+    macros::tracepoint,
+    programs::TracePointContext,
+    EbpfContext,
+};
+use monitor_common::{
+    counter, kind, EventHeader, ExecEvent, ExitEvent, ForkEvent, Tracked, NO_FIELD, TOOL_PENDING,
+};
+
+use crate::maps::{bump, current_tgid, emit, off, tracked, EVENTS, TRACKED};
+
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// Hook: tracepoint `task:task_newtask`, fired in copy_process() by the parent
+/// before the child can run, with the child's pid and the clone flags. That
+/// lets a new process of a tracked tree be tracked before its first
+/// instruction, and tells threads (CLONE_THREAD, same tgid) apart without
+/// reading `task_struct`, whose layout is build-specific.
+#[tracepoint(category = "task", name = "task_newtask")]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    match try_task_newtask(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
+    let parent = current_tgid();
+    let Some(entry) = tracked(parent) else {
+        return Ok(());
+    };
+    // SAFETY: offsets come from this kernel's tracefs format file.
+    let flags: u64 = unsafe { ctx.read_at(off!(newtask_clone_flags))? };
+    if flags & CLONE_THREAD != 0 {
+        return Ok(());
+    }
+    let child: i32 = unsafe { ctx.read_at(off!(newtask_pid))? };
+    let child = child as u32;
+    if TRACKED.insert(&child, &entry, 0).is_err() {
+        bump(counter::TRACKED_FULL);
+        return Ok(());
+    }
+    emit(ForkEvent {
+        header: EventHeader {
+            kind: kind::FORK,
+            tgid: parent,
+            ktime_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        child_tgid: child,
+        tool: entry.tool,
+    });
+    Ok(())
+}
+
+/// Hook: tracepoint `sched:sched_process_exec`, fired after a successful
+/// execve in the new program's context. Every exec goes to user space, which
+/// matches agents on /proc/<pid>/{exe,cmdline,environ}. An untracked process
+/// is tracked as pending until then, so a connection it makes in its first
+/// microseconds is not missed; user space resolves or drops it.
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    match try_sched_process_exec(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = current_tgid();
+    let tool = match tracked(tgid) {
+        Some(entry) => entry.tool,
+        None => {
+            let pending = Tracked {
+                tool: TOOL_PENDING,
+                root_tgid: tgid,
+            };
+            if TRACKED.insert(&tgid, &pending, 0).is_err() {
+                bump(counter::TRACKED_FULL);
+            }
+            TOOL_PENDING
+        }
+    };
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        bump(counter::EVENTS_LOST);
+        return Ok(());
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points into the reserved ring-buffer record; every field
+    // is written before submit.
+    unsafe {
+        (*event).header = EventHeader {
+            kind: kind::EXEC,
+            tgid,
+            ktime_ns: bpf_ktime_get_ns(),
+        };
+        (*event).tool = tool;
+        (*event).filename_len = 0;
+        (*event).filename[0] = 0;
+        // `filename` is a __data_loc: low 16 bits offset, high 16 bits length.
+        if let Ok(loc) = ctx.read_at::<u32>(off!(exec_filename)) {
+            let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+            if let Ok(name) = bpf_probe_read_kernel_str_bytes(src, &mut (*event).filename) {
+                (*event).filename_len = name.len() as u32;
+            }
+        }
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+/// Hook: tracepoint `sched:sched_process_exit`, fired for every exiting
+/// thread. Only the last thread of a tracked process (`group_dead`, or the
+/// leader on kernels without that field) removes it from `TRACKED`.
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    match try_sched_process_exit(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = current_tgid();
+    let group_dead_off = off!(exit_group_dead);
+    let group_dead = if group_dead_off == NO_FIELD as usize {
+        let pid: i32 = unsafe { ctx.read_at(off!(exit_pid))? };
+        pid as u32 == tgid
+    } else {
+        unsafe { ctx.read_at::<u8>(group_dead_off)? != 0 }
+    };
+    if !group_dead || tracked(tgid).is_none() {
+        return Ok(());
+    }
+    let _ = TRACKED.remove(&tgid);
+    emit(ExitEvent {
+        header: EventHeader {
+            kind: kind::EXIT,
+            tgid,
+            ktime_ns: unsafe { bpf_ktime_get_ns() },
+        },
+    });
+    Ok(())
+}

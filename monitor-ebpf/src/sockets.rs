@@ -1,0 +1,101 @@
+//! Payload bytes of tracked processes, counted where the socket layer
+//! reports them.
+
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::{
+    maps::{atomic_add, current_tgid, off, tracked, CONNS},
+    tcp::open_on_first_use,
+    udp,
+};
+
+const MSG_PEEK: i32 = 2;
+
+/// Hook: tracepoint `sock:sock_send_length`, fired by sock_sendmsg() in the
+/// sender's context with the bytes the protocol accepted. One hook covers
+/// send, sendto, sendmsg, sendmmsg, write, writev, sendfile and io_uring for
+/// TCP and UDP alike, without kprobes.
+#[tracepoint(category = "sock", name = "sock_send_length")]
+pub fn sock_send_length(ctx: TracePointContext) -> u32 {
+    match account(&ctx, Direction::Tx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+/// Hook: tracepoint `sock:sock_recv_length`, fired by sock_recvmsg() in the
+/// reader's context with the bytes handed to the process (it also fires for
+/// EAGAIN, unix and netlink sockets: filtered here).
+#[tracepoint(category = "sock", name = "sock_recv_length")]
+pub fn sock_recv_length(ctx: TracePointContext) -> u32 {
+    match account(&ctx, Direction::Rx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Tx,
+    Rx,
+}
+
+fn account(ctx: &TracePointContext, dir: Direction) -> Result<(), i64> {
+    // SAFETY (all reads): offsets come from this kernel's tracefs format file.
+    let family: u16 = unsafe { ctx.read_at(off!(len_family))? };
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(());
+    }
+    let tgid = current_tgid();
+    let Some(entry) = tracked(tgid) else {
+        return Ok(());
+    };
+    let protocol: u16 = unsafe { ctx.read_at(off!(len_protocol))? };
+    let ret: i32 = unsafe { ctx.read_at(off!(len_ret))? };
+    let sock: u64 = unsafe { ctx.read_at(off!(len_sk))? };
+    // A peeked datagram or segment is read again later: count it then.
+    let peek = dir == Direction::Rx && {
+        let flags: i32 = unsafe { ctx.read_at(off!(len_flags))? };
+        flags & MSG_PEEK != 0
+    };
+    if protocol == IPPROTO_UDP {
+        // The peer noted by the cgroup hook belongs to this datagram whether
+        // or not it went through: take it now.
+        let peer = udp::take_peer(bpf_get_current_pid_tgid());
+        if ret > 0 && !peek {
+            udp::account(sock, tgid, entry.tool, peer, ret as u64, dir);
+        }
+        return Ok(());
+    }
+    if protocol != IPPROTO_TCP || ret <= 0 || peek {
+        return Ok(());
+    }
+    let bytes = ret as u64;
+    if add_to_conn(sock, bytes, dir) {
+        return Ok(());
+    }
+    let (tx, rx) = match dir {
+        Direction::Tx => (bytes, 0),
+        Direction::Rx => (0, bytes),
+    };
+    if !open_on_first_use(sock, tgid, entry.tool, tx, rx) {
+        // Another CPU may have opened it a moment ago.
+        add_to_conn(sock, bytes, dir);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn add_to_conn(sock: u64, bytes: u64, dir: Direction) -> bool {
+    let Some(conn) = CONNS.get_ptr_mut(&sock) else {
+        return false;
+    };
+    // SAFETY: map values live as long as the entry; the counters are only
+    // ever added to, from any CPU, hence atomics.
+    unsafe {
+        match dir {
+            Direction::Tx => atomic_add(&raw mut (*conn).tx_bytes, bytes),
+            Direction::Rx => atomic_add(&raw mut (*conn).rx_bytes, bytes),
+        }
+    }
+    true
+}

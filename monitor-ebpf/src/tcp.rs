@@ -1,0 +1,177 @@
+//! TCP connection lifecycle.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{
+    counter, kind, origin, Conn, ConnEvent, EventHeader, AF_INET, AF_INET6, IPPROTO_TCP,
+};
+
+use crate::maps::{bump, current_tgid, emit, off, tracked, CONNS};
+
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+const TCP_LISTEN: u8 = 10;
+
+/// Hook: tracepoint `sock:inet_sock_set_state`, the stable hook on every TCP
+/// state change (tcpstates/tcplife use it). `CLOSE -> SYN_SENT` runs in the
+/// connect() caller's context, so it attributes outbound connections; the
+/// move to `CLOSE` ends a connection whatever context it happens in (close(),
+/// RST in softirq, timers), so the final byte counts are sent then.
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    match try_inet_sock_set_state(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY (all reads): offsets come from this kernel's tracefs format file.
+    let protocol: u16 = unsafe { ctx.read_at(off!(iss_protocol))? };
+    if protocol != IPPROTO_TCP {
+        return Ok(());
+    }
+    let newstate: i32 = unsafe { ctx.read_at(off!(iss_newstate))? };
+    match newstate {
+        TCP_SYN_SENT => on_connect(ctx),
+        TCP_CLOSE => on_close(ctx),
+        _ => Ok(()),
+    }
+}
+
+fn on_connect(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = current_tgid();
+    let Some(entry) = tracked(tgid) else {
+        return Ok(());
+    };
+    let sock: u64 = unsafe { ctx.read_at(off!(iss_skaddr))? };
+    let family: u16 = unsafe { ctx.read_at(off!(iss_family))? };
+    let mut conn = Conn {
+        tgid,
+        tool: entry.tool,
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        family,
+        origin: origin::CONNECT,
+        // Ports in this tracepoint are already in host byte order.
+        rport: unsafe { ctx.read_at(off!(iss_dport))? },
+        lport: unsafe { ctx.read_at(off!(iss_sport))? },
+        ..Conn::default()
+    };
+    if family == AF_INET6 {
+        conn.raddr = unsafe { ctx.read_at(off!(iss_daddr_v6))? };
+        conn.laddr = unsafe { ctx.read_at(off!(iss_saddr_v6))? };
+    } else {
+        let r: [u8; 4] = unsafe { ctx.read_at(off!(iss_daddr))? };
+        let l: [u8; 4] = unsafe { ctx.read_at(off!(iss_saddr))? };
+        conn.raddr[..4].copy_from_slice(&r);
+        conn.laddr[..4].copy_from_slice(&l);
+    }
+    open(sock, conn);
+    Ok(())
+}
+
+fn on_close(ctx: &TracePointContext) -> Result<(), i64> {
+    let sock: u64 = unsafe { ctx.read_at(off!(iss_skaddr))? };
+    // SAFETY: copied out before the entry is removed.
+    let Some(conn) = (unsafe { CONNS.get(&sock).copied() }) else {
+        return Ok(());
+    };
+    let _ = CONNS.remove(&sock);
+    emit(ConnEvent {
+        header: EventHeader {
+            kind: kind::CONN_CLOSE,
+            tgid: conn.tgid,
+            ktime_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        sock,
+        conn,
+    });
+    Ok(())
+}
+
+/// Starts watching `sock` and tells user space.
+#[inline(always)]
+fn open(sock: u64, conn: Conn) -> bool {
+    // BPF_NOEXIST: two CPUs may find the same socket at once; one wins.
+    if CONNS.insert(&sock, &conn, 1).is_err() {
+        if unsafe { CONNS.get(&sock).is_none() } {
+            bump(counter::CONNS_FULL);
+        }
+        return false;
+    }
+    emit(ConnEvent {
+        header: EventHeader {
+            kind: kind::CONN_OPEN,
+            tgid: conn.tgid,
+            ktime_ns: conn.start_ns,
+        },
+        sock,
+        conn,
+    });
+    true
+}
+
+/// A tracked process moved bytes on a TCP socket that is not in `CONNS`: it
+/// was accepted, inherited, passed over a unix socket, or opened before
+/// agentmon started. Read its addresses from `struct sock_common` and watch
+/// it from now on. Returns false when the socket is not worth watching.
+pub fn open_on_first_use(sock: u64, tgid: u32, tool: u32, tx: u64, rx: u64) -> bool {
+    let base = sock as *const u8;
+    let read_u16 = |o: usize| unsafe { bpf_probe_read_kernel(base.add(o) as *const u16) };
+    let Ok(state) = (unsafe { bpf_probe_read_kernel(base.add(off!(skc_state))) }) else {
+        return false;
+    };
+    // A socket already closed never sees another CLOSE transition, so an
+    // entry made for it would never be removed.
+    if state == TCP_CLOSE as u8 || state == TCP_LISTEN {
+        return false;
+    }
+    let (Ok(family), Ok(dport_be), Ok(num)) = (
+        read_u16(off!(skc_family)),
+        read_u16(off!(skc_dport)),
+        read_u16(off!(skc_num)),
+    ) else {
+        return false;
+    };
+    let mut conn = Conn {
+        tgid,
+        tool,
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        tx_bytes: tx,
+        rx_bytes: rx,
+        family,
+        origin: origin::FIRST_USE,
+        rport: u16::from_be(dport_be),
+        lport: num,
+        ..Conn::default()
+    };
+    let read_addr = |o: usize, dst: &mut [u8; 16], len: usize| -> bool {
+        let src = unsafe { base.add(o) };
+        if len == 16 {
+            match unsafe { bpf_probe_read_kernel(src as *const [u8; 16]) } {
+                Ok(a) => *dst = a,
+                Err(_) => return false,
+            }
+        } else {
+            match unsafe { bpf_probe_read_kernel(src as *const [u8; 4]) } {
+                Ok(a) => dst[..4].copy_from_slice(&a),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    let ok = match family {
+        AF_INET => {
+            read_addr(off!(skc_daddr), &mut conn.raddr, 4)
+                && read_addr(off!(skc_rcv_saddr), &mut conn.laddr, 4)
+        }
+        AF_INET6 => {
+            read_addr(off!(skc_v6_daddr), &mut conn.raddr, 16)
+                && read_addr(off!(skc_v6_rcv_saddr), &mut conn.laddr, 16)
+        }
+        _ => false,
+    };
+    ok && open(sock, conn)
+}
