@@ -71,15 +71,13 @@ pub static OFFSETS: TpOffsets = TpOffsets {
 /// Reads one field of [`OFFSETS`]. The volatile read keeps the compiler from
 /// folding the zero initialiser into the code.
 macro_rules! off {
-    ($field:ident) => {
-        {
-            // Callers are often inside unsafe blocks already.
-            #[allow(unused_unsafe)]
-            // SAFETY: a plain read of a static.
-            let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
-            value as usize
-        }
-    };
+    ($field:ident) => {{
+        // Callers are often inside unsafe blocks already.
+        #[allow(unused_unsafe)]
+        // SAFETY: a plain read of a static.
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
+        value as usize
+    }};
 }
 pub(crate) use off;
 

@@ -1,16 +1,16 @@
 //! Process lifecycle: keep `TRACKED` equal to the live agent process trees.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     macros::tracepoint,
     programs::TracePointContext,
-    EbpfContext,
 };
 use monitor_common::{
-    counter, kind, EventHeader, ExecEvent, ExitEvent, ForkEvent, Tracked, NO_FIELD, TOOL_PENDING,
+    EventHeader, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, TOOL_PENDING, Tracked, counter, kind,
 };
 
-use crate::maps::{bump, current_tgid, emit, off, tracked, EVENTS, TRACKED};
+use crate::maps::{EVENTS, TRACKED, bump, current_tgid, emit, off, tracked};
 
 const CLONE_THREAD: u64 = 0x0001_0000;
 

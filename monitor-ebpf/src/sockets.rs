@@ -1,11 +1,13 @@
 //! Payload bytes of tracked processes, counted where the socket layer
 //! reports them.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
 use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::{
-    maps::{atomic_add, current_tgid, off, tracked, CONNS},
+    maps::{CONNS, atomic_add, current_tgid, off, tracked},
     tcp::open_on_first_use,
     udp,
 };

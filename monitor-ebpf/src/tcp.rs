@@ -6,10 +6,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    counter, kind, origin, Conn, ConnEvent, EventHeader, AF_INET, AF_INET6, IPPROTO_TCP,
+    AF_INET, AF_INET6, Conn, ConnEvent, EventHeader, IPPROTO_TCP, counter, kind, origin,
 };
 
-use crate::maps::{bump, current_tgid, emit, off, tracked, CONNS};
+use crate::maps::{CONNS, bump, current_tgid, emit, off, tracked};
 
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;

@@ -10,11 +10,11 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use monitor_common::{
-    counter, kind, EventHeader, UdpFlow, UdpFlowEvent, UdpKey, UdpPeer, AF_INET, AF_INET6,
+    AF_INET, AF_INET6, EventHeader, UdpFlow, UdpFlowEvent, UdpKey, UdpPeer, counter, kind,
 };
 
 use crate::{
-    maps::{atomic_add, bump, current_tgid, emit, off, tracked, UDP_FLOWS, UDP_PEER},
+    maps::{UDP_FLOWS, UDP_PEER, atomic_add, bump, current_tgid, emit, off, tracked},
     sockets::Direction,
 };
 
@@ -146,9 +146,11 @@ fn connected_peer(sock: u64) -> Option<UdpPeer> {
             ..UdpPeer::default()
         };
         if family == AF_INET6 {
-            peer.addr = bpf_probe_read_kernel(base.add(off!(skc_v6_daddr)) as *const [u8; 16]).ok()?;
+            peer.addr =
+                bpf_probe_read_kernel(base.add(off!(skc_v6_daddr)) as *const [u8; 16]).ok()?;
         } else {
-            let a: [u8; 4] = bpf_probe_read_kernel(base.add(off!(skc_daddr)) as *const [u8; 4]).ok()?;
+            let a: [u8; 4] =
+                bpf_probe_read_kernel(base.add(off!(skc_daddr)) as *const [u8; 4]).ok()?;
             peer.addr[..4].copy_from_slice(&a);
         }
         Some(peer)

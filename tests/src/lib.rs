@@ -1,1 +1,132 @@
+//! Support for agentmon's integration tests.
+//!
+//! Root tests (in `tests/tests/*.rs`) build a [`NetLab`]: two network namespaces
+//! joined by a veth pair, with documentation addresses (203.0.113.0/24,
+//! 2001:db8::/32), so every byte a test sends stays on this machine. `netpeer`
+//! (this package's binary) plays the remote servers and the agent-like client;
+//! [`Agentmon`] runs the daemon under test and [`Metrics`] reads what it exports
+//! (`fake-agentmon`, the package's other binary, stands in for the daemon in the
+//! guard's own tests).
+//! Everything a helper starts is killed, and everything it creates removed, on drop.
+//!
+//! Tests that need root and BPF start with:
+//! ```no_run
+//! if !agentmon_tests::require_root() {
+//!     return;
+//! }
+//! ```
 
+mod agentmon;
+mod http;
+mod metrics;
+mod netlab;
+mod process;
+
+use std::{
+    env, fs,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin};
+pub use http::{HttpResponse, http_get};
+pub use metrics::{Labels, Metrics, ParseError};
+pub use netlab::{
+    CLIENT_V4, CLIENT_V6, NetLab, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4, REMOTE_UDP_V6,
+    REMOTE_V4, REMOTE_V6, ServerGuard, TCP_PORT, UDP_PORT,
+};
+pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
+
+/// Where the kernel exposes its BTF; agentmon's programs need it.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Whether this process may run tests that need root and a BTF kernel.
+///
+/// Returns true when the effective uid is 0 and `/sys/kernel/btf/vmlinux`
+/// exists. Otherwise, under CI (`CI` set, and not empty, `0` or `false`) it
+/// panics, because in CI such a test must fail rather than pass by skipping; on a
+/// developer's machine it prints "skipping: needs root and BTF" and returns false.
+pub fn require_root() -> bool {
+    let root = is_root();
+    let btf = Path::new(VMLINUX_BTF).exists();
+    if root && btf {
+        return true;
+    }
+    if in_ci() {
+        panic!(
+            "this test needs root and BTF (euid 0: {root}, {VMLINUX_BTF} present: {btf}); \
+             CI must run it, not skip it"
+        );
+    }
+    eprintln!("skipping: needs root and BTF");
+    false
+}
+
+fn in_ci() -> bool {
+    env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` has passed; checks
+/// once more at the deadline. Returns whether it held, so the caller can assert
+/// with a message that says what was awaited.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Copies the executable `src` to `dst`, creating `dst`'s parent folders, with
+/// mode 0755. Tests use it to give `netpeer` an agent's path, such as
+/// `<tmp>/.local/share/claude/versions/9.9.9`. Panics on failure.
+pub fn agent_copy(src: &Path, dst: &Path) {
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent).unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+    }
+    fs::copy(src, dst)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod 0755 {}: {e}", dst.display()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_until_is_bounded() {
+        let start = Instant::now();
+        assert!(!wait_until(Duration::from_millis(100), || false));
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        let mut calls = 0;
+        assert!(wait_until(Duration::from_secs(5), || {
+            calls += 1;
+            calls == 3
+        }));
+    }
+
+    #[test]
+    fn agent_copy_makes_an_executable_with_parents() {
+        let dir = TempDir::new("agent-copy");
+        let src = dir.path().join("src");
+        fs::write(&src, b"#!/bin/sh\n").unwrap();
+        let dst = dir.path().join(".local/share/claude/versions/9.9.9");
+        agent_copy(&src, &dst);
+        let mode = fs::metadata(&dst).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(fs::read(&dst).unwrap(), b"#!/bin/sh\n");
+    }
+}

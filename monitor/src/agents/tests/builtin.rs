@@ -1,0 +1,261 @@
+//! The built-in catalog against real-world process shapes.
+
+use super::*;
+
+#[test]
+fn builtin_has_the_expected_tools_in_order() {
+    let catalog = Catalog::builtin();
+    let names: Vec<&str> = catalog.names().collect();
+    assert_eq!(
+        names,
+        [
+            "claude-code",
+            "codex",
+            "gemini-cli",
+            "copilot",
+            "cursor",
+            "aider",
+            "opencode",
+            "goose",
+            "amazon-q",
+            "continue",
+            "cline",
+            "windsurf"
+        ]
+    );
+    assert_eq!(catalog.len(), 12);
+    assert!(!catalog.is_empty());
+    assert!(names.iter().all(|n| valid_tool_name(n)));
+    assert_eq!(
+        catalog.env_names(),
+        [
+            "CLAUDECODE",
+            "CODEX_MANAGED_BY_NPM",
+            "GEMINI_CLI",
+            "OPENCODE"
+        ]
+    );
+    assert_eq!(catalog.id("codex"), Some(1));
+    assert_eq!(catalog.name(1), "codex");
+    assert_eq!(catalog.name(999), "unknown");
+}
+
+#[test]
+fn claude_code() {
+    assert_strong(
+        "/tmp/x/.local/share/claude/versions/9.9.9",
+        &["2.1.197"],
+        "claude-code",
+    );
+    assert_strong(
+        NODE,
+        &[
+            "node",
+            "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js",
+        ],
+        "claude-code",
+    );
+    assert_strong(NODE, &["node", "/usr/local/bin/claude"], "claude-code");
+    assert_strong(
+        "/home/u/.nvm/versions/node/v22.3.0/bin/node",
+        &["node", "/home/u/.claude/local/node_modules/.bin/claude"],
+        "claude-code",
+    );
+    assert_strong(
+        "/home/u/.npm-global/lib/node_modules/@anthropic-ai/claude-code/bin/claude.exe",
+        &["claude"],
+        "claude-code",
+    );
+    assert_strong(
+        "/usr/lib/node_modules/@anthropic-ai/claude-code-linux-x64/claude",
+        &["claude"],
+        "claude-code",
+    );
+}
+
+#[test]
+fn codex() {
+    assert_strong(
+        "/usr/lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl",
+        &["codex"],
+        "codex",
+    );
+    assert_strong("/home/u/.local/bin/codex", &["codex", "exec"], "codex");
+    assert_strong(
+        NODE,
+        &["node", "/usr/lib/node_modules/@openai/codex/bin/codex.js"],
+        "codex",
+    );
+    assert_strong(
+        "/usr/local/bin/codex",
+        &["codex-linux-sandbox", "--", "bash"],
+        "codex",
+    );
+}
+
+#[test]
+fn gemini_cli() {
+    assert_strong(
+        NODE,
+        &[
+            "node",
+            "/home/u/.npm-global/lib/node_modules/@google/gemini-cli/bundle/gemini.js",
+        ],
+        "gemini-cli",
+    );
+    assert_strong(
+        "/usr/bin/nodejs",
+        &["node", "/home/u/.npm-global/bin/gemini"],
+        "gemini-cli",
+    );
+}
+
+#[test]
+fn copilot() {
+    assert_strong(
+        NODE,
+        &["node", "/usr/lib/node_modules/@github/copilot/index.js"],
+        "copilot",
+    );
+    assert_strong(
+        "/usr/lib/node_modules/@github/copilot-linux-x64/copilot",
+        &["copilot"],
+        "copilot",
+    );
+    assert_strong(
+        "/usr/lib/node_modules/@github/copilot-language-server-linux-x64/copilot-language-server",
+        &["copilot-language-server", "--stdio"],
+        "copilot",
+    );
+    assert_strong(
+        NODE,
+        &[
+            "node",
+            "/usr/lib/node_modules/@github/copilot-language-server/dist/language-server.js",
+            "--stdio",
+        ],
+        "copilot",
+    );
+}
+
+#[test]
+fn cursor() {
+    assert_strong(
+        "/home/u/.cursor-server/bin/0123abcd/node",
+        &[
+            "/home/u/.cursor-server/bin/0123abcd/node",
+            "out/server-main.js",
+        ],
+        "cursor",
+    );
+    assert_strong(
+        "/home/u/.local/share/cursor-agent/versions/2025.09.04-fc40cd1/node",
+        &["node", "index.js"],
+        "cursor",
+    );
+    assert_strong("/opt/Cursor/cursor", &["/opt/Cursor/cursor"], "cursor");
+}
+
+#[test]
+fn aider() {
+    assert_strong(
+        "/usr/bin/python3",
+        &["python3", "/home/u/.local/bin/aider"],
+        "aider",
+    );
+    assert_strong(
+        "/usr/bin/python3.12",
+        &[
+            "/home/u/.local/share/uv/tools/aider-chat/bin/python",
+            "-m",
+            "aider",
+        ],
+        "aider",
+    );
+}
+
+#[test]
+fn opencode() {
+    assert_strong("/home/u/.opencode/bin/opencode", &["opencode"], "opencode");
+    assert_strong(
+        NODE,
+        &["node", "/usr/lib/node_modules/opencode-ai/bin/opencode"],
+        "opencode",
+    );
+    assert_strong(
+        "/usr/lib/node_modules/opencode-ai/node_modules/opencode-linux-x64/bin/opencode",
+        &["opencode"],
+        "opencode",
+    );
+}
+
+#[test]
+fn goose_amazon_q_windsurf() {
+    assert_strong("/usr/local/bin/goose", &["goose", "session"], "goose");
+    assert_strong("/usr/lib/goose/resources/bin/goosed", &["goosed"], "goose");
+    assert_strong("/home/u/.local/bin/q", &["q", "chat"], "amazon-q");
+    assert_strong("/home/u/.local/bin/qchat", &["qchat"], "amazon-q");
+    assert_strong(
+        "/usr/share/windsurf/resources/app/extensions/windsurf/bin/language_server_linux_x64",
+        &["language_server_linux_x64"],
+        "windsurf",
+    );
+}
+
+#[test]
+fn continue_and_cline() {
+    assert_strong(NODE, &["node", "/usr/local/bin/cn"], "continue");
+    assert_strong(
+        NODE,
+        &[
+            "node",
+            "/usr/lib/node_modules/@continuedev/cli/dist/index.js",
+        ],
+        "continue",
+    );
+    assert_strong(
+        NODE,
+        &["node", "/usr/lib/node_modules/cline/dist/cli.mjs"],
+        "cline",
+    );
+    assert_strong(
+        "/usr/lib/node_modules/cline/bin/cline-core",
+        &["cline-core"],
+        "cline",
+    );
+}
+
+#[test]
+fn unrelated_processes_do_not_match() {
+    assert_none("/usr/bin/bash", &["bash", "-c", "ls"]);
+    assert_none("/usr/bin/node", &["node", "/home/u/project/server.js"]);
+    assert_none("/usr/bin/node", &["node", "/home/u/bin/claude-notes.js"]);
+    assert_none("/usr/bin/python3", &["python3", "/home/u/aider_notes.py"]);
+    assert_none(
+        "/usr/bin/python3",
+        &["python3", "-m", "pip", "install", "aider-chat"],
+    );
+    assert_none("/usr/bin/curl", &["curl", "https://api.anthropic.com"]);
+    // "q" is a whole file name, not a substring.
+    assert_none("/usr/bin/jq", &["jq", "."]);
+    assert_none("/usr/bin/qemu-system-x86_64", &["qemu-system-x86_64"]);
+    assert_none("/home/u/q/bin/tool", &["tool"]);
+    // Reading or installing a package is not running it.
+    assert_none(
+        "/usr/bin/cat",
+        &[
+            "cat",
+            "/usr/lib/node_modules/@google/gemini-cli/package.json",
+        ],
+    );
+    assert_none(
+        NODE,
+        &[
+            "node",
+            "/usr/lib/node_modules/npm/bin/npm-cli.js",
+            "install",
+            "-g",
+            "@google/gemini-cli",
+        ],
+    );
+}

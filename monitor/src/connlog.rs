@@ -1,0 +1,128 @@
+//! The JSON Lines connection log: one line per closed TCP connection of an
+//! agent. Sizes and metadata only, never payload.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+
+use crate::traffic::ClosedConn;
+
+/// One line of the log. Field names are a contract with log pipelines.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub tool: &'a str,
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: &'a str,
+    pub argv0: &'a str,
+    pub root_pid: u32,
+    pub proto: &'static str,
+    pub direction: &'static str,
+    pub remote_addr: String,
+    pub remote_port: u16,
+    pub local_addr: String,
+    pub local_port: u16,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// RFC 3339, UTC.
+    pub start: String,
+    pub end: String,
+}
+
+/// Converts the kernel's monotonic clock to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Wall time minus monotonic time, in ns, taken at start-up.
+    offset_ns: i128,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i128;
+        Self {
+            offset_ns: wall - monotonic_ns() as i128,
+        }
+    }
+
+    pub fn wall(&self, ktime_ns: u64) -> SystemTime {
+        let ns = (ktime_ns as i128 + self.offset_ns).max(0) as u64;
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
+    }
+
+    pub fn rfc3339(&self, ktime_ns: u64) -> String {
+        humantime::format_rfc3339_millis(self.wall(ktime_ns)).to_string()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub struct ConnLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl ConnLog {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&mut self, tool: &str, closed: &ClosedConn, clock: &Clock) -> std::io::Result<()> {
+        let c = &closed.conn;
+        let record = Record {
+            tool,
+            pid: c.pid,
+            ppid: c.proc.ppid,
+            exe: &c.proc.exe,
+            argv0: &c.proc.argv0,
+            root_pid: c.proc.root,
+            proto: "tcp",
+            direction: c.direction.label(),
+            remote_addr: c.remote.ip().to_string(),
+            remote_port: c.remote.port(),
+            local_addr: c.local.ip().to_string(),
+            local_port: c.local.port(),
+            bytes_sent: closed.sent,
+            bytes_received: closed.received,
+            start: clock.rfc3339(c.start_ns),
+            end: clock.rfc3339(closed.end_ns),
+        };
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(b"\n")?;
+        // Each line is flushed so that a tail -f (or a test) sees it at once.
+        self.out.flush()
+    }
+}

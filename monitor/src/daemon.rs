@@ -1,0 +1,248 @@
+//! The daemon's state: applies kernel events to the process trees and the
+//! traffic totals, and refreshes the metrics at scrape time.
+
+use std::{
+    os::fd::AsRawFd,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
+use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, counter};
+use tokio::io::{Interest, unix::AsyncFd};
+use tracing::{info, warn};
+
+use crate::{
+    agents::Catalog,
+    connlog::{Clock, ConnLog},
+    events::{Event, decode},
+    kernel::Kernel,
+    metrics::Metrics,
+    procfs::RealProc,
+    traffic::{KernelCounters, Traffic},
+    tree::{TrackedMap, Tree},
+};
+
+pub struct State {
+    kernel: Kernel,
+    catalog: Catalog,
+    tree: Tree,
+    traffic: Traffic,
+    metrics: Metrics,
+    log: Option<ConnLog>,
+    clock: Clock,
+    procs: RealProc,
+}
+
+pub type Shared = Arc<Mutex<State>>;
+
+impl TrackedMap for BpfHashMap<MapData, u32, Tracked> {
+    fn set(&mut self, tgid: u32, value: Tracked) {
+        if let Err(e) = self.insert(tgid, value, 0) {
+            warn!(pid = tgid, error = %e, "cannot track process (TRACKED map full?)");
+        }
+    }
+    fn remove(&mut self, tgid: u32) {
+        // Already gone is fine: the kernel removes exited processes itself.
+        let _ = BpfHashMap::remove(self, &tgid);
+    }
+    fn tgids(&self) -> Vec<u32> {
+        self.keys().filter_map(Result::ok).collect()
+    }
+}
+
+/// The kernel's counter maps as the traffic module sees them.
+struct KernelTraffic<'a> {
+    conns: &'a mut BpfHashMap<MapData, u64, Conn>,
+    flows: &'a mut BpfHashMap<MapData, UdpKey, UdpFlow>,
+}
+
+impl KernelCounters for KernelTraffic<'_> {
+    fn conn(&self, sock: u64) -> Option<Conn> {
+        self.conns.get(&sock, 0).ok()
+    }
+    fn remove_conn(&mut self, sock: u64) {
+        let _ = self.conns.remove(&sock);
+    }
+    fn flows(&self) -> Vec<(UdpKey, UdpFlow)> {
+        self.flows.iter().filter_map(Result::ok).collect()
+    }
+    fn remove_flow(&mut self, key: &UdpKey) {
+        let _ = self.flows.remove(key);
+    }
+}
+
+impl State {
+    pub fn new(kernel: Kernel, catalog: Catalog, metrics: Metrics, log: Option<ConnLog>) -> Self {
+        metrics
+            .programs_attached
+            .set(kernel.programs_attached as i64);
+        Self {
+            kernel,
+            catalog,
+            tree: Tree::default(),
+            traffic: Traffic::default(),
+            metrics,
+            log,
+            clock: Clock::new(),
+            procs: RealProc::new(),
+        }
+    }
+
+    /// Tracks the agents that are already running.
+    pub fn scan(&mut self) {
+        self.tree
+            .scan(&self.procs, &self.catalog, &mut self.kernel.tracked);
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        let Self {
+            kernel,
+            catalog,
+            tree,
+            traffic,
+            metrics,
+            log,
+            clock,
+            procs,
+        } = self;
+        let mut counters = metrics.counters(catalog);
+        match event {
+            Event::Exec {
+                tgid,
+                tool,
+                filename,
+            } => tree.on_exec(tgid, tool, &filename, procs, catalog, &mut kernel.tracked),
+            Event::Fork { parent, child } => tree.on_fork(parent, child, &mut kernel.tracked),
+            Event::Exit { tgid } => {
+                tree.on_exit(tgid);
+            }
+            Event::ConnOpen { sock, conn } => match tree.get(conn.tgid) {
+                Some(proc) => traffic.on_open(
+                    sock,
+                    &conn,
+                    proc,
+                    || procs.listening_ports(conn.tgid).contains(&conn.lport),
+                    &mut counters,
+                ),
+                // Opened while its process was pending; it is not an agent.
+                None => {
+                    let _ = kernel.conns.remove(&sock);
+                }
+            },
+            Event::ConnClose {
+                sock,
+                conn,
+                ktime_ns,
+            } => {
+                let mut closed = traffic.on_close(sock, &conn, ktime_ns, &mut counters);
+                if closed.is_none()
+                    && let Some(proc) = tree.get(conn.tgid)
+                {
+                    // Its open event was lost: count it whole now.
+                    let opened = Conn {
+                        tx_bytes: 0,
+                        rx_bytes: 0,
+                        ..conn
+                    };
+                    traffic.on_open(sock, &opened, proc, || false, &mut counters);
+                    closed = traffic.on_close(sock, &conn, ktime_ns, &mut counters);
+                }
+                if let (Some(closed), Some(log)) = (closed, log.as_mut())
+                    && let Err(e) = log.write(catalog.name(closed.conn.tool), &closed, clock)
+                {
+                    warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+                }
+            }
+            Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
+                Some(proc) => traffic.on_udp_flow(key, proc.tool, inbound, &mut counters),
+                None => {
+                    let _ = kernel.udp_flows.remove(&key);
+                }
+            },
+        }
+    }
+
+    /// Reads the kernel's counters into the metrics.
+    pub fn refresh(&mut self) {
+        let Self {
+            kernel,
+            catalog,
+            tree,
+            traffic,
+            metrics,
+            ..
+        } = self;
+        let mut counters = metrics.counters(catalog);
+        let mut maps = KernelTraffic {
+            conns: &mut kernel.conns,
+            flows: &mut kernel.udp_flows,
+        };
+        traffic.refresh(
+            &mut maps,
+            |tgid| tree.get(tgid).map(|p| p.tool),
+            &mut counters,
+        );
+        metrics.set_processes(catalog, &tree.counts());
+        Metrics::raise_to(&metrics.events_lost, kernel.events_lost());
+        for (map, index) in [
+            ("conns", counter::CONNS_FULL),
+            ("udp_flows", counter::UDP_FLOWS_FULL),
+            ("tracked", counter::TRACKED_FULL),
+        ] {
+            let total = kernel.counter(index);
+            Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
+        }
+    }
+
+    /// Refreshes and renders the exposition.
+    pub fn scrape(&mut self) -> prometheus::Result<String> {
+        self.refresh();
+        self.metrics.encode()
+    }
+
+    /// Housekeeping: drops kernel entries of processes whose events were lost.
+    pub fn sweep(&mut self) {
+        self.tree.sweep(&mut self.kernel.tracked, |tgid| {
+            std::path::Path::new(&format!("/proc/{tgid}")).exists()
+        });
+    }
+
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.kernel.events.take()
+    }
+}
+
+/// Reads kernel events until the ring buffer fails.
+pub async fn read_events(state: Shared, ring: RingBuf<MapData>) -> anyhow::Result<()> {
+    // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for
+    // as long as the AsyncFd owns the RingBuf.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
+    info!(fd = fd.get_ref().as_raw_fd(), "reading kernel events");
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        {
+            let ring = guard.get_inner_mut();
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(item) = ring.next() {
+                if let Some(event) = decode(&item) {
+                    state.handle(event);
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Refreshes and sweeps every few seconds, so flows of processes that exit
+/// are read and released even when nobody scrapes.
+pub async fn housekeeping(state: Shared) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.refresh();
+        state.sweep();
+    }
+}

@@ -1,0 +1,174 @@
+//! Decoding ring-buffer records into typed events.
+
+use std::{mem::size_of, ptr::read_unaligned};
+
+use monitor_common::{
+    Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, UdpFlowEvent, UdpKey, kind,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Exec {
+        tgid: u32,
+        /// Tool before the exec, `TOOL_PENDING` if the process was untracked.
+        tool: u32,
+        filename: String,
+    },
+    Fork {
+        parent: u32,
+        child: u32,
+    },
+    Exit {
+        tgid: u32,
+    },
+    ConnOpen {
+        sock: u64,
+        conn: Conn,
+    },
+    ConnClose {
+        sock: u64,
+        conn: Conn,
+        ktime_ns: u64,
+    },
+    UdpFlow {
+        key: UdpKey,
+        inbound: bool,
+    },
+}
+
+/// Reads a `T` from the start of `bytes`, if it is long enough.
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    // SAFETY: length checked; T is a plain #[repr(C)] wire type.
+    (bytes.len() >= size_of::<T>()).then(|| unsafe { read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Decodes one record; `None` for a record too short for its kind or of an
+/// unknown kind (a newer kernel object than this daemon).
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    let header: EventHeader = read(bytes)?;
+    Some(match header.kind {
+        kind::EXEC => {
+            let e: ExecEvent = read(bytes)?;
+            let len = (e.filename_len as usize).min(e.filename.len());
+            Event::Exec {
+                tgid: header.tgid,
+                tool: e.tool,
+                filename: String::from_utf8_lossy(&e.filename[..len]).into_owned(),
+            }
+        }
+        kind::FORK => {
+            let e: ForkEvent = read(bytes)?;
+            Event::Fork {
+                parent: header.tgid,
+                child: e.child_tgid,
+            }
+        }
+        kind::EXIT => Event::Exit { tgid: header.tgid },
+        kind::CONN_OPEN => {
+            let e: ConnEvent = read(bytes)?;
+            Event::ConnOpen {
+                sock: e.sock,
+                conn: e.conn,
+            }
+        }
+        kind::CONN_CLOSE => {
+            let e: ConnEvent = read(bytes)?;
+            Event::ConnClose {
+                sock: e.sock,
+                conn: e.conn,
+                ktime_ns: header.ktime_ns,
+            }
+        }
+        kind::UDP_FLOW => {
+            let e: UdpFlowEvent = read(bytes)?;
+            Event::UdpFlow {
+                key: e.key,
+                inbound: e.inbound != 0,
+            }
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::EXEC_FILENAME_LEN;
+
+    use super::*;
+
+    fn bytes_of<T>(value: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a plain wire struct.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_exec_with_its_filename() {
+        let mut filename = [0u8; EXEC_FILENAME_LEN];
+        filename[..9].copy_from_slice(b"/bin/true");
+        let e = ExecEvent {
+            header: EventHeader {
+                kind: kind::EXEC,
+                tgid: 42,
+                ktime_ns: 7,
+            },
+            tool: 3,
+            filename_len: 9,
+            filename,
+        };
+        assert_eq!(
+            decode(&bytes_of(&e)),
+            Some(Event::Exec {
+                tgid: 42,
+                tool: 3,
+                filename: "/bin/true".into()
+            })
+        );
+    }
+
+    #[test]
+    fn decodes_conn_close_with_counts() {
+        let e = ConnEvent {
+            header: EventHeader {
+                kind: kind::CONN_CLOSE,
+                tgid: 9,
+                ktime_ns: 100,
+            },
+            sock: 0xffff_8888,
+            conn: Conn {
+                tgid: 9,
+                tx_bytes: 1234,
+                rx_bytes: 99,
+                ..Conn::default()
+            },
+        };
+        let Some(Event::ConnClose {
+            sock,
+            conn,
+            ktime_ns,
+        }) = decode(&bytes_of(&e))
+        else {
+            panic!("not a close")
+        };
+        assert_eq!(
+            (sock, conn.tx_bytes, conn.rx_bytes, ktime_ns),
+            (0xffff_8888, 1234, 99, 100)
+        );
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let header = EventHeader {
+            kind: kind::CONN_OPEN,
+            tgid: 1,
+            ktime_ns: 0,
+        };
+        assert_eq!(decode(&bytes_of(&header)), None);
+        assert_eq!(decode(&[1, 2, 3]), None);
+        let unknown = EventHeader {
+            kind: 999,
+            ..header
+        };
+        assert_eq!(decode(&bytes_of(&unknown)), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! agentmon: shows where AI coding agents send data.
+//!
+//! The stages of the data's path, one module each: `kernel` (loading the
+//! eBPF programs), `events` (decoding what they send), `agents` (recognising
+//! agent processes), `tree` (their process trees), `traffic` (aggregation),
+//! `metrics` and `exporter` (Prometheus), `connlog` (JSON Lines log), and
+//! `daemon`, which ties them together.
+
+pub mod agents;
+pub mod config;
+pub mod connlog;
+pub mod daemon;
+pub mod events;
+pub mod exporter;
+pub mod kernel;
+pub mod metrics;
+pub mod procfs;
+pub mod traffic;
+pub mod tree;

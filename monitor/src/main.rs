@@ -1,0 +1,178 @@
+//! The `agentmon` command line.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use monitor::{
+    agents::Catalog,
+    config::{self, Config},
+    connlog::ConnLog,
+    daemon::{self, State},
+    exporter,
+    kernel::{self, Kernel},
+    metrics::Metrics,
+};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "agentmon",
+    version,
+    about = "Shows where AI coding agents send data (eBPF)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the kernel programs and serve /metrics (needs root).
+    Run(RunArgs),
+    /// Check a config file and print the tools it would recognise.
+    CheckConfig {
+        /// The config file (TOML).
+        path: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address for /metrics and /healthz [default: 127.0.0.1:9977, or `listen` in the config].
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Config file (TOML); without it the built-in defaults apply.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Write one JSON line per closed agent connection here (overrides `[log] connections`).
+    #[arg(long, value_name = "PATH")]
+    connection_log: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGENTMON_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::CheckConfig { path } => check_config(&path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what is wrong and what to do, with every cause.
+            eprintln!("agentmon: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = config::load(path)?;
+    let catalog = Catalog::with_config(&config.agents)?;
+    println!(
+        "{}: ok; listen {}; tools: {}",
+        path.display(),
+        config.listen,
+        catalog.names().collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(path) = args.connection_log {
+        config.connection_log = Some(path);
+    }
+    let catalog = Catalog::with_config(&config.agents)?;
+    // Bind first: a taken port is the quickest thing to report.
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {e}; choose another address with --listen or `listen` in the config",
+            config.listen
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+
+    let pre = kernel::preflight()?;
+    let kernel = Kernel::load(&pre)?;
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    metrics
+        .build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), &kernel_release()])
+        .set(1);
+    let log = match &config.connection_log {
+        Some(path) => Some(ConnLog::open(path).with_context(|| {
+            format!(
+                "cannot open the connection log {}; fix the path or its permissions",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let mut state = State::new(kernel, catalog, metrics, log);
+    let ring = state.take_events().context("ring buffer already taken")?;
+    state.scan();
+    let state = Arc::new(Mutex::new(state));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        info!(listen = %config.listen, "serving /metrics and /healthz");
+        let events = tokio::spawn(daemon::read_events(state.clone(), ring));
+        tokio::spawn(daemon::housekeeping(state.clone()));
+        let server =
+            axum::serve(listener, exporter::router(state)).with_graceful_shutdown(shutdown());
+        tokio::select! {
+            r = server => r.context("HTTP server failed")?,
+            r = events => {
+                let r = r.context("event reader panicked")?;
+                r.context("reading kernel events failed")?;
+            }
+        }
+        info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,160 @@
+//! The exported metrics. Names and labels are a contract with dashboards and
+//! alert rules; label values come from the tool catalog or fixed enums only.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::{
+    agents::{Catalog, ToolId},
+    traffic::{Counters, Direction, Proto},
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub egress_bytes: IntCounterVec,
+    pub ingress_bytes: IntCounterVec,
+    pub connections: IntCounterVec,
+    pub agent_processes: IntGaugeVec,
+    pub events_lost: IntCounter,
+    pub kernel_map_full: IntCounterVec,
+    pub programs_attached: IntGauge,
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let egress_bytes = counter_vec(
+            "agentmon_egress_bytes_total",
+            "Payload bytes sent by the process trees of each AI coding agent.",
+            &["tool", "proto"],
+        )?;
+        let ingress_bytes = counter_vec(
+            "agentmon_ingress_bytes_total",
+            "Payload bytes received by the process trees of each AI coding agent.",
+            &["tool", "proto"],
+        )?;
+        let connections = counter_vec(
+            "agentmon_connections_total",
+            "TCP connections (and new UDP peers) of each agent's process trees.",
+            &["tool", "proto", "direction"],
+        )?;
+        let kernel_map_full = counter_vec(
+            "agentmon_kernel_map_full_total",
+            "Times a kernel map was full, so a connection, flow or process went uncounted.",
+            &["map"],
+        )?;
+        let agent_processes = IntGaugeVec::new(
+            Opts::new(
+                "agentmon_agent_processes",
+                "Live processes in each tool's process trees.",
+            ),
+            &["tool"],
+        )?;
+        registry.register(Box::new(agent_processes.clone()))?;
+        let events_lost = IntCounter::new(
+            "agentmon_events_lost_total",
+            "Kernel events dropped because the ring buffer was full.",
+        )?;
+        registry.register(Box::new(events_lost.clone()))?;
+        let programs_attached = IntGauge::new(
+            "agentmon_bpf_programs_attached",
+            "eBPF programs agentmon has loaded and attached.",
+        )?;
+        registry.register(Box::new(programs_attached.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "agentmon_build_info",
+                "agentmon version and the kernel it runs on (always 1).",
+            ),
+            &["version", "kernel"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        Ok(Self {
+            registry,
+            egress_bytes,
+            ingress_bytes,
+            connections,
+            agent_processes,
+            events_lost,
+            kernel_map_full,
+            programs_attached,
+            build_info,
+        })
+    }
+
+    /// Text exposition of every metric.
+    pub fn encode(&self) -> prometheus::Result<String> {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Raises a counter to a cumulative value read elsewhere (kernel counters).
+    pub fn raise_to(counter: &IntCounter, total: u64) {
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    }
+
+    /// Sets the per-tool process gauge; every catalog tool gets a series.
+    pub fn set_processes(
+        &self,
+        catalog: &Catalog,
+        counts: &std::collections::HashMap<ToolId, usize>,
+    ) {
+        for id in 0..catalog.len() as ToolId {
+            let n = counts.get(&id).copied().unwrap_or(0);
+            self.agent_processes
+                .with_label_values(&[catalog.name(id)])
+                .set(n as i64);
+        }
+    }
+
+    /// The increments sink for [`crate::traffic::Traffic`].
+    pub fn counters<'a>(&'a self, catalog: &'a Catalog) -> NamedCounters<'a> {
+        NamedCounters {
+            metrics: self,
+            catalog,
+        }
+    }
+}
+
+/// Metrics paired with the catalog that names tool ids.
+pub struct NamedCounters<'a> {
+    metrics: &'a Metrics,
+    catalog: &'a Catalog,
+}
+
+impl Counters for NamedCounters<'_> {
+    fn bytes(&mut self, tool: ToolId, proto: Proto, sent: u64, received: u64) {
+        let labels = [self.catalog.name(tool), proto.label()];
+        if sent > 0 {
+            self.metrics
+                .egress_bytes
+                .with_label_values(&labels)
+                .inc_by(sent);
+        }
+        if received > 0 {
+            self.metrics
+                .ingress_bytes
+                .with_label_values(&labels)
+                .inc_by(received);
+        }
+    }
+
+    fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction) {
+        self.metrics
+            .connections
+            .with_label_values(&[self.catalog.name(tool), proto.label(), direction.label()])
+            .inc();
+    }
+}

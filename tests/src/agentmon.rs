@@ -1,0 +1,304 @@
+//! The daemon under test: started with a private listen port, awaited until
+//! healthy, scraped over plain HTTP, stopped on drop.
+
+use std::{
+    env,
+    ffi::{OsStr, OsString},
+    fs,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    http::{HttpResponse, http_get},
+    metrics::Metrics,
+    process::{TempDir, describe},
+};
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long SIGTERM gets before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The daemon binary: `$AGENTMON_BIN`, which `cargo xtask test` sets. Panics if
+/// it is unset.
+pub fn agentmon_bin() -> PathBuf {
+    match env::var_os("AGENTMON_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => panic!(
+            "AGENTMON_BIN is not set: run the tests through `cargo xtask test`, which builds agentmon and \
+             sets AGENTMON_BIN"
+        ),
+    }
+}
+
+/// Options for [`Agentmon`]; see [`Agentmon::builder`].
+#[derive(Debug, Clone)]
+pub struct AgentmonBuilder {
+    bin: Option<PathBuf>,
+    config: Option<PathBuf>,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
+    ready_timeout: Duration,
+}
+
+impl AgentmonBuilder {
+    /// Runs this executable instead of `$AGENTMON_BIN` (for testing the guard
+    /// itself against a stand-in).
+    pub fn bin(mut self, path: impl AsRef<Path>) -> Self {
+        self.bin = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds `--config PATH`.
+    pub fn config(mut self, path: impl AsRef<Path>) -> Self {
+        self.config = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Adds one argument after `run --listen ADDR [--config PATH]`.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments after `run --listen ADDR [--config PATH]`.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the daemon (e.g. `RUST_LOG`).
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// How long to wait for `/healthz` to answer 200 (default 30 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Starts `$AGENTMON_BIN run --listen 127.0.0.1:<free port> [--config PATH]
+    /// [args...]`, its stdout and stderr going to a log file, and waits until
+    /// `GET /healthz` answers 200. Panics, printing the daemon's log, if it exits
+    /// or does not become healthy in time.
+    pub fn start(self) -> Agentmon {
+        let bin = self.bin.clone().unwrap_or_else(agentmon_bin);
+        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()));
+        let dir = TempDir::new("daemon");
+        let log = dir.path().join("agentmon.log");
+        let log_file =
+            fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let log_err = log_file.try_clone().expect("clone log file handle");
+        let mut cmd = Command::new(&bin);
+        cmd.arg("run").arg("--listen").arg(addr.to_string());
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", describe(&cmd)));
+        // Guard first: if waiting panics, Drop stops the daemon and prints its log.
+        let mut daemon = Agentmon {
+            child: Some(child),
+            addr,
+            log,
+            _dir: dir,
+        };
+        daemon.wait_healthy(self.ready_timeout, &describe(&cmd));
+        daemon
+    }
+}
+
+/// A running agentmon daemon. On drop it gets SIGTERM, then SIGKILL after 10 s;
+/// if the test is panicking, its log is printed to stderr.
+#[derive(Debug)]
+pub struct Agentmon {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: PathBuf,
+    // Holds the log; declared last so it is removed after Drop printed the log.
+    _dir: TempDir,
+}
+
+impl Agentmon {
+    /// Starts the daemon with no config and no extra arguments.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    pub fn builder() -> AgentmonBuilder {
+        AgentmonBuilder {
+            bin: None,
+            config: None,
+            args: Vec::new(),
+            envs: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The address the exporter listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `GET path` on the exporter.
+    pub fn get(&self, path: &str) -> std::io::Result<HttpResponse> {
+        http_get(self.addr, path, HTTP_TIMEOUT)
+    }
+
+    /// Scrapes and parses `/metrics`; panics if the scrape fails, is not a 200,
+    /// or does not parse.
+    pub fn scrape(&self) -> Metrics {
+        let response = self
+            .get("/metrics")
+            .unwrap_or_else(|e| panic!("GET http://{}/metrics: {e}", self.addr));
+        assert_eq!(
+            response.status, 200,
+            "GET /metrics answered {}: {}",
+            response.status, response.body
+        );
+        Metrics::parse(&response.body)
+            .unwrap_or_else(|e| panic!("{e}; the scrape:\n{}", response.body))
+    }
+
+    /// Scrapes until `value(name, labels)` exists and satisfies `accept`, for at
+    /// most `timeout`. `Ok(value)` when it did; otherwise `Err` with the last
+    /// scrape, for the assertion message.
+    pub fn wait_for_value(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        timeout: Duration,
+        accept: impl Fn(f64) -> bool,
+    ) -> Result<f64, Metrics> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let metrics = self.scrape();
+            match metrics.value(name, labels) {
+                Some(v) if accept(v) => return Ok(v),
+                _ if Instant::now() >= deadline => return Err(metrics),
+                _ => thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Everything the daemon wrote to stdout and stderr so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log.display()))
+    }
+
+    /// Stops the daemon (SIGTERM, then SIGKILL after 10 s) and returns how it
+    /// exited, for tests of a clean shutdown.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        terminate(&mut child, STOP_GRACE)
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration, what: &str) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("{what} exited with {status} before /healthz answered");
+            }
+            if self.get("/healthz").is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{what}: GET http://{}/healthz did not answer 200 within {timeout:?}",
+                    self.addr
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Agentmon {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "--- agentmon log ({}) ---\n{}--- end of agentmon log ---",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the child.
+fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; the child is not reaped
+        // yet, so the pid is still ours.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminate_prefers_sigterm() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let status = terminate(&mut child, Duration::from_secs(5)).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+    }
+
+    #[test]
+    fn terminate_falls_back_to_sigkill() {
+        let mut child = Command::new("sh")
+            .args(["-c", "trap '' TERM; exec sleep 30"])
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(200)); // let the trap be set
+        let status = terminate(&mut child, Duration::from_millis(300)).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+}

@@ -1,0 +1,168 @@
+//! The test network on its own, without agentmon: if this fails, every other
+//! root test's failure is about the lab, not the daemon.
+
+use std::{ffi::OsStr, path::Path, process::Command, time::Duration};
+
+use agentmon_tests::{
+    ChildGuard, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4, REMOTE_UDP_V6,
+    require_root, run_bounded, wait_until,
+};
+
+const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+const REPLY: usize = 4321;
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn run(mut cmd: Command) -> PeerCounts {
+    PeerCounts::from_output(&run_bounded(&mut cmd, RUN_TIMEOUT))
+}
+
+#[test]
+fn lab_carries_tcp_and_udp_over_both_families() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY);
+
+    for to in [REMOTE_TCP_V4, REMOTE_TCP_V6] {
+        let to = to.to_string();
+        let counts = run(lab.client_cmd(
+            NETPEER,
+            ["tcp", "--to", &to, "--send", "100000", "--expect", "4321"],
+        ));
+        assert_eq!(
+            counts,
+            PeerCounts {
+                sent: 100_000,
+                received: 4321
+            },
+            "tcp to {to}"
+        );
+    }
+
+    // Unconnected sendto and connected send, one family each way round.
+    for (to, connected) in [
+        (REMOTE_UDP_V4, false),
+        (REMOTE_UDP_V6, true),
+        (REMOTE_UDP_V4, true),
+    ] {
+        let to = to.to_string();
+        let mut args = vec![
+            "udp",
+            "--to",
+            &to,
+            "--count",
+            "5",
+            "--size",
+            "300",
+            "--expect-size",
+            "4321",
+        ];
+        if connected {
+            args.push("--connected");
+        }
+        let counts = run(lab.client_cmd(NETPEER, &args));
+        assert_eq!(
+            counts,
+            PeerCounts {
+                sent: 1500,
+                received: 5 * 4321
+            },
+            "udp to {to} (connected: {connected})"
+        );
+    }
+
+    // A wrong expectation is reported as a failure, not passed over.
+    let to = REMOTE_TCP_V4.to_string();
+    let out = run_bounded(
+        &mut lab.client_cmd(
+            NETPEER,
+            ["tcp", "--to", &to, "--send", "10", "--expect", "1"],
+        ),
+        RUN_TIMEOUT,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "netpeer must fail when the reply size is wrong: {out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected 1 bytes back, received 4321"));
+}
+
+#[test]
+fn lab_holds_connections_open_and_cleans_up_on_drop() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let servers = lab.spawn_servers(Path::new(NETPEER), 10);
+    let (client_ns, remote_ns) = (lab.client_ns().to_owned(), lab.remote_ns().to_owned());
+    let go = lab.dir().join("go");
+    let to = REMOTE_TCP_V6.to_string();
+
+    // A connection held open mid-transfer, from a forked (not exec'd) child.
+    let held = ChildGuard::spawn(
+        &mut lab.client_cmd(
+            NETPEER,
+            ["tcp", "--to", &to, "--send", "1000", "--hold-file"]
+                .map(OsStr::new)
+                .into_iter()
+                .chain([go.as_os_str()])
+                .chain(["--send-after", "234", "--expect", "10", "--children"].map(OsStr::new)),
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&go, b"").unwrap();
+    let counts = PeerCounts::from_output(&held.wait_output(RUN_TIMEOUT));
+    assert_eq!(
+        counts,
+        PeerCounts {
+            sent: 1234,
+            received: 10
+        }
+    );
+
+    // A process the test leaves running inside the lab is killed with it.
+    let stray = lab
+        .client_cmd(
+            NETPEER,
+            [
+                "tcp",
+                "--to",
+                &to,
+                "--send",
+                "1",
+                "--hold-file",
+                "/nonexistent",
+                "--send-after",
+                "1",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    let stray_pid = stray.id();
+    let in_lab = wait_until(Duration::from_secs(5), || {
+        let pids = run_bounded(
+            Command::new("ip").args(["netns", "pids", &client_ns]),
+            RUN_TIMEOUT,
+        );
+        String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .any(|p| p == stray_pid.to_string())
+    });
+    assert!(
+        in_lab,
+        "the stray client {stray_pid} never showed up in {client_ns}"
+    );
+    drop(servers);
+    drop(lab);
+    let mut stray = stray;
+    let status = stray.wait().unwrap();
+    assert!(!status.success(), "the stray client was killed: {status}");
+    let list = run_bounded(Command::new("ip").args(["netns", "list"]), RUN_TIMEOUT);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !list.contains(&client_ns) && !list.contains(&remote_ns),
+        "namespaces left behind:\n{list}"
+    );
+}

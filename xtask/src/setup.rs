@@ -1,0 +1,280 @@
+//! `cargo xtask setup`: installs what a fresh machine lacks, and nothing else.
+//! Each step prints one line: "ok (already there)" or what it did.
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::{self, tool};
+
+/// Debian packages the tests and the daemon use, with a command each provides.
+/// nodejs is only wanted when no `node` is on PATH (the machine image ships one).
+const DEB_PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"), // `ip netns` for the tests' fake remote hosts
+    ("procps", "ps"),
+    ("nodejs", "node"), // the tests run a node script
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn setup() -> Result<()> {
+    step("debian packages", debian_packages)?;
+    step("nightly toolchain", nightly)?;
+    step("nightly rust-src", rust_src)?;
+    step("bpf-linker", bpf_linker)?;
+    step("tracefs", tracefs)
+}
+
+fn step(name: &str, f: fn() -> Result<String>) -> Result<()> {
+    let what = f().with_context(|| format!("setup step `{name}`"))?;
+    println!("setup: {name:<18} {what}");
+    Ok(())
+}
+
+const ALREADY: &str = "ok (already there)";
+
+fn debian_packages() -> Result<String> {
+    let mut missing = Vec::new();
+    for &(pkg, command) in DEB_PACKAGES {
+        if pkg == "nodejs" && cmd::which(command).is_some() {
+            continue;
+        }
+        let installed = match cmd::output(tool("dpkg-query").args(["-W", "-f=${Status}", pkg])) {
+            Some(out) => String::from_utf8_lossy(&out.stdout).ends_with("install ok installed"),
+            // Not a Debian system: settle for the command being there.
+            None => cmd::which(command).is_some(),
+        };
+        if !installed {
+            missing.push(pkg);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(ALREADY.to_string());
+    }
+    let list = missing.join(" ");
+    if cmd::which("apt-get").is_none() {
+        bail!("missing {list} and no apt-get here; install the packages that provide them");
+    }
+    if !cmd::is_root() {
+        bail!("missing {list}; run: sudo apt-get install -y {list}");
+    }
+    let start = Instant::now();
+    let fix = format!("run `apt-get update && apt-get install -y {list}` by hand to see why");
+    cmd::run_quiet(tool("apt-get").args(["-q", "update"]), &fix)?;
+    cmd::run_quiet(
+        tool("apt-get")
+            .args(["-q", "-y", "install", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &fix,
+    )?;
+    Ok(format!("installed {list} in {}", crate::secs(start)))
+}
+
+/// `nightly` or `nightly-<host>` (not a dated `nightly-2026-...`).
+fn is_nightly_channel(line: &str) -> bool {
+    let name = line.split_whitespace().next().unwrap_or("");
+    name == "nightly"
+        || name
+            .strip_prefix("nightly-")
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+fn nightly() -> Result<String> {
+    let fix = "install rustup, the Rust toolchain manager";
+    let list = cmd::stdout(tool("rustup").args(["toolchain", "list"]), fix)?;
+    if list.lines().any(is_nightly_channel) {
+        return Ok(ALREADY.to_string());
+    }
+    let start = Instant::now();
+    cmd::run_quiet(
+        tool("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]),
+        "run `rustup toolchain install nightly --profile minimal` by hand to see why",
+    )?;
+    Ok(format!("installed nightly in {}", crate::secs(start)))
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    let s = cmd::stdout(
+        tool("rustc").args(["+nightly", "--print", "sysroot"]),
+        "run `rustup toolchain install nightly --profile minimal`",
+    )?;
+    Ok(PathBuf::from(s))
+}
+
+fn rust_src() -> Result<String> {
+    let library = nightly_sysroot()?.join("lib/rustlib/src/rust/library");
+    if library.is_dir() {
+        return Ok(ALREADY.to_string());
+    }
+    let start = Instant::now();
+    cmd::run_quiet(
+        tool("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
+        "run `rustup component add rust-src --toolchain nightly` by hand to see why",
+    )?;
+    Ok(format!("installed in {}", crate::secs(start)))
+}
+
+/// `bpf-linker --version`, run without LD_LIBRARY_PATH (which rustup and
+/// `cargo run` set) so that it proves the binary finds libLLVM by itself.
+fn bpf_linker_version() -> Option<String> {
+    let out = cmd::output(
+        tool("bpf-linker")
+            .arg("--version")
+            .env_remove("LD_LIBRARY_PATH"),
+    )?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn is_wanted_bpf_linker(version: &str) -> bool {
+    let wanted = BPF_LINKER_VERSION.rsplit_once('.').map_or("", |(mm, _)| mm);
+    version
+        .strip_prefix("bpf-linker ")
+        .is_some_and(|v| v == wanted || v.starts_with(&format!("{wanted}.")))
+}
+
+/// The LLVM major version in a soname like `libLLVM.so.22.1-rust-1.97.0-nightly`.
+fn llvm_major(soname: &str) -> Option<u32> {
+    let rest = soname.strip_prefix("libLLVM.so.")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The prefix whose lib/ links to the nightly's libLLVM. The installed
+/// bpf-linker keeps it as its RUNPATH, so it must stay where it is.
+fn llvm_prefix() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cmd::home().join(".local/share"))
+        .join("agentmon-llvm")
+}
+
+fn relink(target: &Path, link: &Path) -> Result<()> {
+    if link.symlink_metadata().is_ok() {
+        fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+    }
+    symlink(target, link)
+        .with_context(|| format!("linking {} -> {}", link.display(), target.display()))
+}
+
+fn bpf_linker() -> Result<String> {
+    let found = bpf_linker_version();
+    if let Some(v) = &found
+        && is_wanted_bpf_linker(v)
+    {
+        return Ok(format!("{ALREADY}: {v}"));
+    }
+
+    // bpf-linker links against the nightly's own libLLVM, found by its soname.
+    let libdir = nightly_sysroot()?.join("lib");
+    let soname = fs::read_dir(&libdir)
+        .with_context(|| format!("reading {}", libdir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| {
+            format!(
+                "no libLLVM.so.* in {}; reinstall it: rustup toolchain install nightly --force",
+                libdir.display()
+            )
+        })?;
+    let major = llvm_major(&soname)
+        .with_context(|| format!("cannot read the LLVM version from {soname}"))?;
+    let prefix = llvm_prefix();
+    let prefix_lib = prefix.join("lib");
+    fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
+    let target = libdir.join(&soname);
+    relink(&target, &prefix_lib.join("libLLVM.so"))?;
+    relink(&target, &prefix_lib.join(&soname))?;
+
+    let start = Instant::now();
+    println!(
+        "setup: bpf-linker         installing {BPF_LINKER_VERSION} with llvm-{major} ({}), about a minute ...",
+        match &found {
+            Some(v) => format!("found {v}"),
+            None if cmd::which("bpf-linker").is_some() => "the one on PATH does not run".into(),
+            None => "none on PATH".to_string(),
+        }
+    );
+    let feature = format!("llvm-{major}");
+    cmd::run_quiet(
+        crate::cargo()
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--locked", "--force", "--no-default-features", "--features"])
+            .args([feature.as_str(), "-j2"])
+            .env("LLVM_PREFIX", &prefix),
+        &format!(
+            "bpf-linker {BPF_LINKER_VERSION} did not build against {}",
+            target.display()
+        ),
+    )?;
+    match bpf_linker_version() {
+        Some(v) if is_wanted_bpf_linker(&v) => Ok(format!(
+            "installed {v} (llvm-{major}, libLLVM via {}) in {}",
+            prefix_lib.display(),
+            crate::secs(start)
+        )),
+        other => bail!(
+            "installed bpf-linker but `bpf-linker --version` gives {other:?}; \
+             check that {}/bin is first on PATH",
+            cmd::cargo_home().display()
+        ),
+    }
+}
+
+fn tracefs() -> Result<String> {
+    let root = Path::new("/sys/kernel/tracing");
+    if root.join("events").is_dir() {
+        return Ok(ALREADY.to_string());
+    }
+    if !cmd::is_root() {
+        return Ok(format!(
+            "skipped, not root (agentmon needs it: sudo mount -t tracefs tracefs {})",
+            root.display()
+        ));
+    }
+    cmd::run_quiet(
+        tool("mount").args(["-t", "tracefs", "tracefs"]).arg(root),
+        "the kernel needs CONFIG_TRACING, and a container needs /sys/kernel/tracing",
+    )?;
+    Ok(format!("mounted at {}", root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_soname() {
+        assert_eq!(llvm_major("libLLVM.so.22.1-rust-1.97.0-nightly"), Some(22));
+        assert_eq!(llvm_major("libLLVM.so.19"), Some(19));
+        assert_eq!(llvm_major("libLLVM-22-rust-1.97.0-nightly.so"), None);
+    }
+
+    #[test]
+    fn nightly_channel_lines() {
+        assert!(is_nightly_channel("nightly-x86_64-unknown-linux-gnu"));
+        assert!(is_nightly_channel(
+            "nightly-x86_64-unknown-linux-gnu (active)"
+        ));
+        assert!(!is_nightly_channel(
+            "nightly-2026-05-01-x86_64-unknown-linux-gnu"
+        ));
+        assert!(!is_nightly_channel(
+            "stable-x86_64-unknown-linux-gnu (default)"
+        ));
+    }
+
+    #[test]
+    fn bpf_linker_versions() {
+        assert!(is_wanted_bpf_linker("bpf-linker 0.13.0"));
+        assert!(is_wanted_bpf_linker("bpf-linker 0.13.2"));
+        assert!(!is_wanted_bpf_linker("bpf-linker 0.9.14"));
+        assert!(!is_wanted_bpf_linker("bpf-linker 0.130.0"));
+    }
+}

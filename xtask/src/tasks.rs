@@ -1,0 +1,156 @@
+//! `cargo xtask build`, `run` and `test`. Everything is built in the release
+//! profile, so `test` and `run` reuse what `build` made.
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cmd::{self, tool};
+
+/// Where cargo puts things, from `cargo metadata` (honours CARGO_TARGET_DIR
+/// and `build.target-dir`).
+pub struct Workspace {
+    root: PathBuf,
+    target: PathBuf,
+}
+
+impl Workspace {
+    fn find() -> Result<Self> {
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let json = cmd::stdout(
+            crate::cargo()
+                .args([
+                    "metadata",
+                    "--format-version",
+                    "1",
+                    "--no-deps",
+                    "--manifest-path",
+                ])
+                .arg(&manifest),
+            "run `cargo metadata --no-deps` by hand to see why",
+        )?;
+        let field = |key| {
+            json_string_field(&json, key)
+                .map(PathBuf::from)
+                .with_context(|| format!("`cargo metadata` output has no {key}"))
+        };
+        Ok(Self {
+            root: field("workspace_root")?,
+            target: field("target_directory")?,
+        })
+    }
+
+    fn agentmon(&self) -> PathBuf {
+        self.target.join("release/agentmon")
+    }
+}
+
+/// The value of the first `"key":"..."` in compact JSON such as cargo's.
+fn json_string_field(json: &str, key: &str) -> Option<String> {
+    let start = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let mut out = String::new();
+    let mut chars = json[start..].chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                c => out.push(c), // \" \\ \/
+            },
+            c => out.push(c),
+        }
+    }
+}
+
+fn phase(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let start = Instant::now();
+    f()?;
+    println!("{name} done in {}", crate::secs(start));
+    Ok(())
+}
+
+/// Setup, then a release build of the daemon and the test helpers.
+pub fn build() -> Result<Workspace> {
+    phase("setup", crate::setup::setup)?;
+    let ws = Workspace::find()?;
+    phase("cargo build", || {
+        cmd::run(
+            crate::cargo().current_dir(&ws.root).args([
+                "build",
+                "--release",
+                "-p",
+                "monitor",
+                "-p",
+                "agentmon-tests",
+                "--bins",
+            ]),
+            "see the compiler output above",
+        )
+    })?;
+    Ok(ws)
+}
+
+/// Builds, then replaces this process with `agentmon run ARGS` as root.
+pub fn run(args: &[OsString]) -> Result<()> {
+    let ws = build()?;
+    let bin = ws.agentmon();
+    let mut command = if cmd::is_root() {
+        tool(&bin)
+    } else if cmd::which("sudo").is_some() {
+        let mut c = tool("sudo");
+        c.arg("-E").arg(&bin);
+        c
+    } else {
+        bail!("agentmon needs root and there is no sudo here; run `cargo xtask run` as root");
+    };
+    command.arg("run").args(args);
+    println!("starting {} run", bin.display());
+    let err = command.exec();
+    Err(err).with_context(|| format!("cannot start {}", bin.display()))
+}
+
+/// Builds, then runs the whole suite serially (root tests share the kernel's
+/// tracepoints). Extra args go to the test binaries (e.g. a name filter).
+pub fn test(args: &[OsString]) -> Result<()> {
+    let ws = build()?;
+    phase("cargo test", || {
+        cmd::run(
+            crate::cargo()
+                .current_dir(&ws.root)
+                .args(["test", "--release", "--workspace", "--no-fail-fast"])
+                // Only monitor/build.rs builds the kernel crate, for the bpf target.
+                .args(["--exclude", "monitor-ebpf"])
+                .args(["--", "--test-threads=1"])
+                .args(args)
+                .env("AGENTMON_BIN", ws.agentmon()),
+            "tests failed, see above",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_string_field;
+
+    #[test]
+    fn reads_string_fields() {
+        let json =
+            r#"{"packages":[],"target_directory":"/w/t \"x\"\\y\u00e9","workspace_root":"/w"}"#;
+        assert_eq!(
+            json_string_field(json, "target_directory").as_deref(),
+            Some("/w/t \"x\"\\y\u{e9}")
+        );
+        assert_eq!(
+            json_string_field(json, "workspace_root").as_deref(),
+            Some("/w")
+        );
+        assert_eq!(json_string_field(json, "missing"), None);
+    }
+}
