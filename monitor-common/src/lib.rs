@@ -169,8 +169,8 @@ pub struct ExitEvent {
     pub header: EventHeader,
 }
 
-/// A tracked TCP connection opened ([`kind::CONN_OPEN`]) or closed
-/// ([`kind::CONN_CLOSE`], with the final byte counts).
+/// A tracked TCP connection opened ([`kind::CONN_OPEN`]) or ended
+/// ([`kind::CONN_CLOSE`]: the socket was destroyed, with the final byte counts).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnEvent {
@@ -234,8 +234,10 @@ pub struct TpOffsets {
     pub skc_v6_daddr: u32,
     pub skc_v6_rcv_saddr: u32,
     pub skc_state: u32,
+    /// tcp:tcp_destroy_sock
+    pub destroy_skaddr: u32,
 }
-const _: () = assert!(size_of::<TpOffsets>() == 29 * 4);
+const _: () = assert!(size_of::<TpOffsets>() == 30 * 4);
 
 /// Marks a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;

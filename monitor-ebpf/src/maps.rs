@@ -66,6 +66,7 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     skc_v6_daddr: 0,
     skc_v6_rcv_saddr: 0,
     skc_state: 0,
+    destroy_skaddr: 0,
 };
 
 /// Reads one field of [`OFFSETS`]. The volatile read keeps the compiler from

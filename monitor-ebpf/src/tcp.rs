@@ -12,14 +12,11 @@ use monitor_common::{
 use crate::maps::{CONNS, bump, current_tgid, emit, off, tracked};
 
 const TCP_SYN_SENT: i32 = 2;
-const TCP_CLOSE: i32 = 7;
 const TCP_LISTEN: u8 = 10;
 
 /// Hook: tracepoint `sock:inet_sock_set_state`, the stable hook on every TCP
 /// state change (tcpstates/tcplife use it). `CLOSE -> SYN_SENT` runs in the
-/// connect() caller's context, so it attributes outbound connections; the
-/// move to `CLOSE` ends a connection whatever context it happens in (close(),
-/// RST in softirq, timers), so the final byte counts are sent then.
+/// connect() caller's context, so it attributes outbound connections.
 #[tracepoint(category = "sock", name = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     match try_inet_sock_set_state(&ctx) {
@@ -34,14 +31,9 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let newstate: i32 = unsafe { ctx.read_at(off!(iss_newstate))? };
-    match newstate {
-        TCP_SYN_SENT => on_connect(ctx),
-        TCP_CLOSE => on_close(ctx),
-        _ => Ok(()),
+    if newstate != TCP_SYN_SENT {
+        return Ok(());
     }
-}
-
-fn on_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = current_tgid();
     let Some(entry) = tracked(tgid) else {
         return Ok(());
@@ -72,8 +64,20 @@ fn on_connect(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-fn on_close(ctx: &TracePointContext) -> Result<(), i64> {
-    let sock: u64 = unsafe { ctx.read_at(off!(iss_skaddr))? };
+/// Hook: tracepoint `tcp:tcp_destroy_sock`, fired once when a TCP socket is
+/// freed, after its owner closed it. Not the move to `TCP_CLOSE`: a FIN in
+/// FIN_WAIT2 closes the socket in softirq (tcp_time_wait -> tcp_done) while
+/// the reply may still wait, unread, in its receive queue.
+#[tracepoint(category = "tcp", name = "tcp_destroy_sock")]
+pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
+    match try_tcp_destroy_sock(&ctx) {
+        Ok(()) | Err(_) => 0,
+    }
+}
+
+fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: offset from this kernel's tracefs format file.
+    let sock: u64 = unsafe { ctx.read_at(off!(destroy_skaddr))? };
     // SAFETY: copied out before the entry is removed.
     let Some(conn) = (unsafe { CONNS.get(&sock).copied() }) else {
         return Ok(());
@@ -123,9 +127,8 @@ pub fn open_on_first_use(sock: u64, tgid: u32, tool: u32, tx: u64, rx: u64) -> b
     let Ok(state) = (unsafe { bpf_probe_read_kernel(base.add(off!(skc_state))) }) else {
         return false;
     };
-    // A socket already closed never sees another CLOSE transition, so an
-    // entry made for it would never be removed.
-    if state == TCP_CLOSE as u8 || state == TCP_LISTEN {
+    // Listening sockets carry no payload of their own.
+    if state == TCP_LISTEN {
         return false;
     }
     let (Ok(family), Ok(dport_be), Ok(num)) = (

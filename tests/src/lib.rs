@@ -4,9 +4,7 @@
 //! joined by a veth pair, with documentation addresses (203.0.113.0/24,
 //! 2001:db8::/32), so every byte a test sends stays on this machine. `netpeer`
 //! (this package's binary) plays the remote servers and the agent-like client;
-//! [`Agentmon`] runs the daemon under test and [`Metrics`] reads what it exports
-//! (`fake-agentmon`, the package's other binary, stands in for the daemon in the
-//! guard's own tests).
+//! [`Agentmon`] runs the daemon under test and [`Metrics`] reads what it exports.
 //! Everything a helper starts is killed, and everything it creates removed, on drop.
 //!
 //! Tests that need root and BPF start with:

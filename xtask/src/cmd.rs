@@ -114,6 +114,11 @@ pub fn run(cmd: &mut Command, fix: &str) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("cannot start `{}`", describe(cmd)))?;
+    check(cmd, status, fix)
+}
+
+/// Ok if `status` is a success, else a [`Failed`] naming `cmd` and `fix`.
+pub fn check(cmd: &Command, status: ExitStatus, fix: &str) -> Result<()> {
     if status.success() {
         Ok(())
     } else {

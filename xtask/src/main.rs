@@ -3,6 +3,7 @@
 mod cmd;
 mod setup;
 mod tasks;
+mod testcount;
 
 use std::ffi::OsString;
 use std::process::{Command, ExitCode};

@@ -121,7 +121,7 @@ pub fn run(args: &[OsString]) -> Result<()> {
 pub fn test(args: &[OsString]) -> Result<()> {
     let ws = build()?;
     phase("cargo test", || {
-        cmd::run(
+        crate::testcount::run(
             crate::cargo()
                 .current_dir(&ws.root)
                 .args(["test", "--release", "--workspace", "--no-fail-fast"])

@@ -19,13 +19,14 @@ use self::tracefs::TracefsError;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// Tracepoint programs: (program, category, tracepoint).
-const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 6] = [
+const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 7] = [
     ("task_newtask", "task", "task_newtask"),
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ("sock_send_length", "sock", "sock_send_length"),
     ("sock_recv_length", "sock", "sock_recv_length"),
+    ("tcp_destroy_sock", "tcp", "tcp_destroy_sock"),
 ];
 
 /// cgroup sock_addr programs attached to the cgroup2 root.

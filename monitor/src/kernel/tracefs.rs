@@ -124,16 +124,6 @@ pub fn read_fields(tracefs: &Path, category: &str, name: &str) -> Result<Fields,
     }
 }
 
-/// The tracepoints the programs attach to, as (category, name).
-pub const TRACEPOINTS: [(&str, &str); 6] = [
-    ("task", "task_newtask"),
-    ("sched", "sched_process_exec"),
-    ("sched", "sched_process_exit"),
-    ("sock", "inet_sock_set_state"),
-    ("sock", "sock_send_length"),
-    ("sock", "sock_recv_length"),
-];
-
 /// Builds the offsets global for the kernel programs.
 pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
     let tp = |category: &str, name: &str| -> Result<(String, PathBuf, Fields), TracefsError> {
@@ -160,6 +150,7 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
     let iss = tp("sock", "inet_sock_set_state")?;
     let send = tp("sock", "sock_send_length")?;
     let recv = tp("sock", "sock_recv_length")?;
+    let destroy = tp("tcp", "tcp_destroy_sock")?;
     let len = |name: &str| -> Result<u32, TracefsError> {
         let offset = field(&send, name)?;
         // One set of offsets serves both programs: insist the layouts agree.
@@ -205,6 +196,7 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
         skc_state: 18,
         skc_v6_daddr: 56,
         skc_v6_rcv_saddr: 72,
+        destroy_skaddr: field(&destroy, "skaddr")?,
     })
 }
 

@@ -1,0 +1,359 @@
+//! The foundation end to end: the real kernel programs, agent-like processes
+//! in a network namespace lab, and exact byte counts per tool in /metrics.
+
+use std::{fs, path::Path, path::PathBuf, process::Command, time::Duration};
+
+use agentmon_tests::{
+    Agentmon, ChildGuard, Metrics, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4,
+    REMOTE_UDP_V6, TempDir, agent_copy, require_root, run_bounded, wait_until,
+};
+
+const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+/// Bytes the lab's servers send back per TCP connection and per datagram.
+const REPLY: u64 = 4321;
+const RUN: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn run(mut cmd: Command) -> PeerCounts {
+    PeerCounts::from_output(&run_bounded(&mut cmd, RUN))
+}
+
+/// netpeer copied to where Claude Code's native installer puts its binary.
+fn claude_copy(tmp: &TempDir) -> PathBuf {
+    let path = tmp.path().join("home/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new(NETPEER), &path);
+    path
+}
+
+fn tcp_args(to: std::net::SocketAddr, send: u64) -> Vec<String> {
+    [
+        "tcp",
+        "--to",
+        &to.to_string(),
+        "--send",
+        &send.to_string(),
+        "--expect",
+        &REPLY.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn udp_args(to: std::net::SocketAddr, count: u64, size: u64, connected: bool) -> Vec<String> {
+    let mut args = [
+        "udp",
+        "--to",
+        &to.to_string(),
+        "--count",
+        &count.to_string(),
+        "--size",
+        &size.to_string(),
+        "--expect-size",
+        &REPLY.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    if connected {
+        args.push("--connected".into());
+    }
+    args
+}
+
+/// Waits until `name{labels}` equals `want`, then returns the scrape;
+/// panics with the last value otherwise.
+fn expect_value(am: &Agentmon, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
+    match am.wait_for_value(name, labels, SETTLE, |v| v == want) {
+        Ok(_) => am.scrape(),
+        Err(last) => panic!(
+            "{name}{labels:?}: want {want}, have {:?}\n{}",
+            last.value(name, labels),
+            last.text()
+        ),
+    }
+}
+
+fn tool_series(m: &Metrics, name: &str) -> Vec<String> {
+    let mut tools: Vec<String> = m
+        .series(name)
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .filter_map(|(l, _)| l.get("tool").cloned())
+        .collect();
+    tools.sort();
+    tools.dedup();
+    tools
+}
+
+#[test]
+fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let tmp = TempDir::new("capture");
+    let claude = claude_copy(&tmp);
+    let am = Agentmon::start();
+
+    let counts = [
+        run(lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V4, 100_000))),
+        run(lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V6, 54_321))),
+    ];
+    assert_eq!(counts.map(|c| c.sent), [100_000, 54_321]);
+    let udp = [
+        run(lab.client_cmd(&claude, udp_args(REMOTE_UDP_V4, 5, 300, false))),
+        run(lab.client_cmd(&claude, udp_args(REMOTE_UDP_V6, 3, 200, true))),
+    ];
+    assert_eq!(udp.map(|c| c.sent), [1500, 600]);
+
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    let udp = [("tool", "claude-code"), ("proto", "udp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 154_321.0);
+    expect_value(
+        &am,
+        "agentmon_ingress_bytes_total",
+        &tcp,
+        2.0 * REPLY as f64,
+    );
+    expect_value(&am, "agentmon_egress_bytes_total", &udp, 2100.0);
+    expect_value(
+        &am,
+        "agentmon_ingress_bytes_total",
+        &udp,
+        8.0 * REPLY as f64,
+    );
+    let out = [
+        ("tool", "claude-code"),
+        ("proto", "tcp"),
+        ("direction", "outbound"),
+    ];
+    expect_value(&am, "agentmon_connections_total", &out, 2.0);
+    let out = [
+        ("tool", "claude-code"),
+        ("proto", "udp"),
+        ("direction", "outbound"),
+    ];
+    let before = expect_value(&am, "agentmon_connections_total", &out, 2.0);
+
+    // The same traffic from a program that is not an agent counts for nobody.
+    run(lab.client_cmd(NETPEER, tcp_args(REMOTE_TCP_V4, 100_000)));
+    run(lab.client_cmd(NETPEER, udp_args(REMOTE_UDP_V4, 5, 300, false)));
+    std::thread::sleep(Duration::from_secs(1));
+    let after = am.scrape();
+    for name in [
+        "agentmon_egress_bytes_total",
+        "agentmon_ingress_bytes_total",
+    ] {
+        assert_eq!(tool_series(&after, name), ["claude-code"], "{name}");
+        assert_eq!(before.series(name), after.series(name), "{name} moved");
+    }
+    assert_eq!(after.value("agentmon_events_lost_total", &[]), Some(0.0));
+}
+
+#[test]
+fn node_script_of_gemini_cli_is_attributed_to_gemini_cli() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let tmp = TempDir::new("gemini");
+    let script = tmp
+        .path()
+        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::write(
+        &script,
+        r#"const net = require("net");
+const [host, port, n] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+let received = 0;
+const s = net.connect({ host, port }, () => s.end(Buffer.alloc(n, 97)));
+s.on("data", (d) => { received += d.length; });
+s.on("end", () => console.log(`sent=${n} received=${received}`));
+"#,
+    )
+    .unwrap();
+    let am = Agentmon::start();
+    let counts = run(lab.client_cmd(
+        "node",
+        [script.to_str().unwrap(), "203.0.113.10", "7000", "31337"],
+    ));
+    assert_eq!(
+        counts,
+        PeerCounts {
+            sent: 31_337,
+            received: REPLY
+        }
+    );
+    let tcp = [("tool", "gemini-cli"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 31_337.0);
+    let m = expect_value(&am, "agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+    assert_eq!(
+        tool_series(&m, "agentmon_egress_bytes_total"),
+        ["gemini-cli"]
+    );
+}
+
+#[test]
+fn child_of_an_agent_counts_for_the_agent() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let tmp = TempDir::new("child");
+    let claude = claude_copy(&tmp);
+    let am = Agentmon::start();
+    // claude -> sh -> netpeer (from its own, non-agent path).
+    let script = format!("{NETPEER} {}", tcp_args(REMOTE_TCP_V4, 7777).join(" "));
+    let out = run_bounded(
+        &mut lab.client_cmd(&claude, ["exec-child", "--", "/bin/sh", "-c", &script]),
+        RUN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 7777.0);
+    expect_value(&am, "agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+}
+
+#[test]
+fn connection_in_the_first_millisecond_of_an_agent_is_counted() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let tmp = TempDir::new("early");
+    let claude = claude_copy(&tmp);
+    let am = Agentmon::start();
+    // netpeer's first system calls are socket() and connect(): each run
+    // connects well within a millisecond of exec, before user space can
+    // have looked at it. Twenty runs leave no room for luck.
+    for _ in 0..20 {
+        run(lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V4, 1000)));
+    }
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 20_000.0);
+    expect_value(
+        &am,
+        "agentmon_ingress_bytes_total",
+        &tcp,
+        20.0 * REPLY as f64,
+    );
+    let out = [
+        ("tool", "claude-code"),
+        ("proto", "tcp"),
+        ("direction", "outbound"),
+    ];
+    expect_value(&am, "agentmon_connections_total", &out, 20.0);
+}
+
+#[test]
+fn agent_running_before_agentmon_is_found_and_counted_from_then_on() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let tmp = TempDir::new("before");
+    let claude = claude_copy(&tmp);
+    let hold = tmp.path().join("go");
+    let mut args = tcp_args(REMOTE_TCP_V4, 11_111);
+    args.extend([
+        "--hold-file".into(),
+        hold.display().to_string(),
+        "--send-after".into(),
+        "22_222".replace('_', ""),
+    ]);
+    let agent = ChildGuard::spawn(&mut lab.client_cmd(&claude, &args));
+    // The first 11111 bytes leave before agentmon runs.
+    std::thread::sleep(Duration::from_millis(500));
+    let am = Agentmon::start();
+    expect_value(
+        &am,
+        "agentmon_agent_processes",
+        &[("tool", "claude-code")],
+        1.0,
+    );
+    fs::write(&hold, b"").unwrap();
+    let counts = PeerCounts::from_output(&agent.wait_output(RUN));
+    assert_eq!(
+        counts,
+        PeerCounts {
+            sent: 33_333,
+            received: REPLY
+        }
+    );
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 22_222.0);
+    expect_value(&am, "agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+    expect_value(
+        &am,
+        "agentmon_agent_processes",
+        &[("tool", "claude-code")],
+        0.0,
+    );
+}
+
+#[test]
+fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let tmp = TempDir::new("open");
+    let claude = claude_copy(&tmp);
+    let log = tmp.path().join("log/connections.jsonl");
+    let am = Agentmon::builder()
+        .arg("--connection-log")
+        .arg(&log)
+        .start();
+    let hold = tmp.path().join("go");
+    let mut args = tcp_args(REMOTE_TCP_V6, 30_000);
+    args.extend([
+        "--hold-file".into(),
+        hold.display().to_string(),
+        "--send-after".into(),
+        "20000".into(),
+    ]);
+    let agent = ChildGuard::spawn(&mut lab.client_cmd(&claude, &args));
+    let pid = agent.id();
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    // Still open: the bytes are read from the kernel at scrape time.
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 30_000.0);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap_or_default(),
+        "",
+        "nothing closed yet"
+    );
+    fs::write(&hold, b"").unwrap();
+    PeerCounts::from_output(&agent.wait_output(RUN));
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 50_000.0);
+    assert!(
+        wait_until(SETTLE, || fs::read_to_string(&log)
+            .is_ok_and(|t| t.lines().count() == 1)),
+        "one log line expected, have {:?}",
+        fs::read_to_string(&log)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["tool"], "claude-code");
+    assert_eq!(line["pid"], pid);
+    assert_eq!(line["root_pid"], pid);
+    assert_eq!(line["exe"], claude.display().to_string());
+    assert_eq!(line["argv0"], claude.display().to_string());
+    assert_eq!(line["proto"], "tcp");
+    assert_eq!(line["direction"], "outbound");
+    assert_eq!(line["remote_addr"], "2001:db8::10");
+    assert_eq!(line["remote_port"], 7000);
+    assert_eq!(line["local_addr"], "2001:db8::1");
+    assert_eq!(line["bytes_sent"], 50_000);
+    assert_eq!(line["bytes_received"], REPLY);
+    assert!(line["ppid"].as_u64().unwrap() > 0);
+    let (start, end) = (
+        line["start"].as_str().unwrap(),
+        line["end"].as_str().unwrap(),
+    );
+    assert!(start.ends_with('Z') && start <= end, "{start} .. {end}");
+}
