@@ -91,7 +91,7 @@ pub fn current_tgid() -> u32 {
 #[inline(always)]
 pub fn tracked(tgid: u32) -> Option<Tracked> {
     // SAFETY: the value is copied out before the map can change it.
-    unsafe { TRACKED.get(&tgid).copied() }
+    unsafe { TRACKED.get(tgid).copied() }
 }
 
 #[inline(always)]

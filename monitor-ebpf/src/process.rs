@@ -38,7 +38,7 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
     }
     let child: i32 = unsafe { ctx.read_at(off!(newtask_pid))? };
     let child = child as u32;
-    if TRACKED.insert(&child, &entry, 0).is_err() {
+    if TRACKED.insert(child, entry, 0).is_err() {
         bump(counter::TRACKED_FULL);
         return Ok(());
     }
@@ -75,7 +75,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
                 tool: TOOL_PENDING,
                 root_tgid: tgid,
             };
-            if TRACKED.insert(&tgid, &pending, 0).is_err() {
+            if TRACKED.insert(tgid, pending, 0).is_err() {
                 bump(counter::TRACKED_FULL);
             }
             TOOL_PENDING
@@ -131,7 +131,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !group_dead || tracked(tgid).is_none() {
         return Ok(());
     }
-    let _ = TRACKED.remove(&tgid);
+    let _ = TRACKED.remove(tgid);
     emit(ExitEvent {
         header: EventHeader {
             kind: kind::EXIT,

@@ -88,7 +88,7 @@ fn account(ctx: &TracePointContext, dir: Direction) -> Result<(), i64> {
 
 #[inline(always)]
 fn add_to_conn(sock: u64, bytes: u64, dir: Direction) -> bool {
-    let Some(conn) = CONNS.get_ptr_mut(&sock) else {
+    let Some(conn) = CONNS.get_ptr_mut(sock) else {
         return false;
     };
     // SAFETY: map values live as long as the entry; the counters are only

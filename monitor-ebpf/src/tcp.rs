@@ -79,10 +79,10 @@ fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offset from this kernel's tracefs format file.
     let sock: u64 = unsafe { ctx.read_at(off!(destroy_skaddr))? };
     // SAFETY: copied out before the entry is removed.
-    let Some(conn) = (unsafe { CONNS.get(&sock).copied() }) else {
+    let Some(conn) = (unsafe { CONNS.get(sock).copied() }) else {
         return Ok(());
     };
-    let _ = CONNS.remove(&sock);
+    let _ = CONNS.remove(sock);
     emit(ConnEvent {
         header: EventHeader {
             kind: kind::CONN_CLOSE,
@@ -99,8 +99,8 @@ fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
 #[inline(always)]
 fn open(sock: u64, conn: Conn) -> bool {
     // BPF_NOEXIST: two CPUs may find the same socket at once; one wins.
-    if CONNS.insert(&sock, &conn, 1).is_err() {
-        if unsafe { CONNS.get(&sock).is_none() } {
+    if CONNS.insert(sock, conn, 1).is_err() {
+        if unsafe { CONNS.get(sock).is_none() } {
             bump(counter::CONNS_FULL);
         }
         return false;

@@ -70,14 +70,14 @@ fn note_peer(ctx: &SockAddrContext, family: u16) {
             peer.addr[i * 4..i * 4 + 4].copy_from_slice(&word);
         }
     }
-    let _ = UDP_PEER.insert(&bpf_get_current_pid_tgid(), &peer, 0);
+    let _ = UDP_PEER.insert(bpf_get_current_pid_tgid(), peer, 0);
 }
 
 #[inline(always)]
 pub fn take_peer(pid_tgid: u64) -> Option<UdpPeer> {
     // SAFETY: copied out before removal.
-    let peer = unsafe { UDP_PEER.get(&pid_tgid).copied() }?;
-    let _ = UDP_PEER.remove(&pid_tgid);
+    let peer = unsafe { UDP_PEER.get(pid_tgid).copied() }?;
+    let _ = UDP_PEER.remove(pid_tgid);
     Some(peer)
 }
 
@@ -97,7 +97,7 @@ pub fn account(sock: u64, tgid: u32, tool: u32, peer: Option<UdpPeer>, bytes: u6
         family: peer.family,
         raddr: peer.addr,
     };
-    if let Some(flow) = UDP_FLOWS.get_ptr_mut(&key) {
+    if let Some(flow) = UDP_FLOWS.get_ptr_mut(key) {
         // SAFETY: map value; counters are only added to, from any CPU.
         unsafe {
             let (b, d) = match dir {
@@ -117,7 +117,7 @@ pub fn account(sock: u64, tgid: u32, tool: u32, peer: Option<UdpPeer>, bytes: u6
         Direction::Tx => (flow.tx_bytes, flow.tx_datagrams) = (bytes, 1),
         Direction::Rx => (flow.rx_bytes, flow.rx_datagrams) = (bytes, 1),
     }
-    if UDP_FLOWS.insert(&key, &flow, 1).is_err() {
+    if UDP_FLOWS.insert(key, flow, 1).is_err() {
         bump(counter::UDP_FLOWS_FULL);
         return;
     }

@@ -230,3 +230,189 @@ fn display_exe(info: &ProcInfo) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct FakeMap(BTreeMap<u32, Tracked>);
+
+    impl TrackedMap for FakeMap {
+        fn set(&mut self, tgid: u32, value: Tracked) {
+            self.0.insert(tgid, value);
+        }
+        fn remove(&mut self, tgid: u32) {
+            self.0.remove(&tgid);
+        }
+        fn tgids(&self) -> Vec<u32> {
+            self.0.keys().copied().collect()
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeProc(Vec<ProcInfo>);
+
+    impl FakeProc {
+        fn add(&mut self, pid: u32, ppid: u32, exe: &str, argv: &[&str]) {
+            self.0.push(ProcInfo {
+                pid,
+                ppid,
+                exe: Some(exe.into()),
+                argv: argv.iter().map(|s| s.to_string()).collect(),
+                ..ProcInfo::default()
+            });
+        }
+    }
+
+    impl ProcSource for FakeProc {
+        fn pids(&self) -> std::io::Result<Vec<u32>> {
+            Ok(self.0.iter().map(|p| p.pid).collect())
+        }
+        fn read(&self, pid: u32, _env: &[String]) -> Option<ProcInfo> {
+            self.0.iter().find(|p| p.pid == pid).cloned()
+        }
+    }
+
+    const CLAUDE: &str = "/home/u/.local/share/claude/versions/2.1.0";
+    const CODEX: &str = "/opt/codex/codex-x86_64-unknown-linux-musl";
+
+    fn tool(catalog: &Catalog, name: &str) -> ToolId {
+        catalog.id(name).unwrap()
+    }
+
+    #[test]
+    fn pending_exec_becomes_an_agent_root_or_is_dropped() {
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map, mut procs) =
+            (Tree::default(), FakeMap::default(), FakeProc::default());
+        procs.add(10, 1, CLAUDE, &[CLAUDE]);
+        procs.add(11, 1, "/usr/bin/curl", &["curl"]);
+        for pid in [10, 11] {
+            map.set(
+                pid,
+                Tracked {
+                    tool: TOOL_PENDING,
+                    root_tgid: pid,
+                },
+            );
+            tree.on_exec(pid, TOOL_PENDING, "", &procs, &catalog, &mut map);
+        }
+        let claude = tool(&catalog, "claude-code");
+        assert_eq!(
+            map.0.get(&10),
+            Some(&Tracked {
+                tool: claude,
+                root_tgid: 10
+            })
+        );
+        assert_eq!(map.0.get(&11), None, "a non-agent leaves the kernel map");
+        assert_eq!(tree.get(10).unwrap().exe, CLAUDE);
+        assert!(tree.get(11).is_none());
+    }
+
+    #[test]
+    fn a_process_gone_before_its_exec_is_read_is_judged_by_its_path() {
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map) = (Tree::default(), FakeMap::default());
+        tree.on_exec(
+            12,
+            TOOL_PENDING,
+            CLAUDE,
+            &FakeProc::default(),
+            &catalog,
+            &mut map,
+        );
+        assert_eq!(tree.get(12).map(|p| p.tool), catalog.id("claude-code"));
+    }
+
+    #[test]
+    fn children_inherit_the_label_until_they_are_another_tool() {
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map, mut procs) =
+            (Tree::default(), FakeMap::default(), FakeProc::default());
+        procs.add(10, 1, CLAUDE, &[CLAUDE]);
+        tree.on_exec(10, TOOL_PENDING, "", &procs, &catalog, &mut map);
+        let claude = tool(&catalog, "claude-code");
+        // claude forks a shell, which execs bash: still claude-code.
+        tree.on_fork(10, 20, &mut map);
+        procs.add(20, 10, "/usr/bin/bash", &["bash", "-c", "make"]);
+        tree.on_exec(20, claude, "/usr/bin/bash", &procs, &catalog, &mut map);
+        assert_eq!(
+            tree.get(20).map(|p| (p.tool, p.root, p.ppid)),
+            Some((claude, 10, 10))
+        );
+        // The shell runs codex: a tree of its own.
+        tree.on_fork(20, 30, &mut map);
+        procs.add(30, 20, CODEX, &["codex"]);
+        tree.on_exec(30, claude, CODEX, &procs, &catalog, &mut map);
+        let codex = tool(&catalog, "codex");
+        assert_eq!(
+            map.0.get(&30),
+            Some(&Tracked {
+                tool: codex,
+                root_tgid: 30
+            })
+        );
+        assert_eq!(tree.counts().get(&claude), Some(&2));
+        assert_eq!(tree.counts().get(&codex), Some(&1));
+        assert_eq!(tree.on_exit(20).map(|p| p.tool), Some(claude));
+        assert_eq!(tree.counts().get(&claude), Some(&1));
+    }
+
+    #[test]
+    fn fork_of_a_dropped_pending_parent_is_undone_in_the_kernel() {
+        let (mut tree, mut map) = (Tree::default(), FakeMap::default());
+        map.set(
+            41,
+            Tracked {
+                tool: TOOL_PENDING,
+                root_tgid: 40,
+            },
+        );
+        tree.on_fork(40, 41, &mut map);
+        assert!(map.0.is_empty());
+    }
+
+    #[test]
+    fn scan_finds_running_agents_and_their_descendants() {
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map, mut procs) =
+            (Tree::default(), FakeMap::default(), FakeProc::default());
+        procs.add(1, 0, "/sbin/init", &["init"]);
+        procs.add(5, 1, "/usr/bin/bash", &["bash"]);
+        procs.add(10, 5, CLAUDE, &[CLAUDE]);
+        procs.add(11, 10, "/usr/bin/bash", &["bash"]);
+        procs.add(12, 11, "/usr/bin/rg", &["rg", "foo"]);
+        procs.add(13, 11, CODEX, &["codex"]);
+        procs.add(14, 13, "/usr/bin/git", &["git", "status"]);
+        tree.scan(&procs, &catalog, &mut map);
+        let (claude, codex) = (tool(&catalog, "claude-code"), tool(&catalog, "codex"));
+        let label = |pid| map.0.get(&pid).map(|t| (t.tool, t.root_tgid));
+        assert_eq!(label(1), None);
+        assert_eq!(label(5), None);
+        assert_eq!(label(10), Some((claude, 10)));
+        assert_eq!(label(11), Some((claude, 10)));
+        assert_eq!(label(12), Some((claude, 10)));
+        assert_eq!(label(13), Some((codex, 13)));
+        assert_eq!(label(14), Some((codex, 13)));
+        assert_eq!(tree.len(), 5);
+    }
+
+    #[test]
+    fn sweep_removes_unknown_kernel_entries_on_the_second_strike() {
+        let (mut tree, mut map) = (Tree::default(), FakeMap::default());
+        map.set(
+            99,
+            Tracked {
+                tool: TOOL_PENDING,
+                root_tgid: 99,
+            },
+        );
+        assert_eq!(tree.sweep(&mut map, |_| true), 0, "first strike only");
+        assert_eq!(tree.sweep(&mut map, |_| true), 1);
+        assert!(map.0.is_empty());
+    }
+}

@@ -357,3 +357,69 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
     );
     assert!(start.ends_with('Z') && start <= end, "{start} .. {end}");
 }
+
+#[test]
+fn connection_an_agent_accepts_is_inbound_and_counted() {
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let tmp = TempDir::new("accept");
+    let claude = claude_copy(&tmp);
+    let am = Agentmon::start();
+    // The agent listens in the client namespace; the remote host connects.
+    let ready = tmp.path().join("ready");
+    let _agent = ChildGuard::spawn(
+        &mut lab.client_cmd(
+            &claude,
+            [
+                "serve",
+                "--tcp",
+                "203.0.113.1:7100",
+                "--reply",
+                "100",
+                "--ready-file",
+            ]
+            .map(String::from)
+            .into_iter()
+            .chain([ready.display().to_string()]),
+        ),
+    );
+    assert!(
+        wait_until(SETTLE, || ready.exists()),
+        "agent server not ready"
+    );
+    let counts = run(lab.remote_cmd(
+        NETPEER,
+        [
+            "tcp",
+            "--to",
+            "203.0.113.1:7100",
+            "--send",
+            "5000",
+            "--expect",
+            "100",
+        ],
+    ));
+    assert_eq!(
+        counts,
+        PeerCounts {
+            sent: 5000,
+            received: 100
+        }
+    );
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_ingress_bytes_total", &tcp, 5000.0);
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 100.0);
+    let inbound = [
+        ("tool", "claude-code"),
+        ("proto", "tcp"),
+        ("direction", "inbound"),
+    ];
+    let m = expect_value(&am, "agentmon_connections_total", &inbound, 1.0);
+    assert_eq!(
+        m.value("agentmon_connections_total", &[("direction", "outbound")]),
+        None,
+        "the accepted connection must not count as outbound"
+    );
+}

@@ -85,7 +85,13 @@ pub fn is_root() -> bool {
 }
 
 fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    let program = Path::new(cmd.get_program());
+    // $CARGO is the toolchain's full path; "cargo" says the same, shorter.
+    let mut s = if program.file_name().is_some_and(|n| n == "cargo") {
+        "cargo".to_string()
+    } else {
+        program.to_string_lossy().into_owned()
+    };
     for a in cmd.get_args() {
         s.push(' ');
         s.push_str(&a.to_string_lossy());

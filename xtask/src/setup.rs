@@ -37,8 +37,10 @@ const ALREADY: &str = "ok (already there)";
 
 fn debian_packages() -> Result<String> {
     let mut missing = Vec::new();
+    let mut present = Vec::new();
     for &(pkg, command) in DEB_PACKAGES {
         if pkg == "nodejs" && cmd::which(command).is_some() {
+            present.push(command);
             continue;
         }
         let installed = match cmd::output(tool("dpkg-query").args(["-W", "-f=${Status}", pkg])) {
@@ -46,12 +48,14 @@ fn debian_packages() -> Result<String> {
             // Not a Debian system: settle for the command being there.
             None => cmd::which(command).is_some(),
         };
-        if !installed {
+        if installed {
+            present.push(pkg);
+        } else {
             missing.push(pkg);
         }
     }
     if missing.is_empty() {
-        return Ok(ALREADY.to_string());
+        return Ok(format!("{ALREADY}: {}", present.join(", ")));
     }
     let list = missing.join(" ");
     if cmd::which("apt-get").is_none() {

@@ -246,14 +246,27 @@ print fmt: \"comm=%s pid=%d\"
     #[test]
     fn missing_field_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let tp = dir.path().join("events/task/task_newtask");
-        fs::create_dir_all(&tp).unwrap();
-        fs::write(
-            tp.join("format"),
-            "format:\n\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;\n",
-        )
-        .unwrap();
+        for tp in [
+            "task/task_newtask",
+            "sched/sched_process_exec",
+            "sched/sched_process_exit",
+            "sock/inet_sock_set_state",
+            "sock/sock_send_length",
+            "sock/sock_recv_length",
+            "tcp/tcp_destroy_sock",
+        ] {
+            let tp = dir.path().join("events").join(tp);
+            fs::create_dir_all(&tp).unwrap();
+            fs::write(
+                tp.join("format"),
+                "format:\n\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;\n",
+            )
+            .unwrap();
+        }
         let msg = offsets(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("no field `clone_flags`"), "{msg}");
+        assert!(
+            msg.contains("task:task_newtask has no field `clone_flags`"),
+            "{msg}"
+        );
     }
 }

@@ -1,0 +1,92 @@
+//! Start-up problems end agentmon with a non-zero exit and one line that says
+//! what is wrong and what to do.
+
+use std::{fs, net::TcpListener, process::Command, time::Duration};
+
+use agentmon_tests::{TempDir, agentmon_bin, run_bounded};
+
+const RUN: Duration = Duration::from_secs(30);
+
+/// Runs agentmon, expects failure, returns its one-line error.
+fn fails(cmd: &mut Command) -> String {
+    let out = run_bounded(cmd, RUN);
+    assert!(
+        !out.status.success(),
+        "agentmon should have failed: {out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "want one error line, got:\n{stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn config_error_names_file_line_and_column() {
+    let tmp = TempDir::new("badconfig");
+    let path = tmp.path().join("agentmon.toml");
+    fs::write(
+        &path,
+        "listen = \"127.0.0.1:9977\"\n\n[agents]\ndisabel = [\"cursor\"]\n",
+    )
+    .unwrap();
+    let line = fails(
+        Command::new(agentmon_bin())
+            .args(["run", "--config"])
+            .arg(&path),
+    );
+    let want = format!("{}:4:1:", path.display());
+    assert!(line.contains(&want), "{line}");
+    assert!(line.contains("disabel"), "{line}");
+}
+
+#[test]
+fn taken_port_is_reported_with_the_fix() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let line = fails(Command::new(agentmon_bin()).args(["run", "--listen", &addr]));
+    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+    assert!(line.contains("--listen"), "{line}");
+}
+
+#[test]
+fn not_root_is_reported_with_the_fix() {
+    // As root, drop to nobody for this one run.
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(agentmon_bin());
+        c
+    } else {
+        Command::new(agentmon_bin())
+    };
+    let line = fails(cmd.args(["run", "--listen", "127.0.0.1:0"]));
+    assert!(line.contains("must run as root"), "{line}");
+    assert!(line.contains("sudo"), "{line}");
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_lists_tools() {
+    let tmp = TempDir::new("goodconfig");
+    let path = tmp.path().join("agentmon.toml");
+    fs::write(
+        &path,
+        "[agents]\ndisable = [\"cursor\"]\n[[agents.tool]]\nname = \"my-agent\"\nrules = [{ exe = \"**/bin/my-agent\" }]\n",
+    )
+    .unwrap();
+    let out = run_bounded(
+        Command::new(agentmon_bin()).arg("check-config").arg(&path),
+        RUN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("my-agent") && stdout.contains("claude-code"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("cursor"), "{stdout}");
+}
