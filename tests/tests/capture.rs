@@ -5,7 +5,7 @@ use std::{fs, path::Path, path::PathBuf, process::Command, time::Duration};
 
 use agentmon_tests::{
     Agentmon, ChildGuard, Metrics, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4,
-    REMOTE_UDP_V6, TempDir, agent_copy, require_root, run_bounded, wait_until,
+    REMOTE_UDP_V6, ServerGuard, TempDir, agent_copy, require_root, run_bounded, wait_until,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
@@ -18,9 +18,27 @@ fn run(mut cmd: Command) -> PeerCounts {
     PeerCounts::from_output(&run_bounded(&mut cmd, RUN))
 }
 
-/// netpeer copied to where Claude Code's native installer puts its binary.
-fn claude_copy(tmp: &TempDir) -> PathBuf {
-    let path = tmp.path().join("home/.local/share/claude/versions/9.9.9");
+/// A lab with the remote servers running, and netpeer copied into the lab's
+/// folder where Claude Code's native installer puts its binary.
+struct Setup {
+    lab: NetLab,
+    _servers: ServerGuard,
+    claude: PathBuf,
+}
+
+fn setup() -> Setup {
+    let lab = NetLab::new();
+    let servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let claude = claude_copy(lab.dir());
+    Setup {
+        lab,
+        _servers: servers,
+        claude,
+    }
+}
+
+fn claude_copy(dir: &Path) -> PathBuf {
+    let path = dir.join("home/.local/share/claude/versions/9.9.9");
     agent_copy(Path::new(NETPEER), &path);
     path
 }
@@ -89,10 +107,11 @@ fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
     if !require_root() {
         return;
     }
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let tmp = TempDir::new("capture");
-    let claude = claude_copy(&tmp);
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
     let am = Agentmon::start();
 
     let counts = [
@@ -199,10 +218,11 @@ fn child_of_an_agent_counts_for_the_agent() {
     if !require_root() {
         return;
     }
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let tmp = TempDir::new("child");
-    let claude = claude_copy(&tmp);
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
     let am = Agentmon::start();
     // claude -> sh -> netpeer (from its own, non-agent path).
     let script = format!("{NETPEER} {}", tcp_args(REMOTE_TCP_V4, 7777).join(" "));
@@ -221,10 +241,11 @@ fn connection_in_the_first_millisecond_of_an_agent_is_counted() {
     if !require_root() {
         return;
     }
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let tmp = TempDir::new("early");
-    let claude = claude_copy(&tmp);
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
     let am = Agentmon::start();
     // netpeer's first system calls are socket() and connect(): each run
     // connects well within a millisecond of exec, before user space can
@@ -253,11 +274,12 @@ fn agent_running_before_agentmon_is_found_and_counted_from_then_on() {
     if !require_root() {
         return;
     }
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let tmp = TempDir::new("before");
-    let claude = claude_copy(&tmp);
-    let hold = tmp.path().join("go");
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
+    let hold = lab.dir().join("go");
     let mut args = tcp_args(REMOTE_TCP_V4, 11_111);
     args.extend([
         "--hold-file".into(),
@@ -300,16 +322,17 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
     if !require_root() {
         return;
     }
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let tmp = TempDir::new("open");
-    let claude = claude_copy(&tmp);
-    let log = tmp.path().join("log/connections.jsonl");
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
+    let log = lab.dir().join("log/connections.jsonl");
     let am = Agentmon::builder()
         .arg("--connection-log")
         .arg(&log)
         .start();
-    let hold = tmp.path().join("go");
+    let hold = lab.dir().join("go");
     let mut args = tcp_args(REMOTE_TCP_V6, 30_000);
     args.extend([
         "--hold-file".into(),
@@ -364,11 +387,10 @@ fn connection_an_agent_accepts_is_inbound_and_counted() {
         return;
     }
     let lab = NetLab::new();
-    let tmp = TempDir::new("accept");
-    let claude = claude_copy(&tmp);
+    let claude = claude_copy(lab.dir());
     let am = Agentmon::start();
     // The agent listens in the client namespace; the remote host connects.
-    let ready = tmp.path().join("ready");
+    let ready = lab.dir().join("ready");
     let _agent = ChildGuard::spawn(
         &mut lab.client_cmd(
             &claude,
