@@ -40,7 +40,7 @@ const CGROUP_PROGRAMS: [&str; 4] = [
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "agentmon must run as root to load its eBPF programs (it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo or as the agentmon systemd service"
+        "agentmon must run as root to load its eBPF programs (it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo"
     )]
     NotRoot,
     #[error(transparent)]
