@@ -16,6 +16,12 @@ pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(65_536, 0)
 #[map]
 pub static CONNS: HashMap<u64, Conn> = HashMap::with_max_entries(65_536, 0);
 
+/// The tool user space resolved a connection to, for connections opened
+/// while their process was pending (labelled `TOOL_PENDING` in `CONNS`).
+/// Written by user space, read only when a socket's user and label differ.
+#[map]
+pub static RESOLVED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16_384, 0);
+
 /// UDP traffic per (tracked process, remote address).
 #[map]
 pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(16_384, 0);

@@ -4,11 +4,11 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use monitor_common::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use monitor_common::{AF_INET, AF_INET6, Conn, IPPROTO_TCP, IPPROTO_UDP, TOOL_PENDING};
 
 use crate::{
-    maps::{CONNS, atomic_add, current_tgid, off, tracked},
-    tcp::open_on_first_use,
+    maps::{CONNS, RESOLVED, atomic_add, current_tgid, off, tracked},
+    tcp::{hand_over, open_on_first_use},
     udp,
 };
 
@@ -72,25 +72,59 @@ fn account(ctx: &TracePointContext, dir: Direction) -> Result<(), i64> {
         return Ok(());
     }
     let bytes = ret as u64;
-    if add_to_conn(sock, bytes, dir) {
-        return Ok(());
-    }
     let (tx, rx) = match dir {
         Direction::Tx => (bytes, 0),
         Direction::Rx => (0, bytes),
     };
-    if !open_on_first_use(sock, tgid, entry.tool, tx, rx) {
-        // Another CPU may have opened it a moment ago.
-        add_to_conn(sock, bytes, dir);
+    match CONNS.get_ptr_mut(sock) {
+        Some(conn) if same_owner(sock, conn, entry.tool) => add(conn, bytes, dir),
+        // Passed to a process of another tool: it counts for its user now.
+        Some(conn) => hand_over(sock, conn, tgid, entry.tool, tx, rx),
+        None => {
+            if !open_on_first_use(sock, tgid, entry.tool, tx, rx, false)
+                && let Some(conn) = CONNS.get_ptr_mut(sock)
+            {
+                // Another CPU opened it a moment ago.
+                add(conn, bytes, dir);
+            }
+        }
     }
     Ok(())
 }
 
+/// Whether bytes of a process labelled `tool` belong to the connection's
+/// owner: the same label, or a user still pending (not known to be another
+/// tool). A connection opened while its process was pending takes the label
+/// user space resolved it to (`RESOLVED`), or, until user space has, its
+/// owner's current label; then the next call is a plain compare.
 #[inline(always)]
-fn add_to_conn(sock: u64, bytes: u64, dir: Direction) -> bool {
-    let Some(conn) = CONNS.get_ptr_mut(sock) else {
+fn same_owner(sock: u64, conn: *mut Conn, tool: u32) -> bool {
+    // SAFETY: `conn` points into a live map value.
+    let (owner_tool, owner) = unsafe { ((*conn).tool, (*conn).tgid) };
+    if owner_tool == tool || tool == TOOL_PENDING {
+        return true;
+    }
+    if owner_tool != TOOL_PENDING {
         return false;
+    }
+    // SAFETY: copied out of the map.
+    let label = match unsafe { RESOLVED.get(sock).copied() } {
+        Some(label) => label,
+        None => match tracked(owner) {
+            Some(t) => t.tool,
+            None => return true,
+        },
     };
+    if label == TOOL_PENDING {
+        return true;
+    }
+    // SAFETY: as above; a plain store of the label field.
+    unsafe { (*conn).tool = label };
+    label == tool
+}
+
+#[inline(always)]
+fn add(conn: *mut Conn, bytes: u64, dir: Direction) {
     // SAFETY: map values live as long as the entry; the counters are only
     // ever added to, from any CPU, hence atomics.
     unsafe {
@@ -99,5 +133,4 @@ fn add_to_conn(sock: u64, bytes: u64, dir: Direction) -> bool {
             Direction::Rx => atomic_add(&raw mut (*conn).rx_bytes, bytes),
         }
     }
-    true
 }

@@ -6,10 +6,11 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, Conn, ConnEvent, EventHeader, IPPROTO_TCP, counter, kind, origin,
+    AF_INET, AF_INET6, Conn, ConnEvent, EventHeader, IPPROTO_TCP, TOOL_PENDING, counter, kind,
+    origin,
 };
 
-use crate::maps::{CONNS, bump, current_tgid, emit, off, tracked};
+use crate::maps::{CONNS, RESOLVED, bump, current_tgid, emit, off, tracked};
 
 const TCP_SYN_SENT: i32 = 2;
 const TCP_LISTEN: u8 = 10;
@@ -60,7 +61,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         conn.raddr[..4].copy_from_slice(&r);
         conn.laddr[..4].copy_from_slice(&l);
     }
-    open(sock, conn);
+    open(sock, conn, false);
     Ok(())
 }
 
@@ -83,6 +84,15 @@ fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let _ = CONNS.remove(sock);
+    if conn.tool == TOOL_PENDING {
+        let _ = RESOLVED.remove(sock);
+    }
+    emit_close(sock, conn);
+    Ok(())
+}
+
+#[inline(always)]
+fn emit_close(sock: u64, conn: Conn) {
     emit(ConnEvent {
         header: EventHeader {
             kind: kind::CONN_CLOSE,
@@ -92,14 +102,25 @@ fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
         sock,
         conn,
     });
-    Ok(())
 }
 
-/// Starts watching `sock` and tells user space.
+/// A process of another tool used a watched socket (it was passed over a
+/// unix socket or across exec): the owner's connection ends here with its
+/// counts, and the user's starts with these bytes.
 #[inline(always)]
-fn open(sock: u64, conn: Conn) -> bool {
+pub fn hand_over(sock: u64, old: *const Conn, tgid: u32, tool: u32, tx: u64, rx: u64) {
+    // SAFETY: `old` points into a live map value; copied before replacing it.
+    emit_close(sock, unsafe { *old });
+    open_on_first_use(sock, tgid, tool, tx, rx, true);
+}
+
+/// Starts watching `sock` and tells user space. Unless `replace`, fails when
+/// another CPU watches it already.
+#[inline(always)]
+fn open(sock: u64, conn: Conn, replace: bool) -> bool {
     // BPF_NOEXIST: two CPUs may find the same socket at once; one wins.
-    if CONNS.insert(sock, conn, 1).is_err() {
+    let flags = if replace { 0 } else { 1 };
+    if CONNS.insert(sock, conn, flags).is_err() {
         if unsafe { CONNS.get(sock).is_none() } {
             bump(counter::CONNS_FULL);
         }
@@ -121,7 +142,9 @@ fn open(sock: u64, conn: Conn) -> bool {
 /// was accepted, inherited, passed over a unix socket, or opened before
 /// agentmon started. Read its addresses from `struct sock_common` and watch
 /// it from now on. Returns false when the socket is not worth watching.
-pub fn open_on_first_use(sock: u64, tgid: u32, tool: u32, tx: u64, rx: u64) -> bool {
+/// Inlined: BPF calls take at most five arguments.
+#[inline(always)]
+pub fn open_on_first_use(sock: u64, tgid: u32, tool: u32, tx: u64, rx: u64, replace: bool) -> bool {
     let base = sock as *const u8;
     let read_u16 = |o: usize| unsafe { bpf_probe_read_kernel(base.add(o) as *const u16) };
     let Ok(state) = (unsafe { bpf_probe_read_kernel(base.add(off!(skc_state))) }) else {
@@ -176,5 +199,5 @@ pub fn open_on_first_use(sock: u64, tgid: u32, tool: u32, tx: u64, rx: u64) -> b
         }
         _ => false,
     };
-    ok && open(sock, conn)
+    ok && open(sock, conn, replace)
 }

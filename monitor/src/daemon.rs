@@ -8,7 +8,7 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, counter};
+use monitor_common::{Conn, TOOL_PENDING, Tracked, UdpFlow, UdpKey, counter};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
@@ -18,7 +18,7 @@ use crate::{
     events::{Event, decode},
     kernel::Kernel,
     metrics::Metrics,
-    procfs::RealProc,
+    procfs::{ProcSource, RealProc},
     traffic::{KernelCounters, Traffic},
     tree::{TrackedMap, Tree},
 };
@@ -95,7 +95,23 @@ impl State {
             .scan(&self.procs, &self.catalog, &mut self.kernel.tracked);
     }
 
-    pub fn handle(&mut self, event: Event) {
+    /// Applies a batch of events in order. An exec followed by another exec
+    /// of the same process in the batch is judged by its own filename: /proc
+    /// already shows the later program.
+    pub fn handle_batch(&mut self, events: Vec<Event>) {
+        let mut last_exec = std::collections::HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            if let Event::Exec { tgid, .. } = event {
+                last_exec.insert(*tgid, i);
+            }
+        }
+        for (i, event) in events.into_iter().enumerate() {
+            let superseded = matches!(&event, Event::Exec { tgid, .. } if last_exec[tgid] != i);
+            self.handle(event, superseded);
+        }
+    }
+
+    pub fn handle(&mut self, event: Event, superseded: bool) {
         let Self {
             kernel,
             catalog,
@@ -112,22 +128,40 @@ impl State {
                 tgid,
                 tool,
                 filename,
-            } => tree.on_exec(tgid, tool, &filename, procs, catalog, &mut kernel.tracked),
+            } => {
+                let source: &dyn ProcSource = if superseded { &Gone } else { procs };
+                tree.on_exec(tgid, tool, &filename, source, catalog, &mut kernel.tracked);
+            }
             Event::Fork { parent, child } => tree.on_fork(parent, child, &mut kernel.tracked),
             Event::Exit { tgid } => {
                 tree.on_exit(tgid);
             }
             Event::ConnOpen { sock, conn } => match tree.get(conn.tgid) {
-                Some(proc) => traffic.on_open(
-                    sock,
-                    &conn,
-                    proc,
-                    || procs.listening_ports(conn.tgid).contains(&conn.lport),
-                    &mut counters,
-                ),
+                Some(proc) => {
+                    if conn.tool == TOOL_PENDING {
+                        // Tell the kernel, so that the label survives a later
+                        // exec of the owner into another tool.
+                        let _ = kernel.resolved.insert(sock, proc.tool, 0);
+                    }
+                    traffic.on_open(
+                        sock,
+                        &conn,
+                        proc,
+                        || procs.listening_ports(conn.tgid).contains(&conn.lport),
+                        &mut counters,
+                    )
+                }
                 // Opened while its process was pending; it is not an agent.
+                // Only that entry goes: the socket may have been handed to
+                // an agent since, under the same key.
                 None => {
-                    let _ = kernel.conns.remove(&sock);
+                    if kernel
+                        .conns
+                        .get(&sock, 0)
+                        .is_ok_and(|now| now.tgid == conn.tgid && now.start_ns == conn.start_ns)
+                    {
+                        let _ = kernel.conns.remove(&sock);
+                    }
                 }
             },
             Event::ConnClose {
@@ -213,10 +247,24 @@ impl State {
     }
 }
 
+/// A process source for a process whose /proc entry no longer describes
+/// the exec being judged.
+struct Gone;
+
+impl ProcSource for Gone {
+    fn pids(&self) -> std::io::Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
+    fn read(&self, _pid: u32, _env_names: &[String]) -> Option<crate::procfs::ProcInfo> {
+        None
+    }
+}
+
 /// Reads kernel events until the ring buffer fails.
 pub async fn read_events(state: Shared, ring: RingBuf<MapData>) -> anyhow::Result<()> {
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for
     // as long as the AsyncFd owns the RingBuf.
+    let mut events = Vec::new();
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
     info!(fd = fd.get_ref().as_raw_fd(), "reading kernel events");
@@ -226,10 +274,9 @@ pub async fn read_events(state: Shared, ring: RingBuf<MapData>) -> anyhow::Resul
             let ring = guard.get_inner_mut();
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
             while let Some(item) = ring.next() {
-                if let Some(event) = decode(&item) {
-                    state.handle(event);
-                }
+                events.extend(decode(&item));
             }
+            state.handle_batch(std::mem::take(&mut events));
         }
         guard.clear_ready();
     }

@@ -445,3 +445,66 @@ fn connection_an_agent_accepts_is_inbound_and_counted() {
         "the accepted connection must not count as outbound"
     );
 }
+
+#[test]
+fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
+    if !require_root() {
+        return;
+    }
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
+    let codex = lab.dir().join(
+        "lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl",
+    );
+    agent_copy(Path::new(NETPEER), &codex);
+    let am = Agentmon::start();
+    let hold = lab.dir().join("go");
+    let to = REMOTE_TCP_V4.to_string();
+    // claude connects and sends 1000 bytes, then execs codex, which gets the
+    // socket and, once agentmon knows it as codex, sends 5000 more.
+    let mut args: Vec<String> = ["tcp", "--to", &to, "--send", "1000", "--hand-over"]
+        .map(String::from)
+        .to_vec();
+    args.push(codex.display().to_string());
+    args.extend(tcp_args(REMOTE_TCP_V4, 0));
+    args.extend([
+        "--hold-file".into(),
+        hold.display().to_string(),
+        "--send-after".into(),
+        "5000".into(),
+    ]);
+    let agent = ChildGuard::spawn(&mut lab.client_cmd(&claude, &args));
+    expect_value(&am, "agentmon_agent_processes", &[("tool", "codex")], 1.0);
+    fs::write(&hold, b"").unwrap();
+    let counts = PeerCounts::from_output(&agent.wait_output(RUN));
+    assert_eq!(
+        counts,
+        PeerCounts {
+            sent: 5000,
+            received: REPLY
+        }
+    );
+
+    let claude_tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    let codex_tcp = [("tool", "codex"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &codex_tcp, 5000.0);
+    expect_value(
+        &am,
+        "agentmon_ingress_bytes_total",
+        &codex_tcp,
+        REPLY as f64,
+    );
+    let m = expect_value(&am, "agentmon_egress_bytes_total", &claude_tcp, 1000.0);
+    assert_eq!(m.value("agentmon_ingress_bytes_total", &claude_tcp), None);
+    for tool in ["claude-code", "codex"] {
+        let labels = [("tool", tool), ("proto", "tcp"), ("direction", "outbound")];
+        assert_eq!(
+            m.value("agentmon_connections_total", &labels),
+            Some(1.0),
+            "{tool}"
+        );
+    }
+}

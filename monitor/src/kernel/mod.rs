@@ -104,6 +104,7 @@ pub struct Kernel {
     _ebpf: Ebpf,
     pub tracked: HashMap<MapData, u32, Tracked>,
     pub conns: HashMap<MapData, u64, Conn>,
+    pub resolved: HashMap<MapData, u64, u32>,
     pub udp_flows: HashMap<MapData, UdpKey, UdpFlow>,
     pub counters: PerCpuArray<MapData, u64>,
     pub events: Option<RingBuf<MapData>>,
@@ -151,6 +152,7 @@ impl Kernel {
         Ok(Self {
             tracked: take_map(&mut ebpf, "TRACKED")?,
             conns: take_map(&mut ebpf, "CONNS")?,
+            resolved: take_map(&mut ebpf, "RESOLVED")?,
             udp_flows: take_map(&mut ebpf, "UDP_FLOWS")?,
             counters: take_map(&mut ebpf, "COUNTERS")?,
             events: Some(take_map(&mut ebpf, "EVENTS")?),

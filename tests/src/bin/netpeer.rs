@@ -9,6 +9,7 @@
 //! netpeer serve --tcp ADDR:PORT [--tcp ...] [--udp ADDR:PORT ...] --reply N --ready-file PATH
 //! netpeer tcp --to ADDR:PORT --send N [--expect M] [--chunk K]
 //!             [--hold-file PATH --send-after N2] [--children]
+//!             [--fd N] [--hand-over PROGRAM ARGS...]
 //! netpeer udp --to ADDR:PORT --count C --size S [--expect-size R] [--connected]
 //! netpeer exec-child -- CMD ARGS...
 //! ```
@@ -159,6 +160,11 @@ struct Tcp {
     chunk: usize,
     hold: Option<(PathBuf, usize)>,
     children: bool,
+    /// Use this inherited, connected socket instead of connecting.
+    fd: Option<i32>,
+    /// After the first send, exec this program with the socket (and
+    /// `--fd N` appended to its arguments): a socket passed across exec.
+    hand_over: Option<Vec<OsString>>,
 }
 
 impl Tcp {
@@ -166,8 +172,13 @@ impl Tcp {
         let mut a = Args::new(args);
         let (mut to, mut send, mut expect, mut chunk) = (None, None, None, DEFAULT_CHUNK);
         let (mut hold_file, mut send_after, mut children) = (None, None, false);
+        let (mut fd, mut hand_over) = (None, None);
         while let Some(flag) = a.next_flag()? {
             match flag {
+                "--fd" => fd = Some(a.number(flag)? as i32),
+                "--hand-over" => {
+                    hand_over = Some(a.rest.by_ref().cloned().collect::<Vec<_>>());
+                }
                 "--to" => to = Some(a.addr(flag)?),
                 "--send" => send = Some(a.number(flag)?),
                 "--expect" => expect = Some(a.number(flag)?),
@@ -193,6 +204,8 @@ impl Tcp {
             chunk,
             hold,
             children,
+            fd,
+            hand_over,
         })
     }
 
@@ -209,8 +222,12 @@ impl Tcp {
     fn exchange(&self) -> Result<ExitCode> {
         // Connect first, before anything else: tests check that a connection made
         // in the first instant of a process's life is attributed.
-        let mut stream =
-            TcpStream::connect(self.to).map_err(|e| io_fail(&format!("connect {}", self.to), e))?;
+        let mut stream = match self.fd {
+            // SAFETY: the test hands over a connected TCP socket it owns no more.
+            Some(fd) => unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) },
+            None => TcpStream::connect(self.to)
+                .map_err(|e| io_fail(&format!("connect {}", self.to), e))?,
+        };
         stream
             .set_write_timeout(Some(TCP_IO_TIMEOUT))
             .map_err(|e| io_fail("set timeout", e))?;
@@ -219,6 +236,9 @@ impl Tcp {
             .map_err(|e| io_fail("set timeout", e))?;
         let buf = vec![FILL; self.chunk];
         let mut sent = send_all(&mut stream, self.send, &buf)?;
+        if let Some(program) = &self.hand_over {
+            return Err(hand_over(&stream, program));
+        }
         if let Some((path, more)) = &self.hold {
             wait_for_file(path)?;
             sent += send_all(&mut stream, *more, &buf)?;
@@ -236,6 +256,25 @@ impl Tcp {
             _ => Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// Execs `program` (with its arguments) keeping `stream` open across the
+/// exec, and tells it which fd it is. Returns only on failure.
+fn hand_over(stream: &TcpStream, program: &[OsString]) -> Failure {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let Some((path, args)) = program.split_first() else {
+        return usage("--hand-over needs PROGRAM [ARGS...]");
+    };
+    let fd = stream.as_raw_fd();
+    // SAFETY: clearing FD_CLOEXEC on a descriptor this process owns.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+        return io_fail("fcntl(F_SETFD)", io::Error::last_os_error());
+    }
+    let err = Command::new(path)
+        .args(args)
+        .args(["--fd", &fd.to_string()])
+        .exec();
+    io_fail(&format!("exec {path:?}"), err)
 }
 
 fn send_all(stream: &mut TcpStream, total: usize, buf: &[u8]) -> Result<usize> {
