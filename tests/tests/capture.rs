@@ -114,11 +114,14 @@ fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
     } = setup();
     let am = Agentmon::start();
 
+    // IPv4, IPv6, and IPv4 through an IPv6 socket (v4-mapped).
+    let mapped: std::net::SocketAddr = "[::ffff:203.0.113.10]:7000".parse().unwrap();
     let counts = [
         run(lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V4, 100_000))),
         run(lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V6, 54_321))),
+        run(lab.client_cmd(&claude, tcp_args(mapped, 12_345))),
     ];
-    assert_eq!(counts.map(|c| c.sent), [100_000, 54_321]);
+    assert_eq!(counts.map(|c| c.sent), [100_000, 54_321, 12_345]);
     let udp = [
         run(lab.client_cmd(&claude, udp_args(REMOTE_UDP_V4, 5, 300, false))),
         run(lab.client_cmd(&claude, udp_args(REMOTE_UDP_V6, 3, 200, true))),
@@ -127,12 +130,12 @@ fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
 
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
     let udp = [("tool", "claude-code"), ("proto", "udp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 154_321.0);
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 166_666.0);
     expect_value(
         &am,
         "agentmon_ingress_bytes_total",
         &tcp,
-        2.0 * REPLY as f64,
+        3.0 * REPLY as f64,
     );
     expect_value(&am, "agentmon_egress_bytes_total", &udp, 2100.0);
     expect_value(
@@ -146,7 +149,7 @@ fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
         ("proto", "tcp"),
         ("direction", "outbound"),
     ];
-    expect_value(&am, "agentmon_connections_total", &out, 2.0);
+    expect_value(&am, "agentmon_connections_total", &out, 3.0);
     let out = [
         ("tool", "claude-code"),
         ("proto", "udp"),
