@@ -59,9 +59,16 @@ pub struct Conn {
     pub lport: u16,
     pub family: u16,
     pub origin: u8,
-    pub _pad: u8,
+    /// See [`conn_flags`].
+    pub flags: u8,
 }
 const _: () = assert!(size_of::<Conn>() == 72);
+
+/// Bits of [`Conn::flags`].
+pub mod conn_flags {
+    /// The first bytes the process sent were captured for naming.
+    pub const FIRST_TX_SEEN: u8 = 1;
+}
 
 /// Key of the `UDP_FLOWS` map: one tracked process and one remote address.
 #[repr(C)]
@@ -99,6 +106,53 @@ pub struct UdpPeer {
 }
 const _: () = assert!(size_of::<UdpPeer>() == 24);
 
+/// The user buffer of the socket syscall a tracked thread is in, noted at
+/// syscall entry so the socket hooks can copy the first bytes of it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stash {
+    /// A flat buffer, an `iovec` array or a `msghdr`, see [`stash_kind`].
+    pub ptr: u64,
+    /// Bytes in a flat buffer, or entries in an `iovec` array.
+    pub len: u64,
+    pub kind: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Stash>() == 24);
+
+pub mod stash_kind {
+    pub const FLAT: u32 = 1;
+    pub const IOVEC: u32 = 2;
+    pub const MSGHDR: u32 = 3;
+}
+
+/// Most bytes copied from one syscall for naming: enough for a TLS
+/// ClientHello with post-quantum key shares, an HTTP request head or a DNS
+/// answer. Never payload beyond that, and never stored.
+pub const PAYLOAD_LEN: usize = 4096;
+
+/// What a [`PayloadEvent`] holds.
+pub mod payload_kind {
+    /// The first bytes a tracked process sent on a TCP connection.
+    pub const FIRST_TX: u32 = 1;
+    /// A DNS answer a tracked process received (UDP or TCP, port 53).
+    pub const DNS: u32 = 2;
+}
+
+/// The first bytes of a send or receive, for naming the destination.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PayloadEvent {
+    pub header: EventHeader,
+    /// The socket (`struct sock *`).
+    pub sock: u64,
+    pub kind: u32,
+    /// Bytes valid in `data`.
+    pub len: u32,
+    pub data: [u8; PAYLOAD_LEN],
+}
+const _: () = assert!(size_of::<PayloadEvent>() == 16 + 16 + PAYLOAD_LEN);
+
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Ring buffer full: an event could not be sent.
@@ -120,6 +174,7 @@ pub mod kind {
     pub const CONN_OPEN: u32 = 4;
     pub const CONN_CLOSE: u32 = 5;
     pub const UDP_FLOW: u32 = 6;
+    pub const PAYLOAD: u32 = 7;
 }
 
 /// First bytes of every event.
@@ -236,8 +291,12 @@ pub struct TpOffsets {
     pub skc_state: u32,
     /// tcp:tcp_destroy_sock
     pub destroy_skaddr: u32,
+    /// syscalls:sys_enter_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg}:
+    /// the buffer (or iovec, or msghdr) and the length (or iovec count).
+    pub sys_buf: u32,
+    pub sys_len: u32,
 }
-const _: () = assert!(size_of::<TpOffsets>() == 30 * 4);
+const _: () = assert!(size_of::<TpOffsets>() == 32 * 4);
 
 /// Marks a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;
@@ -251,4 +310,5 @@ mod pod {
     unsafe impl aya::Pod for UdpKey {}
     unsafe impl aya::Pod for UdpFlow {}
     unsafe impl aya::Pod for TpOffsets {}
+    unsafe impl aya::Pod for Stash {}
 }

@@ -15,6 +15,7 @@
 #![expect(internal_features, reason = "atomic add intrinsic, see above")]
 
 mod maps;
+mod payload;
 mod process;
 mod sockets;
 mod tcp;

@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{Conn, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter};
+use monitor_common::{Conn, Stash, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter};
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
 /// are added by the fork program before they first run.
@@ -32,9 +32,14 @@ pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(16_38
 #[map]
 pub static UDP_PEER: LruHashMap<u64, UdpPeer> = LruHashMap::with_max_entries(4_096, 0);
 
+/// The user buffer of the socket syscall each tracked thread is in, keyed
+/// by pid_tgid; see `payload.rs`. LRU: entries are overwritten, never removed.
+#[map]
+pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(8_192, 0);
+
 /// Discrete events for user space.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(2 * 1024 * 1024, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// Self-monitoring counters, see `monitor_common::counter`.
 #[map]
@@ -73,6 +78,8 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     skc_v6_rcv_saddr: 0,
     skc_state: 0,
     destroy_skaddr: 0,
+    sys_buf: 0,
+    sys_len: 0,
 };
 
 /// Reads one field of [`OFFSETS`]. The volatile read keeps the compiler from

@@ -4,15 +4,19 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use monitor_common::{AF_INET, AF_INET6, Conn, IPPROTO_TCP, IPPROTO_UDP, TOOL_PENDING};
+use monitor_common::{
+    AF_INET, AF_INET6, Conn, IPPROTO_TCP, IPPROTO_UDP, TOOL_PENDING, conn_flags, payload_kind,
+};
 
 use crate::{
     maps::{CONNS, RESOLVED, atomic_add, current_tgid, off, tracked},
+    payload,
     tcp::{hand_over, open_on_first_use},
     udp,
 };
 
 const MSG_PEEK: i32 = 2;
+pub const DNS_PORT: u16 = 53;
 
 /// Hook: tracepoint `sock:sock_send_length`, fired by sock_sendmsg() in the
 /// sender's context with the bytes the protocol accepted. One hook covers
@@ -89,6 +93,9 @@ fn account(ctx: &TracePointContext, dir: Direction) -> Result<(), i64> {
             }
         }
     }
+    if let Some(conn) = CONNS.get_ptr_mut(sock) {
+        name_from_payload(sock, conn, tgid, bytes, dir);
+    }
     Ok(())
 }
 
@@ -121,6 +128,25 @@ fn same_owner(sock: u64, conn: *mut Conn, tool: u32) -> bool {
     // SAFETY: as above; a plain store of the label field.
     unsafe { (*conn).tool = label };
     label == tool
+}
+
+/// Captures what names the destination: the first bytes sent on the
+/// connection (TLS ClientHello, HTTP request head), and DNS over TCP answers.
+#[inline(always)]
+fn name_from_payload(sock: u64, conn: *mut Conn, tgid: u32, bytes: u64, dir: Direction) {
+    // SAFETY: `conn` points into a live map value; a plain flag store.
+    unsafe {
+        match dir {
+            Direction::Tx if (*conn).flags & conn_flags::FIRST_TX_SEEN == 0 => {
+                (*conn).flags |= conn_flags::FIRST_TX_SEEN;
+                payload::capture(sock, tgid, payload_kind::FIRST_TX, bytes);
+            }
+            Direction::Rx if (*conn).rport == DNS_PORT => {
+                payload::capture(sock, tgid, payload_kind::DNS, bytes);
+            }
+            _ => {}
+        }
+    }
 }
 
 #[inline(always)]

@@ -11,11 +11,13 @@ use aya_ebpf::{
 };
 use monitor_common::{
     AF_INET, AF_INET6, EventHeader, UdpFlow, UdpFlowEvent, UdpKey, UdpPeer, counter, kind,
+    payload_kind,
 };
 
 use crate::{
     maps::{UDP_FLOWS, UDP_PEER, atomic_add, bump, current_tgid, emit, off, tracked},
-    sockets::Direction,
+    payload,
+    sockets::{DNS_PORT, Direction},
 };
 
 /// Hook: cgroup `sendmsg4` on the cgroup2 root: runs in udp_sendmsg() for a
@@ -91,6 +93,9 @@ pub fn account(sock: u64, tgid: u32, tool: u32, peer: Option<UdpPeer>, bytes: u6
             None => return,
         },
     };
+    if dir == Direction::Rx && peer.port == DNS_PORT {
+        payload::capture(sock, tgid, payload_kind::DNS, bytes);
+    }
     let key = UdpKey {
         tgid,
         rport: peer.port,

@@ -188,6 +188,7 @@ impl State {
                     warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
                 }
             }
+            Event::Payload { .. } => {}
             Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
                 Some(proc) => traffic.on_udp_flow(key, proc.tool, inbound, &mut counters),
                 None => {

@@ -3,7 +3,7 @@
 use std::{mem::size_of, ptr::read_unaligned};
 
 use monitor_common::{
-    Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, UdpFlowEvent, UdpKey, kind,
+    Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, PayloadEvent, UdpFlowEvent, UdpKey, kind,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,13 @@ pub enum Event {
     UdpFlow {
         key: UdpKey,
         inbound: bool,
+    },
+    /// First bytes of a send or receive (`payload_kind`), for naming.
+    Payload {
+        tgid: u32,
+        sock: u64,
+        kind: u32,
+        data: Vec<u8>,
     },
 }
 
@@ -84,6 +91,16 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
             Event::UdpFlow {
                 key: e.key,
                 inbound: e.inbound != 0,
+            }
+        }
+        kind::PAYLOAD => {
+            let e: PayloadEvent = read(bytes)?;
+            let len = (e.len as usize).min(e.data.len());
+            Event::Payload {
+                tgid: header.tgid,
+                sock: e.sock,
+                kind: e.kind,
+                data: e.data[..len].to_vec(),
             }
         }
         _ => return None,

@@ -16,6 +16,7 @@
 
 mod agentmon;
 mod http;
+mod internet;
 mod metrics;
 mod netlab;
 mod process;
@@ -30,6 +31,10 @@ use std::{
 
 pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin};
 pub use http::{HttpResponse, http_get};
+pub use internet::{
+    DNS_V4, FAR_V4, Internet, MODEL_V4, MODEL_V6, REPLY_BODY, ServerConn, TELEMETRY_V4,
+    default_records,
+};
 pub use metrics::{Labels, Metrics, ParseError};
 pub use netlab::{
     CLIENT_V4, CLIENT_V6, NetLab, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4, REMOTE_UDP_V6,

@@ -188,9 +188,22 @@ impl NetLab {
             reply.as_ref(),
             "--ready-file".as_ref(),
         ];
-        let mut cmd = self.remote_cmd(netpeer, args.into_iter().chain([ready.as_os_str()]));
+        let cmd = self.remote_cmd(netpeer, args.into_iter().chain([ready.as_os_str()]));
+        self.spawn_remote("netpeer serve", cmd, &ready, &log)
+    }
+
+    /// Starts a server command made with [`NetLab::remote_cmd`], its output
+    /// going to `log`, and waits (bounded) until it creates `ready`; panics
+    /// with its log otherwise.
+    pub fn spawn_remote(
+        &self,
+        what: &str,
+        mut cmd: Command,
+        ready: &Path,
+        log: &Path,
+    ) -> ServerGuard {
         let log_file =
-            fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+            fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let log_err = log_file.try_clone().expect("clone log file handle");
         let child = cmd
             .stdin(Stdio::null())
@@ -198,7 +211,10 @@ impl NetLab {
             .stderr(log_err)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", describe(&cmd)));
-        let mut guard = ServerGuard { child, log };
+        let mut guard = ServerGuard {
+            child,
+            log: log.to_path_buf(),
+        };
         let ready_in_time = wait_until(READY_TIMEOUT, || {
             ready.exists() || matches!(guard.child.try_wait(), Ok(Some(_)))
         });
@@ -208,7 +224,7 @@ impl NetLab {
                 _ if !ready_in_time => format!("was not ready within {READY_TIMEOUT:?}"),
                 _ => "failed".to_owned(),
             };
-            panic!("netpeer serve {state}; its log:\n{}", guard.log_text());
+            panic!("{what} {state}; its log:\n{}", guard.log_text());
         }
         guard
     }
@@ -262,7 +278,7 @@ impl Drop for ServerGuard {
         let _ = self.child.wait();
         if thread::panicking() {
             eprintln!(
-                "--- netpeer serve log ({}) ---\n{}",
+                "--- server log ({}) ---\n{}",
                 self.log.display(),
                 self.log_text()
             );
@@ -281,7 +297,7 @@ where
 }
 
 /// Runs `ip args...`, panicking with its stderr on failure.
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())

@@ -166,3 +166,68 @@ fn lab_holds_connections_open_and_cleans_up_on_drop() {
         "namespaces left behind:\n{list}"
     );
 }
+
+#[test]
+fn test_internet_resolves_names_and_counts_raw_bytes() {
+    use agentmon_tests::{Internet, default_records};
+    if !require_root() {
+        return;
+    }
+    let lab = NetLab::new();
+    let net = Internet::start(&lab, &default_records());
+    let client = Internet::script("py_client.py");
+    let py = |args: &[&str]| {
+        let out = run_bounded(
+            &mut lab.client_cmd(
+                "python3",
+                std::iter::once(client.as_os_str()).chain(args.iter().map(OsStr::new)),
+            ),
+            RUN_TIMEOUT,
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // glibc getaddrinfo + TLS with SNI, and a raw DNS query through a CNAME.
+    let out = py(&[
+        "--name",
+        "api.model.test",
+        "--tls",
+        "--port",
+        "443",
+        "--path",
+        "/v1/messages",
+        "--body",
+        "1000",
+    ]);
+    assert!(out.contains("received="), "{out}");
+    py(&[
+        "--name",
+        "telemetry.vendor.test",
+        "--resolver",
+        "raw",
+        "--port",
+        "80",
+        "--body",
+        "10",
+    ]);
+    // A hostile answer still ends in an address the client can use.
+    py(&[
+        "--name",
+        "x.hostile.test",
+        "--resolver",
+        "raw",
+        "--port",
+        "80",
+        "--body",
+        "10",
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || net
+        .server_conns()
+        .len()
+        == 3));
+    let conns = net.server_conns();
+    assert_eq!(conns[0].sni.as_deref(), Some("api.model.test"));
+    assert!(conns[0].tls && conns[0].raw_in > 1000);
+    assert_eq!(conns[1].local, "203.0.113.30:80");
+    assert_eq!(conns[2].local, "203.0.113.20:80");
+}

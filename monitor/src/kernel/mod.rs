@@ -19,7 +19,7 @@ use self::tracefs::TracefsError;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// Tracepoint programs: (program, category, tracepoint).
-const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 7] = [
+const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 15] = [
     ("task_newtask", "task", "task_newtask"),
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
@@ -27,6 +27,14 @@ const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 7] = [
     ("sock_send_length", "sock", "sock_send_length"),
     ("sock_recv_length", "sock", "sock_recv_length"),
     ("tcp_destroy_sock", "tcp", "tcp_destroy_sock"),
+    ("sys_enter_write", "syscalls", "sys_enter_write"),
+    ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("sys_enter_read", "syscalls", "sys_enter_read"),
+    ("sys_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("sys_enter_writev", "syscalls", "sys_enter_writev"),
+    ("sys_enter_readv", "syscalls", "sys_enter_readv"),
+    ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("sys_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
 ];
 
 /// cgroup sock_addr programs attached to the cgroup2 root.

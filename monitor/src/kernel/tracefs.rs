@@ -151,6 +151,7 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
     let send = tp("sock", "sock_send_length")?;
     let recv = tp("sock", "sock_recv_length")?;
     let destroy = tp("tcp", "tcp_destroy_sock")?;
+    let (sys_buf, sys_len) = syscall_args(tracefs)?;
     let len = |name: &str| -> Result<u32, TracefsError> {
         let offset = field(&send, name)?;
         // One set of offsets serves both programs: insist the layouts agree.
@@ -197,7 +198,57 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
         skc_v6_daddr: 56,
         skc_v6_rcv_saddr: 72,
         destroy_skaddr: field(&destroy, "skaddr")?,
+        sys_buf,
+        sys_len,
     })
+}
+
+/// The syscalls whose entry notes the user buffer (see monitor-ebpf's
+/// payload.rs): all take (fd, buffer-ish, length-ish, ...).
+pub const BUFFER_SYSCALLS: [&str; 8] = [
+    "write", "sendto", "read", "recvfrom", "writev", "readv", "sendmsg", "recvmsg",
+];
+
+/// Offsets of the second and third syscall arguments, which must agree
+/// across [`BUFFER_SYSCALLS`] since one pair serves them all.
+fn syscall_args(tracefs: &Path) -> Result<(u32, u32), TracefsError> {
+    let mut agreed: Option<(u32, u32)> = None;
+    for name in BUFFER_SYSCALLS {
+        let tracepoint = format!("sys_enter_{name}");
+        let fields = read_fields(tracefs, "syscalls", &tracepoint)?;
+        // Arguments follow __syscall_nr; their names differ per syscall.
+        let mut args: Vec<u32> = fields
+            .iter()
+            .filter(|(n, _)| !n.starts_with("common_") && n.as_str() != "__syscall_nr")
+            .map(|(_, &(offset, _))| offset)
+            .collect();
+        args.sort_unstable();
+        let pair = match args.as_slice() {
+            [_, buf, len, ..] => (*buf, *len),
+            _ => {
+                return Err(TracefsError::MissingField {
+                    tracepoint: format!("syscalls:{tracepoint}"),
+                    field: "(three arguments)".into(),
+                    path: tracefs
+                        .join("events/syscalls")
+                        .join(&tracepoint)
+                        .join("format"),
+                });
+            }
+        };
+        if agreed.is_some_and(|a| a != pair) {
+            return Err(TracefsError::MissingField {
+                tracepoint: format!("syscalls:{tracepoint}"),
+                field: "(arguments at the same offsets as sys_enter_write)".into(),
+                path: tracefs
+                    .join("events/syscalls")
+                    .join(&tracepoint)
+                    .join("format"),
+            });
+        }
+        agreed = Some(pair);
+    }
+    Ok(agreed.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -254,8 +305,12 @@ print fmt: \"comm=%s pid=%d\"
             "sock/sock_send_length",
             "sock/sock_recv_length",
             "tcp/tcp_destroy_sock",
-        ] {
-            let tp = dir.path().join("events").join(tp);
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(BUFFER_SYSCALLS.map(|s| format!("syscalls/sys_enter_{s}")))
+        {
+            let tp = dir.path().join("events").join(&tp);
             fs::create_dir_all(&tp).unwrap();
             fs::write(
                 tp.join("format"),

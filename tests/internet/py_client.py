@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Python client of agentmon's tests: resolves a name (glibc getaddrinfo, or
+its own raw DNS query like c-ares or Go do), connects over TLS (with SNI) or
+plain HTTP, POSTs N bytes and reads the reply to EOF.
+
+    py_client.py --name NAME | --ip ADDR [--sni NAME] [--resolver raw|glibc]
+                 [--qname-bytes HEX] [--tls] --port P --path PATH --body N
+"""
+
+import argparse
+import socket
+import ssl
+import sys
+
+
+def raw_resolve(qname_labels):
+    """One A query over UDP to the first nameserver in /etc/resolv.conf."""
+    from dnslib import QTYPE, DNSLabel, DNSQuestion, DNSRecord
+
+    server = next(
+        line.split()[1] for line in open("/etc/resolv.conf") if line.startswith("nameserver")
+    )
+    query = DNSRecord(q=DNSQuestion(DNSLabel(qname_labels), QTYPE.A))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(query.pack(), (server, 53))
+    data, _ = s.recvfrom(4096)
+    reply = DNSRecord.parse(data)
+    return next(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--name")
+    p.add_argument("--ip")
+    p.add_argument("--sni")
+    p.add_argument("--resolver", choices=["glibc", "raw"], default="glibc")
+    p.add_argument("--qname-bytes", help="hex of one raw label, sent as <label>.test")
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", default="/")
+    p.add_argument("--body", type=int, default=0)
+    a = p.parse_args()
+    if a.ip:
+        addr = a.ip
+    elif a.qname_bytes:
+        addr = raw_resolve([bytes.fromhex(a.qname_bytes), b"test"])
+    elif a.resolver == "raw":
+        addr = raw_resolve([label.encode() for label in a.name.split(".")])
+    else:
+        addr = socket.getaddrinfo(a.name, a.port, type=socket.SOCK_STREAM)[0][4][0]
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.create_connection((addr, a.port), timeout=30)
+    host = a.sni or a.name or addr
+    if a.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        sock = ctx.wrap_socket(sock, server_hostname=a.sni or a.name)
+    head = (
+        f"POST {a.path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {a.body}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    sock.sendall(head + b"p" * a.body)
+    received = 0
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ssl.SSLZeroReturnError:
+            break
+        if not data:
+            break
+        received += len(data)
+    sock.close()
+    print(f"sent={len(head) + a.body} received={received} family={family.name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
