@@ -9,6 +9,15 @@
 //! [[agents.tool]]
 //! name = "my-agent"
 //! rules = [ { exe = "**/bin/my-agent" }, { argv = "my-agent.js" } ]
+//! [geoip]
+//! country = "/var/lib/agentmon/geoip/country.mmdb"   # default
+//! asn = "/var/lib/agentmon/geoip/asn.mmdb"           # default
+//! reload_seconds = 10
+//! [dest]
+//! max_per_tool = 64
+//! [[dest.entry]]
+//! host = "llm.internal.example"
+//! purpose = "model-api"
 //! ```
 //!
 //! Parsing also builds the agent catalog, so a config that would fail later
@@ -24,6 +33,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::agents::{Catalog, CatalogError, Origin, ToolSpec};
+use crate::dest::{Catalog as DestCatalog, EntrySpec};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
 
@@ -34,6 +44,71 @@ pub struct Config {
     /// JSON Lines log of closed connections; `None` turns it off.
     pub connection_log: Option<PathBuf>,
     pub agents: AgentsConfig,
+    pub geoip: GeoipConfig,
+    pub dest: DestConfig,
+}
+
+/// The `[geoip]` table: MaxMind-format databases for country and ASN.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A GeoLite2/GeoIP2 Country or City file, or a compatible mmdb.
+    #[serde(default = "default_country")]
+    pub country: PathBuf,
+    /// A GeoLite2/GeoIP2 ASN file, or a compatible mmdb.
+    #[serde(default = "default_asn")]
+    pub asn: PathBuf,
+    /// How often the files are checked for a new version.
+    #[serde(default = "default_reload")]
+    pub reload_seconds: u64,
+}
+
+fn default_country() -> PathBuf {
+    PathBuf::from("/var/lib/agentmon/geoip/country.mmdb")
+}
+
+fn default_asn() -> PathBuf {
+    PathBuf::from("/var/lib/agentmon/geoip/asn.mmdb")
+}
+
+fn default_reload() -> u64 {
+    10
+}
+
+impl Default for GeoipConfig {
+    fn default() -> Self {
+        Self {
+            country: default_country(),
+            asn: default_asn(),
+            reload_seconds: default_reload(),
+        }
+    }
+}
+
+/// The `[dest]` table: destination labels.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestConfig {
+    /// Distinct `dest` label values per tool; more go to `dest="other"`.
+    #[serde(default = "default_max_per_tool")]
+    pub max_per_tool: usize,
+    /// `[[dest.entry]]`: host patterns with their purpose (and `dest` label),
+    /// added to the built-in destination catalog; they win over it.
+    #[serde(default)]
+    pub entry: Vec<EntrySpec>,
+}
+
+fn default_max_per_tool() -> usize {
+    crate::dest::DEFAULT_DEST_CAP
+}
+
+impl Default for DestConfig {
+    fn default() -> Self {
+        Self {
+            max_per_tool: default_max_per_tool(),
+            entry: Vec::new(),
+        }
+    }
 }
 
 /// The `[agents]` table: changes to the built-in catalog.
@@ -55,6 +130,8 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9977)),
             connection_log: None,
             agents: AgentsConfig::default(),
+            geoip: GeoipConfig::default(),
+            dest: DestConfig::default(),
         }
     }
 }
@@ -96,6 +173,10 @@ struct File {
     log: Option<LogTable>,
     #[serde(default)]
     agents: AgentsConfig,
+    #[serde(default)]
+    geoip: GeoipConfig,
+    #[serde(default)]
+    dest: DestConfig,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +225,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         config.connection_log = Some(PathBuf::from(connections.into_inner()));
     }
     config.agents = file.agents;
+    config.geoip = file.geoip;
+    config.dest = file.dest;
+    if let Err(e) = DestCatalog::new(crate::dest::purpose::BUILTIN_CATALOG, &config.dest.entry) {
+        return Err(invalid(None, format!("[[dest.entry]]: {e}")));
+    }
 
     if let Err(e) = Catalog::with_config(&config.agents) {
         return Err(invalid(locate(text, &e), e.to_string()));
@@ -306,7 +392,7 @@ rules = [
     fn unknown_keys_point_at_the_key() {
         assert_eq!(
             err("listen = \"127.0.0.1:9977\"\n\nlissten = \"x\"\n"),
-            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `log`, `agents`"
+            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `log`, `agents`, `geoip`, `dest`"
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),

@@ -2,30 +2,34 @@
 //! traffic totals, and refreshes the metrics at scrape time.
 
 use std::{
+    net::SocketAddr,
     os::fd::AsRawFd,
     sync::{Arc, Mutex},
     time::Duration,
+    time::Instant,
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use monitor_common::{Conn, TOOL_PENDING, Tracked, UdpFlow, UdpKey, counter};
+use monitor_common::{Conn, TOOL_PENDING, Tracked, UdpFlow, UdpKey, counter, payload_kind};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
 use crate::{
-    agents::Catalog,
-    connlog::{Clock, ConnLog},
+    agents::{Catalog, ToolId},
+    connlog::{Clock, ConnLog, monotonic_ns},
+    enrich::Enricher,
     events::{Event, decode},
     kernel::Kernel,
     metrics::Metrics,
     procfs::{ProcSource, RealProc},
-    traffic::{KernelCounters, Traffic},
+    traffic::{Dest, KernelCounters, Names, Traffic},
     tree::{TrackedMap, Tree},
 };
 
 pub struct State {
     kernel: Kernel,
     catalog: Catalog,
+    enricher: Enricher,
     tree: Tree,
     traffic: Traffic,
     metrics: Metrics,
@@ -73,13 +77,20 @@ impl KernelCounters for KernelTraffic<'_> {
 }
 
 impl State {
-    pub fn new(kernel: Kernel, catalog: Catalog, metrics: Metrics, log: Option<ConnLog>) -> Self {
+    pub fn new(
+        kernel: Kernel,
+        catalog: Catalog,
+        enricher: Enricher,
+        metrics: Metrics,
+        log: Option<ConnLog>,
+    ) -> Self {
         metrics
             .programs_attached
             .set(kernel.programs_attached as i64);
         Self {
             kernel,
             catalog,
+            enricher,
             tree: Tree::default(),
             traffic: Traffic::default(),
             metrics,
@@ -115,6 +126,7 @@ impl State {
         let Self {
             kernel,
             catalog,
+            enricher,
             tree,
             traffic,
             metrics,
@@ -123,6 +135,7 @@ impl State {
             procs,
         } = self;
         let mut counters = metrics.counters(catalog);
+        let now = Instant::now();
         match event {
             Event::Exec {
                 tgid,
@@ -143,13 +156,9 @@ impl State {
                         // exec of the owner into another tool.
                         let _ = kernel.resolved.insert(sock, proc.tool, 0);
                     }
-                    traffic.on_open(
-                        sock,
-                        &conn,
-                        proc,
-                        || procs.listening_ports(conn.tgid).contains(&conn.lport),
-                        &mut counters,
-                    )
+                    traffic.on_open(sock, &conn, proc, || {
+                        procs.listening_ports(conn.tgid).contains(&conn.lport)
+                    })
                 }
                 // Opened while its process was pending; it is not an agent.
                 // Only that entry goes: the socket may have been handed to
@@ -169,7 +178,13 @@ impl State {
                 conn,
                 ktime_ns,
             } => {
-                let mut closed = traffic.on_close(sock, &conn, ktime_ns, &mut counters);
+                let mut closed = traffic.on_close(
+                    sock,
+                    &conn,
+                    ktime_ns,
+                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut counters,
+                );
                 if closed.is_none()
                     && let Some(proc) = tree.get(conn.tgid)
                 {
@@ -179,8 +194,14 @@ impl State {
                         rx_bytes: 0,
                         ..conn
                     };
-                    traffic.on_open(sock, &opened, proc, || false, &mut counters);
-                    closed = traffic.on_close(sock, &conn, ktime_ns, &mut counters);
+                    traffic.on_open(sock, &opened, proc, || false);
+                    closed = traffic.on_close(
+                        sock,
+                        &conn,
+                        ktime_ns,
+                        &mut labeler(enricher, metrics, catalog, now),
+                        &mut counters,
+                    );
                 }
                 if let (Some(closed), Some(log)) = (closed, log.as_mut())
                     && let Err(e) = log.write(catalog.name(closed.conn.tool), &closed, clock)
@@ -188,9 +209,38 @@ impl State {
                     warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
                 }
             }
-            Event::Payload { .. } => {}
+            Event::Payload {
+                tgid,
+                sock,
+                kind,
+                data,
+            } => match kind {
+                payload_kind::FIRST_TX => traffic.named(
+                    sock,
+                    |names| Enricher::read_first_bytes(&data, names),
+                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut counters,
+                ),
+                payload_kind::DNS => {
+                    if let Some(proc) = tree.get(tgid) {
+                        let tcp = traffic.is_open(sock);
+                        let answers = enricher.on_dns(proc.root, &data, tcp, now);
+                        metrics
+                            .dns_answers
+                            .with_label_values(&[catalog.name(proc.tool)])
+                            .inc_by(answers as u64);
+                    }
+                }
+                _ => {}
+            },
             Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
-                Some(proc) => traffic.on_udp_flow(key, proc.tool, inbound, &mut counters),
+                Some(proc) => traffic.on_udp_flow(
+                    key,
+                    (proc.tool, proc.root),
+                    inbound,
+                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut counters,
+                ),
                 None => {
                     let _ = kernel.udp_flows.remove(&key);
                 }
@@ -203,6 +253,7 @@ impl State {
         let Self {
             kernel,
             catalog,
+            enricher,
             tree,
             traffic,
             metrics,
@@ -215,7 +266,9 @@ impl State {
         };
         traffic.refresh(
             &mut maps,
-            |tgid| tree.get(tgid).map(|p| p.tool),
+            monotonic_ns(),
+            |tgid| tree.get(tgid).map(|p| (p.tool, p.root)),
+            &mut labeler(enricher, metrics, catalog, Instant::now()),
             &mut counters,
         );
         metrics.set_processes(catalog, &tree.counts());
@@ -236,8 +289,11 @@ impl State {
         self.metrics.encode()
     }
 
-    /// Housekeeping: drops kernel entries of processes whose events were lost.
+    /// Housekeeping: drops kernel entries of processes whose events were
+    /// lost, expired DNS bindings, and picks up new GeoIP files.
     pub fn sweep(&mut self) {
+        self.enricher.expire(Instant::now());
+        self.enricher.geoip.reload_if_changed();
         self.tree.sweep(&mut self.kernel.tracked, |tgid| {
             std::path::Path::new(&format!("/proc/{tgid}")).exists()
         });
@@ -245,6 +301,26 @@ impl State {
 
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.kernel.events.take()
+    }
+}
+
+/// The labeler the traffic module calls when a connection's labels are
+/// decided: enrichment, plus the overflow counter when the cap bites.
+fn labeler<'a>(
+    enricher: &'a mut Enricher,
+    metrics: &'a Metrics,
+    catalog: &'a Catalog,
+    now: Instant,
+) -> impl FnMut(ToolId, u32, &SocketAddr, &mut Names) -> Dest + 'a {
+    move |tool, root, remote, names| {
+        let (dest, labelled) = enricher.label(tool, root, remote, names, now);
+        if labelled.overflow {
+            metrics
+                .dest_overflow
+                .with_label_values(&[catalog.name(tool)])
+                .inc();
+        }
+        dest
     }
 }
 
@@ -283,10 +359,11 @@ pub async fn read_events(state: Shared, ring: RingBuf<MapData>) -> anyhow::Resul
     }
 }
 
-/// Refreshes and sweeps every few seconds, so flows of processes that exit
-/// are read and released even when nobody scrapes.
-pub async fn housekeeping(state: Shared) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+/// Refreshes and sweeps every few seconds (the GeoIP reload interval, at
+/// most a minute), so flows of processes that exit are read and released
+/// even when nobody scrapes, and new GeoIP files are picked up.
+pub async fn housekeeping(state: Shared, every_seconds: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.clamp(1, 60)));
     loop {
         tick.tick().await;
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,7 +2,8 @@
 //!
 //! The stages of the data's path, one module each: `kernel` (loading the
 //! eBPF programs), `events` (decoding what they send), `agents` (recognising
-//! agent processes), `tree` (their process trees), `traffic` (aggregation),
+//! agent processes), `tree` (their process trees), `dest`, `geoip` and
+//! `enrich` (naming destinations), `traffic` (aggregation),
 //! `metrics` and `exporter` (Prometheus), `connlog` (JSON Lines log), and
 //! `daemon`, which ties them together.
 
@@ -10,8 +11,11 @@ pub mod agents;
 pub mod config;
 pub mod connlog;
 pub mod daemon;
+pub mod dest;
+pub mod enrich;
 pub mod events;
 pub mod exporter;
+pub mod geoip;
 pub mod kernel;
 pub mod metrics;
 pub mod procfs;

@@ -14,7 +14,10 @@ use monitor::{
     config::{self, Config},
     connlog::ConnLog,
     daemon::{self, State},
+    dest::{BUILTIN_CATALOG as BUILTIN_DEST_CATALOG, Catalog as DestCatalog},
+    enrich::Enricher,
     exporter,
+    geoip::GeoIp,
     kernel::{self, Kernel},
     metrics::Metrics,
 };
@@ -128,7 +131,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let mut state = State::new(kernel, catalog, metrics, log);
+    let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)?;
+    let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
+    let enricher = Enricher::new(dest_catalog, config.dest.max_per_tool, geoip);
+    let mut state = State::new(kernel, catalog, enricher, metrics, log);
     let ring = state.take_events().context("ring buffer already taken")?;
     state.scan();
     let state = Arc::new(Mutex::new(state));
@@ -141,7 +147,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(listen = %config.listen, "serving /metrics and /healthz");
         let events = tokio::spawn(daemon::read_events(state.clone(), ring));
-        tokio::spawn(daemon::housekeeping(state.clone()));
+        tokio::spawn(daemon::housekeeping(
+            state.clone(),
+            config.geoip.reload_seconds,
+        ));
         let server =
             axum::serve(listener, exporter::router(state)).with_graceful_shutdown(shutdown());
         tokio::select! {

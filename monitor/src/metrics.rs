@@ -7,14 +7,27 @@ use prometheus::{
 
 use crate::{
     agents::{Catalog, ToolId},
-    traffic::{Counters, Direction, Proto},
+    traffic::{Counters, Dest, Direction, Proto},
 };
+
+/// Labels of the byte counters. Values: tool names from the catalog, fixed
+/// enums, and `dest` values bounded per tool (see `dest::cap`).
+const DEST_LABELS: &[&str] = &[
+    "tool",
+    "proto",
+    "dest",
+    "dest_country",
+    "dest_asn",
+    "purpose",
+];
 
 pub struct Metrics {
     registry: Registry,
     pub egress_bytes: IntCounterVec,
     pub ingress_bytes: IntCounterVec,
     pub connections: IntCounterVec,
+    pub dest_overflow: IntCounterVec,
+    pub dns_answers: IntCounterVec,
     pub agent_processes: IntGaugeVec,
     pub events_lost: IntCounter,
     pub kernel_map_full: IntCounterVec,
@@ -34,17 +47,35 @@ impl Metrics {
         let egress_bytes = counter_vec(
             "agentmon_egress_bytes_total",
             "Payload bytes sent by the process trees of each AI coding agent.",
-            &["tool", "proto"],
+            DEST_LABELS,
         )?;
         let ingress_bytes = counter_vec(
             "agentmon_ingress_bytes_total",
             "Payload bytes received by the process trees of each AI coding agent.",
-            &["tool", "proto"],
+            DEST_LABELS,
         )?;
         let connections = counter_vec(
             "agentmon_connections_total",
             "TCP connections (and new UDP peers) of each agent's process trees.",
-            &["tool", "proto", "direction"],
+            &[
+                "tool",
+                "proto",
+                "direction",
+                "dest",
+                "dest_country",
+                "dest_asn",
+                "purpose",
+            ],
+        )?;
+        let dest_overflow = counter_vec(
+            "agentmon_dest_overflow_total",
+            "Connections labelled dest=\"other\" because the tool reached its cap of distinct dest values.",
+            &["tool"],
+        )?;
+        let dns_answers = counter_vec(
+            "agentmon_dns_answers_total",
+            "A and AAAA records in DNS answers the tool's processes received.",
+            &["tool"],
         )?;
         let kernel_map_full = counter_vec(
             "agentmon_kernel_map_full_total",
@@ -82,6 +113,8 @@ impl Metrics {
             egress_bytes,
             ingress_bytes,
             connections,
+            dest_overflow,
+            dns_answers,
             agent_processes,
             events_lost,
             kernel_map_full,
@@ -135,8 +168,15 @@ pub struct NamedCounters<'a> {
 }
 
 impl Counters for NamedCounters<'_> {
-    fn bytes(&mut self, tool: ToolId, proto: Proto, sent: u64, received: u64) {
-        let labels = [self.catalog.name(tool), proto.label()];
+    fn bytes(&mut self, tool: ToolId, proto: Proto, dest: &Dest, sent: u64, received: u64) {
+        let labels = [
+            self.catalog.name(tool),
+            proto.label(),
+            &dest.name,
+            &dest.country,
+            &dest.asn,
+            dest.purpose,
+        ];
         if sent > 0 {
             self.metrics
                 .egress_bytes
@@ -151,10 +191,18 @@ impl Counters for NamedCounters<'_> {
         }
     }
 
-    fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction) {
+    fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest) {
         self.metrics
             .connections
-            .with_label_values(&[self.catalog.name(tool), proto.label(), direction.label()])
+            .with_label_values(&[
+                self.catalog.name(tool),
+                proto.label(),
+                direction.label(),
+                &dest.name,
+                &dest.country,
+                &dest.asn,
+                dest.purpose,
+            ])
             .inc();
     }
 }

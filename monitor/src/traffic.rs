@@ -45,11 +45,39 @@ impl Direction {
     }
 }
 
+/// The destination labels of a connection or flow, decided once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Dest {
+    /// The `dest` label: a catalog host, a registrable domain, `ip` or `other`.
+    pub name: String,
+    pub country: String,
+    pub asn: String,
+    pub purpose: &'static str,
+}
+
+/// What named a connection, for the log (all already sanitised).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    pub http_host: Option<String>,
+    pub http_method: Option<&'static str>,
+    pub dns_name: Option<String>,
+    /// The name that won (SNI, then HTTP Host, then DNS), if any.
+    pub host: Option<String>,
+    pub asn_org: Option<String>,
+}
+
 /// Where increments go (the Prometheus metrics, or a fake in tests).
 pub trait Counters {
-    fn bytes(&mut self, tool: ToolId, proto: Proto, sent: u64, received: u64);
-    fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction);
+    fn bytes(&mut self, tool: ToolId, proto: Proto, dest: &Dest, sent: u64, received: u64);
+    fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest);
 }
+
+/// Decides a connection's labels from what is known of it.
+/// Arguments: the tool, the root of the process tree (whose DNS answers
+/// name the address), the remote address, and the names seen so far.
+pub type Labeler<'a> = dyn FnMut(ToolId, u32, &SocketAddr, &mut Names) -> Dest + 'a;
 
 /// Read access to the kernel's counter maps.
 pub trait KernelCounters {
@@ -58,6 +86,11 @@ pub trait KernelCounters {
     fn flows(&self) -> Vec<(UdpKey, UdpFlow)>;
     fn remove_flow(&mut self, key: &UdpKey);
 }
+
+/// A connection without a name source after this long is labelled with
+/// what is known (a DNS name or its address): the first bytes a client sends
+/// come within the first syscalls, so a later SNI is not expected.
+pub const SETTLE_NS: u64 = 1_000_000_000;
 
 /// A watched TCP connection.
 #[derive(Debug, Clone)]
@@ -69,14 +102,19 @@ pub struct OpenConn {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub start_ns: u64,
-    sent: u64,
-    received: u64,
+    pub names: Names,
+    /// Labels, once decided; bytes are counted from then on.
+    pub dest: Option<Dest>,
+    /// Latest kernel counts, and how much of them is in the metrics.
+    seen: (u64, u64),
+    counted: (u64, u64),
 }
 
 /// A TCP connection that ended, for the connection log.
 #[derive(Debug, Clone)]
 pub struct ClosedConn {
     pub conn: OpenConn,
+    pub dest: Dest,
     pub sent: u64,
     pub received: u64,
     pub end_ns: u64,
@@ -84,6 +122,7 @@ pub struct ClosedConn {
 
 struct FlowState {
     tool: ToolId,
+    dest: Dest,
     last: UdpFlow,
 }
 
@@ -102,9 +141,44 @@ pub fn ip(family: u16, addr: &[u8; 16]) -> IpAddr {
     }
 }
 
+impl OpenConn {
+    /// Decides the labels (once) and counts the connection.
+    fn settle(&mut self, label: &mut Labeler<'_>, counters: &mut dyn Counters) {
+        if self.dest.is_none() {
+            let dest = label(self.tool, self.proc.root, &self.remote, &mut self.names);
+            counters.connection(self.tool, Proto::Tcp, self.direction, &dest);
+            self.dest = Some(dest);
+        }
+        self.count(counters);
+    }
+
+    fn update(&mut self, conn: &Conn) {
+        self.seen = (
+            self.seen.0.max(conn.tx_bytes),
+            self.seen.1.max(conn.rx_bytes),
+        );
+    }
+
+    /// Adds what the kernel counted since the last time, once labelled.
+    fn count(&mut self, counters: &mut dyn Counters) {
+        let Some(dest) = &self.dest else { return };
+        let sent = self.seen.0 - self.counted.0;
+        let received = self.seen.1 - self.counted.1;
+        if sent > 0 || received > 0 {
+            counters.bytes(self.tool, Proto::Tcp, dest, sent, received);
+        }
+        self.counted = self.seen;
+    }
+}
+
 impl Traffic {
     pub fn open_conns(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Whether `sock` is a watched TCP connection.
+    pub fn is_open(&self, sock: u64) -> bool {
+        self.conns.contains_key(&sock)
     }
 
     /// A tracked process opened (or first used) a TCP connection.
@@ -116,16 +190,12 @@ impl Traffic {
         conn: &Conn,
         proc: &Proc,
         listening: impl FnOnce() -> bool,
-        counters: &mut dyn Counters,
     ) {
         let direction = if conn.origin == origin::FIRST_USE && listening() {
             Direction::Inbound
         } else {
             Direction::Outbound
         };
-        counters.connection(proc.tool, Proto::Tcp, direction);
-        // Bytes counted before the open event (first-use sockets) are added now.
-        counters.bytes(proc.tool, Proto::Tcp, conn.tx_bytes, conn.rx_bytes);
         self.conns.insert(
             sock,
             OpenConn {
@@ -136,10 +206,31 @@ impl Traffic {
                 remote: SocketAddr::new(ip(conn.family, &conn.raddr), conn.rport),
                 local: SocketAddr::new(ip(conn.family, &conn.laddr), conn.lport),
                 start_ns: conn.start_ns,
-                sent: conn.tx_bytes,
-                received: conn.rx_bytes,
+                names: Names::default(),
+                dest: None,
+                // Bytes counted before the open event (first-use sockets)
+                // are in the metrics once the connection is labelled.
+                seen: (conn.tx_bytes, conn.rx_bytes),
+                counted: (0, 0),
             },
         );
+    }
+
+    /// The connection whose first bytes named it, to record what they said
+    /// and settle its labels.
+    pub fn named(
+        &mut self,
+        sock: u64,
+        name: impl FnOnce(&mut Names),
+        label: &mut Labeler<'_>,
+        counters: &mut dyn Counters,
+    ) {
+        if let Some(open) = self.conns.get_mut(&sock) {
+            if open.dest.is_none() {
+                name(&mut open.names);
+            }
+            open.settle(label, counters);
+        }
     }
 
     /// The kernel saw the connection close; `conn` has the final counts.
@@ -148,30 +239,28 @@ impl Traffic {
         sock: u64,
         conn: &Conn,
         end_ns: u64,
+        label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
     ) -> Option<ClosedConn> {
         let mut open = self.conns.remove(&sock)?;
-        add_growth(&mut open, conn, counters);
+        open.update(conn);
+        open.settle(label, counters);
         Some(ClosedConn {
-            sent: open.sent,
-            received: open.received,
+            dest: open.dest.clone().unwrap_or_default(),
+            sent: open.seen.0,
+            received: open.seen.1,
             end_ns,
             conn: open,
         })
-    }
-
-    /// Forgets a connection without counting more (its process turned out
-    /// not to be an agent).
-    pub fn forget(&mut self, sock: u64) {
-        self.conns.remove(&sock);
     }
 
     /// A tracked process exchanged its first datagram with a new peer.
     pub fn on_udp_flow(
         &mut self,
         key: UdpKey,
-        tool: ToolId,
+        (tool, root): (ToolId, u32),
         inbound: bool,
+        label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
     ) {
         let direction = if inbound {
@@ -179,48 +268,58 @@ impl Traffic {
         } else {
             Direction::Outbound
         };
-        counters.connection(tool, Proto::Udp, direction);
+        let remote = SocketAddr::new(ip(key.family, &key.raddr), key.rport);
+        let dest = label(tool, root, &remote, &mut Names::default());
+        counters.connection(tool, Proto::Udp, direction, &dest);
         self.flows.entry(key).or_insert(FlowState {
             tool,
+            dest,
             last: UdpFlow::default(),
         });
     }
 
     /// Reads every open connection and UDP flow and adds their growth.
-    /// `tool_of` resolves a UDP flow's process to its tool (None: not an
+    /// Connections older than [`SETTLE_NS`] at `now_ns` get their labels.
+    /// `tool_of` resolves a UDP flow's process to its tool and tree root (None: not an
     /// agent, or gone); flows of processes that are gone are read one last
     /// time and removed.
     pub fn refresh(
         &mut self,
         kernel: &mut dyn KernelCounters,
-        tool_of: impl Fn(u32) -> Option<ToolId>,
+        now_ns: u64,
+        tool_of: impl Fn(u32) -> Option<(ToolId, u32)>,
+        label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
     ) {
         for (sock, open) in &mut self.conns {
             // Missing: closed in the kernel, its close event is on its way.
             if let Some(conn) = kernel.conn(*sock) {
-                add_growth(open, &conn, counters);
+                open.update(&conn);
+            }
+            if open.dest.is_some() || now_ns.saturating_sub(open.start_ns) > SETTLE_NS {
+                open.settle(label, counters);
             }
         }
         for (key, flow) in kernel.flows() {
             let live_tool = tool_of(key.tgid);
-            let state = match (self.flows.get_mut(&key), live_tool) {
-                (Some(state), _) => state,
-                // Its flow event was lost: adopt it.
-                (None, Some(tool)) => self.flows.entry(key).or_insert(FlowState {
-                    tool,
-                    last: UdpFlow::default(),
-                }),
-                // Not (or no longer) an agent's and never counted.
-                (None, None) => {
-                    kernel.remove_flow(&key);
-                    continue;
+            if !self.flows.contains_key(&key) {
+                match live_tool {
+                    // Its flow event was lost: adopt it.
+                    Some(owner) => self.on_udp_flow(key, owner, false, label, counters),
+                    // Not (or no longer) an agent's and never counted.
+                    None => {
+                        kernel.remove_flow(&key);
+                        continue;
+                    }
                 }
+            }
+            let Some(state) = self.flows.get_mut(&key) else {
+                continue;
             };
             let sent = flow.tx_bytes.saturating_sub(state.last.tx_bytes);
             let received = flow.rx_bytes.saturating_sub(state.last.rx_bytes);
             if sent > 0 || received > 0 {
-                counters.bytes(state.tool, Proto::Udp, sent, received);
+                counters.bytes(state.tool, Proto::Udp, &state.dest, sent, received);
             }
             state.last = flow;
             if live_tool.is_none() {
@@ -231,34 +330,32 @@ impl Traffic {
     }
 }
 
-fn add_growth(open: &mut OpenConn, conn: &Conn, counters: &mut dyn Counters) {
-    let sent = conn.tx_bytes.saturating_sub(open.sent);
-    let received = conn.rx_bytes.saturating_sub(open.received);
-    if sent > 0 || received > 0 {
-        counters.bytes(open.tool, Proto::Tcp, sent, received);
-    }
-    open.sent = open.sent.max(conn.tx_bytes);
-    open.received = open.received.max(conn.rx_bytes);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    type Key = (ToolId, Proto, String);
+
     #[derive(Default)]
     struct Totals {
-        bytes: HashMap<(ToolId, Proto), (u64, u64)>,
-        conns: HashMap<(ToolId, Proto, Direction), u64>,
+        bytes: HashMap<Key, (u64, u64)>,
+        conns: HashMap<(ToolId, Proto, Direction, String), u64>,
     }
 
     impl Counters for Totals {
-        fn bytes(&mut self, tool: ToolId, proto: Proto, sent: u64, received: u64) {
-            let e = self.bytes.entry((tool, proto)).or_default();
+        fn bytes(&mut self, tool: ToolId, proto: Proto, dest: &Dest, sent: u64, received: u64) {
+            let e = self
+                .bytes
+                .entry((tool, proto, dest.name.clone()))
+                .or_default();
             e.0 += sent;
             e.1 += received;
         }
-        fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction) {
-            *self.conns.entry((tool, proto, direction)).or_default() += 1;
+        fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest) {
+            *self
+                .conns
+                .entry((tool, proto, direction, dest.name.clone()))
+                .or_default() += 1;
         }
     }
 
@@ -304,57 +401,112 @@ mod tests {
             rport: 443,
             family: monitor_common::AF_INET,
             origin,
+            start_ns: 1_000,
             ..Conn::default()
         }
     }
 
+    /// Labels a connection by its SNI, else `ip`.
+    fn by_sni(_tool: ToolId, _root: u32, _remote: &SocketAddr, names: &mut Names) -> Dest {
+        Dest {
+            name: names.sni.clone().unwrap_or_else(|| "ip".into()),
+            country: "US".into(),
+            asn: "AS64500".into(),
+            purpose: "other",
+        }
+    }
+
+    fn bytes(t: &Totals, dest: &str) -> (u64, u64) {
+        t.bytes
+            .get(&(2, Proto::Tcp, dest.into()))
+            .copied()
+            .unwrap_or_default()
+    }
+
     #[test]
-    fn open_connection_grows_at_refresh_and_close_adds_the_rest_once() {
+    fn bytes_wait_for_the_name_then_grow_at_refresh_and_close_adds_the_rest_once() {
         let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
-        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false, &mut c);
+        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false);
         k.conns.insert(1, conn(100, 10, origin::CONNECT));
-        t.refresh(&mut k, |_| Some(2), &mut c);
-        assert_eq!(c.bytes[&(2, Proto::Tcp)], (100, 10));
+        // Young and unnamed: not counted yet, under any label.
+        t.refresh(&mut k, 2_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        assert!(c.bytes.is_empty() && c.conns.is_empty());
+        // Its first bytes name it: everything so far goes under that name.
+        t.named(
+            1,
+            |n| n.sni = Some("api.model.test".into()),
+            &mut by_sni,
+            &mut c,
+        );
+        t.refresh(&mut k, 3_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        assert_eq!(bytes(&c, "api.model.test"), (100, 10));
         k.conns.insert(1, conn(250, 40, origin::CONNECT));
-        t.refresh(&mut k, |_| Some(2), &mut c);
-        t.refresh(&mut k, |_| Some(2), &mut c);
-        assert_eq!(c.bytes[&(2, Proto::Tcp)], (250, 40));
+        t.refresh(&mut k, 4_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        t.refresh(&mut k, 5_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        assert_eq!(bytes(&c, "api.model.test"), (250, 40));
         // Closed in the kernel before the event is read: nothing goes back.
         k.conns.clear();
-        t.refresh(&mut k, |_| Some(2), &mut c);
+        t.refresh(&mut k, 6_000, |_| Some((2, 10)), &mut by_sni, &mut c);
         let closed = t
-            .on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut c)
+            .on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut by_sni, &mut c)
             .unwrap();
         assert_eq!((closed.sent, closed.received), (300, 41));
-        assert_eq!(c.bytes[&(2, Proto::Tcp)], (300, 41));
+        assert_eq!(closed.dest.name, "api.model.test");
+        assert_eq!(bytes(&c, "api.model.test"), (300, 41));
         assert_eq!(closed.conn.remote, "203.0.113.10:443".parse().unwrap());
         assert!(
-            t.on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut c)
+            t.on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut by_sni, &mut c)
                 .is_none()
         );
-        assert_eq!(c.conns[&(2, Proto::Tcp, Direction::Outbound)], 1);
+        assert_eq!(
+            c.conns[&(2, Proto::Tcp, Direction::Outbound, "api.model.test".into())],
+            1
+        );
+        assert_eq!(c.bytes.len(), 1, "no bytes under any other label");
+    }
+
+    #[test]
+    fn an_unnamed_connection_is_labelled_after_the_settle_time() {
+        let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
+        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false);
+        k.conns.insert(1, conn(7, 0, origin::CONNECT));
+        t.refresh(
+            &mut k,
+            1_000 + SETTLE_NS,
+            |_| Some((2, 10)),
+            &mut by_sni,
+            &mut c,
+        );
+        assert!(c.bytes.is_empty());
+        t.refresh(
+            &mut k,
+            1_001 + SETTLE_NS,
+            |_| Some((2, 10)),
+            &mut by_sni,
+            &mut c,
+        );
+        assert_eq!(bytes(&c, "ip"), (7, 0));
+        // A late name changes nothing: labels are decided once.
+        t.named(1, |n| n.sni = Some("late.test".into()), &mut by_sni, &mut c);
+        assert!(!c.bytes.contains_key(&(2, Proto::Tcp, "late.test".into())));
     }
 
     #[test]
     fn first_use_socket_counts_its_first_bytes_and_finds_its_direction() {
         let (mut t, mut c) = (Traffic::default(), Totals::default());
-        t.on_open(
-            1,
-            &conn(0, 77, origin::FIRST_USE),
-            &proc(3),
-            || true,
-            &mut c,
+        t.on_open(1, &conn(0, 77, origin::FIRST_USE), &proc(2), || true);
+        t.on_open(2, &conn(5, 0, origin::FIRST_USE), &proc(2), || false);
+        t.named(1, |_| {}, &mut by_sni, &mut c);
+        t.named(2, |_| {}, &mut by_sni, &mut c);
+        assert_eq!(bytes(&c, "ip"), (5, 77));
+        assert_eq!(
+            c.conns[&(2, Proto::Tcp, Direction::Inbound, "ip".into())],
+            1
         );
-        t.on_open(
-            2,
-            &conn(5, 0, origin::FIRST_USE),
-            &proc(3),
-            || false,
-            &mut c,
+        assert_eq!(
+            c.conns[&(2, Proto::Tcp, Direction::Outbound, "ip".into())],
+            1
         );
-        assert_eq!(c.bytes[&(3, Proto::Tcp)], (5, 77));
-        assert_eq!(c.conns[&(3, Proto::Tcp, Direction::Inbound)], 1);
-        assert_eq!(c.conns[&(3, Proto::Tcp, Direction::Outbound)], 1);
     }
 
     #[test]
@@ -366,7 +518,7 @@ mod tests {
             family: monitor_common::AF_INET,
             raddr: [0; 16],
         };
-        t.on_udp_flow(key, 4, false, &mut c);
+        t.on_udp_flow(key, (4, 10), false, &mut by_sni, &mut c);
         let flow = |tx, rx| UdpFlow {
             tool: 4,
             tx_bytes: tx,
@@ -375,17 +527,18 @@ mod tests {
             rx_datagrams: 1,
             ..UdpFlow::default()
         };
+        let udp = |c: &Totals| c.bytes[&(4, Proto::Udp, "ip".into())];
         k.flows.insert(key, flow(64, 128));
-        t.refresh(&mut k, |_| Some(4), &mut c);
+        t.refresh(&mut k, 0, |_| Some((4, 10)), &mut by_sni, &mut c);
         k.flows.insert(key, flow(96, 256));
-        t.refresh(&mut k, |_| None, &mut c);
-        assert_eq!(c.bytes[&(4, Proto::Udp)], (96, 256));
+        t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
+        assert_eq!(udp(&c), (96, 256));
         assert!(k.flows.is_empty());
         // A flow no agent owns is removed without being counted.
         k.flows.insert(key, flow(1, 1));
-        t.refresh(&mut k, |_| None, &mut c);
+        t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
         assert!(k.flows.is_empty());
-        assert_eq!(c.bytes[&(4, Proto::Udp)], (96, 256));
+        assert_eq!(udp(&c), (96, 256));
     }
 
     #[test]

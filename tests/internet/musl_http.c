@@ -16,7 +16,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: musl_http HOST PORT PATH BODY_BYTES\n");
         return 2;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    /* IPv4 only: the tests know which (test) country that is. */
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
     int rc = getaddrinfo(argv[1], argv[2], &hints, &res);
     if (rc != 0) {
         fprintf(stderr, "musl_http: getaddrinfo %s: %s\n", argv[1], gai_strerror(rc));

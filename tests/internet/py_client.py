@@ -4,7 +4,7 @@ its own raw DNS query like c-ares or Go do), connects over TLS (with SNI) or
 plain HTTP, POSTs N bytes and reads the reply to EOF.
 
     py_client.py --name NAME | --ip ADDR [--sni NAME] [--resolver raw|glibc]
-                 [--qname-bytes HEX] [--tls] --port P --path PATH --body N
+                 [--qname-bytes HEX] [--tls] [--raw] --port P --path PATH --body N
 """
 
 import argparse
@@ -40,6 +40,8 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--path", default="/")
     p.add_argument("--body", type=int, default=0)
+    p.add_argument("--raw", action="store_true", help="send only BODY bytes, no HTTP head")
+    p.add_argument("--ipv6", action="store_true", help="glibc: ask for IPv6 only")
     a = p.parse_args()
     if a.ip:
         addr = a.ip
@@ -48,7 +50,8 @@ def main():
     elif a.resolver == "raw":
         addr = raw_resolve([label.encode() for label in a.name.split(".")])
     else:
-        addr = socket.getaddrinfo(a.name, a.port, type=socket.SOCK_STREAM)[0][4][0]
+        family = socket.AF_INET6 if a.ipv6 else socket.AF_INET
+        addr = socket.getaddrinfo(a.name, a.port, family, socket.SOCK_STREAM)[0][4][0]
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     sock = socket.create_connection((addr, a.port), timeout=30)
     host = a.sni or a.name or addr
@@ -61,7 +64,11 @@ def main():
         f"POST {a.path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {a.body}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
+    if a.raw:
+        head = b""
     sock.sendall(head + b"p" * a.body)
+    if a.raw:
+        sock.shutdown(socket.SHUT_WR)
     received = 0
     while True:
         try:
@@ -72,7 +79,7 @@ def main():
             break
         received += len(data)
     sock.close()
-    print(f"sent={len(head) + a.body} received={received} family={family.name}")
+    print(f"sent={len(head) + a.body} received={received}")
 
 
 if __name__ == "__main__":

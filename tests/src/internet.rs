@@ -34,6 +34,8 @@ pub fn default_records() -> Vec<String> {
         "telemetry.vendor.test=CNAME:edge.vendor-cdn.test".into(),
         format!("edge.vendor-cdn.test=A:{TELEMETRY_V4}"),
         format!("far.elsewhere.test=A:{FAR_V4}"),
+        // The lab's netpeer sink (203.0.113.10:7000), for DNS-only naming.
+        "sink.model.test=A:203.0.113.10".into(),
     ]
     .into();
     // Distinct registrable domains for the label-cap test.

@@ -1,6 +1,7 @@
 //! agentmon's developer tasks: `cargo xtask setup | build | run | test`.
 //! Each prints how long it took; a failing child's exit code is passed on.
 mod cmd;
+mod geoip;
 mod setup;
 mod tasks;
 mod testcount;
@@ -21,7 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what this machine lacks: Debian packages, nightly + rust-src,
-    /// bpf-linker 0.13 on the nightly's libLLVM, tracefs mount. Idempotent.
+    /// bpf-linker 0.13 on the nightly's libLLVM, tracefs mount, the tests'
+    /// Python packages, the default GeoIP databases. Idempotent.
     Setup,
     /// Setup, then `cargo build --release` of agentmon and the test helpers.
     Build,

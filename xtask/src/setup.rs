@@ -14,7 +14,18 @@ use crate::cmd::{self, tool};
 const DEB_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"), // `ip netns` for the tests' fake remote hosts
     ("procps", "ps"),
-    ("nodejs", "node"), // the tests run a node script
+    ("nodejs", "node"),         // the tests run a node script
+    ("openssl", "openssl"),     // certificates for the tests' TLS servers
+    ("musl-tools", "musl-gcc"), // the tests build a static musl client
+    ("curl", "curl"),           // a glibc client in the tests
+];
+
+/// PyPI packages the tests and the GeoIP step import: (module, requirement).
+/// Installed (at these versions) only when the module does not import.
+const PY_PACKAGES: &[(&str, &str)] = &[
+    ("mmdb_writer", "mmdb-writer==0.2.7"), // test GeoIP databases, asn.mmdb
+    ("netaddr", "netaddr==1.3.0"),         // mmdb-writer's dependency
+    ("dnslib", "dnslib==0.9.26"),          // the tests' DNS server
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -24,7 +35,9 @@ pub fn setup() -> Result<()> {
     step("nightly toolchain", nightly)?;
     step("nightly rust-src", rust_src)?;
     step("bpf-linker", bpf_linker)?;
-    step("tracefs", tracefs)
+    step("tracefs", tracefs)?;
+    step("python packages", python_packages)?;
+    step("geoip database", crate::geoip::install)
 }
 
 fn step(name: &str, f: fn() -> Result<String>) -> Result<()> {
@@ -33,7 +46,7 @@ fn step(name: &str, f: fn() -> Result<String>) -> Result<()> {
     Ok(())
 }
 
-const ALREADY: &str = "ok (already there)";
+pub(crate) const ALREADY: &str = "ok (already there)";
 
 fn debian_packages() -> Result<String> {
     let mut missing = Vec::new();
@@ -229,6 +242,88 @@ fn bpf_linker() -> Result<String> {
             cmd::cargo_home().display()
         ),
     }
+}
+
+/// The modules of [`PY_PACKAGES`] that `python3` cannot import.
+fn missing_python_modules() -> Result<Vec<&'static str>> {
+    let modules: Vec<&str> = PY_PACKAGES.iter().map(|&(m, _)| m).collect();
+    let check = "import importlib, sys\n\
+        for m in sys.argv[1:]:\n\
+        \ttry: importlib.import_module(m)\n\
+        \texcept Exception: print(m)";
+    let out = cmd::stdout(
+        tool("python3").args(["-c", check]).args(&modules),
+        "the tests need python3 on PATH: apt-get install -y python3 python3-pip",
+    )?;
+    Ok(PY_PACKAGES
+        .iter()
+        .map(|&(m, _)| m)
+        .filter(|m| out.lines().any(|l| l.trim() == *m))
+        .collect())
+}
+
+fn python_packages() -> Result<String> {
+    let missing = missing_python_modules()?;
+    if missing.is_empty() {
+        let names: Vec<&str> = PY_PACKAGES.iter().map(|&(_, r)| r).collect();
+        let names: Vec<&str> = names.iter().filter_map(|r| r.split("==").next()).collect();
+        return Ok(format!("{ALREADY}: {}", names.join(", ")));
+    }
+    let reqs: Vec<&str> = PY_PACKAGES
+        .iter()
+        .filter(|(m, _)| missing.contains(m))
+        .map(|&(_, r)| r)
+        .collect();
+    let start = Instant::now();
+    let pip = |extra: &[&str]| {
+        cmd::output(
+            tool("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(extra)
+                .args(&reqs),
+        )
+    };
+    let fix = format!(
+        "run `python3 -m pip install {}` by hand to see why",
+        reqs.join(" ")
+    );
+    let mut out = pip(&[]).with_context(|| format!("cannot run python3 -m pip; {fix}"))?;
+    // Debian's own python3 refuses pip outside a venv (PEP 668); the tests
+    // run that python3, so the packages go next to it.
+    if !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("externally-managed-environment")
+    {
+        out = pip(&["--break-system-packages"])
+            .with_context(|| format!("cannot run python3 -m pip; {fix}"))?;
+    }
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No module named pip") {
+            bail!("python3 has no pip; run: apt-get install -y python3-pip");
+        }
+        eprintln!("{}", err.trim_end());
+        bail!("`python3 -m pip install {}` failed; {fix}", reqs.join(" "));
+    }
+    let still = missing_python_modules()?;
+    if !still.is_empty() {
+        bail!(
+            "installed {} but python3 still cannot import {}; check that `python3 -m pip` \
+             belongs to the python3 on PATH",
+            reqs.join(" "),
+            still.join(", ")
+        );
+    }
+    Ok(format!(
+        "installed {} in {}",
+        reqs.join(" "),
+        crate::secs(start)
+    ))
 }
 
 fn tracefs() -> Result<String> {

@@ -15,7 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use simple_dns::rdata::RData;
-use simple_dns::{Name, Packet, PacketFlag, RCODE};
+use simple_dns::{Name, Packet, RCODE};
 
 use super::hostname::Hostname;
 
@@ -84,7 +84,10 @@ pub fn parse_response(msg: &[u8]) -> Vec<Binding> {
             if out.len() >= MAX_BINDINGS_PER_MESSAGE {
                 return out;
             }
-            if !out.iter().any(|b: &Binding| b.name == qname && b.addr == addr) {
+            if !out
+                .iter()
+                .any(|b: &Binding| b.name == qname && b.addr == addr)
+            {
                 out.push(Binding {
                     name: qname.clone(),
                     addr,
@@ -127,6 +130,19 @@ pub fn parse_tcp(stream: &[u8]) -> TcpAnswers {
     answers
 }
 
+/// Bindings in the bytes of one read from a DNS-over-TCP socket. Resolvers
+/// differ: some read the length prefix and the message in one go (then the
+/// bytes are framed), others read the two-byte length first and the message
+/// with a second read (then the bytes are a bare message). Both are tried.
+pub fn parse_tcp_read(read: &[u8]) -> Vec<Binding> {
+    let framed = parse_tcp(read);
+    if framed.bindings.is_empty() {
+        parse_response(read)
+    } else {
+        framed.bindings
+    }
+}
+
 /// A cheap check before handing the message to the parser: a response
 /// (QR set), and section counts the message could actually hold. The parser
 /// reserves room for every counted record up front, so without the second
@@ -137,8 +153,7 @@ fn plausible_response(msg: &[u8]) -> bool {
     };
     let count = |i: usize| usize::from(u16::from_be_bytes([header[i], header[i + 1]]));
     let is_response = header[2] & 0x80 != 0;
-    let needed = count(4) * MIN_QUESTION_LEN
-        + (count(6) + count(8) + count(10)) * MIN_RECORD_LEN;
+    let needed = count(4) * MIN_QUESTION_LEN + (count(6) + count(8) + count(10)) * MIN_RECORD_LEN;
     is_response && needed <= msg.len() - HEADER_LEN
 }
 
@@ -150,12 +165,14 @@ fn cname_chain(qname: &Hostname, answers: &[(Hostname, &RData<'_>, u32)]) -> Vec
         let Some((current, ttl)) = chain.last() else {
             break;
         };
-        let next = answers.iter().find_map(|(owner, rdata, cname_ttl)| match rdata {
-            RData::CNAME(target) if owner == current => {
-                Some((hostname(&target.0)?, (*ttl).min(*cname_ttl)))
-            }
-            _ => None,
-        });
+        let next = answers
+            .iter()
+            .find_map(|(owner, rdata, cname_ttl)| match rdata {
+                RData::CNAME(target) if owner == current => {
+                    Some((hostname(&target.0)?, (*ttl).min(*cname_ttl)))
+                }
+                _ => None,
+            });
         match next {
             Some(next) if !chain.iter().any(|(name, _)| *name == next.0) => chain.push(next),
             _ => break,

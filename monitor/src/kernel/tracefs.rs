@@ -310,8 +310,14 @@ print fmt: \"comm=%s pid=%d\"
         .map(String::from)
         .chain(BUFFER_SYSCALLS.map(|s| format!("syscalls/sys_enter_{s}")))
         {
+            let syscall = tp.starts_with("syscalls/");
             let tp = dir.path().join("events").join(&tp);
             fs::create_dir_all(&tp).unwrap();
+            if syscall {
+                let args = "format:\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:char * buf;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:size_t count;\toffset:32;\tsize:8;\tsigned:0;\n";
+                fs::write(tp.join("format"), args).unwrap();
+                continue;
+            }
             fs::write(
                 tp.join("format"),
                 "format:\n\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;\n",

@@ -1,0 +1,94 @@
+//! Destination enrichment: naming each connection and classifying the name.
+//!
+//! Names come from what the traced process itself resolved or sent, never
+//! from reverse DNS (which leaks the question and is often wrong): the DNS
+//! answers it received ([`dns`], kept per process tree in [`bindings`]), the
+//! server name in its TLS ClientHello ([`tls`]) and the Host of its first
+//! plain HTTP request ([`http`]). All of them are attacker-controlled, so
+//! every name passes through [`Hostname`] before it reaches a label or the
+//! log. [`purpose`] maps names to the `dest` label and a purpose; [`cap`]
+//! bounds how many `dest` values each tool can create.
+//!
+//! Everything here is pure: no kernel, no I/O.
+
+pub mod bindings;
+pub mod cap;
+pub mod dns;
+pub mod hostname;
+pub mod http;
+pub mod purpose;
+pub mod tls;
+
+pub use self::bindings::Bindings;
+pub use self::cap::{Admitted, DEFAULT_DEST_CAP, DEST_IP, DEST_OTHER, DestCap};
+pub use self::dns::{Binding, TcpAnswers, parse_response, parse_tcp, parse_tcp_read};
+pub use self::hostname::Hostname;
+pub use self::http::{HttpRequest, HttpStart, Method, parse_request};
+pub use self::purpose::{
+    BUILTIN_CATALOG, Catalog, CatalogError, Classified, EntrySpec, Origin, Purpose,
+    registrable_domain,
+};
+pub use self::tls::{ClientHello, is_tls_client_hello, parse_client_hello};
+
+/// The name chosen for a connection and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming<'a> {
+    /// The server name of the TLS ClientHello.
+    Sni(&'a Hostname),
+    /// The Host of the first plain HTTP request.
+    Http(&'a Hostname),
+    /// The name this process tree resolved for the peer address.
+    Dns(&'a Hostname),
+    /// No name: the address itself.
+    Ip,
+}
+
+impl<'a> Naming<'a> {
+    pub fn host(self) -> Option<&'a Hostname> {
+        match self {
+            Naming::Sni(h) | Naming::Http(h) | Naming::Dns(h) => Some(h),
+            Naming::Ip => None,
+        }
+    }
+
+    /// The log's `source` field: `sni`, `http`, `dns` or `ip`.
+    pub fn source(self) -> &'static str {
+        match self {
+            Naming::Sni(_) => "sni",
+            Naming::Http(_) => "http",
+            Naming::Dns(_) => "dns",
+            Naming::Ip => "ip",
+        }
+    }
+
+    /// The `dest` label and purpose: the catalog's for a name, `ip` and
+    /// `other` without one.
+    pub fn classify(self, catalog: &Catalog) -> Classified {
+        match self.host() {
+            Some(host) => catalog.classify(host),
+            None => Classified {
+                dest: DEST_IP.to_owned(),
+                purpose: Purpose::Other,
+            },
+        }
+    }
+}
+
+/// Picks a connection's name. Precedence: SNI (what the client told the
+/// server it wants, even when it connected to a bare address), then the HTTP
+/// Host, then the name the process tree resolved for the address, else none.
+pub fn name_connection<'a>(
+    sni: Option<&'a Hostname>,
+    http_host: Option<&'a Hostname>,
+    dns: Option<&'a Hostname>,
+) -> Naming<'a> {
+    match (sni, http_host, dns) {
+        (Some(h), _, _) => Naming::Sni(h),
+        (None, Some(h), _) => Naming::Http(h),
+        (None, None, Some(h)) => Naming::Dns(h),
+        (None, None, None) => Naming::Ip,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,351 @@
+//! The destination catalog: host patterns -> `dest` label and `purpose`.
+//!
+//! Like the agent catalog, it is data: the embedded `catalog.toml` has the
+//! same shape as the config's `[[dest.entry]]` list, and config entries win
+//! over built-in ones.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::hostname::Hostname;
+
+/// The embedded built-in catalog.
+pub const BUILTIN_CATALOG: &str = include_str!("catalog.toml");
+
+/// What a destination is for. Label values are a contract with dashboards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    ModelApi,
+    Telemetry,
+    Update,
+    PackageRegistry,
+    Auth,
+    /// "What is my IP / where am I" services.
+    Geolocation,
+    Other,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 7] = [
+        Purpose::ModelApi,
+        Purpose::Telemetry,
+        Purpose::Update,
+        Purpose::PackageRegistry,
+        Purpose::Auth,
+        Purpose::Geolocation,
+        Purpose::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Purpose::ModelApi => "model-api",
+            Purpose::Telemetry => "telemetry",
+            Purpose::Update => "update",
+            Purpose::PackageRegistry => "package-registry",
+            Purpose::Auth => "auth",
+            Purpose::Geolocation => "geolocation",
+            Purpose::Other => "other",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.label() == label)
+    }
+}
+
+/// One catalog entry as written in `catalog.toml` or the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntrySpec {
+    /// `api.anthropic.com` (exactly that host), `*.sentry.io` (any name
+    /// below sentry.io, not sentry.io itself), `q.*.amazonaws.com` (`*` as
+    /// an inner label: exactly one label) or `*-aiplatform.googleapis.com`
+    /// (`*` inside a label: any text within that one label).
+    pub host: String,
+    /// One of [`Purpose::label`].
+    pub purpose: String,
+    /// The `dest` label value. Default: the host for exact patterns, the
+    /// registrable domain of the matched name for wildcard patterns.
+    pub dest: Option<String>,
+}
+
+/// Where an entry came from, so the config can point at the offending line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Builtin,
+    /// Index into the `extra` entries given to [`Catalog::new`].
+    Extra(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("built-in destination catalog is not valid: {}", .0.message())]
+    Parse(#[source] toml::de::Error),
+    #[error("{}destination entry {host:?}: {reason}", prefix(*origin))]
+    BadHost {
+        origin: Origin,
+        host: String,
+        reason: &'static str,
+    },
+    #[error(
+        "{}destination entry {host:?}: unknown purpose {purpose:?} (use one of model-api, telemetry, update, package-registry, auth, geolocation, other)",
+        prefix(*origin)
+    )]
+    BadPurpose {
+        origin: Origin,
+        host: String,
+        purpose: String,
+    },
+    #[error(
+        "{}destination entry {host:?}: dest {dest:?} is not a host name (labels of a-z 0-9 - _, at most 253 bytes)",
+        prefix(*origin)
+    )]
+    BadDest {
+        origin: Origin,
+        host: String,
+        dest: String,
+    },
+}
+
+fn prefix(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Builtin => "built-in catalog: ",
+        Origin::Extra(_) => "",
+    }
+}
+
+/// How a connection's destination is labelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// The `dest` label value: a valid host name, so safe as a label.
+    pub dest: String,
+    pub purpose: Purpose,
+}
+
+/// One label of a wildcard pattern: `*` is `Glob("", "")`.
+#[derive(Debug, Clone)]
+enum LabelPattern {
+    Literal(String),
+    Glob(String, String),
+}
+
+impl LabelPattern {
+    fn matches(&self, label: &str) -> bool {
+        match self {
+            LabelPattern::Literal(l) => l == label,
+            LabelPattern::Glob(pre, suf) => {
+                label.len() >= pre.len() + suf.len()
+                    && label.starts_with(pre.as_str())
+                    && label.ends_with(suf.as_str())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Wildcard {
+    /// Labels rightmost first, without a leading `*.`.
+    labels: Vec<LabelPattern>,
+    /// The pattern started with `*.`: one or more further labels.
+    any_subdomain: bool,
+    /// Literal bytes, to prefer `*.logs.example.com` over `*.example.com`.
+    literal_len: usize,
+    purpose: Purpose,
+    dest: Option<String>,
+}
+
+impl Wildcard {
+    fn matches(&self, host: &Hostname) -> bool {
+        let count = host.labels().count();
+        let fits = if self.any_subdomain {
+            count > self.labels.len()
+        } else {
+            count == self.labels.len()
+        };
+        fits && self
+            .labels
+            .iter()
+            .zip(host.labels().rev())
+            .all(|(pattern, label)| pattern.matches(label))
+    }
+}
+
+/// Entries of one origin (built-in or config).
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    exact: HashMap<String, (Purpose, Option<String>)>,
+    /// Most specific first.
+    wildcards: Vec<Wildcard>,
+}
+
+impl Layer {
+    fn classify(&self, host: &Hostname) -> Option<Classified> {
+        if let Some((purpose, dest)) = self.exact.get(host.as_str()) {
+            let dest = dest.clone().unwrap_or_else(|| host.as_str().to_owned());
+            return Some(Classified {
+                dest,
+                purpose: *purpose,
+            });
+        }
+        let hit = self.wildcards.iter().find(|w| w.matches(host))?;
+        let dest = hit
+            .dest
+            .clone()
+            .unwrap_or_else(|| registrable_domain(host).to_owned());
+        Some(Classified {
+            dest,
+            purpose: hit.purpose,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    entry: Vec<EntrySpec>,
+}
+
+/// The destination catalog: built-in entries plus the config's.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    user: Layer,
+    builtin: Layer,
+}
+
+impl Catalog {
+    /// The embedded catalog alone.
+    pub fn builtin() -> Catalog {
+        // The embedded text is ours and a unit test builds it, so failing here
+        // is a build defect, not bad input.
+        Catalog::new(BUILTIN_CATALOG, &[]).expect("embedded dest catalog.toml is valid")
+    }
+
+    /// `builtin` (catalog TOML text: a list `entry` of [`EntrySpec`]) plus
+    /// `extra` entries from the config. Any matching config entry wins over
+    /// any built-in one; within each, an exact host wins over patterns, a
+    /// pattern with more labels over one with fewer, then more literal text,
+    /// then the later entry.
+    pub fn new(builtin: &str, extra: &[EntrySpec]) -> Result<Catalog, CatalogError> {
+        let file: CatalogFile = toml::from_str(builtin).map_err(CatalogError::Parse)?;
+        let builtin = layer(file.entry.iter().map(|spec| (Origin::Builtin, spec)))?;
+        let user = layer(
+            extra
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| (Origin::Extra(i), spec)),
+        )?;
+        Ok(Catalog { user, builtin })
+    }
+
+    /// The `dest` label and purpose of a named destination: the catalog's
+    /// when an entry matches, else the registrable domain and `other`.
+    pub fn classify(&self, host: &Hostname) -> Classified {
+        self.user
+            .classify(host)
+            .or_else(|| self.builtin.classify(host))
+            .unwrap_or_else(|| Classified {
+                dest: registrable_domain(host).to_owned(),
+                purpose: Purpose::Other,
+            })
+    }
+}
+
+/// The registrable domain (eTLD+1) of `host` by the public suffix list,
+/// private section included (so `bucket.s3.amazonaws.com` is its own domain).
+/// Names under a suffix the list does not know fall back to their last two
+/// labels (the list's implicit `*` rule); a name that is itself a public
+/// suffix, or a single label, is returned whole.
+pub fn registrable_domain(host: &Hostname) -> &str {
+    let name = host.as_str();
+    match psl::domain(name.as_bytes()) {
+        // psl returns a suffix of its input; slicing by length keeps the
+        // original (validated) text.
+        Some(domain) => name
+            .get(name.len().saturating_sub(domain.as_bytes().len())..)
+            .unwrap_or(name),
+        None => name,
+    }
+}
+
+fn layer<'a>(specs: impl Iterator<Item = (Origin, &'a EntrySpec)>) -> Result<Layer, CatalogError> {
+    let mut layer = Layer::default();
+    for (origin, spec) in specs {
+        let bad_host = |reason| CatalogError::BadHost {
+            origin,
+            host: spec.host.clone(),
+            reason,
+        };
+        let purpose =
+            Purpose::from_label(&spec.purpose).ok_or_else(|| CatalogError::BadPurpose {
+                origin,
+                host: spec.host.clone(),
+                purpose: spec.purpose.clone(),
+            })?;
+        let dest = spec
+            .dest
+            .as_deref()
+            .map(|dest| match Hostname::parse_str(dest) {
+                Some(dest) => Ok(dest.as_str().to_owned()),
+                None => Err(CatalogError::BadDest {
+                    origin,
+                    host: spec.host.clone(),
+                    dest: dest.to_owned(),
+                }),
+            });
+        let dest = dest.transpose()?;
+        if !spec.host.contains('*') {
+            let host = Hostname::parse_str(&spec.host)
+                .ok_or_else(|| bad_host("not a host name (labels of a-z 0-9 - _)"))?;
+            layer
+                .exact
+                .insert(host.as_str().to_owned(), (purpose, dest));
+            continue;
+        }
+        let wildcard = wildcard(&spec.host, purpose, dest).map_err(bad_host)?;
+        // Keep the later of equally specific entries first: insert before
+        // every entry that is not more specific (stable for later ones).
+        let key = |w: &Wildcard| (w.labels.len() + usize::from(w.any_subdomain), w.literal_len);
+        let at = layer
+            .wildcards
+            .iter()
+            .position(|w| key(w) <= key(&wildcard))
+            .unwrap_or(layer.wildcards.len());
+        layer.wildcards.insert(at, wildcard);
+    }
+    Ok(layer)
+}
+
+fn wildcard(host: &str, purpose: Purpose, dest: Option<String>) -> Result<Wildcard, &'static str> {
+    let host = host.to_ascii_lowercase();
+    // Validate the pattern as a host name with each `*` taken as a letter.
+    if Hostname::parse_str(&host.replace('*', "x")).is_none() {
+        return Err("not a host name pattern (labels of a-z 0-9 - _ and `*`)");
+    }
+    let (any_subdomain, rest) = match host.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, host.as_str()),
+    };
+    let mut labels = Vec::new();
+    let mut literal_len = 0;
+    for label in rest.rsplit('.') {
+        let pattern = match label.split_once('*') {
+            None => LabelPattern::Literal(label.to_owned()),
+            Some((_, after)) if after.contains('*') => return Err("at most one `*` per label"),
+            Some((pre, suf)) => LabelPattern::Glob(pre.to_owned(), suf.to_owned()),
+        };
+        literal_len += label.len() - usize::from(label.contains('*'));
+        labels.push(pattern);
+    }
+    if literal_len == 0 {
+        return Err("a pattern needs at least one literal label");
+    }
+    Ok(Wildcard {
+        labels,
+        any_subdomain,
+        literal_len,
+        purpose,
+        dest,
+    })
+}

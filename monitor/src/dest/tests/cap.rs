@@ -1,0 +1,51 @@
+use crate::dest::cap::{Admitted, DEFAULT_DEST_CAP, DestCap};
+
+fn admit<'a>(cap: &mut DestCap, tool: u32, dest: &'a str) -> (&'a str, bool) {
+    let Admitted { label, overflow } = cap.admit(tool, dest);
+    (label, overflow)
+}
+
+#[test]
+fn admits_up_to_the_cap_then_other() {
+    let mut cap = DestCap::new(2);
+    assert_eq!(admit(&mut cap, 1, "a.test"), ("a.test", false));
+    assert_eq!(admit(&mut cap, 1, "b.test"), ("b.test", false));
+    assert_eq!(admit(&mut cap, 1, "c.test"), ("other", true));
+    // Already admitted names keep their label past the cap.
+    assert_eq!(admit(&mut cap, 1, "a.test"), ("a.test", false));
+    assert_eq!(admit(&mut cap, 1, "c.test"), ("other", true));
+    assert_eq!(cap.admitted(1), 2);
+}
+
+#[test]
+fn ip_and_other_never_count() {
+    let mut cap = DestCap::new(1);
+    for _ in 0..3 {
+        assert_eq!(admit(&mut cap, 1, "ip"), ("ip", false));
+        assert_eq!(admit(&mut cap, 1, "other"), ("other", false));
+    }
+    assert_eq!(cap.admitted(1), 0);
+    assert_eq!(admit(&mut cap, 1, "a.test"), ("a.test", false));
+}
+
+#[test]
+fn tools_have_separate_caps() {
+    let mut cap = DestCap::new(1);
+    assert_eq!(admit(&mut cap, 1, "a.test"), ("a.test", false));
+    assert_eq!(admit(&mut cap, 2, "b.test"), ("b.test", false));
+    assert_eq!(admit(&mut cap, 2, "a.test"), ("other", true));
+    cap.forget(2);
+    assert_eq!(admit(&mut cap, 2, "a.test"), ("a.test", false));
+}
+
+#[test]
+fn zero_cap_and_default() {
+    let mut cap = DestCap::new(0);
+    assert_eq!(admit(&mut cap, 1, "a.test"), ("other", true));
+    let mut cap = DestCap::default();
+    let names: Vec<String> = (0..DEFAULT_DEST_CAP + 5)
+        .map(|i| format!("n{i}.test"))
+        .collect();
+    let overflowed = names.iter().filter(|n| cap.admit(7, n).overflow).count();
+    assert_eq!((overflowed, cap.admitted(7)), (5, DEFAULT_DEST_CAP));
+}

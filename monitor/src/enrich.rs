@@ -1,0 +1,119 @@
+//! Destination enrichment: what a connection's first bytes and its process
+//! tree's DNS answers say about where it goes, and the labels that follow:
+//! `dest` (bounded per tool), `dest_country`, `dest_asn`, `purpose`.
+
+use std::{net::SocketAddr, time::Instant};
+
+use crate::{
+    agents::ToolId,
+    dest::{
+        self, Bindings, Catalog, DestCap, Hostname, HttpStart, name_connection, parse_client_hello,
+        parse_request, parse_response, parse_tcp_read,
+    },
+    geoip::GeoIp,
+    traffic::{Dest, Names},
+};
+
+/// DNS bindings kept across all trees; the oldest go first.
+const BINDINGS: usize = 16_384;
+
+pub struct Enricher {
+    catalog: Catalog,
+    cap: DestCap,
+    bindings: Bindings,
+    pub geoip: GeoIp,
+}
+
+/// What labelling a connection also produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Labelled {
+    /// The tool's `dest` cap turned this name into `other`.
+    pub overflow: bool,
+}
+
+impl Enricher {
+    pub fn new(catalog: Catalog, max_dest_per_tool: usize, geoip: GeoIp) -> Self {
+        Self {
+            catalog,
+            cap: DestCap::new(max_dest_per_tool),
+            bindings: Bindings::new(BINDINGS),
+            geoip,
+        }
+    }
+
+    /// A DNS answer received by the tree `root` (`tcp`: read from a TCP
+    /// stream, length-prefixed). Returns the A/AAAA bindings it carried.
+    pub fn on_dns(&mut self, root: u32, data: &[u8], tcp: bool, now: Instant) -> usize {
+        let bindings = if tcp {
+            parse_tcp_read(data)
+        } else {
+            parse_response(data)
+        };
+        for binding in &bindings {
+            self.bindings.insert(root, binding, now);
+        }
+        bindings.len()
+    }
+
+    /// Reads the first bytes a client sent: a TLS ClientHello (SNI, ALPN) or
+    /// an HTTP/1 request head (Host, method). Nothing else is kept.
+    pub fn read_first_bytes(data: &[u8], names: &mut Names) {
+        if let Some(hello) = parse_client_hello(data) {
+            names.sni = hello.sni.map(|h| h.as_str().to_owned());
+            if !hello.alpn.is_empty() {
+                names.alpn = Some(hello.alpn.join(","));
+            }
+        } else if let Some(HttpStart::Request(request)) = parse_request(data) {
+            names.http_host = request.host.map(|h| h.as_str().to_owned());
+            names.http_method = Some(request.method.label());
+        }
+    }
+
+    /// Labels a connection of `tool` in the tree `root` to `remote`.
+    pub fn label(
+        &mut self,
+        tool: ToolId,
+        root: u32,
+        remote: &SocketAddr,
+        names: &mut Names,
+        now: Instant,
+    ) -> (Dest, Labelled) {
+        names.dns_name = self
+            .bindings
+            .lookup(root, remote.ip(), now)
+            .map(|h| h.as_str().to_owned());
+        // The names were sanitised when read; parse again to get the type.
+        let parse = |s: &Option<String>| s.as_deref().and_then(Hostname::parse_str);
+        let (sni, http, dns) = (
+            parse(&names.sni),
+            parse(&names.http_host),
+            parse(&names.dns_name),
+        );
+        let naming = name_connection(sni.as_ref(), http.as_ref(), dns.as_ref());
+        names.host = naming.host().map(|h| h.as_str().to_owned());
+        let classified = naming.classify(&self.catalog);
+        let admitted = self.cap.admit(tool, &classified.dest);
+        let geo = self.geoip.lookup(remote.ip());
+        names.asn_org = geo.asn_org.clone();
+        let dest = Dest {
+            name: admitted.label.to_owned(),
+            country: geo.country.clone(),
+            asn: geo.asn_label(),
+            purpose: classified.purpose.label(),
+        };
+        (
+            dest,
+            Labelled {
+                overflow: admitted.overflow,
+            },
+        )
+    }
+
+    /// Drops DNS bindings that have expired.
+    pub fn expire(&mut self, now: Instant) {
+        self.bindings.purge_expired(now);
+    }
+}
+
+/// The default cap on distinct `dest` values per tool.
+pub const DEFAULT_MAX_DEST_PER_TOOL: usize = dest::DEFAULT_DEST_CAP;
