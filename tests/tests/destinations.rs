@@ -51,8 +51,12 @@ struct World {
 /// A lab, the test internet, a GeoIP database, and agentmon with a config
 /// that names the test hosts' purposes. `extra` is appended to the config.
 fn world(extra: &str) -> World {
+    world_with(extra, &default_records())
+}
+
+fn world_with(extra: &str, records: &[String]) -> World {
     let lab = NetLab::new();
-    let net = Internet::start(&lab, &default_records());
+    let net = Internet::start(&lab, records);
     let sink = lab.spawn_servers(Path::new(NETPEER), 321);
     let geoip = lab.dir().join("geoip");
     make_geoip(&geoip, &NETS);
@@ -563,6 +567,51 @@ fn geoip_database_is_reloaded_and_a_corrupt_one_is_refused() {
     // Reported once, not at every poll (the interval is 1 s).
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(warnings(), 1, "{}", w.am.log_text());
+}
+
+#[test]
+fn default_cap_bounds_one_tools_series() {
+    if !require_root() {
+        return;
+    }
+    // 70 names with distinct registrable domains, past the default cap of 64.
+    let mut records = default_records();
+    records.extend((0..70).map(|n| format!("api.n{n}.test=A:203.0.113.20")));
+    let w = world_with("", &records);
+    for n in 0..70 {
+        w.aider(&[
+            "--name",
+            &format!("api.n{n}.test"),
+            "--port",
+            "80",
+            "--body",
+            "10",
+        ]);
+    }
+    let m = w.expect("agentmon_dest_overflow_total", &[("tool", "aider")], 6.0);
+    let tcp: Vec<_> = m
+        .series("agentmon_egress_bytes_total")
+        .into_iter()
+        .filter(|(l, _)| l["proto"] == "tcp")
+        .collect();
+    assert_eq!(tcp.len(), 65, "64 names and `other`");
+    let other = [("tool", "aider"), ("proto", "tcp"), ("dest", "other")];
+    let per_conn = m
+        .value(
+            "agentmon_egress_bytes_total",
+            &[("tool", "aider"), ("proto", "tcp"), ("dest", "n10.test")],
+        )
+        .unwrap();
+    assert_eq!(
+        m.value("agentmon_egress_bytes_total", &other),
+        Some(6.0 * per_conn)
+    );
+    let series = m
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    eprintln!("series at the default cap, one tool past it: {series}");
 }
 
 fn hex(bytes: &[u8]) -> String {
