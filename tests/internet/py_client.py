@@ -3,7 +3,7 @@
 its own raw DNS query like c-ares or Go do), connects over TLS (with SNI) or
 plain HTTP, POSTs N bytes and reads the reply to EOF.
 
-    py_client.py --name NAME | --ip ADDR [--sni NAME] [--resolver raw|glibc]
+    py_client.py --name NAME | --ip ADDR [--sni NAME] [--resolver glibc|raw|raw-tcp]
                  [--qname-bytes HEX] [--tls] [--raw] --port P --path PATH --body N
 """
 
@@ -13,19 +13,22 @@ import ssl
 import sys
 
 
-def raw_resolve(qname_labels):
-    """One A query over UDP to the first nameserver in /etc/resolv.conf."""
+def raw_resolve(qname_labels, tcp=False):
+    """One A query over UDP (or TCP) to the first nameserver in /etc/resolv.conf."""
     from dnslib import QTYPE, DNSLabel, DNSQuestion, DNSRecord
 
     server = next(
         line.split()[1] for line in open("/etc/resolv.conf") if line.startswith("nameserver")
     )
     query = DNSRecord(q=DNSQuestion(DNSLabel(qname_labels), QTYPE.A))
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(5)
-    s.sendto(query.pack(), (server, 53))
-    data, _ = s.recvfrom(4096)
-    reply = DNSRecord.parse(data)
+    if tcp:
+        reply = DNSRecord.parse(query.send(server, 53, tcp=True, timeout=5))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(query.pack(), (server, 53))
+        data, _ = s.recvfrom(4096)
+        reply = DNSRecord.parse(data)
     return next(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
 
 
@@ -34,7 +37,7 @@ def main():
     p.add_argument("--name")
     p.add_argument("--ip")
     p.add_argument("--sni")
-    p.add_argument("--resolver", choices=["glibc", "raw"], default="glibc")
+    p.add_argument("--resolver", choices=["glibc", "raw", "raw-tcp"], default="glibc")
     p.add_argument("--qname-bytes", help="hex of one raw label, sent as <label>.test")
     p.add_argument("--tls", action="store_true")
     p.add_argument("--port", type=int, required=True)
@@ -47,8 +50,9 @@ def main():
         addr = a.ip
     elif a.qname_bytes:
         addr = raw_resolve([bytes.fromhex(a.qname_bytes), b"test"])
-    elif a.resolver == "raw":
-        addr = raw_resolve([label.encode() for label in a.name.split(".")])
+    elif a.resolver in ("raw", "raw-tcp"):
+        labels = [label.encode() for label in a.name.split(".")]
+        addr = raw_resolve(labels, tcp=a.resolver == "raw-tcp")
     else:
         family = socket.AF_INET6 if a.ipv6 else socket.AF_INET
         addr = socket.getaddrinfo(a.name, a.port, family, socket.SOCK_STREAM)[0][4][0]

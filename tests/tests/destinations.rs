@@ -392,6 +392,30 @@ fn python_names_by_sni_on_a_bare_ip_by_dns_alone_and_geolocates_elsewhere() {
     let dns = labels("aider", "model.test", "US", "AS64500", "other");
     w.expect("agentmon_egress_bytes_total", &dns, 1234.0);
     w.expect("agentmon_ingress_bytes_total", &dns, 321.0);
+    // The same with the answer read from DNS over TCP.
+    w.aider(&[
+        "--name",
+        "sink.model.test",
+        "--resolver",
+        "raw-tcp",
+        "--raw",
+        "--port",
+        "7000",
+        "--body",
+        "4321",
+    ]);
+    w.expect("agentmon_egress_bytes_total", &dns, 5555.0);
+    let dns53 = [
+        ("tool", "aider"),
+        ("proto", "tcp"),
+        ("dest", "ip"),
+        ("dest_country", "US"),
+    ];
+    let m = w.expect("agentmon_connections_total", &dns53, 1.0);
+    assert!(
+        m.value("agentmon_egress_bytes_total", &dns53)
+            .is_some_and(|v| v > 0.0)
+    );
     // Over IPv6, the same name is in another (test) country.
     w.aider(&[
         "--name",
