@@ -68,11 +68,12 @@ pub struct RuleSpec {
     pub env: Option<String>,
 }
 
-/// Where a spec came from, so the config can point at the offending line.
+/// Where a catalog entry came from, so the config can point at the
+/// offending line. Shared by the agent and destination catalogs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Builtin,
-    /// Index into the `extra` tools given to [`Catalog::new`].
+    /// Index into the `extra` specs given to the catalog's constructor.
     Extra(usize),
 }
 

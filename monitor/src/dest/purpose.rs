@@ -70,13 +70,9 @@ pub struct EntrySpec {
     pub dest: Option<String>,
 }
 
-/// Where an entry came from, so the config can point at the offending line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Builtin,
-    /// Index into the `extra` entries given to [`Catalog::new`].
-    Extra(usize),
-}
+/// Where an entry came from (the built-in list, or the config's
+/// `[[dest.entry]]` at this index), as for agent rules.
+pub use crate::agents::Origin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
