@@ -61,8 +61,45 @@ pub struct Conn {
     pub origin: u8,
     /// See [`conn_flags`].
     pub flags: u8,
+    /// Plaintext bytes seen by the TLS library probes, each way.
+    pub tls_tx: u64,
+    pub tls_rx: u64,
+    /// The [`tls_lib`] whose probes saw them (0: none).
+    pub tls_lib: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<Conn>() == 72);
+const _: () = assert!(size_of::<Conn>() == 96);
+
+/// TLS libraries, as attach cookies of the TLS probes and in [`Conn::tls_lib`].
+/// A wire format: never renumber.
+pub mod tls_lib {
+    /// OpenSSL as a shared library (libssl.so.1.1, libssl.so.3).
+    pub const OPENSSL: u32 = 1;
+    /// OpenSSL linked into an executable that exports its symbols (node).
+    pub const OPENSSL_STATIC: u32 = 2;
+    /// BoringSSL inside a Bun single-file executable, found by pattern.
+    pub const BORINGSSL: u32 = 3;
+    /// GnuTLS (libgnutls.so.30).
+    pub const GNUTLS: u32 = 4;
+}
+
+/// A TLS library call in flight on a thread: noted at entry, finished at
+/// return.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsCall {
+    /// The `SSL *` (or `gnutls_session_t`).
+    pub ssl: u64,
+    /// The plaintext buffer.
+    pub buf: u64,
+    /// For the `_ex` calls: where the library stores the byte count.
+    pub len_out: u64,
+    /// [`tls_lib`].
+    pub lib: u32,
+    /// 1 for writes, 0 for reads.
+    pub write: u32,
+}
+const _: () = assert!(size_of::<TlsCall>() == 32);
 
 /// Bits of [`Conn::flags`].
 pub mod conn_flags {
@@ -137,6 +174,9 @@ pub mod payload_kind {
     pub const FIRST_TX: u32 = 1;
     /// A DNS answer a tracked process received (UDP or TCP, port 53).
     pub const DNS: u32 = 2;
+    /// Plaintext a TLS library wrote that starts like an HTTP/1 request or
+    /// HTTP/2 frames: a request head to read.
+    pub const TLS_REQUEST: u32 = 3;
 }
 
 /// The first bytes of a send or receive, for naming the destination.
@@ -163,7 +203,9 @@ pub mod counter {
     pub const UDP_FLOWS_FULL: u32 = 2;
     /// `TRACKED` full: a process could not be tracked.
     pub const TRACKED_FULL: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// TLS plaintext bytes whose socket was not known (not counted).
+    pub const TLS_UNTIED_BYTES: u32 = 4;
+    pub const LEN: u32 = 5;
 }
 
 /// Event kinds on the ring buffer. A wire format: never renumber.
@@ -234,7 +276,7 @@ pub struct ConnEvent {
     pub sock: u64,
     pub conn: Conn,
 }
-const _: () = assert!(size_of::<ConnEvent>() == 16 + 8 + 72);
+const _: () = assert!(size_of::<ConnEvent>() == 16 + 8 + 96);
 
 /// A tracked process sent to or received from a new UDP peer.
 #[repr(C)]
@@ -311,4 +353,5 @@ mod pod {
     unsafe impl aya::Pod for UdpFlow {}
     unsafe impl aya::Pod for TpOffsets {}
     unsafe impl aya::Pod for Stash {}
+    unsafe impl aya::Pod for TlsCall {}
 }

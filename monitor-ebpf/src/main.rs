@@ -19,6 +19,7 @@ mod payload;
 mod process;
 mod sockets;
 mod tcp;
+mod tls;
 mod udp;
 
 #[cfg(not(test))]

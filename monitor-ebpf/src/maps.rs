@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{Conn, Stash, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter};
+use monitor_common::{Conn, Stash, TlsCall, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter};
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
 /// are added by the fork program before they first run.
@@ -36,6 +36,25 @@ pub static UDP_PEER: LruHashMap<u64, UdpPeer> = LruHashMap::with_max_entries(4_0
 /// by pid_tgid; see `payload.rs`. LRU: entries are overwritten, never removed.
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(8_192, 0);
+
+/// TLS library calls in flight, keyed by pid_tgid (see `tls.rs`).
+#[map]
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
+
+/// The socket behind each `SSL *` (or GnuTLS session) of tracked processes,
+/// learned from the socket syscall inside a TLS call.
+#[map]
+pub static SSL_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
+
+/// The TCP socket each tracked thread received from last (event loops read
+/// the socket, then decrypt from memory).
+#[map]
+pub static LAST_RECV: LruHashMap<u64, u64> = LruHashMap::with_max_entries(8_192, 0);
+
+/// A TLS write made in memory, waiting for the thread's next send to learn
+/// its socket; `len_out` holds its byte count.
+#[map]
+pub static TLS_PENDING: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
 
 /// Discrete events for user space.
 #[map]

@@ -139,7 +139,14 @@ pub fn capture(sock: u64, tgid: u32, payload_kind: u32, moved: u64) {
     if stash.kind == stash_kind::FLAT && moved > avail {
         return;
     }
-    let len = moved.min(avail).min(PAYLOAD_LEN as u64) as u32;
+    capture_from(ptr, moved.min(avail), sock, tgid, payload_kind);
+}
+
+/// Copies the first `len` bytes at user address `ptr` (at most
+/// `PAYLOAD_LEN`) into a payload event about `sock`.
+#[inline(always)]
+pub fn capture_from(ptr: u64, len: u64, sock: u64, tgid: u32, payload_kind: u32) {
+    let len = len.min(PAYLOAD_LEN as u64) as u32;
     if len == 0 {
         return;
     }

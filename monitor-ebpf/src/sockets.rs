@@ -12,7 +12,7 @@ use crate::{
     maps::{CONNS, RESOLVED, atomic_add, current_tgid, off, tracked},
     payload,
     tcp::{hand_over, open_on_first_use},
-    udp,
+    tls, udp,
 };
 
 const MSG_PEEK: i32 = 2;
@@ -96,6 +96,8 @@ fn account(ctx: &TracePointContext, dir: Direction) -> Result<(), i64> {
     if let Some(conn) = CONNS.get_ptr_mut(sock) {
         name_from_payload(sock, conn, tgid, bytes, dir);
     }
+    // Ties TLS library calls of this thread to this socket.
+    tls::tie(sock, dir == Direction::Tx);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use monitor_common::{
     origin,
 };
 
-use crate::maps::{CONNS, RESOLVED, bump, current_tgid, emit, off, tracked};
+use crate::maps::{CONNS, EVENTS, RESOLVED, bump, current_tgid, off, tracked};
 
 const TCP_SYN_SENT: i32 = 2;
 const TCP_LISTEN: u8 = 10;
@@ -87,21 +87,30 @@ fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
     if conn.tool == TOOL_PENDING {
         let _ = RESOLVED.remove(sock);
     }
-    emit_close(sock, conn);
+    emit_conn(kind::CONN_CLOSE, sock, &conn, unsafe { bpf_ktime_get_ns() });
     Ok(())
 }
 
+/// Sends a connection event, written straight into the ring buffer: the
+/// record is too large to build on the 512-byte BPF stack as well.
 #[inline(always)]
-fn emit_close(sock: u64, conn: Conn) {
-    emit(ConnEvent {
-        header: EventHeader {
-            kind: kind::CONN_CLOSE,
-            tgid: conn.tgid,
-            ktime_ns: unsafe { bpf_ktime_get_ns() },
-        },
-        sock,
-        conn,
-    });
+fn emit_conn(event_kind: u32, sock: u64, conn: *const Conn, ktime_ns: u64) {
+    let Some(mut entry) = EVENTS.reserve::<ConnEvent>(0) else {
+        bump(counter::EVENTS_LOST);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` is the reserved record; `conn` a live value.
+    unsafe {
+        (*event).header = EventHeader {
+            kind: event_kind,
+            tgid: (*conn).tgid,
+            ktime_ns,
+        };
+        (*event).sock = sock;
+        (*event).conn = *conn;
+    }
+    entry.submit(0);
 }
 
 /// A process of another tool used a watched socket (it was passed over a
@@ -109,8 +118,8 @@ fn emit_close(sock: u64, conn: Conn) {
 /// counts, and the user's starts with these bytes.
 #[inline(always)]
 pub fn hand_over(sock: u64, old: *const Conn, tgid: u32, tool: u32, tx: u64, rx: u64) {
-    // SAFETY: `old` points into a live map value; copied before replacing it.
-    emit_close(sock, unsafe { *old });
+    // SAFETY: `old` points into a live map value, sent before replacing it.
+    emit_conn(kind::CONN_CLOSE, sock, old, unsafe { bpf_ktime_get_ns() });
     open_on_first_use(sock, tgid, tool, tx, rx, true);
 }
 
@@ -126,15 +135,7 @@ fn open(sock: u64, conn: Conn, replace: bool) -> bool {
         }
         return false;
     }
-    emit(ConnEvent {
-        header: EventHeader {
-            kind: kind::CONN_OPEN,
-            tgid: conn.tgid,
-            ktime_ns: conn.start_ns,
-        },
-        sock,
-        conn,
-    });
+    emit_conn(kind::CONN_OPEN, sock, &conn, conn.start_ns);
     true
 }
 

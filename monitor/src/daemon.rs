@@ -2,14 +2,19 @@
 //! traffic totals, and refreshes the metrics at scrape time.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     os::fd::AsRawFd,
+    path::Path,
     sync::{Arc, Mutex},
     time::Duration,
     time::Instant,
 };
 
-use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, RingBuf},
+    programs::uprobe::UProbeLinkId,
+};
 use monitor_common::{Conn, TOOL_PENDING, Tracked, UdpFlow, UdpKey, counter, payload_kind};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
@@ -17,11 +22,14 @@ use tracing::{info, warn};
 use crate::{
     agents::{Catalog, ToolId},
     connlog::{Clock, ConnLog, monotonic_ns},
+    dest::{HttpStart, parse_request},
     enrich::Enricher,
     events::{Event, decode},
     kernel::Kernel,
+    kernel::ProbeAt,
     metrics::Metrics,
     procfs::{ProcSource, RealProc},
+    tls::{Attacher, LIBS, TlsProbes, lib_label, proc_root},
     traffic::{Dest, KernelCounters, Names, Traffic},
     tree::{TrackedMap, Tree},
 };
@@ -30,6 +38,7 @@ pub struct State {
     kernel: Kernel,
     catalog: Catalog,
     enricher: Enricher,
+    tls: TlsProbes<UProbeLinkId>,
     tree: Tree,
     traffic: Traffic,
     metrics: Metrics,
@@ -91,6 +100,7 @@ impl State {
             kernel,
             catalog,
             enricher,
+            tls: TlsProbes::default(),
             tree: Tree::default(),
             traffic: Traffic::default(),
             metrics,
@@ -100,17 +110,21 @@ impl State {
         }
     }
 
-    /// Tracks the agents that are already running.
+    /// Tracks the agents that are already running, and probes their TLS
+    /// libraries.
     pub fn scan(&mut self) {
         self.tree
             .scan(&self.procs, &self.catalog, &mut self.kernel.tracked);
+        for pid in self.tree.pids() {
+            probe_tls(&mut self.tls, &mut self.kernel, &self.tree, pid);
+        }
     }
 
     /// Applies a batch of events in order. An exec followed by another exec
     /// of the same process in the batch is judged by its own filename: /proc
     /// already shows the later program.
     pub fn handle_batch(&mut self, events: Vec<Event>) {
-        let mut last_exec = std::collections::HashMap::new();
+        let mut last_exec = HashMap::new();
         for (i, event) in events.iter().enumerate() {
             if let Event::Exec { tgid, .. } = event {
                 last_exec.insert(*tgid, i);
@@ -127,6 +141,7 @@ impl State {
             kernel,
             catalog,
             enricher,
+            tls,
             tree,
             traffic,
             metrics,
@@ -144,10 +159,12 @@ impl State {
             } => {
                 let source: &dyn ProcSource = if superseded { &Gone } else { procs };
                 tree.on_exec(tgid, tool, &filename, source, catalog, &mut kernel.tracked);
+                probe_tls(tls, kernel, tree, tgid);
             }
             Event::Fork { parent, child } => tree.on_fork(parent, child, &mut kernel.tracked),
             Event::Exit { tgid } => {
                 tree.on_exit(tgid);
+                tls.exited(tgid, now);
             }
             Event::ConnOpen { sock, conn } => match tree.get(conn.tgid) {
                 Some(proc) => {
@@ -158,7 +175,9 @@ impl State {
                     }
                     traffic.on_open(sock, &conn, proc, || {
                         procs.listening_ports(conn.tgid).contains(&conn.lport)
-                    })
+                    });
+                    // TLS libraries come with dlopen: look again on new connections.
+                    probe_tls(tls, kernel, tree, conn.tgid);
                 }
                 // Opened while its process was pending; it is not an agent.
                 // Only that entry goes: the socket may have been handed to
@@ -231,16 +250,25 @@ impl State {
                             .inc_by(answers as u64);
                     }
                 }
-                _ => {}
-            },
-            Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
-                Some(proc) => traffic.on_udp_flow(
-                    key,
-                    (proc.tool, proc.root),
-                    inbound,
+                payload_kind::TLS_REQUEST => traffic.tls_request(
+                    sock,
+                    |_| request_head(&data),
                     &mut labeler(enricher, metrics, catalog, now),
                     &mut counters,
                 ),
+                _ => {}
+            },
+            Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
+                Some(proc) => {
+                    traffic.on_udp_flow(
+                        key,
+                        (proc.tool, proc.root),
+                        inbound,
+                        &mut labeler(enricher, metrics, catalog, now),
+                        &mut counters,
+                    );
+                    probe_tls(tls, kernel, tree, key.tgid);
+                }
                 None => {
                     let _ = kernel.udp_flows.remove(&key);
                 }
@@ -272,6 +300,7 @@ impl State {
             &mut counters,
         );
         metrics.set_processes(catalog, &tree.counts());
+        set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.tls_ready);
         Metrics::raise_to(&metrics.events_lost, kernel.events_lost());
         for (map, index) in [
             ("conns", counter::CONNS_FULL),
@@ -294,13 +323,115 @@ impl State {
     pub fn sweep(&mut self) {
         self.enricher.expire(Instant::now());
         self.enricher.geoip.reload_if_changed();
+        // Libraries an idle agent dlopened since (e.g. Python's `import ssl`).
+        for pid in self.tree.pids() {
+            probe_tls(&mut self.tls, &mut self.kernel, &self.tree, pid);
+        }
+        self.tls
+            .reap(Instant::now(), &mut KernelProbes(&mut self.kernel));
         self.tree.sweep(&mut self.kernel.tracked, |tgid| {
-            std::path::Path::new(&format!("/proc/{tgid}")).exists()
+            Path::new(&format!("/proc/{tgid}")).exists()
         });
     }
 
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
         self.kernel.events.take()
+    }
+}
+
+/// The kernel, as the TLS module attaches probes through it.
+struct KernelProbes<'a>(&'a mut Kernel);
+
+impl Attacher for KernelProbes<'_> {
+    type Link = UProbeLinkId;
+    fn attach(
+        &mut self,
+        program: &str,
+        target: &Path,
+        at: &ProbeAt,
+        lib: u32,
+    ) -> Result<UProbeLinkId, String> {
+        self.0
+            .attach_tls(program, target, at, lib)
+            .map_err(|e| e.to_string())
+    }
+    fn detach(&mut self, program: &str, link: UProbeLinkId) {
+        self.0.detach_tls(program, link);
+    }
+}
+
+/// Looks at the TLS libraries a tracked process maps (rate-limited).
+fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree, pid: u32) {
+    let Some(proc) = tree.get(pid) else { return };
+    if !kernel.tls_ready {
+        return;
+    }
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return;
+    };
+    let exe = Path::new(&proc.exe);
+    tls.scan(
+        pid,
+        &maps,
+        Some(exe),
+        &proc_root(pid),
+        &mut KernelProbes(kernel),
+        Instant::now(),
+    );
+}
+
+/// The method and (when known) path purpose of a request head written to
+/// a TLS library: HTTP/1 only for now.
+fn request_head(data: &[u8]) -> Option<(&'static str, Option<&'static str>)> {
+    match parse_request(data)? {
+        HttpStart::Request(request) => Some((request.method.label(), None)),
+        HttpStart::Http2Preface => None,
+    }
+}
+
+/// `agentmon_tls_coverage` and `agentmon_uprobes_attached`, from scratch.
+fn set_tls_gauges(
+    metrics: &Metrics,
+    catalog: &Catalog,
+    tree: &Tree,
+    tls: &TlsProbes<UProbeLinkId>,
+    ready: bool,
+) {
+    metrics.tls_coverage.reset();
+    let mut plaintext: HashMap<ToolId, std::collections::BTreeSet<u32>> = HashMap::new();
+    let mut tools = std::collections::BTreeSet::new();
+    for pid in tree.pids() {
+        let Some(proc) = tree.get(pid) else { continue };
+        tools.insert(proc.tool);
+        plaintext
+            .entry(proc.tool)
+            .or_default()
+            .extend(tls.libs_of(pid));
+    }
+    for tool in tools {
+        let name = catalog.name(tool);
+        match plaintext.get(&tool) {
+            Some(libs) if ready && !libs.is_empty() => {
+                for lib in libs {
+                    metrics
+                        .tls_coverage
+                        .with_label_values(&[name, lib_label(*lib), "plaintext"])
+                        .set(1);
+                }
+            }
+            _ => metrics
+                .tls_coverage
+                .with_label_values(&[name, "none", "metadata"])
+                .set(1),
+        }
+    }
+    let attached = tls.attached();
+    for lib in LIBS {
+        let n = attached.get(&lib).copied().unwrap_or(0);
+        metrics
+            .uprobes_attached
+            .with_label_values(&[lib_label(lib)])
+            .set(n as i64);
     }
 }
 

@@ -19,5 +19,6 @@ pub mod geoip;
 pub mod kernel;
 pub mod metrics;
 pub mod procfs;
+pub mod tls;
 pub mod traffic;
 pub mod tree;

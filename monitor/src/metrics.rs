@@ -28,6 +28,10 @@ pub struct Metrics {
     pub connections: IntCounterVec,
     pub dest_overflow: IntCounterVec,
     pub dns_answers: IntCounterVec,
+    pub tls_plaintext_bytes: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub tls_coverage: IntGaugeVec,
+    pub uprobes_attached: IntGaugeVec,
     pub agent_processes: IntGaugeVec,
     pub events_lost: IntCounter,
     pub kernel_map_full: IntCounterVec,
@@ -82,6 +86,32 @@ impl Metrics {
             "Times a kernel map was full, so a connection, flow or process went uncounted.",
             &["map"],
         )?;
+        let tls_plaintext_bytes = counter_vec(
+            "agentmon_tls_plaintext_bytes_total",
+            "Plaintext bytes the tool's processes handed to (or got from) a probed TLS library.",
+            &["tool", "dest", "direction", "library"],
+        )?;
+        let http_requests = counter_vec(
+            "agentmon_http_requests_total",
+            "HTTP requests seen in plaintext (plain HTTP, or written to a probed TLS library).",
+            &["tool", "dest", "method", "purpose"],
+        )?;
+        let gauge_vec =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntGaugeVec> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let tls_coverage = gauge_vec(
+            "agentmon_tls_coverage",
+            "1 per tool and TLS library it uses: mode=plaintext when its TLS calls are probed, mode=metadata (library=none) when only SNI and sizes are seen.",
+            &["tool", "library", "mode"],
+        )?;
+        let uprobes_attached = gauge_vec(
+            "agentmon_uprobes_attached",
+            "TLS library probes (entry and return) attached, per library.",
+            &["library"],
+        )?;
         let agent_processes = IntGaugeVec::new(
             Opts::new(
                 "agentmon_agent_processes",
@@ -115,6 +145,10 @@ impl Metrics {
             connections,
             dest_overflow,
             dns_answers,
+            tls_plaintext_bytes,
+            http_requests,
+            tls_coverage,
+            uprobes_attached,
             agent_processes,
             events_lost,
             kernel_map_full,
@@ -189,6 +223,35 @@ impl Counters for NamedCounters<'_> {
                 .with_label_values(&labels)
                 .inc_by(received);
         }
+    }
+
+    fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: u32, sent: u64, received: u64) {
+        let (tool, lib) = (self.catalog.name(tool), crate::tls::lib_label(lib));
+        if sent > 0 {
+            self.metrics
+                .tls_plaintext_bytes
+                .with_label_values(&[tool, &dest.name, "egress", lib])
+                .inc_by(sent);
+        }
+        if received > 0 {
+            self.metrics
+                .tls_plaintext_bytes
+                .with_label_values(&[tool, &dest.name, "ingress", lib])
+                .inc_by(received);
+        }
+    }
+
+    fn http_request(
+        &mut self,
+        tool: ToolId,
+        dest: &Dest,
+        method: &'static str,
+        purpose: &'static str,
+    ) {
+        self.metrics
+            .http_requests
+            .with_label_values(&[self.catalog.name(tool), &dest.name, method, purpose])
+            .inc();
     }
 
     fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest) {

@@ -72,6 +72,17 @@ pub struct Names {
 pub trait Counters {
     fn bytes(&mut self, tool: ToolId, proto: Proto, dest: &Dest, sent: u64, received: u64);
     fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest);
+    /// Plaintext bytes a TLS library (`monitor_common::tls_lib`) moved.
+    fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: u32, sent: u64, received: u64);
+    /// An HTTP request; `purpose` is the path's class when known, else the
+    /// destination's.
+    fn http_request(
+        &mut self,
+        tool: ToolId,
+        dest: &Dest,
+        method: &'static str,
+        purpose: &'static str,
+    );
 }
 
 /// Decides a connection's labels from what is known of it.
@@ -108,6 +119,10 @@ pub struct OpenConn {
     /// Latest kernel counts, and how much of them is in the metrics.
     seen: (u64, u64),
     counted: (u64, u64),
+    /// The same for TLS plaintext, and the library that saw it.
+    tls_seen: (u64, u64),
+    tls_counted: (u64, u64),
+    pub tls_lib: u32,
 }
 
 /// A TCP connection that ended, for the connection log.
@@ -157,6 +172,13 @@ impl OpenConn {
             self.seen.0.max(conn.tx_bytes),
             self.seen.1.max(conn.rx_bytes),
         );
+        self.tls_seen = (
+            self.tls_seen.0.max(conn.tls_tx),
+            self.tls_seen.1.max(conn.tls_rx),
+        );
+        if conn.tls_lib != 0 {
+            self.tls_lib = conn.tls_lib;
+        }
     }
 
     /// Adds what the kernel counted since the last time, once labelled.
@@ -168,6 +190,12 @@ impl OpenConn {
             counters.bytes(self.tool, Proto::Tcp, dest, sent, received);
         }
         self.counted = self.seen;
+        let sent = self.tls_seen.0 - self.tls_counted.0;
+        let received = self.tls_seen.1 - self.tls_counted.1;
+        if (sent > 0 || received > 0) && self.tls_lib != 0 {
+            counters.tls_bytes(self.tool, dest, self.tls_lib, sent, received);
+        }
+        self.tls_counted = self.tls_seen;
     }
 }
 
@@ -212,6 +240,9 @@ impl Traffic {
                 // are in the metrics once the connection is labelled.
                 seen: (conn.tx_bytes, conn.rx_bytes),
                 counted: (0, 0),
+                tls_seen: (conn.tls_tx, conn.tls_rx),
+                tls_counted: (0, 0),
+                tls_lib: conn.tls_lib,
             },
         );
     }
@@ -226,10 +257,36 @@ impl Traffic {
         counters: &mut dyn Counters,
     ) {
         if let Some(open) = self.conns.get_mut(&sock) {
-            if open.dest.is_none() {
-                name(&mut open.names);
+            if open.dest.is_some() {
+                return;
             }
+            name(&mut open.names);
             open.settle(label, counters);
+            // A plain HTTP request named it: that is a request too.
+            if let (Some(method), Some(dest)) = (open.names.http_method, &open.dest) {
+                counters.http_request(open.tool, dest, method, dest.purpose);
+            }
+        }
+    }
+
+    /// A request head written in plaintext to a TLS library on `sock`:
+    /// `read` turns it into (method, path purpose) if it is one.
+    pub fn tls_request(
+        &mut self,
+        sock: u64,
+        read: impl FnOnce(&OpenConn) -> Option<(&'static str, Option<&'static str>)>,
+        label: &mut Labeler<'_>,
+        counters: &mut dyn Counters,
+    ) {
+        let Some(open) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        open.settle(label, counters);
+        let Some((method, purpose)) = read(open) else {
+            return;
+        };
+        if let Some(dest) = &open.dest {
+            counters.http_request(open.tool, dest, method, purpose.unwrap_or(dest.purpose));
         }
     }
 
@@ -357,6 +414,8 @@ mod tests {
                 .entry((tool, proto, direction, dest.name.clone()))
                 .or_default() += 1;
         }
+        fn tls_bytes(&mut self, _: ToolId, _: &Dest, _: u32, _: u64, _: u64) {}
+        fn http_request(&mut self, _: ToolId, _: &Dest, _: &'static str, _: &'static str) {}
     }
 
     #[derive(Default)]

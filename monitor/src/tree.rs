@@ -49,6 +49,11 @@ impl Tree {
         self.procs.len()
     }
 
+    /// The tracked processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.keys().copied().collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.procs.is_empty()
     }

@@ -2,12 +2,24 @@
 // (c-ares, dns.resolve4 — not getaddrinfo), connects over TLS with SNI,
 // POSTs N bytes and reads the reply to EOF.
 //
-//   node node_client.js NAME PORT PATH BODY_BYTES
+//   node node_client.js NAME PORT PATH BODY_BYTES [WAIT_FILE]
+//
+// With WAIT_FILE it starts only once that file exists (a long-lived agent).
 const dns = require("dns");
+const fs = require("fs");
 const tls = require("tls");
 
-const [name, port, path, body] = process.argv.slice(2);
-dns.resolve4(name, (err, addrs) => {
+const [name, port, path, body, waitFile] = process.argv.slice(2);
+
+function start() {
+  if (waitFile && !fs.existsSync(waitFile)) {
+    setTimeout(start, 10);
+    return;
+  }
+  dns.resolve4(name, request);
+}
+
+function request(err, addrs) {
   if (err) {
     console.error(`node_client: resolve ${name}: ${err.message}`);
     process.exit(1);
@@ -29,4 +41,6 @@ dns.resolve4(name, (err, addrs) => {
     console.error(`node_client: ${e.message}`);
     process.exit(1);
   });
-});
+}
+
+start();

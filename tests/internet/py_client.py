@@ -45,7 +45,15 @@ def main():
     p.add_argument("--body", type=int, default=0)
     p.add_argument("--raw", action="store_true", help="send only BODY bytes, no HTTP head")
     p.add_argument("--ipv6", action="store_true", help="glibc: ask for IPv6 only")
+    p.add_argument("--wait-file", help="start only once this file exists (a long-lived agent)")
     a = p.parse_args()
+    if a.wait_file:
+        import os
+        import time
+        for _ in range(3000):
+            if os.path.exists(a.wait_file):
+                break
+            time.sleep(0.01)
     if a.ip:
         addr = a.ip
     elif a.qname_bytes:

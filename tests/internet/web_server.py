@@ -40,6 +40,8 @@ class Counted:
 
     def __init__(self, conn):
         self.conn, self.raw_in, self.raw_out = conn, 0, 0
+        # Application bytes (TLS plaintext, or the plain bytes themselves).
+        self.plain_in, self.plain_out = 0, 0
 
     def recv(self):
         try:
@@ -70,6 +72,8 @@ def serve_plain(sock, reply):
         if not data:
             return
         buf += data
+    sock.plain_in = len(buf)
+    sock.plain_out = len(response(reply))
     sock.send(response(reply))
     sock.done_sending()
     while sock.recv():
@@ -106,6 +110,8 @@ def serve_tls(sock, ctx, reply, sni):
         except ssl.SSLWantReadError:
             if not pump():
                 return
+    sock.plain_in = len(buf)
+    sock.plain_out = len(response(reply))
     tls.write(response(reply))
     sock.send(outgoing.read())
     sock.done_sending()
@@ -126,7 +132,8 @@ def handle(conn, peer, local, ctx, reply, log):
     finally:
         conn.close()
     line = {"local": local, "peer": peer[0], "tls": ctx is not None,
-            "sni": sni[0] if sni else None, "raw_in": sock.raw_in, "raw_out": sock.raw_out}
+            "sni": sni[0] if sni else None, "raw_in": sock.raw_in, "raw_out": sock.raw_out,
+            "plain_in": sock.plain_in, "plain_out": sock.plain_out}
     with LOCK, open(log, "a") as f:
         f.write(json.dumps(line) + "\n")
 

@@ -54,6 +54,9 @@ pub struct ServerConn {
     pub sni: Option<String>,
     pub raw_in: u64,
     pub raw_out: u64,
+    /// Application bytes: the request read, the response written.
+    pub plain_in: u64,
+    pub plain_out: u64,
 }
 
 pub struct Internet {
@@ -191,6 +194,8 @@ impl Internet {
                     sni: v["sni"].as_str().map(str::to_owned),
                     raw_in: v["raw_in"].as_u64().unwrap_or_default(),
                     raw_out: v["raw_out"].as_u64().unwrap_or_default(),
+                    plain_in: v["plain_in"].as_u64().unwrap_or_default(),
+                    plain_out: v["plain_out"].as_u64().unwrap_or_default(),
                 }
             })
             .collect()

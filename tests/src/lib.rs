@@ -20,6 +20,7 @@ mod internet;
 mod metrics;
 mod netlab;
 mod process;
+mod world;
 
 use std::{
     env, fs,
@@ -41,6 +42,7 @@ pub use netlab::{
     REMOTE_V4, REMOTE_V6, ServerGuard, TCP_PORT, UDP_PORT,
 };
 pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
+pub use world::{NETS, World, labels, make_geoip, sum, world, world_with};
 
 /// Where the kernel exposes its BTF; agentmon's programs need it.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";

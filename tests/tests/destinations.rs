@@ -4,190 +4,23 @@
 //! Clients: curl (glibc getaddrinfo, OpenSSL), a static musl binary, node
 //! (c-ares, its own resolver), python (glibc and a raw DNS query).
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{fs, path::Path, process::Command, time::Duration};
 
 use agentmon_tests::{
-    Agentmon, Internet, Metrics, NetLab, PeerCounts, ServerConn, ServerGuard, agent_copy,
-    default_records, require_root, run_bounded, wait_until,
+    Internet, PeerCounts, default_records, labels, make_geoip, require_root, run_bounded, sum,
+    wait_until, world, world_with,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const RUN: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(15);
 
-/// 203.0.113.0/24 is "US" in AS64500, 198.51.100.0/24 "DE" in AS64501,
-/// 2001:db8::/32 "JP" in AS64502.
-const NETS: [&str; 3] = [
-    "203.0.113.0/24=US:64500:Example-Net-US",
-    "198.51.100.0/24=DE:64501:Beispiel-Netz-DE",
-    "2001:db8::/32=JP:64502:Rei-Net-JP",
-];
-
-fn make_geoip(dir: &Path, nets: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/make_test_mmdb.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script).arg("--out").arg(dir);
-    for net in nets {
-        cmd.args(["--net", net]);
-    }
-    let out = run_bounded(&mut cmd, RUN);
-    assert!(out.status.success(), "make_test_mmdb.py: {out:?}");
-}
-
-struct World {
-    lab: NetLab,
-    net: Internet,
-    _sink: ServerGuard,
-    am: Agentmon,
-    log: PathBuf,
-    geoip: PathBuf,
-}
-
-/// A lab, the test internet, a GeoIP database, and agentmon with a config
-/// that names the test hosts' purposes. `extra` is appended to the config.
-fn world(extra: &str) -> World {
-    world_with(extra, &default_records())
-}
-
-fn world_with(extra: &str, records: &[String]) -> World {
-    let lab = NetLab::new();
-    let net = Internet::start(&lab, records);
-    let sink = lab.spawn_servers(Path::new(NETPEER), 321);
-    let geoip = lab.dir().join("geoip");
-    make_geoip(&geoip, &NETS);
-    let config = lab.dir().join("agentmon.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[geoip]
-country = "{g}/country.mmdb"
-asn = "{g}/asn.mmdb"
-reload_seconds = 1
-
-[[dest.entry]]
-host = "api.model.test"
-purpose = "model-api"
-
-[[dest.entry]]
-host = "telemetry.vendor.test"
-purpose = "telemetry"
-{extra}
-"#,
-            g = geoip.display()
-        ),
-    )
-    .unwrap();
-    let log = lab.dir().join("connections.jsonl");
-    let am = Agentmon::builder()
-        .config(&config)
-        .arg("--connection-log")
-        .arg(&log)
-        .start();
-    World {
-        lab,
-        net,
-        _sink: sink,
-        am,
-        log,
-        geoip,
-    }
-}
-
-impl World {
-    /// `program` copied to where Claude Code's native installer puts it.
-    fn as_claude(&self, program: &Path) -> PathBuf {
-        let path = self
-            .lab
-            .dir()
-            .join("home/.local/share/claude/versions/9.9.9");
-        agent_copy(program, &path);
-        path
-    }
-
-    /// py_client.py run as aider (`python3 .../bin/aider ...`).
-    fn aider(&self, args: &[&str]) -> PeerCounts {
-        let aider = self.lab.dir().join("venv/bin/aider");
-        if !aider.exists() {
-            fs::create_dir_all(aider.parent().unwrap()).unwrap();
-            fs::copy(Internet::script("py_client.py"), &aider).unwrap();
-        }
-        let mut cmd = self.lab.client_cmd("python3", [aider.as_os_str()]);
-        cmd.args(args);
-        PeerCounts::from_output(&run_bounded(&mut cmd, RUN))
-    }
-
-    /// The web server's record of the connections to `local`, once `n` exist.
-    fn server_conns(&self, local: &str, n: usize) -> Vec<ServerConn> {
-        let matching = || -> Vec<ServerConn> {
-            self.net
-                .server_conns()
-                .into_iter()
-                .filter(|c| c.local == local)
-                .collect()
-        };
-        assert!(
-            wait_until(SETTLE, || matching().len() >= n),
-            "web server saw {:?}",
-            self.net.server_conns()
-        );
-        matching()
-    }
-
-    fn expect(&self, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
-        match self.am.wait_for_value(name, labels, SETTLE, |v| v == want) {
-            Ok(_) => self.am.scrape(),
-            Err(last) => panic!(
-                "{name}{labels:?}: want {want}, have {:?}\n{}",
-                last.value(name, labels),
-                last.text()
-            ),
-        }
-    }
-
-    fn log_lines(&self) -> Vec<serde_json::Value> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-            .collect()
-    }
-}
-
-fn labels<'a>(
-    tool: &'a str,
-    dest: &'a str,
-    country: &'a str,
-    asn: &'a str,
-    purpose: &'a str,
-) -> [(&'a str, &'a str); 6] {
-    [
-        ("tool", tool),
-        ("proto", "tcp"),
-        ("dest", dest),
-        ("dest_country", country),
-        ("dest_asn", asn),
-        ("purpose", purpose),
-    ]
-}
-
-fn sum(conns: &[ServerConn]) -> (f64, f64) {
-    let (i, o) = conns
-        .iter()
-        .fold((0, 0), |(i, o), c| (i + c.raw_in, o + c.raw_out));
-    (i as f64, o as f64)
-}
-
 #[test]
 fn curl_over_tls_is_named_by_sni_and_dns_with_country_asn_and_purpose() {
     if !require_root() {
         return;
     }
-    let w = world("");
+    let w = world(NETPEER, "");
     let curl = w.as_claude(Path::new("/usr/bin/curl"));
     let body = w.lab.dir().join("body");
     fs::write(&body, vec![b'q'; 40_000]).unwrap();
@@ -260,7 +93,7 @@ fn static_musl_client_over_http_is_named_by_host_and_dns() {
     if !require_root() {
         return;
     }
-    let w = world("");
+    let w = world(NETPEER, "");
     let bin = w.lab.dir().join("musl_http");
     let out = run_bounded(
         Command::new("musl-gcc")
@@ -302,7 +135,7 @@ fn node_with_its_own_resolver_through_a_cname_is_telemetry() {
     if !require_root() {
         return;
     }
-    let w = world("");
+    let w = world(NETPEER, "");
     let script = w
         .lab
         .dir()
@@ -344,7 +177,7 @@ fn python_names_by_sni_on_a_bare_ip_by_dns_alone_and_geolocates_elsewhere() {
     if !require_root() {
         return;
     }
-    let w = world("");
+    let w = world(NETPEER, "");
     // Another country and network; not in the catalog: its registrable domain.
     w.aider(&[
         "--name",
@@ -438,7 +271,7 @@ fn dest_labels_past_the_cap_go_to_other_and_are_counted() {
     if !require_root() {
         return;
     }
-    let w = world("[dest]\nmax_per_tool = 3\n");
+    let w = world(NETPEER, "[dest]\nmax_per_tool = 3\n");
     for n in ["one", "two", "three", "four", "five"] {
         w.aider(&[
             "--name",
@@ -469,7 +302,7 @@ fn hostile_dns_answers_never_reach_labels_or_break_the_exposition() {
     if !require_root() {
         return;
     }
-    let w = world("");
+    let w = world(NETPEER, "");
     // A CNAME chain through quotes, braces, newlines, control bytes and an
     // overlong name; and a question whose label carries the same.
     w.aider(&[
@@ -523,7 +356,7 @@ fn geoip_database_is_reloaded_and_a_corrupt_one_is_refused() {
     if !require_root() {
         return;
     }
-    let w = world("");
+    let w = world(NETPEER, "");
     let send = || {
         w.aider(&[
             "--ip",
@@ -601,7 +434,7 @@ fn default_cap_bounds_one_tools_series() {
     // 70 names with distinct registrable domains, past the default cap of 64.
     let mut records = default_records();
     records.extend((0..70).map(|n| format!("api.n{n}.test=A:203.0.113.20")));
-    let w = world_with("", &records);
+    let w = world_with(NETPEER, "", &records);
     for n in 0..70 {
         w.aider(&[
             "--name",

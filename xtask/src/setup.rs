@@ -37,6 +37,7 @@ pub fn setup() -> Result<()> {
     step("bpf-linker", bpf_linker)?;
     step("tracefs", tracefs)?;
     step("python packages", python_packages)?;
+    step("bun", bun)?;
     step("geoip database", crate::geoip::install)
 }
 
@@ -342,6 +343,86 @@ fn tracefs() -> Result<String> {
         "the kernel needs CONFIG_TRACING, and a container needs /sys/kernel/tracing",
     )?;
     Ok(format!("mounted at {}", root.display()))
+}
+
+/// The npm `bun` package: a Bun runtime whose `bun build --compile` makes
+/// single-file executables with statically linked, symbol-less BoringSSL,
+/// the shape of Claude Code's native binary (monitor/src/tls/boringssl.rs
+/// and its tests).
+pub(crate) const BUN_VERSION: &str = "1.4.5";
+/// Where [`bun`] installs it; `bin/bun` there is the runtime.
+pub(crate) const BUN_DIR: &str = "/var/lib/agentmon/tools/bun";
+
+/// `BIN --version`, if it runs.
+fn bun_version(bin: &Path) -> Option<String> {
+    let out = cmd::output(std::process::Command::new(bin).arg("--version"))?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn bun() -> Result<String> {
+    let dir = Path::new(BUN_DIR);
+    let link = dir.join("bin/bun");
+    if bun_version(&link).as_deref() == Some(BUN_VERSION) {
+        return Ok(format!("{ALREADY}: bun {BUN_VERSION} ({})", link.display()));
+    }
+    if !cmd::is_root() {
+        return Ok(format!(
+            "skipped, not root (sudo cargo xtask setup installs bun {BUN_VERSION} in {}; \
+             the Bun TLS tests need it)",
+            dir.display()
+        ));
+    }
+    if cmd::which("npm").is_none() {
+        bail!("no npm on PATH; run: apt-get install -y npm");
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let start = Instant::now();
+    let spec = format!("bun@{BUN_VERSION}");
+    cmd::run_quiet(
+        tool("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ])
+            .arg("--prefix")
+            .arg(dir)
+            .arg(&spec),
+        &format!(
+            "run `npm install --prefix {} {spec}` by hand to see why",
+            dir.display()
+        ),
+    )?;
+    // The package's install script moves the platform binary to bin/bun.exe;
+    // where scripts did not run, the platform package still holds it.
+    let modules = dir.join("node_modules");
+    let found = [
+        "bun/bin/bun.exe",
+        "@oven/bun-linux-x64/bin/bun",
+        "@oven/bun-linux-x64-baseline/bin/bun",
+        "@oven/bun-linux-aarch64/bin/bun",
+    ]
+    .iter()
+    .map(|p| modules.join(p))
+    .find(|p| bun_version(p).as_deref() == Some(BUN_VERSION))
+    .with_context(|| {
+        format!(
+            "installed {spec} but no bun {BUN_VERSION} binary runs under {}",
+            modules.display()
+        )
+    })?;
+    fs::create_dir_all(dir.join("bin"))?;
+    relink(&found, &link)?;
+    Ok(format!(
+        "installed bun {BUN_VERSION} ({} -> {}) in {}",
+        link.display(),
+        found.display(),
+        crate::secs(start)
+    ))
 }
 
 #[cfg(test)]

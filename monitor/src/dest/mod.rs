@@ -14,16 +14,20 @@
 pub mod bindings;
 pub mod cap;
 pub mod dns;
+pub mod h2;
 pub mod hostname;
 pub mod http;
+pub mod paths;
 pub mod purpose;
 pub mod tls;
 
 pub use self::bindings::Bindings;
 pub use self::cap::{Admitted, DEFAULT_DEST_CAP, DEST_IP, DEST_OTHER, DestCap};
 pub use self::dns::{Binding, TcpAnswers, parse_response, parse_tcp, parse_tcp_read};
+pub use self::h2::{H2Conn, H2Request};
 pub use self::hostname::Hostname;
 pub use self::http::{HttpRequest, HttpStart, Method, parse_request};
+pub use self::paths::{BUILTIN_PATHS, PathCatalog, PathCatalogError, PathClass, PathEntrySpec};
 pub use self::purpose::{
     BUILTIN_CATALOG, Catalog, CatalogError, Classified, EntrySpec, Origin, Purpose,
     registrable_domain,

@@ -3,12 +3,18 @@
 
 pub mod tracefs;
 
-use std::{fs::File, path::PathBuf};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint},
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
 };
 use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, counter};
 use tracing::{info, warn};
@@ -36,6 +42,29 @@ const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 15] = [
     ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
     ("sys_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
 ];
+
+/// TLS library probes: loaded at start, attached to library files as
+/// agents map them (see `crate::tls`).
+pub const TLS_ENTRY_WRITE: &str = "tls_write";
+pub const TLS_ENTRY_READ: &str = "tls_read";
+pub const TLS_ENTRY_WRITE_EX: &str = "tls_write_ex";
+pub const TLS_ENTRY_READ_EX: &str = "tls_read_ex";
+pub const TLS_RETURN: &str = "tls_return";
+const TLS_PROGRAMS: [&str; 5] = [
+    TLS_ENTRY_WRITE,
+    TLS_ENTRY_READ,
+    TLS_ENTRY_WRITE_EX,
+    TLS_ENTRY_READ_EX,
+    TLS_RETURN,
+];
+
+/// Where in a file a uprobe goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAt {
+    Symbol(String),
+    /// A file offset (for functions found by pattern in stripped binaries).
+    Offset(u64),
+}
 
 /// cgroup sock_addr programs attached to the cgroup2 root.
 const CGROUP_PROGRAMS: [&str; 4] = [
@@ -86,7 +115,7 @@ pub fn preflight() -> Result<Preflight, LoadError> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let tracefs = tracefs::find_or_mount(&mounts)?;
     let cgroup2 = find_cgroup2(&mounts).ok_or(LoadError::NoCgroup2)?;
-    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         // The tracepoint + cgroup backend reads no kernel types, so it runs
         // without BTF; say so once in case a later backend needs it.
         warn!(
@@ -109,7 +138,9 @@ pub fn find_cgroup2(mounts: &str) -> Option<PathBuf> {
 /// The loaded programs and the maps the daemon reads and writes.
 pub struct Kernel {
     /// Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    /// Whether the TLS probes loaded (uprobes available).
+    pub tls_ready: bool,
     pub tracked: HashMap<MapData, u32, Tracked>,
     pub conns: HashMap<MapData, u64, Conn>,
     pub resolved: HashMap<MapData, u64, u32>,
@@ -151,6 +182,13 @@ impl Kernel {
                 .map_err(|e| refused(name, &e))?;
             attached += 1;
         }
+        let tls_ready = match load_tls(&mut ebpf) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("TLS probes unavailable, TLS is seen as metadata only: {e}");
+                false
+            }
+        };
         info!(
             programs = attached,
             tracefs = %pre.tracefs.display(),
@@ -165,7 +203,8 @@ impl Kernel {
             counters: take_map(&mut ebpf, "COUNTERS")?,
             events: Some(take_map(&mut ebpf, "EVENTS")?),
             programs_attached: attached,
-            _ebpf: ebpf,
+            tls_ready,
+            ebpf,
         })
     }
 
@@ -180,6 +219,50 @@ impl Kernel {
     pub fn events_lost(&self) -> u64 {
         self.counter(counter::EVENTS_LOST)
     }
+
+    /// Attaches TLS probe `program` at `at` in the file `target`; the
+    /// library id goes to the program as the attach cookie.
+    pub fn attach_tls(
+        &mut self,
+        program: &str,
+        target: &Path,
+        at: &ProbeAt,
+        lib: u32,
+    ) -> Result<UProbeLinkId, LoadError> {
+        let probe: &mut UProbe = program_mut(&mut self.ebpf, program)?;
+        let location = match at {
+            ProbeAt::Symbol(name) => UProbeAttachLocation::Symbol(name),
+            ProbeAt::Offset(offset) => UProbeAttachLocation::AbsoluteOffset(*offset),
+        };
+        let point = UProbeAttachPoint {
+            location,
+            cookie: Some(u64::from(lib)),
+        };
+        probe
+            .attach(point, target, UProbeScope::AllProcesses)
+            .map_err(|e| refused(program, &e))
+    }
+
+    pub fn detach_tls(&mut self, program: &str, link: UProbeLinkId) {
+        if let Ok(probe) = program_mut::<UProbe>(&mut self.ebpf, program) {
+            let _ = probe.detach(link);
+        }
+    }
+}
+
+fn load_tls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    for name in TLS_PROGRAMS {
+        let probe: &mut UProbe = program(ebpf, name)?;
+        probe.load().map_err(|e| refused(name, &e))?;
+    }
+    Ok(())
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    program(ebpf, name)
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, LoadError>

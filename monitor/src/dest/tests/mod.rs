@@ -3,7 +3,9 @@
 mod bindings;
 mod cap;
 mod dns;
+mod h2;
 mod http;
+mod paths;
 mod purpose;
 mod tls;
 

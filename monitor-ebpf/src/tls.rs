@@ -1,0 +1,209 @@
+//! TLS library probes: plaintext sizes per connection, and the heads of
+//! requests written in plaintext, without decrypting anything ourselves.
+//!
+//! An entry probe notes the call per thread (`TLS_CALLS`); the library's
+//! own socket syscall inside the call ties its `SSL *` to the socket
+//! (`SSL_SOCKS`, in `sockets.rs`); the return probe adds the bytes to that
+//! connection. The same programs serve every library: the attach cookie says
+//! which (`monitor_common::tls_lib`).
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_get_attach_cookie},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use monitor_common::{TlsCall, counter, payload_kind, tls_lib};
+
+use crate::{
+    maps::{
+        CONNS, LAST_RECV, SSL_SOCKS, TLS_CALLS, TLS_PENDING, atomic_add, bump, current_tgid,
+        tracked,
+    },
+    payload,
+};
+
+/// Hook: uprobe on `SSL_write(ssl, buf, num)` (OpenSSL, BoringSSL) and
+/// `gnutls_record_send(session, data, size)`: same argument layout.
+#[uprobe]
+pub fn tls_write(ctx: ProbeContext) -> u32 {
+    enter(&ctx, 1, false)
+}
+
+/// Hook: uprobe on `SSL_read(ssl, buf, num)` and `gnutls_record_recv`.
+#[uprobe]
+pub fn tls_read(ctx: ProbeContext) -> u32 {
+    enter(&ctx, 0, false)
+}
+
+/// Hook: uprobe on `SSL_write_ex(ssl, buf, num, size_t *written)` (Python's
+/// ssl module uses the `_ex` calls).
+#[uprobe]
+pub fn tls_write_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, 1, true)
+}
+
+/// Hook: uprobe on `SSL_read_ex(ssl, buf, num, size_t *readbytes)`.
+#[uprobe]
+pub fn tls_read_ex(ctx: ProbeContext) -> u32 {
+    enter(&ctx, 0, true)
+}
+
+/// Hook: uretprobe on every function above: the call's result.
+#[uretprobe]
+pub fn tls_return(ctx: RetProbeContext) -> u32 {
+    finish(&ctx);
+    0
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, write: u32, ex: bool) -> u32 {
+    // One lookup for processes that are not tracked but use the library.
+    if tracked(current_tgid()).is_none() {
+        return 0;
+    }
+    let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
+        return 0;
+    };
+    let len_out = if ex {
+        ctx.arg::<u64>(3).unwrap_or(0)
+    } else {
+        0
+    };
+    // SAFETY: the helper only reads the cookie of the running attachment.
+    let lib = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let call = TlsCall {
+        ssl,
+        buf,
+        len_out,
+        lib,
+        write,
+    };
+    let _ = TLS_CALLS.insert(bpf_get_current_pid_tgid(), call, 0);
+    0
+}
+
+#[inline(always)]
+fn finish(ctx: &RetProbeContext) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: copied out before removal.
+    let Some(call) = (unsafe { TLS_CALLS.get(pid_tgid).copied() }) else {
+        return;
+    };
+    let _ = TLS_CALLS.remove(pid_tgid);
+    let bytes = if call.len_out != 0 {
+        // `_ex`: 1 on success, the count in *len_out.
+        if ctx.ret::<i32>() != 1 {
+            return;
+        }
+        // SAFETY: user read; a bad pointer fails cleanly.
+        match unsafe { bpf_probe_read_user(call.len_out as *const u64) } {
+            Ok(n) => n,
+            Err(_) => return,
+        }
+    } else if call.lib == tls_lib::GNUTLS {
+        // ssize_t
+        let n = ctx.ret::<i64>();
+        if n <= 0 {
+            return;
+        }
+        n as u64
+    } else {
+        // int
+        let n = ctx.ret::<i32>();
+        if n <= 0 {
+            return;
+        }
+        n as u64
+    };
+    // SAFETY (map reads): copied out of the maps.
+    let sock = match unsafe { SSL_SOCKS.get(call.ssl).copied() } {
+        Some(sock) => sock,
+        // No socket call inside the TLS call: the library works on memory
+        // buffers (node, Bun) and the event loop does the socket I/O on the
+        // same thread: a read was just received from the socket that thread
+        // read last, a write goes out with that thread's next send.
+        None if call.write == 0 => match unsafe { LAST_RECV.get(pid_tgid).copied() } {
+            Some(sock) => {
+                let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+                sock
+            }
+            None => {
+                bump(counter::TLS_UNTIED_BYTES);
+                return;
+            }
+        },
+        None => {
+            let pending = TlsCall {
+                len_out: bytes,
+                ..call
+            };
+            let _ = TLS_PENDING.insert(pid_tgid, pending, 0);
+            return;
+        }
+    };
+    add_plaintext(sock, &call, bytes);
+}
+
+/// Adds plaintext bytes of `call` to the connection `sock`, and copies the
+/// request head it wrote, if it is one.
+#[inline(always)]
+fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) {
+    let Some(conn) = CONNS.get_ptr_mut(sock) else {
+        return;
+    };
+    // SAFETY: live map value; counters only grow, from any CPU.
+    unsafe {
+        if call.write == 1 {
+            atomic_add(&raw mut (*conn).tls_tx, bytes);
+        } else {
+            atomic_add(&raw mut (*conn).tls_rx, bytes);
+        }
+        (*conn).tls_lib = call.lib;
+    }
+    if call.write == 1 && starts_request(call.buf) {
+        payload::capture_from(
+            call.buf,
+            bytes,
+            sock,
+            current_tgid(),
+            payload_kind::TLS_REQUEST,
+        );
+    }
+}
+
+/// Whether a plaintext write starts like an HTTP/1 request or an HTTP/2
+/// HEADERS frame (or the connection preface): only those are copied.
+#[inline(always)]
+fn starts_request(buf: u64) -> bool {
+    // SAFETY: user read; a bad pointer fails cleanly.
+    let Ok(head) = (unsafe { bpf_probe_read_user(buf as *const [u8; 4]) }) else {
+        return false;
+    };
+    matches!(
+        &head,
+        b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN" | b"PRI "
+    ) || (head[0] == 0 && head[3] == 1)
+}
+
+/// Called by the socket hooks of tracked threads: inside a TLS call, the
+/// library's `SSL *` uses `sock`; a write the thread's TLS library made in
+/// memory goes out now, on `sock`.
+#[inline(always)]
+pub fn tie(sock: u64, send: bool) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY (map reads): copied out of the maps.
+    if let Some(call) = unsafe { TLS_CALLS.get(pid_tgid).copied() } {
+        let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+        return;
+    }
+    if !send {
+        let _ = LAST_RECV.insert(pid_tgid, sock, 0);
+        return;
+    }
+    if let Some(pending) = unsafe { TLS_PENDING.get(pid_tgid).copied() } {
+        let _ = TLS_PENDING.remove(pid_tgid);
+        let _ = SSL_SOCKS.insert(pending.ssl, sock, 0);
+        add_plaintext(sock, &pending, pending.len_out);
+    }
+}

@@ -1,0 +1,174 @@
+use std::{collections::HashMap, path::Path};
+
+use super::*;
+
+#[derive(Default)]
+struct Fake {
+    attached: Vec<(String, String, ProbeAt, u32)>,
+    detached: Vec<String>,
+    refuse: Option<&'static str>,
+}
+
+impl Attacher for Fake {
+    type Link = usize;
+    fn attach(
+        &mut self,
+        program: &str,
+        target: &Path,
+        at: &ProbeAt,
+        lib: u32,
+    ) -> Result<usize, String> {
+        if let (Some(bad), ProbeAt::Symbol(s)) = (self.refuse, at)
+            && s == bad
+        {
+            return Err("no such symbol".into());
+        }
+        self.attached.push((
+            program.into(),
+            target.display().to_string(),
+            at.clone(),
+            lib,
+        ));
+        Ok(self.attached.len())
+    }
+    fn detach(&mut self, program: &str, _link: usize) {
+        self.detached.push(program.into());
+    }
+    fn offsets(&mut self, _target: &Path, names: &[&str]) -> Result<HashMap<String, u64>, String> {
+        // Every function exists, at 0x1000 per position, except a refused one.
+        Ok(names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| Some(**n) != self.refuse)
+            .map(|(i, n)| (n.to_string(), 0x1000 * (i as u64 + 1)))
+            .collect())
+    }
+}
+
+const MAPS: &str = "\
+55d0c0a28000-55d0c0a8c000 r-xp 00028000 fe:01 100 /usr/bin/curl
+7f1c2b400000-7f1c2b49a000 r-xp 00000000 fe:01 200 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1c2b600000-7f1c2b610000 r-xp 00000000 fe:01 300 /usr/lib/x86_64-linux-gnu/libgnutls.so.30
+7f1c2b700000-7f1c2b710000 r-xp 00000000 fe:01 400 /usr/lib/x86_64-linux-gnu/libc.so.6
+";
+
+#[test]
+fn attaches_once_per_file_and_detaches_with_the_last_user() {
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    let now = Instant::now();
+    probes.scan(
+        10,
+        MAPS,
+        Some(Path::new("/usr/bin/curl")),
+        Path::new("/proc/10/root"),
+        &mut fake,
+        now,
+    );
+    // libssl: 4 entries + 4 returns; gnutls: 2 + 2.
+    assert_eq!(fake.attached.len(), 12);
+    assert!(
+        fake.attached
+            .iter()
+            .any(|(p, t, at, lib)| p == "tls_write_ex"
+                && t == "/proc/10/root/usr/lib/x86_64-linux-gnu/libssl.so.3"
+                && *at == ProbeAt::Offset(0x3000)
+                && *lib == tls_lib::OPENSSL)
+    );
+    probes.scan(11, MAPS, None, Path::new("/proc/11/root"), &mut fake, now);
+    assert_eq!(fake.attached.len(), 12, "same files: no second attach");
+    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 8);
+    assert_eq!(
+        probes.libs_of(11).collect::<HashSet<_>>(),
+        HashSet::from([tls_lib::OPENSSL, tls_lib::GNUTLS])
+    );
+    probes.exited(10, now);
+    probes.reap(now + DETACH_AFTER * 2, &mut fake);
+    assert!(fake.detached.is_empty(), "process 11 still maps them");
+    probes.exited(11, now);
+    probes.reap(now + DETACH_AFTER / 2, &mut fake);
+    assert!(
+        fake.detached.is_empty(),
+        "kept for a while: agents come back"
+    );
+    // A new user in the meantime keeps them; without one they go.
+    probes.scan(
+        12,
+        MAPS,
+        None,
+        Path::new("/proc/12/root"),
+        &mut fake,
+        now + DETACH_AFTER / 2,
+    );
+    probes.reap(now + DETACH_AFTER * 2, &mut fake);
+    assert!(fake.detached.is_empty());
+    probes.exited(12, now + DETACH_AFTER);
+    probes.reap(now + DETACH_AFTER * 2, &mut fake);
+    assert_eq!(fake.detached.len(), 12);
+    assert_eq!(fake.attached.len(), 12, "never attached twice");
+    assert!(probes.attached().is_empty());
+}
+
+#[test]
+fn optional_symbols_may_be_missing_but_required_ones_fail_the_file() {
+    let (mut probes, mut fake) = (
+        TlsProbes::default(),
+        Fake {
+            refuse: Some("SSL_read_ex"),
+            ..Fake::default()
+        },
+    );
+    probes.scan(1, MAPS, None, Path::new("/"), &mut fake, Instant::now());
+    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 6);
+    let (mut probes, mut fake) = (
+        TlsProbes::default(),
+        Fake {
+            refuse: Some("gnutls_record_recv"),
+            ..Fake::default()
+        },
+    );
+    probes.scan(1, MAPS, None, Path::new("/"), &mut fake, Instant::now());
+    assert!(!probes.attached().contains_key(&tls_lib::GNUTLS));
+    // A required function is missing: nothing is attached to that file.
+    assert!(
+        fake.attached
+            .iter()
+            .all(|(_, t, _, _)| !t.contains("gnutls"))
+    );
+}
+
+#[test]
+fn rescans_are_rate_limited() {
+    let (mut probes, mut fake) = (TlsProbes::<usize>::default(), Fake::default());
+    let t0 = Instant::now();
+    // No TLS library yet: look again at every chance.
+    probes.scan(1, "", None, Path::new("/"), &mut fake, t0);
+    probes.scan(
+        1,
+        MAPS,
+        None,
+        Path::new("/"),
+        &mut fake,
+        t0 + Duration::from_millis(2),
+    );
+    assert_eq!(fake.attached.len(), 12);
+    // Found: new mappings are looked for at most every RESCAN.
+    let more = "7f1c2b900000-7f1c2b910000 r-xp 00000000 fe:01 500 /opt/libssl.so.1.1\n";
+    probes.scan(
+        1,
+        more,
+        None,
+        Path::new("/"),
+        &mut fake,
+        t0 + Duration::from_millis(10),
+    );
+    assert_eq!(fake.attached.len(), 12);
+    probes.scan(
+        1,
+        more,
+        None,
+        Path::new("/"),
+        &mut fake,
+        t0 + RESCAN + Duration::from_millis(3),
+    );
+    assert_eq!(fake.attached.len(), 20);
+}

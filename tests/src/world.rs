@@ -1,0 +1,193 @@
+//! A whole test world for destination and TLS tests: a [`NetLab`], the
+//! test [`Internet`], the netpeer sink, a GeoIP database the test writes,
+//! and agentmon with a config naming the test hosts' purposes.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use crate::{
+    Agentmon, Internet, Metrics, NetLab, PeerCounts, ServerConn, ServerGuard, agent_copy,
+    default_records, run_bounded, wait_until,
+};
+
+const RUN: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// 203.0.113.0/24 is "US" in AS64500, 198.51.100.0/24 "DE" in AS64501,
+/// 2001:db8::/32 "JP" in AS64502.
+pub const NETS: [&str; 3] = [
+    "203.0.113.0/24=US:64500:Example-Net-US",
+    "198.51.100.0/24=DE:64501:Beispiel-Netz-DE",
+    "2001:db8::/32=JP:64502:Rei-Net-JP",
+];
+
+pub fn make_geoip(dir: &Path, nets: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/make_test_mmdb.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg("--out").arg(dir);
+    for net in nets {
+        cmd.args(["--net", net]);
+    }
+    let out = run_bounded(&mut cmd, RUN);
+    assert!(out.status.success(), "make_test_mmdb.py: {out:?}");
+}
+
+pub struct World {
+    pub lab: NetLab,
+    pub net: Internet,
+    _sink: ServerGuard,
+    pub am: Agentmon,
+    pub log: PathBuf,
+    pub geoip: PathBuf,
+}
+
+/// A lab, the test internet, a GeoIP database, and agentmon with a config
+/// that names the test hosts' purposes. `extra` is appended to the config.
+/// `netpeer` is the test binary's `CARGO_BIN_EXE_netpeer`.
+pub fn world(netpeer: &str, extra: &str) -> World {
+    world_with(netpeer, extra, &default_records())
+}
+
+pub fn world_with(netpeer: &str, extra: &str, records: &[String]) -> World {
+    let lab = NetLab::new();
+    let net = Internet::start(&lab, records);
+    let sink = lab.spawn_servers(Path::new(netpeer), 321);
+    let geoip = lab.dir().join("geoip");
+    make_geoip(&geoip, &NETS);
+    let config = lab.dir().join("agentmon.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"[geoip]
+country = "{g}/country.mmdb"
+asn = "{g}/asn.mmdb"
+reload_seconds = 1
+
+[[dest.entry]]
+host = "api.model.test"
+purpose = "model-api"
+
+[[dest.entry]]
+host = "telemetry.vendor.test"
+purpose = "telemetry"
+{extra}
+"#,
+            g = geoip.display()
+        ),
+    )
+    .unwrap();
+    let log = lab.dir().join("connections.jsonl");
+    let am = Agentmon::builder()
+        .config(&config)
+        .arg("--connection-log")
+        .arg(&log)
+        .start();
+    World {
+        lab,
+        net,
+        _sink: sink,
+        am,
+        log,
+        geoip,
+    }
+}
+
+impl World {
+    /// `program` copied to where Claude Code's native installer puts it.
+    pub fn as_claude(&self, program: &Path) -> PathBuf {
+        let path = self
+            .lab
+            .dir()
+            .join("home/.local/share/claude/versions/9.9.9");
+        agent_copy(program, &path);
+        path
+    }
+
+    /// The command that runs py_client.py as aider (`python3 .../bin/aider ...`).
+    pub fn aider_cmd(&self, args: &[&str]) -> Command {
+        let aider = self.lab.dir().join("venv/bin/aider");
+        if !aider.exists() {
+            fs::create_dir_all(aider.parent().unwrap()).unwrap();
+            fs::copy(Internet::script("py_client.py"), &aider).unwrap();
+        }
+        let mut cmd = self.lab.client_cmd("python3", [aider.as_os_str()]);
+        cmd.args(args);
+        cmd
+    }
+
+    /// py_client.py run as aider (`python3 .../bin/aider ...`).
+    pub fn aider(&self, args: &[&str]) -> PeerCounts {
+        let aider = self.lab.dir().join("venv/bin/aider");
+        if !aider.exists() {
+            fs::create_dir_all(aider.parent().unwrap()).unwrap();
+            fs::copy(Internet::script("py_client.py"), &aider).unwrap();
+        }
+        let mut cmd = self.lab.client_cmd("python3", [aider.as_os_str()]);
+        cmd.args(args);
+        PeerCounts::from_output(&run_bounded(&mut cmd, RUN))
+    }
+
+    /// The web server's record of the connections to `local`, once `n` exist.
+    pub fn server_conns(&self, local: &str, n: usize) -> Vec<ServerConn> {
+        let matching = || -> Vec<ServerConn> {
+            self.net
+                .server_conns()
+                .into_iter()
+                .filter(|c| c.local == local)
+                .collect()
+        };
+        assert!(
+            wait_until(SETTLE, || matching().len() >= n),
+            "web server saw {:?}",
+            self.net.server_conns()
+        );
+        matching()
+    }
+
+    pub fn expect(&self, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
+        match self.am.wait_for_value(name, labels, SETTLE, |v| v == want) {
+            Ok(_) => self.am.scrape(),
+            Err(last) => panic!(
+                "{name}{labels:?}: want {want}, have {:?}\n{}",
+                last.value(name, labels),
+                last.text()
+            ),
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
+    }
+}
+
+pub fn labels<'a>(
+    tool: &'a str,
+    dest: &'a str,
+    country: &'a str,
+    asn: &'a str,
+    purpose: &'a str,
+) -> [(&'a str, &'a str); 6] {
+    [
+        ("tool", tool),
+        ("proto", "tcp"),
+        ("dest", dest),
+        ("dest_country", country),
+        ("dest_asn", asn),
+        ("purpose", purpose),
+    ]
+}
+
+pub fn sum(conns: &[ServerConn]) -> (f64, f64) {
+    let (i, o) = conns
+        .iter()
+        .fold((0, 0), |(i, o), c| (i + c.raw_in, o + c.raw_out));
+    (i as f64, o as f64)
+}

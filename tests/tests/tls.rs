@@ -1,0 +1,227 @@
+//! TLS visibility end to end: uprobes on the TLS libraries of agent
+//! processes give plaintext sizes per connection and the HTTP requests in
+//! them, tied to the same connection (tool, destination) as the kernel's
+//! counters. Expected sizes come from the web server's own plaintext counts.
+//!
+//! The clients start, then wait until agentmon has attached its probes to
+//! the library they mapped, as a long-lived agent does: probes attach within
+//! milliseconds of the mapping, not before a process's very first call.
+
+use std::{fs, io::Write, path::Path, process::Stdio, time::Duration};
+
+use agentmon_tests::{ChildGuard, Internet, World, require_root, run_bounded, sum, world};
+
+const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+const RUN: Duration = Duration::from_secs(60);
+
+fn plaintext(
+    tool: &'static str,
+    dest: &'static str,
+    lib: &'static str,
+) -> [[(&'static str, &'static str); 4]; 2] {
+    [
+        [
+            ("tool", tool),
+            ("dest", dest),
+            ("direction", "egress"),
+            ("library", lib),
+        ],
+        [
+            ("tool", tool),
+            ("dest", dest),
+            ("direction", "ingress"),
+            ("library", lib),
+        ],
+    ]
+}
+
+/// Waits until probes for `lib` are attached, and the tool shows as seen
+/// in plaintext through it.
+fn wait_attached(w: &World, tool: &str, lib: &str) {
+    let attached = w.am.wait_for_value(
+        "agentmon_uprobes_attached",
+        &[("library", lib)],
+        Duration::from_secs(15),
+        |v| v > 0.0,
+    );
+    assert!(
+        attached.is_ok(),
+        "no {lib} probes attached:\n{}",
+        w.am.log_text()
+    );
+    let coverage = [("tool", tool), ("library", lib), ("mode", "plaintext")];
+    w.expect("agentmon_tls_coverage", &coverage, 1.0);
+}
+
+#[test]
+fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let curl = w.as_claude(Path::new("/usr/bin/curl"));
+    let body = w.lab.dir().join("body");
+    fs::write(&body, vec![b'q'; 40_000]).unwrap();
+    // curl reads what to do from stdin: it starts, maps libssl, and waits.
+    let mut cmd = w.lab.client_cmd(&curl, ["-K", "-"]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let curl_run = ChildGuard::from_child(child, "curl");
+    wait_attached(&w, "claude-code", "openssl");
+    let config = format!(
+        "url = \"https://api.model.test/v1/messages\"\nipv4\ninsecure\nsilent\nheader = \"Expect:\"\ndata-binary = \"@{}\"\n",
+        body.display()
+    );
+    stdin.write_all(config.as_bytes()).unwrap();
+    drop(stdin);
+    let out = curl_run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.20:443", 1);
+    let [egress, ingress] = plaintext("claude-code", "api.model.test", "openssl");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conns[0].plain_in as f64,
+    );
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        conns[0].plain_out as f64,
+    );
+    let request = [
+        ("tool", "claude-code"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "model-api"),
+    ];
+    let m = w.expect("agentmon_http_requests_total", &request, 1.0);
+    // Kernel bytes (ciphertext) on the same connection and labels.
+    let (sent, _) = sum(&conns);
+    let kernel = [
+        ("tool", "claude-code"),
+        ("proto", "tcp"),
+        ("dest", "api.model.test"),
+    ];
+    assert_eq!(m.value("agentmon_egress_bytes_total", &kernel), Some(sent));
+}
+
+#[test]
+fn python_ssl_through_the_ex_calls_is_seen_and_a_non_agent_is_not() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let go = w.lab.dir().join("go");
+    let aider = w.aider_cmd(&[
+        "--name",
+        "api.model.test",
+        "--tls",
+        "--port",
+        "443",
+        "--path",
+        "/v1/messages",
+        "--body",
+        "4321",
+        "--wait-file",
+        go.to_str().unwrap(),
+    ]);
+    let mut aider = aider;
+    let run = ChildGuard::spawn(&mut aider);
+    wait_attached(&w, "aider", "openssl");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.20:443", 1);
+    let [egress, ingress] = plaintext("aider", "api.model.test", "openssl");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conns[0].plain_in as f64,
+    );
+    let m = w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        conns[0].plain_out as f64,
+    );
+    // The same library, called by a process that is not an agent.
+    let client = Internet::script("py_client.py");
+    let out = run_bounded(
+        &mut w.lab.client_cmd(
+            "python3",
+            [
+                client.to_str().unwrap(),
+                "--name",
+                "api.model.test",
+                "--tls",
+                "--port",
+                "443",
+                "--body",
+                "999",
+            ],
+        ),
+        RUN,
+    );
+    assert!(out.status.success(), "{out:?}");
+    w.server_conns("203.0.113.20:443", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = w.am.scrape();
+    assert_eq!(
+        m.series("agentmon_tls_plaintext_bytes_total"),
+        after.series("agentmon_tls_plaintext_bytes_total"),
+        "a non-agent's TLS must not be recorded"
+    );
+}
+
+#[test]
+fn node_with_openssl_inside_its_executable_is_probed() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let script = w
+        .lab
+        .dir()
+        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::copy(Internet::script("node_client.js"), &script).unwrap();
+    let go = w.lab.dir().join("go");
+    let run = ChildGuard::spawn(&mut w.lab.client_cmd(
+        "node",
+        [
+            script.to_str().unwrap(),
+            "telemetry.vendor.test",
+            "443",
+            "/log",
+            "3000",
+            go.to_str().unwrap(),
+        ],
+    ));
+    wait_attached(&w, "gemini-cli", "openssl-static");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.30:443", 1);
+    let [egress, ingress] = plaintext("gemini-cli", "telemetry.vendor.test", "openssl-static");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conns[0].plain_in as f64,
+    );
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        conns[0].plain_out as f64,
+    );
+    let request = [
+        ("tool", "gemini-cli"),
+        ("dest", "telemetry.vendor.test"),
+        ("method", "POST"),
+        ("purpose", "telemetry"),
+    ];
+    w.expect("agentmon_http_requests_total", &request, 1.0);
+}
