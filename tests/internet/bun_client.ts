@@ -4,7 +4,9 @@
 // bytes over TLS (certificate checks off: the test servers are self-signed)
 // and reads the whole reply.
 //
-//   bun_client NAME PORT PATH BODY_BYTES [fetch|tls]
+//   bun_client NAME PORT PATH BODY_BYTES [fetch|tls] [WAIT_FILE]
+//
+// With WAIT_FILE it starts only once that file exists (a long-lived agent).
 //
 // `fetch` (the default) goes through Bun's native HTTP client, the path
 // Claude Code's API calls take (its "HTTP Client" thread); `tls` goes through
@@ -13,10 +15,16 @@
 import { isIP } from "node:net";
 import * as tls from "node:tls";
 
-const [name, port, path, bodyArg, mode = "fetch"] = process.argv.slice(2);
+const [name, port, path, bodyArg, mode = "fetch", waitFile] = process.argv.slice(2);
 if (!name || !port || !path || bodyArg === undefined) {
   console.error("usage: bun_client NAME PORT PATH BODY_BYTES [fetch|tls]");
   process.exit(2);
+}
+if (waitFile) {
+  const { existsSync } = await import("node:fs");
+  for (let i = 0; i < 3000 && !existsSync(waitFile); i++) {
+    await Bun.sleep(10);
+  }
 }
 const bodyBytes = Number(bodyArg);
 const body = Buffer.alloc(bodyBytes, 110); // 'n'

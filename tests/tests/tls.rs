@@ -9,7 +9,9 @@
 
 use std::{fs, io::Write, path::Path, process::Stdio, time::Duration};
 
-use agentmon_tests::{ChildGuard, Internet, World, require_root, run_bounded, sum, world};
+use agentmon_tests::{
+    ChildGuard, Internet, World, require_root, run_bounded, sum, wait_until, world,
+};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const RUN: Duration = Duration::from_secs(60);
@@ -222,6 +224,69 @@ fn node_with_openssl_inside_its_executable_is_probed() {
         ("dest", "telemetry.vendor.test"),
         ("method", "POST"),
         ("purpose", "telemetry"),
+    ];
+    w.expect("agentmon_http_requests_total", &request, 1.0);
+}
+
+#[test]
+fn bun_single_file_executable_is_probed_by_pattern() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    // Compiled like Claude Code's native binary, installed where it lives.
+    let exe = w.lab.dir().join("bun_client");
+    let bun = "/var/lib/agentmon/tools/bun/bin/bun";
+    let out = run_bounded(
+        std::process::Command::new(bun)
+            .args(["build", "--compile", "--outfile"])
+            .arg(&exe)
+            .arg(Internet::script("bun_client.ts")),
+        RUN,
+    );
+    assert!(
+        out.status.success(),
+        "bun build (cargo xtask setup installs bun): {out:?}"
+    );
+    let claude = w.as_claude(&exe);
+    let go = w.lab.dir().join("go");
+    let run = ChildGuard::spawn(&mut w.lab.client_cmd(
+        &claude,
+        [
+            "api.model.test",
+            "443",
+            "/v1/messages",
+            "2500",
+            "fetch",
+            go.to_str().unwrap(),
+        ],
+    ));
+    wait_attached(&w, "claude-code", "boringssl");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    // Bun races IPv4 and IPv6 (the name has both): sum what the server saw.
+    let served = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
+    assert!(wait_until(Duration::from_secs(15), served));
+    let conns = w.net.server_conns();
+    let plain_in: u64 = conns.iter().map(|c| c.plain_in).sum();
+    let plain_out: u64 = conns.iter().map(|c| c.plain_out).sum();
+    let [egress, ingress] = plaintext("claude-code", "api.model.test", "boringssl");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        plain_in as f64,
+    );
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        plain_out as f64,
+    );
+    let request = [
+        ("tool", "claude-code"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "model-api"),
     ];
     w.expect("agentmon_http_requests_total", &request, 1.0);
 }

@@ -4,8 +4,11 @@
 //!
 //! Covered: OpenSSL as `libssl.so.*` (`SSL_write`/`SSL_read` and the `_ex`
 //! calls), OpenSSL linked into an executable that exports its symbols (node,
-//! Electron's node), and GnuTLS (`gnutls_record_send`/`_recv`).
+//! Electron's node), BoringSSL inside Bun single-file executables (Claude
+//! Code's native binary, opencode), found by byte patterns
+//! (`boringssl.rs`), and GnuTLS (`gnutls_record_send`/`_recv`).
 
+pub mod boringssl;
 pub mod maps;
 
 use std::{
@@ -95,10 +98,37 @@ fn plan_for(file: &Mapped, exe: Option<&Path>, target: &Path) -> Option<Plan> {
             ],
         });
     }
-    if exe == Some(file.path.as_path()) && exports_openssl(target) {
+    if exe != Some(file.path.as_path()) {
+        return None;
+    }
+    if exports_openssl(target) {
         return Some(openssl_plan(tls_lib::OPENSSL_STATIC));
     }
-    None
+    bun_plan(target)
+}
+
+/// BoringSSL in a Bun single-file executable: no symbols, so its functions
+/// are found by pattern; a file that does not match fails soft (metadata).
+fn bun_plan(target: &Path) -> Option<Plan> {
+    let file = std::fs::File::open(target).ok()?;
+    // SAFETY: read-only map of an executable in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    if !boringssl::looks_like_bun(&map) {
+        return None;
+    }
+    match boringssl::locate(&map) {
+        Ok(found) => Some(Plan {
+            lib: tls_lib::BORINGSSL,
+            probes: vec![
+                (TLS_ENTRY_WRITE, ProbeAt::Offset(found.ssl_write), true),
+                (TLS_ENTRY_READ, ProbeAt::Offset(found.ssl_read), true),
+            ],
+        }),
+        Err(e) => {
+            warn!(file = %target.display(), "Bun executable, but its BoringSSL was not found ({e}); its TLS is seen as metadata only");
+            None
+        }
+    }
 }
 
 /// Whether an executable exports OpenSSL's `SSL_write` (node does).
