@@ -22,7 +22,6 @@ use tracing::{info, warn};
 use crate::{
     agents::{Catalog, ToolId},
     connlog::{Clock, ConnLog, monotonic_ns},
-    dest::{HttpStart, parse_request},
     enrich::Enricher,
     events::{Event, decode},
     kernel::Kernel,
@@ -197,6 +196,7 @@ impl State {
                 conn,
                 ktime_ns,
             } => {
+                enricher.closed(sock);
                 let mut closed = traffic.on_close(
                     sock,
                     &conn,
@@ -250,12 +250,16 @@ impl State {
                             .inc_by(answers as u64);
                     }
                 }
-                payload_kind::TLS_REQUEST => traffic.tls_request(
-                    sock,
-                    |_| request_head(&data),
-                    &mut labeler(enricher, metrics, catalog, now),
-                    &mut counters,
-                ),
+                payload_kind::TLS_REQUEST => {
+                    let mut label = labeler(enricher, metrics, catalog, now);
+                    let settled = traffic.settle(sock, &mut label, &mut counters);
+                    drop(label);
+                    let Some(host) = settled else {
+                        return;
+                    };
+                    let requests = enricher.requests(sock, host.as_deref(), &data);
+                    traffic.count_requests(sock, &requests, &mut counters);
+                }
                 _ => {}
             },
             Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
@@ -378,15 +382,6 @@ fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree
         &mut KernelProbes(kernel),
         Instant::now(),
     );
-}
-
-/// The method and (when known) path purpose of a request head written to
-/// a TLS library: HTTP/1 only for now.
-fn request_head(data: &[u8]) -> Option<(&'static str, Option<&'static str>)> {
-    match parse_request(data)? {
-        HttpStart::Request(request) => Some((request.method.label(), None)),
-        HttpStart::Http2Preface => None,
-    }
 }
 
 /// `agentmon_tls_coverage` and `agentmon_uprobes_attached`, from scratch.

@@ -2,13 +2,13 @@
 //! tree's DNS answers say about where it goes, and the labels that follow:
 //! `dest` (bounded per tool), `dest_country`, `dest_asn`, `purpose`.
 
-use std::{net::SocketAddr, time::Instant};
+use std::{collections::HashMap, net::SocketAddr, time::Instant};
 
 use crate::{
     agents::ToolId,
     dest::{
-        self, Bindings, Catalog, DestCap, Hostname, HttpStart, name_connection, parse_client_hello,
-        parse_request, parse_response, parse_tcp_read,
+        self, Bindings, Catalog, DestCap, H2Conn, Hostname, HttpStart, PathCatalog,
+        name_connection, parse_client_hello, parse_request, parse_response, parse_tcp_read,
     },
     geoip::GeoIp,
     traffic::{Dest, Names},
@@ -19,6 +19,9 @@ const BINDINGS: usize = 16_384;
 
 pub struct Enricher {
     catalog: Catalog,
+    paths: PathCatalog,
+    /// HTTP/2 request-head decoders of TLS connections, by socket.
+    h2: HashMap<u64, H2Conn>,
     cap: DestCap,
     bindings: Bindings,
     pub geoip: GeoIp,
@@ -35,6 +38,8 @@ impl Enricher {
     pub fn new(catalog: Catalog, max_dest_per_tool: usize, geoip: GeoIp) -> Self {
         Self {
             catalog,
+            paths: PathCatalog::builtin(),
+            h2: HashMap::new(),
             cap: DestCap::new(max_dest_per_tool),
             bindings: Bindings::new(BINDINGS),
             geoip,
@@ -107,6 +112,55 @@ impl Enricher {
                 overflow: admitted.overflow,
             },
         )
+    }
+
+    /// Reads a request head written in plaintext on connection `sock` whose
+    /// name is `host`: HTTP/1, or HTTP/2 frames (decoded with per-connection
+    /// HPACK state). Returns (method, path purpose) per request found.
+    pub fn requests(
+        &mut self,
+        sock: u64,
+        host: Option<&str>,
+        data: &[u8],
+    ) -> Vec<(&'static str, Option<&'static str>)> {
+        let host = host.and_then(Hostname::parse_str);
+        let purpose = |paths: &PathCatalog, path: &str, authority: Option<&Hostname>| {
+            let host = authority.or(host.as_ref())?;
+            paths.classify(host, path).map(|c| c.purpose.label())
+        };
+        match parse_request(data) {
+            Some(HttpStart::Request(r)) => {
+                return vec![(
+                    r.method.label(),
+                    purpose(&self.paths, &r.path, r.host.as_ref()),
+                )];
+            }
+            Some(HttpStart::Http2Preface) => {
+                self.h2.insert(sock, H2Conn::new());
+            }
+            None => {}
+        }
+        let Some(conn) = self.h2.get_mut(&sock) else {
+            return Vec::new();
+        };
+        let truncated = data.len() >= monitor_common::PAYLOAD_LEN;
+        let paths = &self.paths;
+        conn.feed(data, truncated)
+            .into_iter()
+            .map(|r| {
+                let method = r.method.map_or("unknown", |m| m.label());
+                let class = r
+                    .path
+                    .as_deref()
+                    .and_then(|p| purpose(paths, p, r.authority.as_ref()));
+                (method, class)
+            })
+            .collect()
+    }
+
+    /// A connection ended: its HTTP/2 state goes.
+    pub fn closed(&mut self, sock: u64) {
+        self.h2.remove(&sock);
     }
 
     /// Drops DNS bindings that have expired.

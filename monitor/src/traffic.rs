@@ -269,24 +269,33 @@ impl Traffic {
         }
     }
 
-    /// A request head written in plaintext to a TLS library on `sock`:
-    /// `read` turns it into (method, path purpose) if it is one.
-    pub fn tls_request(
+    /// Decides `sock`'s labels now if not yet; returns its host name (None
+    /// for an unknown connection, Some(None) when it has no name).
+    pub fn settle(
         &mut self,
         sock: u64,
-        read: impl FnOnce(&OpenConn) -> Option<(&'static str, Option<&'static str>)>,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
-    ) {
-        let Some(open) = self.conns.get_mut(&sock) else {
-            return;
-        };
+    ) -> Option<Option<String>> {
+        let open = self.conns.get_mut(&sock)?;
         open.settle(label, counters);
-        let Some((method, purpose)) = read(open) else {
+        Some(open.names.host.clone())
+    }
+
+    /// Counts HTTP requests read on `sock`: (method, path purpose).
+    pub fn count_requests(
+        &mut self,
+        sock: u64,
+        requests: &[(&'static str, Option<&'static str>)],
+        counters: &mut dyn Counters,
+    ) {
+        let Some(open) = self.conns.get(&sock) else {
             return;
         };
         if let Some(dest) = &open.dest {
-            counters.http_request(open.tool, dest, method, purpose.unwrap_or(dest.purpose));
+            for (method, purpose) in requests {
+                counters.http_request(open.tool, dest, method, purpose.unwrap_or(dest.purpose));
+            }
         }
     }
 
