@@ -290,3 +290,62 @@ fn bun_single_file_executable_is_probed_by_pattern() {
     ];
     w.expect("agentmon_http_requests_total", &request, 1.0);
 }
+
+#[test]
+fn gnutls_cli_is_probed_through_libgnutls() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let cli = w.as_claude(Path::new("/usr/bin/gnutls-cli"));
+    // gnutls-cli connects, then sends what it reads from stdin.
+    let mut cmd = w
+        .lab
+        .client_cmd(&cli, ["--insecure", "-p", "443", "api.model.test"]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let run = ChildGuard::from_child(child, "gnutls-cli");
+    wait_attached(&w, "claude-code", "gnutls");
+    let body = "g".repeat(1500);
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: api.model.test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stdin.write_all(request.as_bytes()).unwrap();
+    // The reply arrives, then the server closes its side.
+    let served = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
+    assert!(
+        wait_until(Duration::from_secs(15), served),
+        "{:?}",
+        w.net.server_conns()
+    );
+    drop(stdin);
+    let _ = run.wait_output(RUN);
+    let conns = w.net.server_conns();
+    let plain_in: u64 = conns.iter().map(|c| c.plain_in).sum();
+    let plain_out: u64 = conns.iter().map(|c| c.plain_out).sum();
+    assert_eq!(plain_in, request.len() as u64);
+    let [egress, ingress] = plaintext("claude-code", "api.model.test", "gnutls");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        plain_in as f64,
+    );
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        plain_out as f64,
+    );
+    let request = [
+        ("tool", "claude-code"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "model-api"),
+    ];
+    w.expect("agentmon_http_requests_total", &request, 1.0);
+}

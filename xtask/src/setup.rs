@@ -14,10 +14,11 @@ use crate::cmd::{self, tool};
 const DEB_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"), // `ip netns` for the tests' fake remote hosts
     ("procps", "ps"),
-    ("nodejs", "node"),         // the tests run a node script
-    ("openssl", "openssl"),     // certificates for the tests' TLS servers
-    ("musl-tools", "musl-gcc"), // the tests build a static musl client
-    ("curl", "curl"),           // a glibc client in the tests
+    ("nodejs", "node"),           // the tests run a node script
+    ("openssl", "openssl"),       // certificates for the tests' TLS servers
+    ("musl-tools", "musl-gcc"),   // the tests build a static musl client
+    ("curl", "curl"),             // a glibc client in the tests
+    ("gnutls-bin", "gnutls-cli"), // a GnuTLS client in the tests
 ];
 
 /// PyPI packages the tests and the GeoIP step import: (module, requirement).
