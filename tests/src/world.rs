@@ -43,6 +43,7 @@ pub struct World {
     pub am: Agentmon,
     pub log: PathBuf,
     pub geoip: PathBuf,
+    config: PathBuf,
 }
 
 /// A lab, the test internet, a GeoIP database, and agentmon with a config
@@ -81,11 +82,7 @@ purpose = "telemetry"
     )
     .unwrap();
     let log = lab.dir().join("connections.jsonl");
-    let am = Agentmon::builder()
-        .config(&config)
-        .arg("--connection-log")
-        .arg(&log)
-        .start();
+    let am = start_agentmon(&config, &log);
     World {
         lab,
         net,
@@ -93,10 +90,25 @@ purpose = "telemetry"
         am,
         log,
         geoip,
+        config,
     }
 }
 
+fn start_agentmon(config: &Path, log: &Path) -> Agentmon {
+    Agentmon::builder()
+        .config(config)
+        .arg("--connection-log")
+        .arg(log)
+        .start()
+}
+
 impl World {
+    /// Stops agentmon and starts a new one: what runs now was there before it.
+    pub fn restart_agentmon(&mut self) {
+        self.am.stop();
+        self.am = start_agentmon(&self.config, &self.log);
+    }
+
     /// `program` copied to where Claude Code's native installer puts it.
     pub fn as_claude(&self, program: &Path) -> PathBuf {
         let path = self

@@ -349,3 +349,48 @@ fn gnutls_cli_is_probed_through_libgnutls() {
     ];
     w.expect("agentmon_http_requests_total", &request, 1.0);
 }
+
+#[test]
+fn agent_running_before_agentmon_gets_its_tls_probed() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(NETPEER, "");
+    let script = w
+        .lab
+        .dir()
+        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::copy(Internet::script("node_client.js"), &script).unwrap();
+    let go = w.lab.dir().join("go");
+    let run = ChildGuard::spawn(&mut w.lab.client_cmd(
+        "node",
+        [
+            script.to_str().unwrap(),
+            "telemetry.vendor.test",
+            "443",
+            "/log",
+            "777",
+            go.to_str().unwrap(),
+        ],
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    // The agent now runs before this agentmon: found by its start-up scan.
+    w.restart_agentmon();
+    wait_attached(&w, "gemini-cli", "openssl-static");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.30:443", 1);
+    let [egress, ingress] = plaintext("gemini-cli", "telemetry.vendor.test", "openssl-static");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conns[0].plain_in as f64,
+    );
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        conns[0].plain_out as f64,
+    );
+}
