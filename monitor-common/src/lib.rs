@@ -163,6 +163,19 @@ pub mod stash_kind {
     pub const MSGHDR: u32 = 3;
 }
 
+/// The head of a plaintext write made in memory, kept until the thread's
+/// next send tells its socket (node, Bun reuse the buffer by then).
+pub const TLS_HEAD_LEN: usize = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsHead {
+    pub len: u32,
+    pub _pad: u32,
+    pub data: [u8; TLS_HEAD_LEN],
+}
+const _: () = assert!(size_of::<TlsHead>() == 8 + TLS_HEAD_LEN);
+
 /// Most bytes copied from one syscall for naming: enough for a TLS
 /// ClientHello with post-quantum key shares, an HTTP request head or a DNS
 /// answer. Never payload beyond that, and never stored.

@@ -5,7 +5,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::{Conn, Stash, TlsCall, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter};
+use monitor_common::{
+    Conn, Stash, TlsCall, TlsHead, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter,
+};
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
 /// are added by the fork program before they first run.
@@ -55,6 +57,14 @@ pub static LAST_RECV: LruHashMap<u64, u64> = LruHashMap::with_max_entries(8_192,
 /// its socket; `len_out` holds its byte count.
 #[map]
 pub static TLS_PENDING: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
+
+/// Request heads of TLS writes made in memory, by thread, until tied.
+#[map]
+pub static TLS_HEADS: LruHashMap<u64, TlsHead> = LruHashMap::with_max_entries(1_024, 0);
+
+/// Per-CPU scratch space to build a [`TlsHead`] (too large for the stack).
+#[map]
+pub static TLS_HEAD_SCRATCH: PerCpuArray<TlsHead> = PerCpuArray::with_max_entries(1, 0);
 
 /// Discrete events for user space.
 #[map]

@@ -9,16 +9,21 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated::bpf_get_attach_cookie},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
+        generated::bpf_get_attach_cookie,
+    },
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{TlsCall, counter, payload_kind, tls_lib};
+use monitor_common::{
+    EventHeader, PayloadEvent, TLS_HEAD_LEN, TlsCall, counter, kind, payload_kind, tls_lib,
+};
 
 use crate::{
     maps::{
-        CONNS, LAST_RECV, SSL_SOCKS, TLS_CALLS, TLS_PENDING, atomic_add, bump, current_tgid,
-        tracked,
+        CONNS, EVENTS, LAST_RECV, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING,
+        atomic_add, bump, current_tgid, tracked,
     },
     payload,
 };
@@ -139,6 +144,7 @@ fn finish(ctx: &RetProbeContext) {
                 ..call
             };
             let _ = TLS_PENDING.insert(pid_tgid, pending, 0);
+            keep_head(pid_tgid, call.buf, bytes);
             return;
         }
     };
@@ -161,7 +167,7 @@ fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) {
         }
         (*conn).tls_lib = call.lib;
     }
-    if call.write == 1 && starts_request(call.buf) {
+    if call.write == 1 && call.buf != 0 && starts_request(call.buf) {
         payload::capture_from(
             call.buf,
             bytes,
@@ -204,6 +210,77 @@ pub fn tie(sock: u64, send: bool) {
     if let Some(pending) = unsafe { TLS_PENDING.get(pid_tgid).copied() } {
         let _ = TLS_PENDING.remove(pid_tgid);
         let _ = SSL_SOCKS.insert(pending.ssl, sock, 0);
-        add_plaintext(sock, &pending, pending.len_out);
+        // Its buffer may be reused by now: the head was kept at return.
+        let counted = TlsCall { buf: 0, ..pending };
+        add_plaintext(sock, &counted, pending.len_out);
+        send_head(pid_tgid, sock);
     }
+}
+
+/// Keeps the head of a request written in memory, while its buffer is valid.
+#[inline(always)]
+fn keep_head(pid_tgid: u64, buf: u64, bytes: u64) {
+    if !starts_request(buf) {
+        return;
+    }
+    let Some(head) = TLS_HEAD_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let len = bytes.min(TLS_HEAD_LEN as u64) as u32;
+    // SAFETY: per-CPU scratch value; the length is bounded for the verifier.
+    unsafe {
+        let len = len & (2 * TLS_HEAD_LEN as u32 - 1);
+        let len = if len > TLS_HEAD_LEN as u32 {
+            TLS_HEAD_LEN as u32
+        } else {
+            len
+        };
+        let copied = generated::bpf_probe_read_user(
+            (*head).data.as_mut_ptr().cast(),
+            len,
+            buf as *const core::ffi::c_void,
+        );
+        (*head).len = if copied == 0 { len } else { 0 };
+        // By reference: a 1 KiB value must not be copied onto the BPF stack.
+        #[expect(clippy::needless_borrows_for_generic_args, reason = "see above")]
+        let _ = TLS_HEADS.insert(pid_tgid, &*head, 0);
+    }
+}
+
+/// Sends the kept request head of this thread, now that its socket is known.
+#[inline(always)]
+fn send_head(pid_tgid: u64, sock: u64) {
+    let Some(head) = TLS_HEADS.get_ptr(pid_tgid) else {
+        return;
+    };
+    let Some(mut entry) = EVENTS.reserve::<PayloadEvent>(0) else {
+        bump(counter::EVENTS_LOST);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` is the reserved record, `head` a live map value; the
+    // copy length is bounded by both arrays.
+    unsafe {
+        (*event).header = EventHeader {
+            kind: kind::PAYLOAD,
+            tgid: current_tgid(),
+            ktime_ns: bpf_ktime_get_ns(),
+        };
+        (*event).sock = sock;
+        (*event).kind = payload_kind::TLS_REQUEST;
+        let len = (*head).len & (2 * TLS_HEAD_LEN as u32 - 1);
+        let len = if len > TLS_HEAD_LEN as u32 {
+            TLS_HEAD_LEN as u32
+        } else {
+            len
+        };
+        let copied = generated::bpf_probe_read_kernel(
+            (*event).data.as_mut_ptr().cast(),
+            len,
+            (*head).data.as_ptr().cast(),
+        );
+        (*event).len = if copied == 0 { len } else { 0 };
+    }
+    entry.submit(0);
+    let _ = TLS_HEADS.remove(pid_tgid);
 }

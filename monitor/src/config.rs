@@ -18,6 +18,10 @@
 //! [[dest.entry]]
 //! host = "llm.internal.example"
 //! purpose = "model-api"
+//! [[dest.path]]
+//! host = "llm.internal.example"
+//! path = "/v1/telemetry"
+//! purpose = "telemetry"
 //! ```
 //!
 //! Parsing also builds the agent catalog, so a config that would fail later
@@ -33,7 +37,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::agents::{Catalog, CatalogError, Origin, ToolSpec};
-use crate::dest::{Catalog as DestCatalog, EntrySpec};
+use crate::dest::{BUILTIN_PATHS, Catalog as DestCatalog, EntrySpec, PathCatalog, PathEntrySpec};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
 
@@ -96,6 +100,10 @@ pub struct DestConfig {
     /// added to the built-in destination catalog; they win over it.
     #[serde(default)]
     pub entry: Vec<EntrySpec>,
+    /// `[[dest.path]]`: (host, path pattern) -> purpose for requests seen in
+    /// plaintext, added to the built-in path catalog; they win over it.
+    #[serde(default)]
+    pub path: Vec<PathEntrySpec>,
 }
 
 fn default_max_per_tool() -> usize {
@@ -107,6 +115,7 @@ impl Default for DestConfig {
         Self {
             max_per_tool: default_max_per_tool(),
             entry: Vec::new(),
+            path: Vec::new(),
         }
     }
 }
@@ -229,6 +238,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     config.dest = file.dest;
     if let Err(e) = DestCatalog::new(crate::dest::purpose::BUILTIN_CATALOG, &config.dest.entry) {
         return Err(invalid(None, format!("[[dest.entry]]: {e}")));
+    }
+    if let Err(e) = PathCatalog::new(BUILTIN_PATHS, &config.dest.path) {
+        return Err(invalid(None, format!("[[dest.path]]: {e}")));
     }
 
     if let Err(e) = Catalog::with_config(&config.agents) {

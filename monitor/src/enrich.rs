@@ -35,10 +35,15 @@ pub struct Labelled {
 }
 
 impl Enricher {
-    pub fn new(catalog: Catalog, max_dest_per_tool: usize, geoip: GeoIp) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        paths: PathCatalog,
+        max_dest_per_tool: usize,
+        geoip: GeoIp,
+    ) -> Self {
         Self {
             catalog,
-            paths: PathCatalog::builtin(),
+            paths,
             h2: HashMap::new(),
             cap: DestCap::new(max_dest_per_tool),
             bindings: Bindings::new(BINDINGS),
@@ -145,7 +150,7 @@ impl Enricher {
         };
         let truncated = data.len() >= monitor_common::PAYLOAD_LEN;
         let paths = &self.paths;
-        conn.feed(data, truncated)
+        conn.feed_at_frame(data, truncated)
             .into_iter()
             .map(|r| {
                 let method = r.method.map_or("unknown", |m| m.label());

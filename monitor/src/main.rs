@@ -14,7 +14,9 @@ use monitor::{
     config::{self, Config},
     connlog::ConnLog,
     daemon::{self, State},
-    dest::{BUILTIN_CATALOG as BUILTIN_DEST_CATALOG, Catalog as DestCatalog},
+    dest::{
+        BUILTIN_CATALOG as BUILTIN_DEST_CATALOG, BUILTIN_PATHS, Catalog as DestCatalog, PathCatalog,
+    },
     enrich::Enricher,
     exporter,
     geoip::GeoIp,
@@ -133,7 +135,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)?;
     let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
-    let enricher = Enricher::new(dest_catalog, config.dest.max_per_tool, geoip);
+    let paths = PathCatalog::new(BUILTIN_PATHS, &config.dest.path)?;
+    let enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
     let mut state = State::new(kernel, catalog, enricher, metrics, log);
     let ring = state.take_events().context("ring buffer already taken")?;
     state.scan();

@@ -394,3 +394,57 @@ fn agent_running_before_agentmon_gets_its_tls_probed() {
         conns[0].plain_out as f64,
     );
 }
+
+#[test]
+fn http2_requests_are_read_with_their_paths_classified() {
+    if !require_root() {
+        return;
+    }
+    let extra = "[[dest.path]]\nhost = \"api.model.test\"\npath = \"/api/event_logging\"\npurpose = \"telemetry\"\n";
+    let w = world(NETPEER, extra);
+    let ready = w.lab.dir().join("h2.ready");
+    let mut server = w
+        .lab
+        .remote_cmd("node", [Internet::script("h2_server.js").to_str().unwrap()]);
+    server
+        .arg(w.lab.dir().join("cert.pem"))
+        .arg(w.lab.dir().join("key.pem"));
+    server.args(["203.0.113.20", "8443"]).arg(&ready);
+    let _server = w
+        .lab
+        .spawn_remote("h2_server.js", server, &ready, &w.lab.dir().join("h2.log"));
+    let script = w
+        .lab
+        .dir()
+        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::copy(Internet::script("h2_client.js"), &script).unwrap();
+    let go = w.lab.dir().join("go");
+    let paths = ["/v1/messages", "/api/event_logging/batch", "/v1/messages"];
+    let mut args = vec![
+        script.to_str().unwrap(),
+        "api.model.test",
+        "8443",
+        go.to_str().unwrap(),
+    ];
+    args.extend(paths);
+    let run = ChildGuard::spawn(&mut w.lab.client_cmd("node", args));
+    wait_attached(&w, "gemini-cli", "openssl-static");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let model = [
+        ("tool", "gemini-cli"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "model-api"),
+    ];
+    let telemetry = [
+        ("tool", "gemini-cli"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "telemetry"),
+    ];
+    w.expect("agentmon_http_requests_total", &model, 2.0);
+    w.expect("agentmon_http_requests_total", &telemetry, 1.0);
+}

@@ -220,6 +220,25 @@ impl H2Conn {
         self.feed_inner(captured, Some(len))
     }
 
+    /// A write known to start at a frame boundary, after writes that were
+    /// not seen (the kernel copies only writes that start with the preface or
+    /// a HEADERS frame). Frame sync starts again here; the HPACK state is
+    /// kept, unless a header block was cut off by the unseen writes.
+    pub fn feed_at_frame(&mut self, write: &[u8], truncated: bool) -> Vec<H2Request> {
+        if !matches!(self.sync, Sync::Preface { .. }) {
+            if self.block.take().is_some() {
+                self.hpack = None;
+            }
+            self.payload.clear();
+            self.payload_whole = true;
+            self.sync = Sync::FrameHeader {
+                buf: [0; FRAME_HEADER_LEN],
+                have: 0,
+            };
+        }
+        self.feed(write, truncated)
+    }
+
     /// Whether the frame stream is still followed. Once false, nothing more
     /// is returned for this connection.
     pub fn synced(&self) -> bool {
