@@ -18,6 +18,7 @@ pub mod h2;
 pub mod hostname;
 pub mod http;
 pub mod paths;
+mod pattern;
 pub mod purpose;
 pub mod tls;
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::hostname::Hostname;
+use super::pattern::HostPattern;
 
 /// The embedded built-in catalog.
 pub const BUILTIN_CATALOG: &str = include_str!("catalog.toml");
@@ -119,52 +120,11 @@ pub struct Classified {
     pub purpose: Purpose,
 }
 
-/// One label of a wildcard pattern: `*` is `Glob("", "")`.
-#[derive(Debug, Clone)]
-enum LabelPattern {
-    Literal(String),
-    Glob(String, String),
-}
-
-impl LabelPattern {
-    fn matches(&self, label: &str) -> bool {
-        match self {
-            LabelPattern::Literal(l) => l == label,
-            LabelPattern::Glob(pre, suf) => {
-                label.len() >= pre.len() + suf.len()
-                    && label.starts_with(pre.as_str())
-                    && label.ends_with(suf.as_str())
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Wildcard {
-    /// Labels rightmost first, without a leading `*.`.
-    labels: Vec<LabelPattern>,
-    /// The pattern started with `*.`: one or more further labels.
-    any_subdomain: bool,
-    /// Literal bytes, to prefer `*.logs.example.com` over `*.example.com`.
-    literal_len: usize,
+    pattern: HostPattern,
     purpose: Purpose,
     dest: Option<String>,
-}
-
-impl Wildcard {
-    fn matches(&self, host: &Hostname) -> bool {
-        let count = host.labels().count();
-        let fits = if self.any_subdomain {
-            count > self.labels.len()
-        } else {
-            count == self.labels.len()
-        };
-        fits && self
-            .labels
-            .iter()
-            .zip(host.labels().rev())
-            .all(|(pattern, label)| pattern.matches(label))
-    }
 }
 
 /// Entries of one origin (built-in or config).
@@ -184,7 +144,7 @@ impl Layer {
                 purpose: *purpose,
             });
         }
-        let hit = self.wildcards.iter().find(|w| w.matches(host))?;
+        let hit = self.wildcards.iter().find(|w| w.pattern.matches(host))?;
         let dest = hit
             .dest
             .clone()
@@ -302,7 +262,7 @@ fn layer<'a>(specs: impl Iterator<Item = (Origin, &'a EntrySpec)>) -> Result<Lay
         let wildcard = wildcard(&spec.host, purpose, dest).map_err(bad_host)?;
         // Keep the later of equally specific entries first: insert before
         // every entry that is not more specific (stable for later ones).
-        let key = |w: &Wildcard| (w.labels.len() + usize::from(w.any_subdomain), w.literal_len);
+        let key = |w: &Wildcard| w.pattern.specificity();
         let at = layer
             .wildcards
             .iter()
@@ -314,33 +274,8 @@ fn layer<'a>(specs: impl Iterator<Item = (Origin, &'a EntrySpec)>) -> Result<Lay
 }
 
 fn wildcard(host: &str, purpose: Purpose, dest: Option<String>) -> Result<Wildcard, &'static str> {
-    let host = host.to_ascii_lowercase();
-    // Validate the pattern as a host name with each `*` taken as a letter.
-    if Hostname::parse_str(&host.replace('*', "x")).is_none() {
-        return Err("not a host name pattern (labels of a-z 0-9 - _ and `*`)");
-    }
-    let (any_subdomain, rest) = match host.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, host.as_str()),
-    };
-    let mut labels = Vec::new();
-    let mut literal_len = 0;
-    for label in rest.rsplit('.') {
-        let pattern = match label.split_once('*') {
-            None => LabelPattern::Literal(label.to_owned()),
-            Some((_, after)) if after.contains('*') => return Err("at most one `*` per label"),
-            Some((pre, suf)) => LabelPattern::Glob(pre.to_owned(), suf.to_owned()),
-        };
-        literal_len += label.len() - usize::from(label.contains('*'));
-        labels.push(pattern);
-    }
-    if literal_len == 0 {
-        return Err("a pattern needs at least one literal label");
-    }
     Ok(Wildcard {
-        labels,
-        any_subdomain,
-        literal_len,
+        pattern: HostPattern::parse(host)?,
         purpose,
         dest,
     })
