@@ -80,20 +80,28 @@ fn account(ctx: &TracePointContext, dir: Direction) -> Result<(), i64> {
         Direction::Tx => (bytes, 0),
         Direction::Rx => (0, bytes),
     };
-    match CONNS.get_ptr_mut(sock) {
-        Some(conn) if same_owner(sock, conn, entry.tool) => add(conn, bytes, dir),
+    // The common case, a known connection of the same owner, costs one lookup.
+    let conn = match CONNS.get_ptr_mut(sock) {
+        Some(conn) if same_owner(sock, conn, entry.tool) => {
+            add(conn, bytes, dir);
+            Some(conn)
+        }
         // Passed to a process of another tool: it counts for its user now.
-        Some(conn) => hand_over(sock, conn, tgid, entry.tool, tx, rx),
+        Some(conn) => {
+            hand_over(sock, conn, tgid, entry.tool, tx, rx);
+            CONNS.get_ptr_mut(sock)
+        }
         None => {
-            if !open_on_first_use(sock, tgid, entry.tool, tx, rx, false)
-                && let Some(conn) = CONNS.get_ptr_mut(sock)
-            {
+            let opened = open_on_first_use(sock, tgid, entry.tool, tx, rx, false);
+            let conn = CONNS.get_ptr_mut(sock);
+            if !opened && let Some(conn) = conn {
                 // Another CPU opened it a moment ago.
                 add(conn, bytes, dir);
             }
+            conn
         }
-    }
-    if let Some(conn) = CONNS.get_ptr_mut(sock) {
+    };
+    if let Some(conn) = conn {
         name_from_payload(sock, conn, tgid, bytes, dir);
     }
     // Ties TLS library calls of this thread to this socket.

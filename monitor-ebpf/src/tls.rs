@@ -167,7 +167,7 @@ fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) {
         }
         (*conn).tls_lib = call.lib;
     }
-    if call.write == 1 && call.buf != 0 && starts_request(call.buf) {
+    if call.write == 1 && call.buf != 0 && starts_request(call.buf, bytes) {
         payload::capture_from(
             call.buf,
             bytes,
@@ -178,18 +178,25 @@ fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) {
     }
 }
 
-/// Whether a plaintext write starts like an HTTP/1 request or an HTTP/2
-/// HEADERS frame (or the connection preface): only those are copied.
+/// Whether a plaintext write of `bytes` starts like an HTTP/1 request, the
+/// HTTP/2 preface, or HTTP/2 frames that may hold a request: a HEADERS
+/// frame, or any frame followed by more in the same write (under load an
+/// event loop coalesces the end of one request's DATA with the next
+/// request's HEADERS). A write that is one DATA frame is not copied.
 #[inline(always)]
-fn starts_request(buf: u64) -> bool {
+fn starts_request(buf: u64, bytes: u64) -> bool {
     // SAFETY: user read; a bad pointer fails cleanly.
     let Ok(head) = (unsafe { bpf_probe_read_user(buf as *const [u8; 4]) }) else {
         return false;
     };
-    matches!(
+    if matches!(
         &head,
         b"GET " | b"POST" | b"PUT " | b"HEAD" | b"DELE" | b"PATC" | b"OPTI" | b"CONN" | b"PRI "
-    ) || (head[0] == 0 && head[3] == 1)
+    ) {
+        return true;
+    }
+    let frame_len = (u64::from(head[1]) << 8) | u64::from(head[2]);
+    head[0] == 0 && (head[3] == 1 || frame_len + 9 < bytes)
 }
 
 /// Called by the socket hooks of tracked threads: inside a TLS call, the
@@ -220,7 +227,7 @@ pub fn tie(sock: u64, send: bool) {
 /// Keeps the head of a request written in memory, while its buffer is valid.
 #[inline(always)]
 fn keep_head(pid_tgid: u64, buf: u64, bytes: u64) {
-    if !starts_request(buf) {
+    if !starts_request(buf, bytes) {
         return;
     }
     let Some(head) = TLS_HEAD_SCRATCH.get_ptr_mut(0) else {
