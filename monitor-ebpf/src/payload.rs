@@ -146,7 +146,19 @@ pub fn capture(sock: u64, tgid: u32, payload_kind: u32, moved: u64) {
 /// `PAYLOAD_LEN`) into a payload event about `sock`.
 #[inline(always)]
 pub fn capture_from(ptr: u64, len: u64, sock: u64, tgid: u32, payload_kind: u32) {
-    let len = len.min(PAYLOAD_LEN as u64) as u32;
+    emit_payload(Source::User(ptr), len, sock, tgid, payload_kind);
+}
+
+/// Where a payload event's bytes are read from.
+pub enum Source {
+    User(u64),
+    Kernel(*const u8),
+}
+
+/// Sends a payload event with the first `len` bytes (at most `PAYLOAD_LEN`)
+/// of `src`, written straight into the ring buffer.
+#[inline(always)]
+pub fn emit_payload(src: Source, len: u64, sock: u64, tgid: u32, payload_kind: u32) {
     if len == 0 {
         return;
     }
@@ -165,18 +177,21 @@ pub fn capture_from(ptr: u64, len: u64, sock: u64, tgid: u32, payload_kind: u32)
         };
         (*event).sock = sock;
         (*event).kind = payload_kind;
-        let len = len & (2 * PAYLOAD_LEN as u32 - 1);
-        let len = if len > PAYLOAD_LEN as u32 {
-            PAYLOAD_LEN as u32
-        } else {
-            len
+        let len = bounded(len, PAYLOAD_LEN);
+        let dst = (*event).data.as_mut_ptr().cast();
+        let copied = match src {
+            Source::User(ptr) => generated::bpf_probe_read_user(dst, len, ptr as *const _),
+            Source::Kernel(ptr) => generated::bpf_probe_read_kernel(dst, len, ptr.cast()),
         };
-        let copied = generated::bpf_probe_read_user(
-            (*event).data.as_mut_ptr().cast(),
-            len,
-            ptr as *const core::ffi::c_void,
-        );
         (*event).len = if copied == 0 { len } else { 0 };
     }
     entry.submit(0);
+}
+
+/// `len` capped at `max` (a power of two) in a form the verifier can follow
+/// to a bound on a helper's size argument.
+#[inline(always)]
+pub fn bounded(len: u64, max: usize) -> u32 {
+    let len = (len.min(max as u64) as u32) & (2 * max as u32 - 1);
+    if len > max as u32 { max as u32 } else { len }
 }

@@ -10,19 +10,16 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
-        generated::bpf_get_attach_cookie,
+        bpf_get_current_pid_tgid, bpf_probe_read_user, generated, generated::bpf_get_attach_cookie,
     },
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{
-    EventHeader, PayloadEvent, TLS_HEAD_LEN, TlsCall, counter, kind, payload_kind, tls_lib,
-};
+use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, payload_kind, tls_lib};
 
 use crate::{
     maps::{
-        CONNS, EVENTS, LAST_RECV, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING,
+        CONNS, LAST_RECV, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING,
         atomic_add, bump, current_tgid, tracked,
     },
     payload,
@@ -233,15 +230,9 @@ fn keep_head(pid_tgid: u64, buf: u64, bytes: u64) {
     let Some(head) = TLS_HEAD_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let len = bytes.min(TLS_HEAD_LEN as u64) as u32;
+    let len = payload::bounded(bytes, TLS_HEAD_LEN);
     // SAFETY: per-CPU scratch value; the length is bounded for the verifier.
     unsafe {
-        let len = len & (2 * TLS_HEAD_LEN as u32 - 1);
-        let len = if len > TLS_HEAD_LEN as u32 {
-            TLS_HEAD_LEN as u32
-        } else {
-            len
-        };
         let copied = generated::bpf_probe_read_user(
             (*head).data.as_mut_ptr().cast(),
             len,
@@ -260,34 +251,14 @@ fn send_head(pid_tgid: u64, sock: u64) {
     let Some(head) = TLS_HEADS.get_ptr(pid_tgid) else {
         return;
     };
-    let Some(mut entry) = EVENTS.reserve::<PayloadEvent>(0) else {
-        bump(counter::EVENTS_LOST);
-        return;
-    };
-    let event = entry.as_mut_ptr();
-    // SAFETY: `event` is the reserved record, `head` a live map value; the
-    // copy length is bounded by both arrays.
-    unsafe {
-        (*event).header = EventHeader {
-            kind: kind::PAYLOAD,
-            tgid: current_tgid(),
-            ktime_ns: bpf_ktime_get_ns(),
-        };
-        (*event).sock = sock;
-        (*event).kind = payload_kind::TLS_REQUEST;
-        let len = (*head).len & (2 * TLS_HEAD_LEN as u32 - 1);
-        let len = if len > TLS_HEAD_LEN as u32 {
-            TLS_HEAD_LEN as u32
-        } else {
-            len
-        };
-        let copied = generated::bpf_probe_read_kernel(
-            (*event).data.as_mut_ptr().cast(),
-            len,
-            (*head).data.as_ptr().cast(),
-        );
-        (*event).len = if copied == 0 { len } else { 0 };
-    }
-    entry.submit(0);
+    // SAFETY: `head` is a live map value until the removal below.
+    let (data, len) = unsafe { ((*head).data.as_ptr(), u64::from((*head).len)) };
+    payload::emit_payload(
+        payload::Source::Kernel(data),
+        len,
+        sock,
+        current_tgid(),
+        payload_kind::TLS_REQUEST,
+    );
     let _ = TLS_HEADS.remove(pid_tgid);
 }

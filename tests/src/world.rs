@@ -133,14 +133,7 @@ impl World {
 
     /// py_client.py run as aider (`python3 .../bin/aider ...`).
     pub fn aider(&self, args: &[&str]) -> PeerCounts {
-        let aider = self.lab.dir().join("venv/bin/aider");
-        if !aider.exists() {
-            fs::create_dir_all(aider.parent().unwrap()).unwrap();
-            fs::copy(Internet::script("py_client.py"), &aider).unwrap();
-        }
-        let mut cmd = self.lab.client_cmd("python3", [aider.as_os_str()]);
-        cmd.args(args);
-        PeerCounts::from_output(&run_bounded(&mut cmd, RUN))
+        PeerCounts::from_output(&run_bounded(&mut self.aider_cmd(args), RUN))
     }
 
     /// The web server's record of the connections to `local`, once `n` exist.

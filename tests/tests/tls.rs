@@ -16,6 +16,29 @@ use agentmon_tests::{
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const RUN: Duration = Duration::from_secs(60);
 
+/// The plaintext the web server read and wrote, over all its connections.
+fn served(w: &World) -> (u64, u64) {
+    let conns = w.net.server_conns();
+    (
+        conns.iter().map(|c| c.plain_in).sum(),
+        conns.iter().map(|c| c.plain_out).sum(),
+    )
+}
+
+/// agentmon's plaintext counters for (tool, dest, library) reach exactly
+/// `(egress, ingress)`; returns the last scrape.
+fn expect_plaintext(
+    w: &World,
+    tool: &'static str,
+    dest: &'static str,
+    lib: &'static str,
+    (egress, ingress): (u64, u64),
+) -> agentmon_tests::Metrics {
+    let [out, inn] = plaintext(tool, dest, lib);
+    w.expect("agentmon_tls_plaintext_bytes_total", &out, egress as f64);
+    w.expect("agentmon_tls_plaintext_bytes_total", &inn, ingress as f64)
+}
+
 fn plaintext(
     tool: &'static str,
     dest: &'static str,
@@ -84,16 +107,12 @@ fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
     let out = curl_run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     let conns = w.server_conns("203.0.113.20:443", 1);
-    let [egress, ingress] = plaintext("claude-code", "api.model.test", "openssl");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        conns[0].plain_in as f64,
-    );
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        conns[0].plain_out as f64,
+    expect_plaintext(
+        &w,
+        "claude-code",
+        "api.model.test",
+        "openssl",
+        (conns[0].plain_in, conns[0].plain_out),
     );
     let request = [
         ("tool", "claude-code"),
@@ -139,16 +158,12 @@ fn python_ssl_through_the_ex_calls_is_seen_and_a_non_agent_is_not() {
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     let conns = w.server_conns("203.0.113.20:443", 1);
-    let [egress, ingress] = plaintext("aider", "api.model.test", "openssl");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        conns[0].plain_in as f64,
-    );
-    let m = w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        conns[0].plain_out as f64,
+    let m = expect_plaintext(
+        &w,
+        "aider",
+        "api.model.test",
+        "openssl",
+        (conns[0].plain_in, conns[0].plain_out),
     );
     // The same library, called by a process that is not an agent.
     let client = Internet::script("py_client.py");
@@ -208,16 +223,12 @@ fn node_with_openssl_inside_its_executable_is_probed() {
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     let conns = w.server_conns("203.0.113.30:443", 1);
-    let [egress, ingress] = plaintext("gemini-cli", "telemetry.vendor.test", "openssl-static");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        conns[0].plain_in as f64,
-    );
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        conns[0].plain_out as f64,
+    expect_plaintext(
+        &w,
+        "gemini-cli",
+        "telemetry.vendor.test",
+        "openssl-static",
+        (conns[0].plain_in, conns[0].plain_out),
     );
     let request = [
         ("tool", "gemini-cli"),
@@ -266,21 +277,15 @@ fn bun_single_file_executable_is_probed_by_pattern() {
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     // Bun races IPv4 and IPv6 (the name has both): sum what the server saw.
-    let served = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
-    assert!(wait_until(Duration::from_secs(15), served));
-    let conns = w.net.server_conns();
-    let plain_in: u64 = conns.iter().map(|c| c.plain_in).sum();
-    let plain_out: u64 = conns.iter().map(|c| c.plain_out).sum();
-    let [egress, ingress] = plaintext("claude-code", "api.model.test", "boringssl");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        plain_in as f64,
-    );
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        plain_out as f64,
+    let answered = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
+    assert!(wait_until(Duration::from_secs(15), answered));
+    let (plain_in, plain_out) = served(&w);
+    expect_plaintext(
+        &w,
+        "claude-code",
+        "api.model.test",
+        "boringssl",
+        (plain_in, plain_out),
     );
     let request = [
         ("tool", "claude-code"),
@@ -318,28 +323,22 @@ fn gnutls_cli_is_probed_through_libgnutls() {
     );
     stdin.write_all(request.as_bytes()).unwrap();
     // The reply arrives, then the server closes its side.
-    let served = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
+    let answered = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
     assert!(
-        wait_until(Duration::from_secs(15), served),
+        wait_until(Duration::from_secs(15), answered),
         "{:?}",
         w.net.server_conns()
     );
     drop(stdin);
     let _ = run.wait_output(RUN);
-    let conns = w.net.server_conns();
-    let plain_in: u64 = conns.iter().map(|c| c.plain_in).sum();
-    let plain_out: u64 = conns.iter().map(|c| c.plain_out).sum();
+    let (plain_in, plain_out) = served(&w);
     assert_eq!(plain_in, request.len() as u64);
-    let [egress, ingress] = plaintext("claude-code", "api.model.test", "gnutls");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        plain_in as f64,
-    );
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        plain_out as f64,
+    expect_plaintext(
+        &w,
+        "claude-code",
+        "api.model.test",
+        "gnutls",
+        (plain_in, plain_out),
     );
     let request = [
         ("tool", "claude-code"),
@@ -382,16 +381,12 @@ fn agent_running_before_agentmon_gets_its_tls_probed() {
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     let conns = w.server_conns("203.0.113.30:443", 1);
-    let [egress, ingress] = plaintext("gemini-cli", "telemetry.vendor.test", "openssl-static");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        conns[0].plain_in as f64,
-    );
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        conns[0].plain_out as f64,
+    expect_plaintext(
+        &w,
+        "gemini-cli",
+        "telemetry.vendor.test",
+        "openssl-static",
+        (conns[0].plain_in, conns[0].plain_out),
     );
 }
 
