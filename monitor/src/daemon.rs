@@ -73,9 +73,6 @@ impl KernelCounters for KernelTraffic<'_> {
     fn conn(&self, sock: u64) -> Option<Conn> {
         self.conns.get(&sock, 0).ok()
     }
-    fn remove_conn(&mut self, sock: u64) {
-        let _ = self.conns.remove(&sock);
-    }
     fn flows(&self) -> Vec<(UdpKey, UdpFlow)> {
         self.flows.iter().filter_map(Result::ok).collect()
     }
@@ -306,6 +303,10 @@ impl State {
         metrics.set_processes(catalog, &tree.counts());
         set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.tls_ready);
         Metrics::raise_to(&metrics.events_lost, kernel.events_lost());
+        Metrics::raise_to(
+            &metrics.tls_untied_bytes,
+            kernel.counter(counter::TLS_UNTIED_BYTES),
+        );
         for (map, index) in [
             ("conns", counter::CONNS_FULL),
             ("udp_flows", counter::UDP_FLOWS_FULL),

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub uprobes_attached: IntGaugeVec,
     pub agent_processes: IntGaugeVec,
     pub events_lost: IntCounter,
+    pub tls_untied_bytes: IntCounter,
     pub kernel_map_full: IntCounterVec,
     pub programs_attached: IntGauge,
     pub build_info: IntGaugeVec,
@@ -125,6 +126,11 @@ impl Metrics {
             "Kernel events dropped because the ring buffer was full.",
         )?;
         registry.register(Box::new(events_lost.clone()))?;
+        let tls_untied_bytes = IntCounter::new(
+            "agentmon_tls_untied_bytes_total",
+            "TLS plaintext bytes of agents whose connection could not be found, so not counted per destination.",
+        )?;
+        registry.register(Box::new(tls_untied_bytes.clone()))?;
         let programs_attached = IntGauge::new(
             "agentmon_bpf_programs_attached",
             "eBPF programs agentmon has loaded and attached.",
@@ -151,6 +157,7 @@ impl Metrics {
             uprobes_attached,
             agent_processes,
             events_lost,
+            tls_untied_bytes,
             kernel_map_full,
             programs_attached,
             build_info,

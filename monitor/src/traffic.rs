@@ -93,7 +93,6 @@ pub type Labeler<'a> = dyn FnMut(ToolId, u32, &SocketAddr, &mut Names) -> Dest +
 /// Read access to the kernel's counter maps.
 pub trait KernelCounters {
     fn conn(&self, sock: u64) -> Option<Conn>;
-    fn remove_conn(&mut self, sock: u64);
     fn flows(&self) -> Vec<(UdpKey, UdpFlow)>;
     fn remove_flow(&mut self, key: &UdpKey);
 }
@@ -200,10 +199,6 @@ impl OpenConn {
 }
 
 impl Traffic {
-    pub fn open_conns(&self) -> usize {
-        self.conns.len()
-    }
-
     /// Whether `sock` is a watched TCP connection.
     pub fn is_open(&self, sock: u64) -> bool {
         self.conns.contains_key(&sock)
@@ -436,9 +431,6 @@ mod tests {
     impl KernelCounters for FakeKernel {
         fn conn(&self, sock: u64) -> Option<Conn> {
             self.conns.get(&sock).copied()
-        }
-        fn remove_conn(&mut self, sock: u64) {
-            self.conns.remove(&sock);
         }
         fn flows(&self) -> Vec<(UdpKey, UdpFlow)> {
             self.flows.iter().map(|(k, v)| (*k, *v)).collect()

@@ -129,6 +129,8 @@ fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
         ("dest", "api.model.test"),
     ];
     assert_eq!(m.value("agentmon_egress_bytes_total", &kernel), Some(sent));
+    // Every call was tied to its connection through its own socket syscall.
+    assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
 }
 
 #[test]

@@ -113,12 +113,6 @@ pub struct GeoIp {
 }
 
 impl GeoIp {
-    /// `(country, asn)` under [`DEFAULT_DIR`], where `cargo xtask setup` puts them.
-    pub fn default_paths() -> (PathBuf, PathBuf) {
-        let dir = Path::new(DEFAULT_DIR);
-        (dir.join("country.mmdb"), dir.join("asn.mmdb"))
-    }
-
     /// Opens the files that are given. Never fails: each file that is missing
     /// or does not open is reported in one log line and stays `unknown` until
     /// [`reload_if_changed`](Self::reload_if_changed) finds a good one there.
