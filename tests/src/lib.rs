@@ -57,6 +57,7 @@ pub fn require_root() -> bool {
     let root = is_root();
     let btf = Path::new(VMLINUX_BTF).exists();
     if root && btf {
+        hold_machine_lock();
         return true;
     }
     if in_ci() {
@@ -67,6 +68,34 @@ pub fn require_root() -> bool {
     }
     eprintln!("skipping: needs root and BTF");
     false
+}
+
+/// Root tests share the kernel's hooks: an agent-like process in one test run
+/// is seen by every agentmon on the machine. Two runs at once (two checkouts,
+/// or a benchmark) would count each other's traffic, so each test process
+/// holds this lock from its first root test until it exits.
+pub const MACHINE_LOCK: &str = "/run/lock/agentmon-tests.lock";
+
+fn hold_machine_lock() {
+    static HELD: std::sync::OnceLock<fs::File> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let _ = fs::create_dir_all("/run/lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(MACHINE_LOCK)
+            .unwrap_or_else(|e| panic!("open {MACHINE_LOCK}: {e}"));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: flock on a file descriptor we own; it has no other preconditions.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            eprintln!("waiting for {MACHINE_LOCK}: another agentmon test run or bench is using the kernel hooks");
+            // SAFETY: as above; blocks until the other holder exits.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                panic!("flock {MACHINE_LOCK}: {}", std::io::Error::last_os_error());
+            }
+        }
+        file
+    });
 }
 
 fn in_ci() -> bool {
