@@ -202,9 +202,13 @@ pub struct PayloadEvent {
     pub kind: u32,
     /// Bytes valid in `data`.
     pub len: u32,
+    /// `TLS_REQUEST`: the connection's plaintext counters when the request
+    /// began (bytes written before this write, bytes read so far), so user
+    /// space can size each request as the difference to the next one.
+    pub marks: [u64; 2],
     pub data: [u8; PAYLOAD_LEN],
 }
-const _: () = assert!(size_of::<PayloadEvent>() == 16 + 16 + PAYLOAD_LEN);
+const _: () = assert!(size_of::<PayloadEvent>() == 16 + 32 + PAYLOAD_LEN);
 
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {

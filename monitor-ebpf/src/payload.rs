@@ -139,14 +139,23 @@ pub fn capture(sock: u64, tgid: u32, payload_kind: u32, moved: u64) {
     if stash.kind == stash_kind::FLAT && moved > avail {
         return;
     }
-    capture_from(ptr, moved.min(avail), sock, tgid, payload_kind);
+    let about = About {
+        sock,
+        tgid,
+        kind: payload_kind,
+        marks: [0; 2],
+    };
+    emit_payload(Source::User(ptr), moved.min(avail), &about);
 }
 
-/// Copies the first `len` bytes at user address `ptr` (at most
-/// `PAYLOAD_LEN`) into a payload event about `sock`.
-#[inline(always)]
-pub fn capture_from(ptr: u64, len: u64, sock: u64, tgid: u32, payload_kind: u32) {
-    emit_payload(Source::User(ptr), len, sock, tgid, payload_kind);
+/// What a payload event is about.
+pub struct About {
+    pub sock: u64,
+    pub tgid: u32,
+    /// A `payload_kind`.
+    pub kind: u32,
+    /// See `PayloadEvent::marks`.
+    pub marks: [u64; 2],
 }
 
 /// Where a payload event's bytes are read from.
@@ -158,7 +167,7 @@ pub enum Source {
 /// Sends a payload event with the first `len` bytes (at most `PAYLOAD_LEN`)
 /// of `src`, written straight into the ring buffer.
 #[inline(always)]
-pub fn emit_payload(src: Source, len: u64, sock: u64, tgid: u32, payload_kind: u32) {
+pub fn emit_payload(src: Source, len: u64, about: &About) {
     if len == 0 {
         return;
     }
@@ -172,11 +181,12 @@ pub fn emit_payload(src: Source, len: u64, sock: u64, tgid: u32, payload_kind: u
     unsafe {
         (*event).header = EventHeader {
             kind: kind::PAYLOAD,
-            tgid,
+            tgid: about.tgid,
             ktime_ns: bpf_ktime_get_ns(),
         };
-        (*event).sock = sock;
-        (*event).kind = payload_kind;
+        (*event).sock = about.sock;
+        (*event).kind = about.kind;
+        (*event).marks = about.marks;
         let len = bounded(len, PAYLOAD_LEN);
         let dst = (*event).data.as_mut_ptr().cast();
         let copied = match src {

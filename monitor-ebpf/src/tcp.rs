@@ -12,6 +12,7 @@ use monitor_common::{
 
 use crate::maps::{CONNS, EVENTS, RESOLVED, bump, current_tgid, off, tracked};
 
+const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_LISTEN: u8 = 10;
 
@@ -32,6 +33,9 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let newstate: i32 = unsafe { ctx.read_at(off!(iss_newstate))? };
+    if newstate == TCP_ESTABLISHED {
+        return note_local_port(ctx);
+    }
     if newstate != TCP_SYN_SENT {
         return Ok(());
     }
@@ -62,6 +66,24 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         conn.laddr[..4].copy_from_slice(&l);
     }
     open(sock, conn, false);
+    Ok(())
+}
+
+/// `-> ESTABLISHED` of a watched connection: connect() moves to SYN_SENT
+/// before it picks the local port, so the port is known only now.
+#[inline(always)]
+fn note_local_port(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY (reads): offsets from this kernel's tracefs format file.
+    let sock: u64 = unsafe { ctx.read_at(off!(iss_skaddr))? };
+    let Some(conn) = CONNS.get_ptr_mut(sock) else {
+        return Ok(());
+    };
+    // SAFETY: live map value; only this socket's handshake writes the port.
+    unsafe {
+        if (*conn).lport == 0 {
+            (*conn).lport = ctx.read_at(off!(iss_sport))?;
+        }
+    }
     Ok(())
 }
 

@@ -145,34 +145,35 @@ fn finish(ctx: &RetProbeContext) {
             return;
         }
     };
-    add_plaintext(sock, &call, bytes);
+    let _ = add_plaintext(sock, &call, bytes);
 }
 
 /// Adds plaintext bytes of `call` to the connection `sock`, and copies the
-/// request head it wrote, if it is one.
+/// request head it wrote, if it is one. Returns the request's marks (see
+/// `PayloadEvent::marks`) for a write to a known connection.
 #[inline(always)]
-fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) {
-    let Some(conn) = CONNS.get_ptr_mut(sock) else {
-        return;
-    };
+fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) -> Option<[u64; 2]> {
+    let conn = CONNS.get_ptr_mut(sock)?;
     // SAFETY: live map value; counters only grow, from any CPU.
-    unsafe {
+    let marks = unsafe {
         if call.write == 1 {
             atomic_add(&raw mut (*conn).tls_tx, bytes);
         } else {
             atomic_add(&raw mut (*conn).tls_rx, bytes);
         }
         (*conn).tls_lib = call.lib;
-    }
+        [(*conn).tls_tx.wrapping_sub(bytes), (*conn).tls_rx]
+    };
     if call.write == 1 && call.buf != 0 && starts_request(call.buf, bytes) {
-        payload::capture_from(
-            call.buf,
-            bytes,
+        let about = payload::About {
             sock,
-            current_tgid(),
-            payload_kind::TLS_REQUEST,
-        );
+            tgid: current_tgid(),
+            kind: payload_kind::TLS_REQUEST,
+            marks,
+        };
+        payload::emit_payload(payload::Source::User(call.buf), bytes, &about);
     }
+    (call.write == 1).then_some(marks)
 }
 
 /// Whether a plaintext write of `bytes` starts like an HTTP/1 request, the
@@ -216,8 +217,8 @@ pub fn tie(sock: u64, send: bool) {
         let _ = SSL_SOCKS.insert(pending.ssl, sock, 0);
         // Its buffer may be reused by now: the head was kept at return.
         let counted = TlsCall { buf: 0, ..pending };
-        add_plaintext(sock, &counted, pending.len_out);
-        send_head(pid_tgid, sock);
+        let marks = add_plaintext(sock, &counted, pending.len_out);
+        send_head(pid_tgid, sock, marks.unwrap_or_default());
     }
 }
 
@@ -247,18 +248,18 @@ fn keep_head(pid_tgid: u64, buf: u64, bytes: u64) {
 
 /// Sends the kept request head of this thread, now that its socket is known.
 #[inline(always)]
-fn send_head(pid_tgid: u64, sock: u64) {
+fn send_head(pid_tgid: u64, sock: u64, marks: [u64; 2]) {
     let Some(head) = TLS_HEADS.get_ptr(pid_tgid) else {
         return;
     };
     // SAFETY: `head` is a live map value until the removal below.
     let (data, len) = unsafe { ((*head).data.as_ptr(), u64::from((*head).len)) };
-    payload::emit_payload(
-        payload::Source::Kernel(data),
-        len,
+    let about = payload::About {
         sock,
-        current_tgid(),
-        payload_kind::TLS_REQUEST,
-    );
+        tgid: current_tgid(),
+        kind: payload_kind::TLS_REQUEST,
+        marks,
+    };
+    payload::emit_payload(payload::Source::Kernel(data), len, &about);
     let _ = TLS_HEADS.remove(pid_tgid);
 }

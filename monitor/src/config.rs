@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:9977"            # /metrics and /healthz
 //! [log]
 //! connections = "/var/log/agentmon/connections.jsonl"   # absent = off
+//! paths = false          # true: request paths (no query strings) in that log
 //! [agents]
 //! disable = ["cursor"]
 //! [[agents.tool]]
@@ -47,6 +48,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// JSON Lines log of closed connections; `None` turns it off.
     pub connection_log: Option<PathBuf>,
+    /// Request paths, without query strings, in the connection log.
+    pub log_paths: bool,
     pub agents: AgentsConfig,
     pub geoip: GeoipConfig,
     pub dest: DestConfig,
@@ -138,6 +141,7 @@ impl Default for Config {
             // Same as DEFAULT_LISTEN (checked by a test), built without parsing.
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9977)),
             connection_log: None,
+            log_paths: false,
             agents: AgentsConfig::default(),
             geoip: GeoipConfig::default(),
             dest: DestConfig::default(),
@@ -192,6 +196,8 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct LogTable {
     connections: Option<Spanned<String>>,
+    #[serde(default)]
+    paths: bool,
 }
 
 /// Reads and validates the config at `path`.
@@ -224,6 +230,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             )
         })?;
     }
+    config.log_paths = file.log.as_ref().is_some_and(|log| log.paths);
     if let Some(connections) = file.log.and_then(|log| log.connections) {
         if connections.get_ref().is_empty() {
             return Err(invalid(
@@ -368,6 +375,7 @@ mod tests {
 listen = "[::1]:9100"   # /metrics and /healthz
 [log]
 connections = "/var/log/agentmon/connections.jsonl"
+paths = true
 [agents]
 disable = ["cursor", "windsurf"]
 [[agents.tool]]
@@ -386,6 +394,7 @@ rules = [
             config.connection_log,
             Some(PathBuf::from("/var/log/agentmon/connections.jsonl"))
         );
+        assert!(config.log_paths);
         assert_eq!(config.agents.disable, ["cursor", "windsurf"]);
         assert_eq!(config.agents.tool.len(), 2);
         assert_eq!(
@@ -408,7 +417,7 @@ rules = [
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),
-            "/etc/agentmon.toml:2:3: unknown field `connection`, expected `connections`"
+            "/etc/agentmon.toml:2:3: unknown field `connection`, expected `connections` or `paths`"
         );
         assert!(
             err("[[agents.tool]]\nname = \"x\"\nrules = [ { exe = \"a\", path = \"b\" } ]\n")

@@ -10,7 +10,11 @@ use std::{
 
 use serde::Serialize;
 
-use crate::traffic::ClosedConn;
+use crate::{requests::RequestRecord, traffic::ClosedConn};
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 /// One line of the log. Field names are a contract with log pipelines.
 #[derive(Debug, Serialize)]
@@ -42,6 +46,17 @@ pub struct Record<'a> {
     pub asn: &'a str,
     pub asn_org: Option<&'a str>,
     pub purpose: &'a str,
+    /// The TLS library whose probes saw this connection's plaintext
+    /// (`None`: not probed, its TLS is seen as metadata only).
+    pub tls_library: Option<&'static str>,
+    pub plaintext_sent: Option<u64>,
+    pub plaintext_received: Option<u64>,
+    /// Its HTTP requests written through a probed TLS library, with
+    /// plaintext sizes; at most `requests::MAX_LOGGED`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub requests: &'a [RequestRecord],
+    #[serde(skip_serializing_if = "is_zero")]
+    pub requests_dropped: u64,
     /// RFC 3339, UTC.
     pub start: String,
     pub end: String,
@@ -115,6 +130,8 @@ impl ConnLog {
 
     pub fn write(&mut self, tool: &str, closed: &ClosedConn, clock: &Clock) -> std::io::Result<()> {
         let c = &closed.conn;
+        let probed = c.tls_lib != 0;
+        let (plain_sent, plain_received) = c.plaintext();
         let record = Record {
             tool,
             pid: c.pid,
@@ -141,6 +158,11 @@ impl ConnLog {
             asn: &closed.dest.asn,
             asn_org: c.names.asn_org.as_deref(),
             purpose: closed.dest.purpose,
+            tls_library: probed.then(|| crate::tls::lib_label(c.tls_lib)),
+            plaintext_sent: probed.then_some(plain_sent),
+            plaintext_received: probed.then_some(plain_received),
+            requests: &c.requests.logged,
+            requests_dropped: c.requests.dropped,
             start: clock.rfc3339(c.start_ns),
             end: clock.rfc3339(closed.end_ns),
         };

@@ -229,6 +229,7 @@ impl State {
                 tgid,
                 sock,
                 kind,
+                marks,
                 data,
             } => match kind {
                 payload_kind::FIRST_TX => traffic.named(
@@ -255,7 +256,7 @@ impl State {
                         return;
                     };
                     let requests = enricher.requests(sock, host.as_deref(), &data);
-                    traffic.count_requests(sock, &requests, &mut counters);
+                    traffic.count_requests(sock, &requests, marks, &mut counters);
                 }
                 _ => {}
             },

@@ -11,6 +11,7 @@ use crate::{
         name_connection, parse_client_hello, parse_request, parse_response, parse_tcp_read,
     },
     geoip::GeoIp,
+    requests::{Request, loggable_path},
     traffic::{Dest, Names},
 };
 
@@ -25,6 +26,9 @@ pub struct Enricher {
     cap: DestCap,
     bindings: Bindings,
     pub geoip: GeoIp,
+    /// Keep request paths (without query strings) for the connection log:
+    /// `[log] paths`, off by default.
+    pub keep_paths: bool,
 }
 
 /// What labelling a connection also produced.
@@ -48,6 +52,7 @@ impl Enricher {
             cap: DestCap::new(max_dest_per_tool),
             bindings: Bindings::new(BINDINGS),
             geoip,
+            keep_paths: false,
         }
     }
 
@@ -121,23 +126,30 @@ impl Enricher {
 
     /// Reads a request head written in plaintext on connection `sock` whose
     /// name is `host`: HTTP/1, or HTTP/2 frames (decoded with per-connection
-    /// HPACK state). Returns (method, path purpose) per request found.
-    pub fn requests(
-        &mut self,
-        sock: u64,
-        host: Option<&str>,
-        data: &[u8],
-    ) -> Vec<(&'static str, Option<&'static str>)> {
+    /// HPACK state). Returns the requests found.
+    pub fn requests(&mut self, sock: u64, host: Option<&str>, data: &[u8]) -> Vec<Request> {
         let host = host.and_then(Hostname::parse_str);
-        let purpose = |paths: &PathCatalog, path: &str, authority: Option<&Hostname>| {
-            let host = authority.or(host.as_ref())?;
-            paths.classify(host, path).map(|c| c.purpose.label())
+        let keep_paths = self.keep_paths;
+        let request = |paths: &PathCatalog,
+                       method: &'static str,
+                       path: Option<&str>,
+                       authority: Option<&Hostname>| {
+            let purpose = path
+                .zip(authority.or(host.as_ref()))
+                .and_then(|(path, host)| paths.classify(host, path).map(|c| c.purpose.label()));
+            Request {
+                method,
+                purpose,
+                path: path.filter(|_| keep_paths).map(loggable_path),
+            }
         };
         match parse_request(data) {
             Some(HttpStart::Request(r)) => {
-                return vec![(
+                return vec![request(
+                    &self.paths,
                     r.method.label(),
-                    purpose(&self.paths, &r.path, r.host.as_ref()),
+                    Some(&r.path),
+                    r.host.as_ref(),
                 )];
             }
             Some(HttpStart::Http2Preface) => {
@@ -154,11 +166,7 @@ impl Enricher {
             .into_iter()
             .map(|r| {
                 let method = r.method.map_or("unknown", |m| m.label());
-                let class = r
-                    .path
-                    .as_deref()
-                    .and_then(|p| purpose(paths, p, r.authority.as_ref()));
-                (method, class)
+                request(paths, method, r.path.as_deref(), r.authority.as_ref())
             })
             .collect()
     }

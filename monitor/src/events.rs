@@ -39,6 +39,8 @@ pub enum Event {
         tgid: u32,
         sock: u64,
         kind: u32,
+        /// See `PayloadEvent::marks`.
+        marks: [u64; 2],
         data: Vec<u8>,
     },
 }
@@ -100,6 +102,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 tgid: header.tgid,
                 sock: e.sock,
                 kind: e.kind,
+                marks: e.marks,
                 data: e.data[..len].to_vec(),
             }
         }

@@ -3,7 +3,7 @@
 //! The stages of the data's path, one module each: `kernel` (loading the
 //! eBPF programs), `events` (decoding what they send), `agents` (recognising
 //! agent processes), `tree` (their process trees), `dest`, `geoip` and
-//! `enrich` (naming destinations), `traffic` (aggregation),
+//! `enrich` (naming destinations), `traffic` (aggregation), `requests` (sizes per HTTP request),
 //! `metrics` and `exporter` (Prometheus), `connlog` (JSON Lines log), and
 //! `daemon`, which ties them together.
 
@@ -19,6 +19,7 @@ pub mod geoip;
 pub mod kernel;
 pub mod metrics;
 pub mod procfs;
+pub mod requests;
 pub mod tls;
 pub mod traffic;
 pub mod tree;

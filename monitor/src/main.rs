@@ -136,7 +136,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)?;
     let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
     let paths = PathCatalog::new(BUILTIN_PATHS, &config.dest.path)?;
-    let enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
+    let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
+    // Paths are kept only for the log; without one they are not read.
+    enricher.keep_paths = config.log_paths && log.is_some();
     let mut state = State::new(kernel, catalog, enricher, metrics, log);
     let ring = state.take_events().context("ring buffer already taken")?;
     state.scan();

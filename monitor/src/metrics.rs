@@ -2,7 +2,8 @@
 //! alert rules; label values come from the tool catalog or fixed enums only.
 
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::{
@@ -30,6 +31,7 @@ pub struct Metrics {
     pub dns_answers: IntCounterVec,
     pub tls_plaintext_bytes: IntCounterVec,
     pub http_requests: IntCounterVec,
+    pub http_request_bytes: HistogramVec,
     pub tls_coverage: IntGaugeVec,
     pub uprobes_attached: IntGaugeVec,
     pub agent_processes: IntGaugeVec,
@@ -97,6 +99,17 @@ impl Metrics {
             "HTTP requests seen in plaintext (plain HTTP, or written to a probed TLS library).",
             &["tool", "dest", "method", "purpose"],
         )?;
+        // 256 B to 16 MiB by fours: a telemetry ping to a large upload.
+        let buckets = prometheus::exponential_buckets(256.0, 4.0, 9)?;
+        let http_request_bytes = HistogramVec::new(
+            HistogramOpts::new(
+                "agentmon_http_request_bytes",
+                "Plaintext bytes per HTTP request on a probed TLS connection: direction=egress is the request, ingress its response.",
+            )
+            .buckets(buckets),
+            &["tool", "purpose", "direction"],
+        )?;
+        registry.register(Box::new(http_request_bytes.clone()))?;
         let gauge_vec =
             |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntGaugeVec> {
                 let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
@@ -153,6 +166,7 @@ impl Metrics {
             dns_answers,
             tls_plaintext_bytes,
             http_requests,
+            http_request_bytes,
             tls_coverage,
             uprobes_attached,
             agent_processes,
@@ -259,6 +273,16 @@ impl Counters for NamedCounters<'_> {
             .http_requests
             .with_label_values(&[self.catalog.name(tool), &dest.name, method, purpose])
             .inc();
+    }
+
+    fn request_size(&mut self, tool: ToolId, purpose: &'static str, sent: u64, received: u64) {
+        let tool = self.catalog.name(tool);
+        for (direction, bytes) in [("egress", sent), ("ingress", received)] {
+            self.metrics
+                .http_request_bytes
+                .with_label_values(&[tool, purpose, direction])
+                .observe(bytes as f64);
+        }
     }
 
     fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest) {

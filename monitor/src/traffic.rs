@@ -13,7 +13,11 @@ use std::{
 
 use monitor_common::{AF_INET6, Conn, UdpFlow, UdpKey, origin};
 
-use crate::{agents::ToolId, tree::Proc};
+use crate::{
+    agents::ToolId,
+    requests::{Request, RequestRecord, RequestSizes},
+    tree::Proc,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -83,6 +87,16 @@ pub trait Counters {
         method: &'static str,
         purpose: &'static str,
     );
+    /// The plaintext sizes of one HTTP request on a probed TLS connection.
+    fn request_size(&mut self, tool: ToolId, purpose: &'static str, sent: u64, received: u64);
+}
+
+/// Observes a finished request's sizes; records that several concurrent
+/// requests share are left out of the per-request figures.
+fn size_request(tool: ToolId, done: Option<RequestRecord>, counters: &mut dyn Counters) {
+    if let Some(r) = done.filter(|r| r.heads == 1) {
+        counters.request_size(tool, r.purpose, r.bytes_sent, r.bytes_received);
+    }
 }
 
 /// Decides a connection's labels from what is known of it.
@@ -122,6 +136,8 @@ pub struct OpenConn {
     tls_seen: (u64, u64),
     tls_counted: (u64, u64),
     pub tls_lib: u32,
+    /// Plaintext sizes of its HTTP requests.
+    pub requests: RequestSizes,
 }
 
 /// A TCP connection that ended, for the connection log.
@@ -167,6 +183,10 @@ impl OpenConn {
     }
 
     fn update(&mut self, conn: &Conn) {
+        // The kernel learns the local port of a connect() at its handshake.
+        if self.local.port() == 0 {
+            self.local.set_port(conn.lport);
+        }
         self.seen = (
             self.seen.0.max(conn.tx_bytes),
             self.seen.1.max(conn.rx_bytes),
@@ -178,6 +198,11 @@ impl OpenConn {
         if conn.tls_lib != 0 {
             self.tls_lib = conn.tls_lib;
         }
+    }
+
+    /// TLS plaintext (sent, received) seen so far.
+    pub fn plaintext(&self) -> (u64, u64) {
+        self.tls_seen
     }
 
     /// Adds what the kernel counted since the last time, once labelled.
@@ -238,6 +263,7 @@ impl Traffic {
                 tls_seen: (conn.tls_tx, conn.tls_rx),
                 tls_counted: (0, 0),
                 tls_lib: conn.tls_lib,
+                requests: RequestSizes::default(),
             },
         );
     }
@@ -277,21 +303,26 @@ impl Traffic {
         Some(open.names.host.clone())
     }
 
-    /// Counts HTTP requests read on `sock`: (method, path purpose).
+    /// Counts HTTP requests read on `sock` from a plaintext write that
+    /// began at `marks`, and sizes the request before them.
     pub fn count_requests(
         &mut self,
         sock: u64,
-        requests: &[(&'static str, Option<&'static str>)],
+        requests: &[Request],
+        marks: [u64; 2],
         counters: &mut dyn Counters,
     ) {
-        let Some(open) = self.conns.get(&sock) else {
+        let Some(open) = self.conns.get_mut(&sock) else {
             return;
         };
-        if let Some(dest) = &open.dest {
-            for (method, purpose) in requests {
-                counters.http_request(open.tool, dest, method, purpose.unwrap_or(dest.purpose));
-            }
+        let Some(dest) = &open.dest else {
+            return;
+        };
+        for r in requests {
+            counters.http_request(open.tool, dest, r.method, r.purpose.unwrap_or(dest.purpose));
         }
+        let done = open.requests.begin(requests, dest.purpose, marks);
+        size_request(open.tool, done, counters);
     }
 
     /// The kernel saw the connection close; `conn` has the final counts.
@@ -306,6 +337,8 @@ impl Traffic {
         let mut open = self.conns.remove(&sock)?;
         open.update(conn);
         open.settle(label, counters);
+        let done = open.requests.end([open.tls_seen.0, open.tls_seen.1]);
+        size_request(open.tool, done, counters);
         Some(ClosedConn {
             dest: open.dest.clone().unwrap_or_default(),
             sent: open.seen.0,
@@ -420,6 +453,7 @@ mod tests {
         }
         fn tls_bytes(&mut self, _: ToolId, _: &Dest, _: u32, _: u64, _: u64) {}
         fn http_request(&mut self, _: ToolId, _: &Dest, _: &'static str, _: &'static str) {}
+        fn request_size(&mut self, _: ToolId, _: &'static str, _: u64, _: u64) {}
     }
 
     #[derive(Default)]

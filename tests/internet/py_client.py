@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Python client of agentmon's tests: resolves a name (glibc getaddrinfo, or
 its own raw DNS query like c-ares or Go do), connects over TLS (with SNI) or
-plain HTTP, POSTs N bytes and reads the reply to EOF.
+plain HTTP, POSTs N bytes and reads the reply to EOF. With --then, it first
+makes each request there on the same connection (keep-alive), one at a time.
 
     py_client.py --name NAME | --ip ADDR [--sni NAME] [--resolver glibc|raw|raw-tcp]
                  [--qname-bytes HEX] [--tls] [--raw] --port P --path PATH --body N
+                 [--then PATH:BODY ...]
 """
 
 import argparse
@@ -32,6 +34,26 @@ def raw_resolve(qname_labels, tcp=False):
     return next(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
 
 
+def keep_alive_request(sock, host, path, body):
+    """POSTs BODY bytes to PATH asking for keep-alive, reads the whole reply."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body}\r\n"
+        "Connection: keep-alive\r\n\r\n"
+    ).encode()
+    sock.sendall(head + b"p" * body)
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(65536)
+    reply_head, _, rest = reply.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in reply_head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        rest += sock.recv(65536)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--name")
@@ -46,6 +68,8 @@ def main():
     p.add_argument("--raw", action="store_true", help="send only BODY bytes, no HTTP head")
     p.add_argument("--ipv6", action="store_true", help="glibc: ask for IPv6 only")
     p.add_argument("--wait-file", help="start only once this file exists (a long-lived agent)")
+    p.add_argument("--then", action="append", default=[], metavar="PATH:BODY",
+                   help="a keep-alive request made before the last one")
     a = p.parse_args()
     if a.wait_file:
         import os
@@ -72,6 +96,9 @@ def main():
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         sock = ctx.wrap_socket(sock, server_hostname=a.sni or a.name)
+    for request in a.then:
+        path, _, body = request.rpartition(":")
+        keep_alive_request(sock, host, path, int(body))
     head = (
         f"POST {a.path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {a.body}\r\n"
         "Connection: close\r\n\r\n"

@@ -5,7 +5,8 @@
                   [--tls ADDR:PORT ...] [--plain ADDR:PORT ...]
 
 Answers one HTTP/1.1 request per connection with N body bytes, then waits for
-the client to close. It counts the raw bytes of every connection on its own
+the client to close; over TLS, a request that asks for keep-alive is answered
+and the next one read. It counts the raw bytes of every connection on its own
 side of the socket (TLS records included, through a MemoryBIO), so a test can
 compare agentmon's figures with exact numbers even for TLS. One JSON line per
 connection goes to the log: local, peer, tls, sni, raw_in, raw_out.
@@ -31,8 +32,17 @@ def request_complete(buf):
     return True
 
 
-def response(n):
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n + b"r" * n
+def keep_alive(request):
+    head = request.partition(b"\r\n\r\n")[0].lower()
+    return b"\r\nconnection: keep-alive" in head
+
+
+def response(n, keep=False):
+    connection = b"keep-alive" if keep else b"close"
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n" % (n, connection)
+        + b"r" * n
+    )
 
 
 class Counted:
@@ -42,6 +52,8 @@ class Counted:
         self.conn, self.raw_in, self.raw_out = conn, 0, 0
         # Application bytes (TLS plaintext, or the plain bytes themselves).
         self.plain_in, self.plain_out = 0, 0
+        # (plaintext in, out) per request, in order.
+        self.requests = []
 
     def recv(self):
         try:
@@ -100,20 +112,26 @@ def serve_tls(sock, ctx, reply, sni):
                 return
     sock.send(outgoing.read())
     sni.append(getattr(tls, "sni", None))
-    buf = b""
-    while not request_complete(buf):
-        try:
-            chunk = tls.read(65536)
-            if not chunk:
-                return
-            buf += chunk
-        except ssl.SSLWantReadError:
-            if not pump():
-                return
-    sock.plain_in = len(buf)
-    sock.plain_out = len(response(reply))
-    tls.write(response(reply))
-    sock.send(outgoing.read())
+    while True:
+        buf = b""
+        while not request_complete(buf):
+            try:
+                chunk = tls.read(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            except ssl.SSLWantReadError:
+                if not pump():
+                    return
+        keep = keep_alive(buf)
+        answer = response(reply, keep)
+        sock.plain_in += len(buf)
+        sock.plain_out += len(answer)
+        sock.requests.append([len(buf), len(answer)])
+        tls.write(answer)
+        sock.send(outgoing.read())
+        if not keep:
+            break
     sock.done_sending()
     # Count whatever the client still sends (its close_notify) until it closes.
     while sock.recv():
@@ -133,7 +151,7 @@ def handle(conn, peer, local, ctx, reply, log):
         conn.close()
     line = {"local": local, "peer": peer[0], "tls": ctx is not None,
             "sni": sni[0] if sni else None, "raw_in": sock.raw_in, "raw_out": sock.raw_out,
-            "plain_in": sock.plain_in, "plain_out": sock.plain_out}
+            "plain_in": sock.plain_in, "plain_out": sock.plain_out, "requests": sock.requests}
     with LOCK, open(log, "a") as f:
         f.write(json.dumps(line) + "\n")
 

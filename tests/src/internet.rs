@@ -57,6 +57,8 @@ pub struct ServerConn {
     /// Application bytes: the request read, the response written.
     pub plain_in: u64,
     pub plain_out: u64,
+    /// (plaintext in, out) of each request on a TLS connection, in order.
+    pub requests: Vec<(u64, u64)>,
 }
 
 pub struct Internet {
@@ -196,6 +198,14 @@ impl Internet {
                     raw_out: v["raw_out"].as_u64().unwrap_or_default(),
                     plain_in: v["plain_in"].as_u64().unwrap_or_default(),
                     plain_out: v["plain_out"].as_u64().unwrap_or_default(),
+                    requests: v["requests"]
+                        .as_array()
+                        .map(|all| {
+                            all.iter()
+                                .map(|r| (r[0].as_u64().unwrap_or(0), r[1].as_u64().unwrap_or(0)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect()

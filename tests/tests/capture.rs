@@ -353,6 +353,18 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
         "",
         "nothing closed yet"
     );
+    // The local port the kernel picked, as `ss` in the client namespace shows it.
+    let ss = run_bounded(
+        &mut lab.client_cmd("ss", ["-tnH", "dst", "[2001:db8::10]:7000"]),
+        RUN,
+    );
+    let ss = String::from_utf8_lossy(&ss.stdout).into_owned();
+    let local_port: u16 = ss
+        .split_whitespace()
+        .nth(3)
+        .and_then(|local| local.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no local port in `ss` output {ss:?}"));
     fs::write(&hold, b"").unwrap();
     PeerCounts::from_output(&agent.wait_output(RUN));
     expect_value(&am, "agentmon_egress_bytes_total", &tcp, 50_000.0);
@@ -374,6 +386,7 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
     assert_eq!(line["remote_addr"], "2001:db8::10");
     assert_eq!(line["remote_port"], 7000);
     assert_eq!(line["local_addr"], "2001:db8::1");
+    assert_eq!(line["local_port"], local_port);
     assert_eq!(line["bytes_sent"], 50_000);
     assert_eq!(line["bytes_received"], REPLY);
     assert!(line["ppid"].as_u64().unwrap() > 0);

@@ -15,6 +15,8 @@ use agentmon_tests::{
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const RUN: Duration = Duration::from_secs(60);
+/// A config rule: this path on the model host is telemetry.
+const TELEMETRY_PATH: &str = "[[dest.path]]\nhost = \"api.model.test\"\npath = \"/api/event_logging\"\npurpose = \"telemetry\"\n";
 
 /// The plaintext the web server read and wrote, over all its connections.
 fn served(w: &World) -> (u64, u64) {
@@ -58,6 +60,37 @@ fn plaintext(
             ("library", lib),
         ],
     ]
+}
+
+/// Runs py_client.py as aider over TLS to api.model.test with `args` once
+/// its libssl is probed, as a long-lived agent would be; returns the web
+/// server's one connection.
+fn aider_once_probed(w: &World, args: &[&str]) -> Vec<agentmon_tests::ServerConn> {
+    let go = w.lab.dir().join("go");
+    let mut aider = w.aider_cmd(&["--name", "api.model.test", "--tls", "--port", "443"]);
+    aider.args(args).arg("--wait-file").arg(&go);
+    let run = ChildGuard::spawn(&mut aider);
+    wait_attached(w, "aider", "openssl");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    w.server_conns("203.0.113.20:443", 1)
+}
+
+/// The connection log's line for `tool`'s one probed connection (node
+/// tries IPv6 first; that connection is never probed), once written.
+fn log_line(w: &World, tool: &str) -> serde_json::Value {
+    let find = || {
+        w.log_lines()
+            .into_iter()
+            .find(|l| l["tool"] == tool && !l["tls_library"].is_null())
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || find().is_some()),
+        "no log line for {tool}: {:?}",
+        w.log_lines()
+    );
+    find().unwrap()
 }
 
 /// Waits until probes for `lib` are attached, and the tool shows as seen
@@ -139,27 +172,7 @@ fn python_ssl_through_the_ex_calls_is_seen_and_a_non_agent_is_not() {
         return;
     }
     let w = world(NETPEER, "");
-    let go = w.lab.dir().join("go");
-    let aider = w.aider_cmd(&[
-        "--name",
-        "api.model.test",
-        "--tls",
-        "--port",
-        "443",
-        "--path",
-        "/v1/messages",
-        "--body",
-        "4321",
-        "--wait-file",
-        go.to_str().unwrap(),
-    ]);
-    let mut aider = aider;
-    let run = ChildGuard::spawn(&mut aider);
-    wait_attached(&w, "aider", "openssl");
-    fs::write(&go, b"").unwrap();
-    let out = run.wait_output(RUN);
-    assert!(out.status.success(), "{out:?}");
-    let conns = w.server_conns("203.0.113.20:443", 1);
+    let conns = aider_once_probed(&w, &["--path", "/v1/messages", "--body", "4321"]);
     let m = expect_plaintext(
         &w,
         "aider",
@@ -167,6 +180,19 @@ fn python_ssl_through_the_ex_calls_is_seen_and_a_non_agent_is_not() {
         "openssl",
         (conns[0].plain_in, conns[0].plain_out),
     );
+    // The log line has the plaintext and the request, but no path: paths
+    // are logged only when the config opts in.
+    let line = log_line(&w, "aider");
+    assert_eq!(line["tls_library"], "openssl");
+    assert_eq!(line["plaintext_sent"], conns[0].plain_in);
+    assert_eq!(line["plaintext_received"], conns[0].plain_out);
+    let request = serde_json::json!({
+        "method": "POST",
+        "purpose": "model-api",
+        "bytes_sent": conns[0].plain_in,
+        "bytes_received": conns[0].plain_out,
+    });
+    assert_eq!(line["requests"], serde_json::json!([request]), "{line}");
     // The same library, called by a process that is not an agent.
     let client = Internet::script("py_client.py");
     let out = run_bounded(
@@ -397,8 +423,7 @@ fn http2_requests_are_read_with_their_paths_classified() {
     if !require_root() {
         return;
     }
-    let extra = "[[dest.path]]\nhost = \"api.model.test\"\npath = \"/api/event_logging\"\npurpose = \"telemetry\"\n";
-    let w = world(NETPEER, extra);
+    let w = world(NETPEER, TELEMETRY_PATH);
     let ready = w.lab.dir().join("h2.ready");
     let mut server = w
         .lab
@@ -444,4 +469,111 @@ fn http2_requests_are_read_with_their_paths_classified() {
     ];
     w.expect("agentmon_http_requests_total", &model, 2.0);
     w.expect("agentmon_http_requests_total", &telemetry, 1.0);
+    // One request at a time: each is sized on its own. Its writes hold a
+    // HEADERS frame and a 300-byte body in a DATA frame (9-byte header);
+    // the sizes add up to at most the connection's plaintext (the preface
+    // and SETTINGS before the first request are in none).
+    let line = log_line(&w, "gemini-cli");
+    let requests = line["requests"].as_array().expect("requests in the log");
+    let purposes: Vec<_> = requests.iter().map(|r| r["purpose"].clone()).collect();
+    assert_eq!(purposes, ["model-api", "telemetry", "model-api"], "{line}");
+    let total = |key: &str| {
+        requests
+            .iter()
+            .map(|r| r[key].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    for r in requests {
+        assert!(r["bytes_sent"].as_u64().unwrap() >= 309, "{r}");
+        assert!(r["bytes_received"].as_u64().unwrap() > 0, "{r}");
+        assert!(r.get("path").is_none(), "{r}");
+    }
+    assert!(
+        total("bytes_sent") <= line["plaintext_sent"].as_u64().unwrap(),
+        "{line}"
+    );
+    assert!(
+        total("bytes_received") <= line["plaintext_received"].as_u64().unwrap(),
+        "{line}"
+    );
+}
+
+#[test]
+fn keep_alive_requests_are_sized_one_by_one_and_paths_logged_on_opt_in() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, &format!("[log]\npaths = true\n{TELEMETRY_PATH}"));
+    let conns = aider_once_probed(
+        &w,
+        &[
+            "--then",
+            "/v1/messages?beta=true&key=secret:5000",
+            "--then",
+            "/api/event_logging/batch:300",
+            "--path",
+            "/v1/messages#frag",
+            "--body",
+            "20000",
+        ],
+    );
+    let served = &conns[0].requests;
+    assert_eq!(served.len(), 3, "{:?}", conns[0]);
+    let line = log_line(&w, "aider");
+    let record = |i: usize, purpose: &str, path: &str| {
+        serde_json::json!({
+            "method": "POST",
+            "purpose": purpose,
+            "path": path,
+            "bytes_sent": served[i].0,
+            "bytes_received": served[i].1,
+        })
+    };
+    let want = serde_json::json!([
+        record(0, "model-api", "/v1/messages"),
+        record(1, "telemetry", "/api/event_logging/batch"),
+        record(2, "model-api", "/v1/messages"),
+    ]);
+    assert_eq!(line["requests"], want, "{line}");
+    assert!(
+        !line.to_string().contains("secret"),
+        "query strings never reach the log: {line}"
+    );
+    // The size histogram: one observation per request and direction.
+    let hist = |purpose, direction| {
+        [
+            ("tool", "aider"),
+            ("purpose", purpose),
+            ("direction", direction),
+        ]
+    };
+    let model_out = hist("model-api", "egress");
+    w.expect("agentmon_http_request_bytes_count", &model_out, 2.0);
+    let m = w.expect(
+        "agentmon_http_request_bytes_sum",
+        &model_out,
+        (served[0].0 + served[2].0) as f64,
+    );
+    let telemetry_in = hist("telemetry", "ingress");
+    assert_eq!(
+        m.value("agentmon_http_request_bytes_sum", &telemetry_in),
+        Some(served[1].1 as f64)
+    );
+    // A 300-byte body plus its head is under 1 KiB; 20000 is not.
+    let le = |bound: &'static str| {
+        [
+            ("tool", "aider"),
+            ("purpose", "model-api"),
+            ("direction", "egress"),
+            ("le", bound),
+        ]
+    };
+    assert_eq!(
+        m.value("agentmon_http_request_bytes_bucket", &le("16384")),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.value("agentmon_http_request_bytes_bucket", &le("65536")),
+        Some(2.0)
+    );
 }
