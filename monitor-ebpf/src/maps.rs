@@ -1,6 +1,7 @@
 //! Maps and load-time globals shared by the programs.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_current_pid_tgid,
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -144,13 +145,35 @@ pub fn bump(index: u32) {
     }
 }
 
+/// Submit flags for an event user space must see at once (exec, fork, exit,
+/// connection opens): it reads /proc of that process while it still lives.
+/// Forced, because the default (wake when user space has caught up) never
+/// fires while a deferred event waits unread before it.
+pub const PROMPT: u64 = BPF_RB_FORCE_WAKEUP as u64;
+
+/// Ring buffer bytes past which a deferred event wakes user space anyway.
+const WAKE_AT: u64 = 1024 * 1024;
+
+/// Submit flags for an event user space may read up to one drain tick later
+/// (connection closes, payload heads): waking agentmon costs the traced
+/// thread microseconds per event on a VM, so it is left to the tick, unless
+/// the ring buffer is filling up.
+#[inline(always)]
+pub fn deferred() -> u64 {
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) > WAKE_AT {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    }
+}
+
 /// Sends `value` on the ring buffer, or counts it as lost.
 #[inline(always)]
 pub fn emit<T: 'static>(value: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(value);
-            entry.submit(0);
+            entry.submit(PROMPT);
         }
         None => bump(counter::EVENTS_LOST),
     }

@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use monitor_common::{EventHeader, PAYLOAD_LEN, PayloadEvent, Stash, counter, kind, stash_kind};
 
-use crate::maps::{EVENTS, STASH, bump, off, tracked};
+use crate::maps::{EVENTS, STASH, bump, deferred, off, tracked};
 
 /// Hooks: tracepoints `syscalls:sys_enter_{write,sendto,read,recvfrom}`
 /// (flat buffers), `sys_enter_{writev,readv}` (iovec arrays) and
@@ -195,7 +195,7 @@ pub fn emit_payload(src: Source, len: u64, about: &About) {
         };
         (*event).len = if copied == 0 { len } else { 0 };
     }
-    entry.submit(0);
+    entry.submit(deferred());
 }
 
 /// `len` capped at `max` (a power of two) in a form the verifier can follow

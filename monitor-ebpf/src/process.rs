@@ -10,7 +10,7 @@ use monitor_common::{
     EventHeader, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, TOOL_PENDING, Tracked, counter, kind,
 };
 
-use crate::maps::{EVENTS, TRACKED, bump, current_tgid, emit, off, tracked};
+use crate::maps::{EVENTS, PROMPT, TRACKED, bump, current_tgid, emit, off, tracked};
 
 const CLONE_THREAD: u64 = 0x0001_0000;
 
@@ -105,7 +105,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(PROMPT);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use monitor_common::{
     origin,
 };
 
-use crate::maps::{CONNS, EVENTS, RESOLVED, bump, current_tgid, off, tracked};
+use crate::maps::{CONNS, EVENTS, PROMPT, RESOLVED, bump, current_tgid, deferred, off, tracked};
 
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
@@ -132,7 +132,17 @@ fn emit_conn(event_kind: u32, sock: u64, conn: *const Conn, ktime_ns: u64) {
         (*event).sock = sock;
         (*event).conn = *conn;
     }
-    entry.submit(0);
+    // A socket first seen in use may be an accepted one: user space checks
+    // the process's listening ports while it lives. A connect() can wait for
+    // the default wake-up (none while user space is busy: churn stays cheap).
+    let flags = if event_kind == kind::CONN_CLOSE {
+        deferred()
+    } else if unsafe { (*conn).origin } == origin::FIRST_USE {
+        PROMPT
+    } else {
+        0
+    };
+    entry.submit(flags);
 }
 
 /// A process of another tool used a watched socket (it was passed over a

@@ -369,7 +369,8 @@ impl Attacher for KernelProbes<'_> {
 /// Looks at the TLS libraries a tracked process maps (rate-limited).
 fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree, pid: u32) {
     let Some(proc) = tree.get(pid) else { return };
-    if !kernel.tls_ready {
+    let now = Instant::now();
+    if !kernel.tls_ready || !tls.due(pid, now) {
         return;
     }
     let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
@@ -382,7 +383,7 @@ fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree
         Some(exe),
         &proc_root(pid),
         &mut KernelProbes(kernel),
-        Instant::now(),
+        now,
     );
 }
 
@@ -474,16 +475,29 @@ pub async fn read_events(state: Shared, ring: RingBuf<MapData>) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
     info!(fd = fd.get_ref().as_raw_fd(), "reading kernel events");
     loop {
-        let mut guard = fd.readable_mut().await?;
-        {
-            let ring = guard.get_inner_mut();
-            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            while let Some(item) = ring.next() {
-                events.extend(decode(&item));
+        // Deferred events (closes, payload heads) do not wake us: the tick does.
+        let woken = tokio::time::timeout(DRAIN_EVERY, fd.readable_mut()).await;
+        match woken.ok().transpose()? {
+            Some(mut guard) => {
+                drain(guard.get_inner_mut(), &state, &mut events);
+                guard.clear_ready();
             }
-            state.handle_batch(std::mem::take(&mut events));
+            None => drain(fd.get_mut(), &state, &mut events),
         }
-        guard.clear_ready();
+    }
+}
+
+/// How often the ring buffer is read when nothing woke us (see the kernel's
+/// `maps::deferred`): the most an event of that kind waits.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
+fn drain(ring: &mut RingBuf<MapData>, state: &Shared, events: &mut Vec<Event>) {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    while let Some(item) = ring.next() {
+        events.extend(decode(&item));
+    }
+    if !events.is_empty() {
+        state.handle_batch(std::mem::take(events));
     }
 }
 

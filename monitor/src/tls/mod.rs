@@ -188,6 +188,25 @@ const RESCAN: Duration = Duration::from_millis(200);
 const RESCAN_UNTIL_FOUND: Duration = Duration::from_millis(1);
 
 impl<L> TlsProbes<L> {
+    /// Whether process `pid`'s maps are worth reading again at `now`.
+    /// Checked before reading them: a process opening thousands of
+    /// connections a second must not cost a `/proc/<pid>/maps` read each.
+    pub fn due(&self, pid: u32, now: Instant) -> bool {
+        // Until a TLS library shows up, look at every chance (ld.so maps
+        // libraries after the exec event; Python dlopens libssl on import).
+        match self.scanned.get(&pid) {
+            None => true,
+            Some((at, ids)) => {
+                let wait = if ids.is_empty() {
+                    RESCAN_UNTIL_FOUND
+                } else {
+                    RESCAN
+                };
+                now.duration_since(*at) >= wait
+            }
+        }
+    }
+
     /// Looks at the files process `pid` maps (its `maps` text given) and
     /// attaches probes to TLS libraries not seen before.
     pub fn scan(
@@ -199,17 +218,7 @@ impl<L> TlsProbes<L> {
         attacher: &mut dyn Attacher<Link = L>,
         now: Instant,
     ) {
-        // Until a TLS library shows up, look at every chance (ld.so maps
-        // libraries after the exec event; Python dlopens libssl on import).
-        let wait = match self.scanned.get(&pid) {
-            Some((_, ids)) if !ids.is_empty() => RESCAN,
-            _ => RESCAN_UNTIL_FOUND,
-        };
-        if self
-            .scanned
-            .get(&pid)
-            .is_some_and(|(at, _)| now.duration_since(*at) < wait)
-        {
+        if !self.due(pid, now) {
             return;
         }
         let mut mine = Vec::new();
