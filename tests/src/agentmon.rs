@@ -15,6 +15,7 @@ use std::{
 use crate::{
     http::{HttpResponse, http_get},
     metrics::Metrics,
+    netns::{in_netns, spawn_in_netns},
     process::{TempDir, describe},
 };
 
@@ -42,9 +43,25 @@ pub struct AgentmonBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     ready_timeout: Duration,
+    listen: Option<SocketAddr>,
+    netns: Option<String>,
 }
 
 impl AgentmonBuilder {
+    /// Listens on `addr` instead of a free port on 127.0.0.1.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Runs the daemon in network namespace `ns` (only the network one: the
+    /// kernel hooks stay machine-wide), as one "host" of several. The guard
+    /// reaches its listen address from inside `ns`.
+    pub fn netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_owned());
+        self
+    }
+
     /// Runs this executable instead of `$AGENTMON_BIN` (for testing the guard
     /// itself against a stand-in).
     pub fn bin(mut self, path: impl AsRef<Path>) -> Self {
@@ -89,12 +106,14 @@ impl AgentmonBuilder {
     }
 
     /// Starts `$AGENTMON_BIN run --listen 127.0.0.1:<free port> [--config PATH]
-    /// [args...]`, its stdout and stderr going to a log file, and waits until
+    /// [args...]` (or the [`AgentmonBuilder::listen`] address), its stdout and stderr going to a log file, and waits until
     /// `GET /healthz` answers 200. Panics, printing the daemon's log, if it exits
     /// or does not become healthy in time.
     pub fn start(self) -> Agentmon {
         let bin = self.bin.clone().unwrap_or_else(agentmon_bin);
-        let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()));
+        let addr = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port())));
         let dir = TempDir::new("daemon");
         let log = dir.path().join("agentmon.log");
         let log_file =
@@ -110,6 +129,9 @@ impl AgentmonBuilder {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);
+        if let Some(ns) = &self.netns {
+            spawn_in_netns(&mut cmd, ns);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", describe(&cmd)));
@@ -117,6 +139,7 @@ impl AgentmonBuilder {
         let mut daemon = Agentmon {
             child: Some(child),
             addr,
+            netns: self.netns.clone(),
             log,
             _dir: dir,
         };
@@ -131,6 +154,7 @@ impl AgentmonBuilder {
 pub struct Agentmon {
     child: Option<Child>,
     addr: SocketAddr,
+    netns: Option<String>,
     log: PathBuf,
     // Holds the log; declared last so it is removed after Drop printed the log.
     _dir: TempDir,
@@ -149,6 +173,8 @@ impl Agentmon {
             args: Vec::new(),
             envs: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            listen: None,
+            netns: None,
         }
     }
 
@@ -161,9 +187,12 @@ impl Agentmon {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `GET path` on the exporter.
+    /// `GET path` on the exporter (from its network namespace, if it has one).
     pub fn get(&self, path: &str) -> std::io::Result<HttpResponse> {
-        http_get(self.addr, path, HTTP_TIMEOUT)
+        match &self.netns {
+            Some(ns) => in_netns(ns, || http_get(self.addr, path, HTTP_TIMEOUT)),
+            None => http_get(self.addr, path, HTTP_TIMEOUT),
+        }
     }
 
     /// Scrapes and parses `/metrics`; panics if the scrape fails, is not a 200,
@@ -273,7 +302,7 @@ fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }

@@ -6,6 +6,8 @@
 //! (this package's binary) plays the remote servers and the agent-like client;
 //! [`Agentmon`] runs the daemon under test and [`Metrics`] reads what it exports.
 //! Everything a helper starts is killed, and everything it creates removed, on drop.
+//! [`Fleet`] runs two daemons as two hosts with a real [`Prometheus`] scraping
+//! both, for the dashboard tests; [`panel_queries`] reads the dashboards.
 //!
 //! Tests that need root and BPF start with:
 //! ```no_run
@@ -15,11 +17,15 @@
 //! ```
 
 mod agentmon;
+mod fleet;
+mod grafana;
 mod http;
 mod internet;
 mod metrics;
 mod netlab;
+mod netns;
 mod process;
+mod prometheus;
 mod world;
 
 use std::{
@@ -31,6 +37,11 @@ use std::{
 };
 
 pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin};
+pub use fleet::{AGENTMON_PORT, ExtraHost, Fleet, HOST_B_V4, JOB};
+pub use grafana::{
+    PanelQuery, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,
+    legend_labels, panel_queries, panels, substitute,
+};
 pub use http::{HttpResponse, http_get};
 pub use internet::{
     DNS_V4, FAR_V4, Internet, MODEL_V4, MODEL_V6, REPLY_BODY, ServerConn, TELEMETRY_V4,
@@ -41,7 +52,9 @@ pub use netlab::{
     CLIENT_V4, CLIENT_V6, NetLab, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4, REMOTE_UDP_V6,
     REMOTE_V4, REMOTE_V6, ServerGuard, TCP_PORT, UDP_PORT,
 };
+pub use netns::{in_netns, spawn_in_netns};
 pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
+pub use prometheus::{Prometheus, Sample, url_encode};
 pub use world::{NETS, World, labels, make_geoip, sum, world, world_with};
 
 /// Where the kernel exposes its BTF; agentmon's programs need it.
@@ -76,7 +89,10 @@ pub fn require_root() -> bool {
 /// holds this lock from its first root test until it exits.
 pub const MACHINE_LOCK: &str = "/run/lock/agentmon-tests.lock";
 
-fn hold_machine_lock() {
+/// Takes [`MACHINE_LOCK`] (waiting for another holder, with one line on
+/// stderr) and keeps it until this process exits. [`require_root`] calls it;
+/// `cargo xtask bench` calls it too. Idempotent.
+pub fn hold_machine_lock() {
     static HELD: std::sync::OnceLock<fs::File> = std::sync::OnceLock::new();
     HELD.get_or_init(|| {
         let _ = fs::create_dir_all("/run/lock");

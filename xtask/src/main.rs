@@ -1,5 +1,6 @@
-//! agentmon's developer tasks: `cargo xtask setup | build | run | test`.
+//! agentmon's developer tasks: `cargo xtask setup | build | run | test | bench`.
 //! Each prints how long it took; a failing child's exit code is passed on.
+mod bench;
 mod cmd;
 mod geoip;
 mod setup;
@@ -38,6 +39,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Build, then measure what agentmon costs the traffic and the machine:
+    /// every scenario without and with agentmon, alternating (needs root;
+    /// about half an hour; see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 /// Seconds since `start`, e.g. "3.2 s".
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Task::Build => ("build", tasks::build().map(drop)),
         Task::Run { args } => ("run", tasks::run(args)),
         Task::Test { args } => ("test", tasks::test(args)),
+        Task::Bench(args) => ("bench", bench::bench(args)),
     };
     match result {
         Ok(()) => {

@@ -9,7 +9,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cmd::{self, tool};
 
-/// Debian packages the tests and the daemon use, with a command each provides.
+/// Debian packages the tests, the bench and the daemon use, with a command
+/// each provides.
 /// nodejs is only wanted when no `node` is on PATH (the machine image ships one).
 const DEB_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip"), // `ip netns` for the tests' fake remote hosts
@@ -19,6 +20,21 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("musl-tools", "musl-gcc"),   // the tests build a static musl client
     ("curl", "curl"),             // a glibc client in the tests
     ("gnutls-bin", "gnutls-cli"), // a GnuTLS client in the tests
+    ("iperf3", "iperf3"),         // the bench's bulk transfers
+    ("bpftrace", "bpftrace"),     // the bench's reference monitor
+    ("bpftool", "bpftool"),       // the bench's per-program BPF stats, by name
+    ("linux-perf", "perf"),       // the bench's profile of agentmon
+    ("prometheus", "promtool"),   // dashboards/: rule checks and tests, a real Prometheus
+    // dashboards/: the example Alertmanager route
+    ("prometheus-alertmanager", "amtool"),
+];
+
+/// Services the packages above start on install (ports 9090 and 9093). The
+/// tests run their own Prometheus with its own config, port and storage, so
+/// setup stops and disables the ones it installed itself.
+const PACKAGE_SERVICES: &[(&str, &str)] = &[
+    ("prometheus", "prometheus.service"),
+    ("prometheus-alertmanager", "prometheus-alertmanager.service"),
 ];
 
 /// PyPI packages the tests and the GeoIP step import: (module, requirement).
@@ -89,7 +105,36 @@ fn debian_packages() -> Result<String> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
         &fix,
     )?;
-    Ok(format!("installed {list} in {}", crate::secs(start)))
+    let stopped = stop_package_services(&missing);
+    Ok(format!(
+        "installed {list} in {}{stopped}",
+        crate::secs(start)
+    ))
+}
+
+/// Stops and disables the services of [`PACKAGE_SERVICES`] that came with
+/// packages setup just installed (and only under systemd); says which.
+fn stop_package_services(installed: &[&str]) -> String {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return String::new();
+    }
+    let units: Vec<&str> = PACKAGE_SERVICES
+        .iter()
+        .filter(|(pkg, _)| installed.contains(pkg))
+        .map(|&(_, unit)| unit)
+        .collect();
+    if units.is_empty() {
+        return String::new();
+    }
+    match cmd::output(tool("systemctl").args(["disable", "--now"]).args(&units)) {
+        Some(out) if out.status.success() => {
+            format!("; stopped and disabled {} (not used)", units.join(", "))
+        }
+        _ => format!(
+            "; could not stop {} (harmless: the tests use their own ports)",
+            units.join(", ")
+        ),
+    }
 }
 
 /// `nightly` or `nightly-<host>` (not a dated `nightly-2026-...`).

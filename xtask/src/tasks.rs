@@ -42,8 +42,12 @@ impl Workspace {
         })
     }
 
-    fn agentmon(&self) -> PathBuf {
+    pub fn agentmon(&self) -> PathBuf {
         self.target.join("release/agentmon")
+    }
+
+    pub fn target(&self) -> &std::path::Path {
+        &self.target
     }
 }
 

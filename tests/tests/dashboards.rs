@@ -1,0 +1,661 @@
+//! The Grafana dashboards and Prometheus rules in `dashboards/`, end to end:
+//! two agentmon "hosts" (network namespaces with their own address and
+//! config), agent traffic on both, and a real Prometheus scraping both and
+//! evaluating the rules. Every panel's query, run the way Grafana runs it,
+//! returns data of the panel's shape; every recording rule produces series;
+//! the alerts this traffic should raise are raised; every metric the
+//! dashboards and rules name is exported and documented.
+//!
+//! The dashboards' static conventions (data source variable, template
+//! variables, panel shapes listed below) are checked without root.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{ChildStdin, Stdio},
+    thread,
+    time::Duration,
+};
+
+use agentmon_tests::{
+    Agentmon, ChildGuard, Fleet, Internet, JOB, Metrics, Prometheus, Sample, agent_copy,
+    agentmon_metric_names, dashboards, dashboards_dir, default_records, label_values_query,
+    legend_labels, panel_queries, panels, require_root, run_bounded, substitute,
+};
+use serde_json::Value;
+
+const RUN: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The label names (besides `__name__`) every query of a panel returns, by
+/// dashboard uid and panel title. Every panel is listed, and only those.
+const SHAPES: &[(&str, &str, &[&str])] = &[
+    ("agentmon-fleet", "Machines reporting", &[]),
+    ("agentmon-fleet", "Live agent processes", &[]),
+    ("agentmon-fleet", "Bytes sent", &[]),
+    ("agentmon-fleet", "Destinations", &[]),
+    ("agentmon-fleet", "Bytes sent per tool", &["tool"]),
+    ("agentmon-fleet", "Bytes received per tool", &["tool"]),
+    (
+        "agentmon-fleet",
+        "Top destinations per tool",
+        &["dest", "purpose", "tool"],
+    ),
+    (
+        "agentmon-fleet",
+        "Model API, telemetry and other",
+        &["purpose"],
+    ),
+    ("agentmon-fleet", "Egress by country", &["dest_country"]),
+    ("agentmon-fleet", "Egress by network (ASN)", &["dest_asn"]),
+    (
+        "agentmon-fleet",
+        "Machines ranked by agent egress",
+        &["instance"],
+    ),
+    ("agentmon-fleet", "Live agent processes per tool", &["tool"]),
+    ("agentmon-machine", "Agent processes", &[]),
+    ("agentmon-machine", "Bytes sent", &[]),
+    ("agentmon-machine", "Destinations seen", &[]),
+    ("agentmon-machine", "HTTP requests seen", &[]),
+    ("agentmon-machine", "Agent processes per tool", &["tool"]),
+    ("agentmon-machine", "Bytes sent per tool", &["tool"]),
+    ("agentmon-machine", "Bytes received per tool", &["tool"]),
+    (
+        "agentmon-machine",
+        "Destinations",
+        &["dest", "dest_asn", "dest_country", "purpose", "tool"],
+    ),
+    ("agentmon-machine", "Bytes sent by purpose", &["purpose"]),
+    (
+        "agentmon-machine",
+        "Connections per tool",
+        &["direction", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "HTTP requests",
+        &["dest", "method", "purpose", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "HTTP request sizes (p90)",
+        &["direction", "purpose", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "TLS coverage",
+        &["library", "mode", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "TLS plaintext bytes",
+        &["direction", "library", "tool"],
+    ),
+    ("agentmon-machine", "DNS answers per tool", &["tool"]),
+    ("agentmon-health", "Up", &["instance"]),
+    (
+        "agentmon-health",
+        "Version and kernel",
+        &["instance", "kernel", "version"],
+    ),
+    ("agentmon-health", "eBPF programs attached", &["instance"]),
+    (
+        "agentmon-health",
+        "TLS probes attached",
+        &["instance", "library"],
+    ),
+    ("agentmon-health", "Kernel events lost", &["instance"]),
+    ("agentmon-health", "Kernel maps full", &["instance", "map"]),
+    ("agentmon-health", "Scrape duration", &["instance"]),
+    ("agentmon-health", "Series per scrape", &["instance"]),
+    (
+        "agentmon-health",
+        "Destinations past the cap",
+        &["instance", "tool"],
+    ),
+    (
+        "agentmon-health",
+        "TLS bytes not tied to a connection",
+        &["instance"],
+    ),
+];
+
+fn shape(dashboard: &str, panel: &str) -> Option<&'static [&'static str]> {
+    SHAPES
+        .iter()
+        .find(|(d, p, _)| *d == dashboard && *p == panel)
+        .map(|(_, _, labels)| *labels)
+}
+
+/// The data source reference every panel and target must carry: the
+/// `${datasource}` variable, never a UID of someone's Grafana.
+fn datasource_ref() -> Value {
+    serde_json::json!({"type": "prometheus", "uid": "${datasource}"})
+}
+
+/// Every `datasource` object anywhere in `v`, with its JSON path.
+fn datasource_refs<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let here = format!("{path}/{k}");
+                if k == "datasource" && child.is_object() {
+                    out.push((here.clone(), child));
+                }
+                datasource_refs(child, &here, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                datasource_refs(child, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn dashboards_follow_the_conventions_and_every_panel_has_a_shape() {
+    let all = dashboards();
+    let uids: BTreeSet<&str> = all.iter().filter_map(|(_, d)| d["uid"].as_str()).collect();
+    assert_eq!(
+        uids,
+        BTreeSet::from(["agentmon-fleet", "agentmon-health", "agentmon-machine"])
+    );
+    let mut seen = BTreeSet::new();
+    for (file, d) in &all {
+        assert!(
+            d["schemaVersion"].as_u64().is_some_and(|v| v >= 39),
+            "{file}: schemaVersion {}",
+            d["schemaVersion"]
+        );
+        assert!(d["id"].is_null(), "{file}: an `id` belongs to one Grafana");
+        let vars: BTreeMap<&str, &Value> = d["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v["name"].as_str()?, v)))
+            .collect();
+        assert_eq!(vars["datasource"]["type"], "datasource", "{file}");
+        assert_eq!(vars["datasource"]["query"], "prometheus", "{file}");
+        for name in ["instance", "tool"] {
+            let var = vars
+                .get(name)
+                .unwrap_or_else(|| panic!("{file}: no ${name}"));
+            assert_eq!(var["type"], "query", "{file}: ${name}");
+            let definition = var["definition"].as_str().unwrap_or_default();
+            assert!(
+                label_values_query(definition).is_some(),
+                "{file}: ${name} is {definition:?}"
+            );
+        }
+        let mut refs = Vec::new();
+        datasource_refs(d, "", &mut refs);
+        for (path, r) in refs {
+            assert_eq!(r, &datasource_ref(), "{file}{path}");
+        }
+        let mut ids = BTreeSet::new();
+        let mut titles = BTreeSet::new();
+        for panel in panels(d) {
+            let title = panel["title"].as_str().unwrap_or_default();
+            assert!(ids.insert(panel["id"].as_u64()), "{file}: panel id twice");
+            assert!(titles.insert(title), "{file}: two panels called {title:?}");
+            if panel["type"] == "row" {
+                continue;
+            }
+            assert_eq!(panel["datasource"], datasource_ref(), "{file}: {title}");
+            assert!(
+                panel["description"].as_str().is_some_and(|s| !s.is_empty()),
+                "{file}: {title} has no description"
+            );
+            let grid = &panel["gridPos"];
+            let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+            assert!(x + w <= 24, "{file}: {title} is wider than the grid");
+        }
+        let uid = d["uid"].as_str().unwrap();
+        for q in panel_queries(d) {
+            let labels = shape(uid, &q.panel)
+                .unwrap_or_else(|| panic!("{uid}: panel {:?} has no entry in SHAPES", q.panel));
+            assert!(
+                !q.expr.trim().is_empty(),
+                "{uid}: {} has an empty query",
+                q.panel
+            );
+            assert!(
+                q.expr.contains("$instance") || q.expr.contains("$tool"),
+                "{uid}: {} ignores the template variables: {}",
+                q.panel,
+                q.expr
+            );
+            let shown = legend_labels(&q.legend);
+            let returned: BTreeSet<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+            assert!(
+                shown.is_subset(&returned),
+                "{uid}: {} shows {shown:?} but returns {returned:?}",
+                q.panel
+            );
+            seen.insert((uid.to_owned(), q.panel.clone()));
+        }
+        if uid == "agentmon-fleet" {
+            let geomap = panels(d)
+                .into_iter()
+                .find(|p| p["type"] == "geomap")
+                .expect("a geomap panel");
+            let location = &geomap["options"]["layers"][0]["location"];
+            assert_eq!(location["mode"], "lookup");
+            assert_eq!(location["lookup"], "dest_country");
+            assert_eq!(location["gazetteer"], "public/gazetteer/countries.json");
+        }
+    }
+    for (d, p, _) in SHAPES {
+        assert!(
+            seen.contains(&(d.to_string(), p.to_string())),
+            "SHAPES lists {d}: {p:?}, which no dashboard has"
+        );
+    }
+    for file in [
+        "provisioning/dashboards/agentmon.yml",
+        "provisioning/datasources/prometheus.yml",
+    ] {
+        let text = fs::read_to_string(dashboards_dir().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(text.contains("apiVersion: 1"), "{file}");
+    }
+}
+
+/// Every built-in tool; each host's config disables all but its own.
+const TOOLS: [&str; 12] = [
+    "claude-code",
+    "codex",
+    "gemini-cli",
+    "copilot",
+    "cursor",
+    "aider",
+    "opencode",
+    "goose",
+    "amazon-q",
+    "continue",
+    "cline",
+    "windsurf",
+];
+
+fn only(tool: &str) -> String {
+    let others: Vec<String> = TOOLS
+        .iter()
+        .filter(|t| **t != tool)
+        .map(|t| format!("{t:?}"))
+        .collect();
+    format!("[agents]\ndisable = [{}]\n", others.join(", "))
+}
+
+/// Host A watches claude-code; host B watches aider, with a geolocation
+/// service in its catalog and a cap of three `dest` values.
+fn start_fleet() -> Fleet {
+    let mut records = default_records();
+    records.push("whereami.geo.test=A:198.51.100.40".into());
+    let purposes = r#"
+[[dest.entry]]
+host = "api.model.test"
+purpose = "model-api"
+
+[[dest.entry]]
+host = "telemetry.vendor.test"
+purpose = "telemetry"
+"#;
+    let config_a = format!("{}{purposes}", only("claude-code"));
+    let config_b = format!(
+        "[dest]\nmax_per_tool = 3\n\n{}{purposes}\n[[dest.entry]]\nhost = \"whereami.geo.test\"\npurpose = \"geolocation\"\n",
+        only("aider")
+    );
+    let rules: Vec<PathBuf> = ["lists.yml", "fleet.yml", "alerts.yml"]
+        .iter()
+        .map(|f| dashboards_dir().join("rules").join(f))
+        .collect();
+    Fleet::start(&records, &config_a, &config_b, &rules)
+}
+
+/// Waits until `am` has TLS probes on OpenSSL and sees `tool` through them.
+fn wait_attached(am: &Agentmon, tool: &str) {
+    let attached = am.wait_for_value(
+        "agentmon_uprobes_attached",
+        &[("library", "openssl")],
+        SETTLE,
+        |v| v > 0.0,
+    );
+    assert!(attached.is_ok(), "no openssl probes:\n{}", am.log_text());
+    let coverage = [
+        ("tool", tool),
+        ("library", "openssl"),
+        ("mode", "plaintext"),
+    ];
+    let covered = am.wait_for_value("agentmon_tls_coverage", &coverage, SETTLE, |v| v == 1.0);
+    assert!(
+        covered.is_ok(),
+        "{tool} not covered: {:?}",
+        covered.err().map(|m| m.text().to_owned())
+    );
+}
+
+/// curl as Claude Code, reading what to do from stdin: it maps libssl at
+/// once and waits.
+fn waiting_curl(f: &Fleet, curl: &Path) -> (ChildGuard, ChildStdin) {
+    let mut child = f
+        .lab
+        .client_cmd(curl, ["-K", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start curl");
+    let stdin = child.stdin.take().expect("curl's stdin");
+    (ChildGuard::from_child(child, "curl -K -"), stdin)
+}
+
+/// Host A: a live Claude Code (kept, for its TLS coverage), a model request
+/// over TLS and telemetry over plain HTTP. Returns what must stay alive.
+fn claude_on_host_a(f: &Fleet) -> (ChildGuard, ChildStdin) {
+    let curl = f.lab.dir().join("a/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new("/usr/bin/curl"), &curl);
+    let body = f.lab.dir().join("a/body");
+    fs::write(&body, vec![b'q'; 20_000]).unwrap();
+    let idle = waiting_curl(f, &curl);
+    wait_attached(&f.a, "claude-code");
+    let (worker, mut stdin) = waiting_curl(f, &curl);
+    let config = format!(
+        "url = \"https://api.model.test/v1/messages\"\nipv4\ninsecure\nsilent\nheader = \"Expect:\"\ndata-binary = \"@{}\"\n",
+        body.display()
+    );
+    stdin.write_all(config.as_bytes()).unwrap();
+    drop(stdin);
+    let out = worker.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    // Twice, two scrapes apart, so that the counters grow while scraped.
+    for _ in 0..2 {
+        let out = run_bounded(
+            f.lab
+                .client_cmd(&curl, ["-4", "-s", "--data-binary"])
+                .arg(format!("@{}", body.display()))
+                .arg("http://telemetry.vendor.test/v1/events"),
+            RUN,
+        );
+        assert!(out.status.success(), "{out:?}");
+        thread::sleep(Duration::from_secs(2));
+    }
+    idle
+}
+
+/// Host B: a live aider (kept), a model request over TLS, then plain HTTP to
+/// another country, a geolocation service and a fourth destination, which
+/// is past the cap. Returns what must stay alive.
+fn aider_on_host_b(f: &Fleet) -> ChildGuard {
+    let dir = f.lab.dir().join("b");
+    let idle_script = dir.join("idle/bin/aider");
+    fs::create_dir_all(idle_script.parent().unwrap()).unwrap();
+    fs::write(&idle_script, "import ssl, time\ntime.sleep(600)\n").unwrap();
+    let aider = dir.join("venv/bin/aider");
+    fs::create_dir_all(aider.parent().unwrap()).unwrap();
+    fs::copy(Internet::script("py_client.py"), &aider).unwrap();
+    let idle = ChildGuard::spawn(&mut f.host_b.cmd("python3", [&idle_script]));
+    wait_attached(&f.b, "aider");
+    let go = dir.join("go");
+    let mut cmd = f.host_b.cmd("python3", [&aider]);
+    cmd.args(["--name", "api.model.test", "--tls", "--port", "443"])
+        .args(["--path", "/v1/messages", "--body", "4321", "--wait-file"])
+        .arg(&go);
+    let run = ChildGuard::spawn(&mut cmd);
+    thread::sleep(Duration::from_millis(500));
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    for _ in 0..2 {
+        for name in ["far.elsewhere.test", "whereami.geo.test", "api.one.test"] {
+            let mut cmd = f.host_b.cmd("python3", [&aider]);
+            cmd.args(["--name", name, "--port", "80", "--body", "1000"]);
+            let out = run_bounded(&mut cmd, RUN);
+            assert!(out.status.success(), "{name}: {out:?}");
+        }
+        thread::sleep(Duration::from_secs(2));
+    }
+    idle
+}
+
+/// Waits until `am` exports `name` with `labels` at a value of at least 1.
+fn expect_some(am: &Agentmon, name: &str, labels: &[(&str, &str)]) -> Metrics {
+    match am.wait_for_value(name, labels, SETTLE, |v| v >= 1.0) {
+        Ok(_) => am.scrape(),
+        Err(last) => panic!("{name}{labels:?} never reached 1:\n{}", last.text()),
+    }
+}
+
+/// Metric families in a scrape: histogram series under their family name.
+fn families(m: &Metrics) -> BTreeSet<String> {
+    m.names()
+        .into_iter()
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|family| m.metric_type(family) == Some("histogram"))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Sorted label names of every sample, without `__name__`.
+fn shapes(samples: &[Sample]) -> BTreeSet<Vec<String>> {
+    samples
+        .iter()
+        .map(|s| s.label_names().into_iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// Runs `expr` until it returns samples with exactly `labels`; `Err` says
+/// what it returned instead.
+fn check_query(p: &Prometheus, expr: &str, labels: &[&str]) -> Result<Vec<Sample>, String> {
+    let want: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+    p.wait_for(expr, SETTLE, |samples| {
+        !samples.is_empty() && shapes(samples) == BTreeSet::from([want.clone()])
+    })
+}
+
+#[test]
+fn every_panel_query_returns_data_from_two_hosts() {
+    if !require_root() {
+        return;
+    }
+    let f = start_fleet();
+    let _claude = claude_on_host_a(&f);
+    let _aider = aider_on_host_b(&f);
+    let (a, b) = (f.instance_a(), f.instance_b());
+
+    // What each daemon counted: each host only its own tool.
+    let model = [
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "model-api"),
+    ];
+    let mut on_a = vec![("tool", "claude-code")];
+    on_a.extend(model);
+    expect_some(&f.a, "agentmon_http_requests_total", &on_a);
+    expect_some(
+        &f.a,
+        "agentmon_http_request_bytes_count",
+        &[("tool", "claude-code")],
+    );
+    let mut on_b = vec![("tool", "aider")];
+    on_b.extend(model);
+    expect_some(&f.b, "agentmon_http_requests_total", &on_b);
+    expect_some(
+        &f.b,
+        "agentmon_http_request_bytes_count",
+        &[("tool", "aider")],
+    );
+    let scrape_b = expect_some(&f.b, "agentmon_dest_overflow_total", &[("tool", "aider")]);
+    let scrape_a = f.a.scrape();
+    for (m, tool, other) in [
+        (&scrape_a, "claude-code", "aider"),
+        (&scrape_b, "aider", "claude-code"),
+    ] {
+        assert!(
+            m.value("agentmon_egress_bytes_total", &[("tool", tool)])
+                .is_some()
+        );
+        assert_eq!(
+            m.value("agentmon_egress_bytes_total", &[("tool", other)]),
+            None
+        );
+    }
+
+    let p = &f.prometheus;
+    let up = format!("up{{job=\"{JOB}\"}} == 1");
+    p.wait_for(&up, SETTLE, |s| s.len() == 2)
+        .unwrap_or_else(|e| panic!("both hosts up: {e}"));
+    // The last scrape carries the traffic of both hosts.
+    p.wait_for(
+        "count by (instance) (agentmon_http_request_bytes_count)",
+        SETTLE,
+        |s| s.len() == 2,
+    )
+    .unwrap_or_else(|e| panic!("both hosts' requests in Prometheus: {e}"));
+
+    let mut failures = Vec::new();
+    // Template variables, then every panel query as Grafana would send it:
+    // "All" is `.*`; the machine dashboard shows one machine at a time.
+    let mut checked = 0;
+    for (_, d) in dashboards() {
+        let uid = d["uid"].as_str().unwrap().to_owned();
+        let instances: Vec<&str> = if uid == "agentmon-machine" {
+            vec![&a, &b]
+        } else {
+            vec![".*"]
+        };
+        for instance in instances {
+            let vars = [
+                ("instance", instance),
+                ("tool", ".*"),
+                ("__range", "5m"),
+                ("__range_s", "300"),
+                ("__rate_interval", "1m"),
+            ];
+            for var in d["templating"]["list"].as_array().into_iter().flatten() {
+                let Some(definition) = var["definition"].as_str() else {
+                    continue;
+                };
+                let name = var["name"].as_str().unwrap();
+                let expr = label_values_query(&substitute(definition, &vars)).unwrap();
+                match check_query(p, &expr, &[name]) {
+                    Ok(s) if s.len() >= 2 || instance != ".*" => {}
+                    Ok(s) => failures.push(format!("{uid} ${name}: {} values: {s:?}", s.len())),
+                    Err(e) => failures.push(format!("{uid} ${name}: {e}")),
+                }
+            }
+            for q in panel_queries(&d) {
+                let expr = substitute(&q.expr, &vars);
+                let labels = shape(&uid, &q.panel).unwrap_or_default();
+                checked += 1;
+                if let Err(e) = check_query(p, &expr, labels) {
+                    failures.push(format!(
+                        "{uid} / {} ({}, instance {instance}): want {labels:?}: {e}",
+                        q.panel, q.ref_id
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked >= SHAPES.len(), "{checked} queries run");
+
+    // Every rule evaluates cleanly, and every recording rule has series.
+    let rules = p.api("rules").expect("GET /api/v1/rules");
+    let rules: Vec<Value> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(rules.len() >= 30, "{} rules loaded", rules.len());
+    for rule in &rules {
+        let name = rule["name"].as_str().unwrap();
+        if rule["health"] != "ok" {
+            failures.push(format!(
+                "rule {name}: {} {}",
+                rule["health"], rule["lastError"]
+            ));
+        }
+        if rule["type"] == "recording"
+            && let Err(e) = p.wait_for(name, SETTLE, |s| !s.is_empty())
+        {
+            failures.push(format!("recording rule {name} has no series: {e}"));
+        }
+    }
+
+    // The alerts this traffic raises: telemetry from claude-code on A, which
+    // lists.yml lists as telemetry-disabled; a geolocation lookup and a
+    // country outside the allowlist (DE) on B. None about agentmon itself.
+    for (alert, instance, tool, dest) in [
+        (
+            "AgentTelemetryWhileDisabled",
+            &a,
+            "claude-code",
+            "telemetry.vendor.test",
+        ),
+        ("AgentGeolocationLookup", &b, "aider", "whereami.geo.test"),
+        (
+            "AgentEgressToCountryNotAllowed",
+            &b,
+            "aider",
+            "elsewhere.test",
+        ),
+    ] {
+        let expr = format!(
+            "ALERTS{{alertname=\"{alert}\", instance=\"{instance}\", tool=\"{tool}\", dest=\"{dest}\"}}"
+        );
+        if let Err(e) = p.wait_for(&expr, SETTLE, |s| !s.is_empty()) {
+            failures.push(format!("alert not raised: {e}"));
+        }
+    }
+    match p.query("ALERTS{alertname=~\"Agentmon.*\"}") {
+        Ok(s) if s.is_empty() => {}
+        other => failures.push(format!("agentmon health alerts: {other:?}")),
+    }
+
+    // Metric names: every one the dashboards and rules use is exported, and
+    // every exported one is in the reference table of dashboards/README.md.
+    let mut exported = families(&scrape_a);
+    exported.extend(families(&f.b.scrape()));
+    let mut used = BTreeSet::new();
+    for (_, d) in dashboards() {
+        used.extend(agentmon_metric_names(&d.to_string()));
+    }
+    for rule in &rules {
+        used.extend(agentmon_metric_names(rule["query"].as_str().unwrap()));
+    }
+    for name in &used {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find(|family| exported.contains(*family))
+            .unwrap_or(name);
+        if !exported.contains(family) {
+            failures.push(format!("{name} is used but not exported"));
+        }
+    }
+    let readme = fs::read_to_string(dashboards_dir().join("README.md")).unwrap();
+    for family in &exported {
+        if !readme.contains(&format!("| `{family}` |")) {
+            failures.push(format!(
+                "{family} is exported but not in dashboards/README.md"
+            ));
+        }
+    }
+
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
