@@ -120,34 +120,8 @@ impl Internet {
         .expect("write resolv.conf");
 
         let dir = lab.dir();
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args([
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=api.model.test",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("run openssl (cargo xtask setup installs it)");
-        assert!(
-            out.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (cert, key) = self_signed_cert(dir, "api.model.test")
+            .unwrap_or_else(|e| panic!("{e} (cargo xtask setup installs openssl)"));
 
         let ready = dir.join("dns.ready");
         let mut cmd = lab.remote_cmd("python3", [script("dns_server.py")]);
@@ -221,4 +195,27 @@ impl Drop for Internet {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.netns_dir);
     }
+}
+
+/// Writes a self-signed P-256 certificate for `cn` and its key to `dir`
+/// (`cert.pem`, `key.pem`) with openssl; returns (certificate, key).
+pub fn self_signed_cert(dir: &Path, cn: &str) -> Result<(PathBuf, PathBuf), String> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj"])
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .map_err(|e| format!("cannot run openssl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok((cert, key))
 }

@@ -45,7 +45,7 @@ pub use grafana::{
 pub use http::{HttpResponse, http_get};
 pub use internet::{
     DNS_V4, FAR_V4, Internet, MODEL_V4, MODEL_V6, REPLY_BODY, ServerConn, TELEMETRY_V4,
-    default_records,
+    default_records, self_signed_cert,
 };
 pub use metrics::{Labels, Metrics, ParseError};
 pub use netlab::{
@@ -55,7 +55,7 @@ pub use netlab::{
 pub use netns::{in_netns, spawn_in_netns};
 pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
 pub use prometheus::{Prometheus, Sample, url_encode};
-pub use world::{NETS, World, labels, make_geoip, sum, world, world_with};
+pub use world::{NETS, TEST_PURPOSES, World, labels, make_geoip, sum, world, world_with};
 
 /// Where the kernel exposes its BTF; agentmon's programs need it.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";

@@ -25,6 +25,17 @@ pub const NETS: [&str; 3] = [
     "2001:db8::/32=JP:64502:Rei-Net-JP",
 ];
 
+/// Config entries naming the test internet's hosts' purposes.
+pub const TEST_PURPOSES: &str = r#"
+[[dest.entry]]
+host = "api.model.test"
+purpose = "model-api"
+
+[[dest.entry]]
+host = "telemetry.vendor.test"
+purpose = "telemetry"
+"#;
+
 pub fn make_geoip(dir: &Path, nets: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/make_test_mmdb.py");
     let mut cmd = Command::new("python3");
@@ -67,15 +78,7 @@ pub fn world_with(netpeer: &str, extra: &str, records: &[String]) -> World {
 country = "{g}/country.mmdb"
 asn = "{g}/asn.mmdb"
 reload_seconds = 1
-
-[[dest.entry]]
-host = "api.model.test"
-purpose = "model-api"
-
-[[dest.entry]]
-host = "telemetry.vendor.test"
-purpose = "telemetry"
-{extra}
+{TEST_PURPOSES}{extra}
 "#,
             g = geoip.display()
         ),

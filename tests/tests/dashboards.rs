@@ -20,9 +20,10 @@ use std::{
 };
 
 use agentmon_tests::{
-    Agentmon, ChildGuard, Fleet, Internet, JOB, Metrics, Prometheus, Sample, agent_copy,
-    agentmon_metric_names, dashboards, dashboards_dir, default_records, label_values_query,
-    legend_labels, panel_queries, panels, require_root, run_bounded, substitute,
+    Agentmon, ChildGuard, Fleet, Internet, JOB, Metrics, Prometheus, Sample, TEST_PURPOSES,
+    agent_copy, agentmon_metric_names, dashboards, dashboards_dir, default_records,
+    label_values_query, legend_labels, panel_queries, panels, require_root, run_bounded,
+    substitute,
 };
 use serde_json::Value;
 
@@ -296,15 +297,7 @@ fn only(tool: &str) -> String {
 fn start_fleet() -> Fleet {
     let mut records = default_records();
     records.push("whereami.geo.test=A:198.51.100.40".into());
-    let purposes = r#"
-[[dest.entry]]
-host = "api.model.test"
-purpose = "model-api"
-
-[[dest.entry]]
-host = "telemetry.vendor.test"
-purpose = "telemetry"
-"#;
+    let purposes = TEST_PURPOSES;
     let config_a = format!("{}{purposes}", only("claude-code"));
     let config_b = format!(
         "[dest]\nmax_per_tool = 3\n\n{}{purposes}\n[[dest.entry]]\nhost = \"whereami.geo.test\"\npurpose = \"geolocation\"\n",

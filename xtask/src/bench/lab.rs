@@ -170,32 +170,9 @@ impl BenchLab {
             .context("node is missing; `cargo xtask setup` installs it")?;
         let server_node = self.dir().join("srv/node-bench-server");
         agent_copy(&node, &server_node);
-        let (cert, key) = (self.dir().join("cert.pem"), self.dir().join("key.pem"));
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args([
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=api.bench.test",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .context("run openssl (`cargo xtask setup` installs it)")?;
-        if !out.status.success() {
-            bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        let (cert, key) = agentmon_tests::self_signed_cert(self.dir(), "api.bench.test")
+            .map_err(anyhow::Error::msg)
+            .context("`cargo xtask setup` installs openssl")?;
         let ready = self.dir().join("tls.ready");
         let mut args: Vec<OsString> = vec![self.bins.script("tls_server.js").into()];
         args.extend([REMOTE_V4.to_string(), TLS_PORT.to_string()].map(OsString::from));
