@@ -11,7 +11,7 @@ use crate::{
         name_connection, parse_client_hello, parse_request, parse_response, parse_tcp_read,
     },
     geoip::GeoIp,
-    requests::{Request, loggable_path},
+    requests::Request,
     traffic::{Dest, Names},
 };
 
@@ -140,7 +140,7 @@ impl Enricher {
             Request {
                 method,
                 purpose,
-                path: path.filter(|_| keep_paths).map(loggable_path),
+                path: path.filter(|_| keep_paths).map(str::to_owned),
             }
         };
         match parse_request(data) {

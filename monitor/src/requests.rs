@@ -16,7 +16,8 @@ pub struct Request {
     pub method: &'static str,
     /// The path's purpose class; `None` when no path rule matched.
     pub purpose: Option<&'static str>,
-    /// The path without its query string, only when `[log] paths` is on.
+    /// The path as the parsers keep it (no query string or fragment, at
+    /// most `dest::http::MAX_PATH_LEN` bytes), only when `[log] paths` is on.
     pub path: Option<String>,
 }
 
@@ -42,9 +43,6 @@ fn is_one(n: &u32) -> bool {
 /// Requests kept per connection for its log line; later ones are counted
 /// in `dropped` (the metrics still see every one).
 pub const MAX_LOGGED: usize = 64;
-
-/// The longest path the log keeps, in bytes.
-pub const MAX_PATH: usize = 256;
 
 #[derive(Debug, Clone, Default)]
 pub struct RequestSizes {
@@ -91,17 +89,6 @@ impl RequestSizes {
         }
         Some(record)
     }
-}
-
-/// A path as the log may show it: no query string or fragment (they carry
-/// tokens and user data), at most [`MAX_PATH`] bytes.
-pub fn loggable_path(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let mut end = path.len().min(MAX_PATH);
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    path[..end].to_owned()
 }
 
 #[cfg(test)]
@@ -171,14 +158,5 @@ mod tests {
             json,
             r#"{"method":"GET","purpose":"other","bytes_sent":1,"bytes_received":1}"#
         );
-    }
-
-    #[test]
-    fn paths_lose_queries_and_length() {
-        assert_eq!(loggable_path("/v1/messages?beta=true#x"), "/v1/messages");
-        assert_eq!(loggable_path("/a#frag"), "/a");
-        let long = "/é".repeat(200);
-        let kept = loggable_path(&long);
-        assert!(kept.len() <= MAX_PATH && long.starts_with(&kept));
     }
 }

@@ -19,12 +19,14 @@ use std::{
     fs,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Command,
     sync::atomic::{AtomicUsize, Ordering},
 };
 
 use crate::{
-    Agentmon, CLIENT_V4, DNS_V4, Internet, NetLab, make_geoip, netlab::ip, prometheus::Prometheus,
+    Agentmon, CLIENT_V4, DNS_V4, Internet, NetLab, make_geoip,
+    netlab::{ip, quiet_ip},
+    prometheus::Prometheus,
     world::NETS,
 };
 
@@ -136,15 +138,6 @@ impl Drop for ExtraHost {
         // Deleting the namespace drops its veth end, and with it the peer.
         let _ = quiet_ip(&["netns", "del", &self.ns]);
     }
-}
-
-fn quiet_ip(args: &[&str]) -> Option<Output> {
-    Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
 }
 
 /// Host A (the lab's client namespace) and host B, each with its agentmon,

@@ -313,7 +313,7 @@ pub(crate) fn ip(args: &[&str]) {
 }
 
 /// Runs `ip args...`; its output if it succeeded.
-fn quiet_ip(args: &[&str]) -> Option<Output> {
+pub(crate) fn quiet_ip(args: &[&str]) -> Option<Output> {
     Command::new("ip")
         .args(args)
         .stdin(Stdio::null())

@@ -122,6 +122,17 @@ impl World {
         path
     }
 
+    /// The test internet's node script `name` copied to where Gemini CLI's
+    /// npm package keeps its bundle; run with `node`, it is gemini-cli.
+    pub fn as_gemini(&self, name: &str) -> PathBuf {
+        let path = self
+            .lab
+            .dir()
+            .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
+        agent_copy(&Internet::script(name), &path);
+        path
+    }
+
     /// The command that runs py_client.py as aider (`python3 .../bin/aider ...`).
     pub fn aider_cmd(&self, args: &[&str]) -> Command {
         let aider = self.lab.dir().join("venv/bin/aider");

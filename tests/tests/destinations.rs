@@ -136,12 +136,7 @@ fn node_with_its_own_resolver_through_a_cname_is_telemetry() {
         return;
     }
     let w = world(NETPEER, "");
-    let script = w
-        .lab
-        .dir()
-        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
-    fs::create_dir_all(script.parent().unwrap()).unwrap();
-    fs::copy(Internet::script("node_client.js"), &script).unwrap();
+    let script = w.as_gemini("node_client.js");
     let out = run_bounded(
         &mut w.lab.client_cmd(
             "node",

@@ -10,7 +10,7 @@
 use std::{fs, io::Write, path::Path, process::Stdio, time::Duration};
 
 use agentmon_tests::{
-    ChildGuard, Internet, World, require_root, run_bounded, sum, wait_until, world,
+    ChildGuard, Internet, ServerConn, World, require_root, run_bounded, sum, wait_until, world,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
@@ -41,6 +41,24 @@ fn expect_plaintext(
     w.expect("agentmon_tls_plaintext_bytes_total", &inn, ingress as f64)
 }
 
+/// The plaintext of `conn` counted for (tool, dest, library), and one POST
+/// request of `purpose` on it; returns the last scrape.
+fn expect_one_post(
+    w: &World,
+    (tool, dest, lib): (&'static str, &'static str, &'static str),
+    purpose: &str,
+    plain: (u64, u64),
+) -> agentmon_tests::Metrics {
+    expect_plaintext(w, tool, dest, lib, plain);
+    let request = [
+        ("tool", tool),
+        ("dest", dest),
+        ("method", "POST"),
+        ("purpose", purpose),
+    ];
+    w.expect("agentmon_http_requests_total", &request, 1.0)
+}
+
 fn plaintext(
     tool: &'static str,
     dest: &'static str,
@@ -65,7 +83,7 @@ fn plaintext(
 /// Runs py_client.py as aider over TLS to api.model.test with `args` once
 /// its libssl is probed, as a long-lived agent would be; returns the web
 /// server's one connection.
-fn aider_once_probed(w: &World, args: &[&str]) -> Vec<agentmon_tests::ServerConn> {
+fn aider_once_probed(w: &World, args: &[&str]) -> Vec<ServerConn> {
     let go = w.lab.dir().join("go");
     let mut aider = w.aider_cmd(&["--name", "api.model.test", "--tls", "--port", "443"]);
     aider.args(args).arg("--wait-file").arg(&go);
@@ -75,6 +93,21 @@ fn aider_once_probed(w: &World, args: &[&str]) -> Vec<agentmon_tests::ServerConn
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     w.server_conns("203.0.113.20:443", 1)
+}
+
+/// node_client.js as gemini-cli: POSTs `body` bytes to telemetry.vendor.test
+/// over HTTPS once the file `go` exists.
+fn node_client_as_gemini(w: &World, body: &str, go: &Path) -> ChildGuard {
+    let script = w.as_gemini("node_client.js");
+    let args = [
+        script.as_os_str(),
+        "telemetry.vendor.test".as_ref(),
+        "443".as_ref(),
+        "/log".as_ref(),
+        body.as_ref(),
+        go.as_os_str(),
+    ];
+    ChildGuard::spawn(&mut w.lab.client_cmd("node", args))
 }
 
 /// The connection log's line for `tool`'s one probed connection (node
@@ -140,20 +173,12 @@ fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
     let out = curl_run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     let conns = w.server_conns("203.0.113.20:443", 1);
-    expect_plaintext(
+    let m = expect_one_post(
         &w,
-        "claude-code",
-        "api.model.test",
-        "openssl",
+        ("claude-code", "api.model.test", "openssl"),
+        "model-api",
         (conns[0].plain_in, conns[0].plain_out),
     );
-    let request = [
-        ("tool", "claude-code"),
-        ("dest", "api.model.test"),
-        ("method", "POST"),
-        ("purpose", "model-api"),
-    ];
-    let m = w.expect("agentmon_http_requests_total", &request, 1.0);
     // Kernel bytes (ciphertext) on the same connection and labels.
     let (sent, _) = sum(&conns);
     let kernel = [
@@ -228,43 +253,19 @@ fn node_with_openssl_inside_its_executable_is_probed() {
         return;
     }
     let w = world(NETPEER, "");
-    let script = w
-        .lab
-        .dir()
-        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
-    fs::create_dir_all(script.parent().unwrap()).unwrap();
-    fs::copy(Internet::script("node_client.js"), &script).unwrap();
     let go = w.lab.dir().join("go");
-    let run = ChildGuard::spawn(&mut w.lab.client_cmd(
-        "node",
-        [
-            script.to_str().unwrap(),
-            "telemetry.vendor.test",
-            "443",
-            "/log",
-            "3000",
-            go.to_str().unwrap(),
-        ],
-    ));
+    let run = node_client_as_gemini(&w, "3000", &go);
     wait_attached(&w, "gemini-cli", "openssl-static");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
     let conns = w.server_conns("203.0.113.30:443", 1);
-    expect_plaintext(
+    expect_one_post(
         &w,
-        "gemini-cli",
-        "telemetry.vendor.test",
-        "openssl-static",
+        ("gemini-cli", "telemetry.vendor.test", "openssl-static"),
+        "telemetry",
         (conns[0].plain_in, conns[0].plain_out),
     );
-    let request = [
-        ("tool", "gemini-cli"),
-        ("dest", "telemetry.vendor.test"),
-        ("method", "POST"),
-        ("purpose", "telemetry"),
-    ];
-    w.expect("agentmon_http_requests_total", &request, 1.0);
 }
 
 #[test]
@@ -308,20 +309,12 @@ fn bun_single_file_executable_is_probed_by_pattern() {
     let answered = || w.net.server_conns().iter().any(|c| c.plain_in > 0);
     assert!(wait_until(Duration::from_secs(15), answered));
     let (plain_in, plain_out) = served(&w);
-    expect_plaintext(
+    expect_one_post(
         &w,
-        "claude-code",
-        "api.model.test",
-        "boringssl",
+        ("claude-code", "api.model.test", "boringssl"),
+        "model-api",
         (plain_in, plain_out),
     );
-    let request = [
-        ("tool", "claude-code"),
-        ("dest", "api.model.test"),
-        ("method", "POST"),
-        ("purpose", "model-api"),
-    ];
-    w.expect("agentmon_http_requests_total", &request, 1.0);
 }
 
 #[test]
@@ -361,20 +354,12 @@ fn gnutls_cli_is_probed_through_libgnutls() {
     let _ = run.wait_output(RUN);
     let (plain_in, plain_out) = served(&w);
     assert_eq!(plain_in, request.len() as u64);
-    expect_plaintext(
+    expect_one_post(
         &w,
-        "claude-code",
-        "api.model.test",
-        "gnutls",
+        ("claude-code", "api.model.test", "gnutls"),
+        "model-api",
         (plain_in, plain_out),
     );
-    let request = [
-        ("tool", "claude-code"),
-        ("dest", "api.model.test"),
-        ("method", "POST"),
-        ("purpose", "model-api"),
-    ];
-    w.expect("agentmon_http_requests_total", &request, 1.0);
 }
 
 #[test]
@@ -383,24 +368,8 @@ fn agent_running_before_agentmon_gets_its_tls_probed() {
         return;
     }
     let mut w = world(NETPEER, "");
-    let script = w
-        .lab
-        .dir()
-        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
-    fs::create_dir_all(script.parent().unwrap()).unwrap();
-    fs::copy(Internet::script("node_client.js"), &script).unwrap();
     let go = w.lab.dir().join("go");
-    let run = ChildGuard::spawn(&mut w.lab.client_cmd(
-        "node",
-        [
-            script.to_str().unwrap(),
-            "telemetry.vendor.test",
-            "443",
-            "/log",
-            "777",
-            go.to_str().unwrap(),
-        ],
-    ));
+    let run = node_client_as_gemini(&w, "777", &go);
     std::thread::sleep(Duration::from_millis(300));
     // The agent now runs before this agentmon: found by its start-up scan.
     w.restart_agentmon();
@@ -435,12 +404,7 @@ fn http2_requests_are_read_with_their_paths_classified() {
     let _server = w
         .lab
         .spawn_remote("h2_server.js", server, &ready, &w.lab.dir().join("h2.log"));
-    let script = w
-        .lab
-        .dir()
-        .join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
-    fs::create_dir_all(script.parent().unwrap()).unwrap();
-    fs::copy(Internet::script("h2_client.js"), &script).unwrap();
+    let script = w.as_gemini("h2_client.js");
     let go = w.lab.dir().join("go");
     let paths = ["/v1/messages", "/api/event_logging/batch", "/v1/messages"];
     let mut args = vec![

@@ -36,7 +36,7 @@ use std::fmt;
 use loona_hpack::Decoder;
 
 use super::hostname::Hostname;
-use super::http::{MAX_PATH_LEN, Method};
+use super::http::{Method, sanitise_path};
 
 /// What an HTTP/2 client writes first (RFC 9113 3.4).
 pub const CLIENT_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -74,7 +74,7 @@ pub struct H2Request {
     /// `:authority`, else the `host` header, without port or user info;
     /// `None` for IP literals and anything that is not a host name.
     pub authority: Option<Hostname>,
-    /// `:path` without query string or fragment, at most [`MAX_PATH_LEN`]
+    /// `:path` without query string or fragment, at most [`super::http::MAX_PATH_LEN`]
     /// bytes, every byte outside RFC 3986 `pchar` and `/` replaced by `_`
     /// (as for HTTP/1 heads).
     pub path: Option<String>,
@@ -490,22 +490,4 @@ fn parse_authority(value: &[u8]) -> Option<Hostname> {
         None => host,
     };
     Hostname::parse(host)
-}
-
-fn sanitise_path(value: &[u8]) -> String {
-    let end = value
-        .iter()
-        .position(|&b| b == b'?' || b == b'#')
-        .unwrap_or(value.len());
-    value[..end]
-        .iter()
-        .take(MAX_PATH_LEN)
-        .map(|&b| {
-            if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&b) {
-                char::from(b)
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

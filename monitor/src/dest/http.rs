@@ -106,7 +106,10 @@ pub fn parse_request(bytes: &[u8]) -> Option<HttpStart> {
             HttpStart::Request(HttpRequest {
                 method,
                 host: None,
-                path: request.path.map(sanitise_path).unwrap_or_default(),
+                path: request
+                    .path
+                    .map(|p| sanitise_path(p.as_bytes()))
+                    .unwrap_or_default(),
             })
         });
     }
@@ -160,7 +163,7 @@ fn from_head(request: &httparse::Request<'_, '_>) -> HttpRequest {
     HttpRequest {
         method,
         host,
-        path: sanitise_path(path),
+        path: sanitise_path(path.as_bytes()),
     }
 }
 
@@ -193,11 +196,18 @@ fn host_without_port(value: &[u8]) -> Option<Hostname> {
     Hostname::parse(host)
 }
 
-fn sanitise_path(target: &str) -> String {
-    let path = target.split(['?', '#']).next().unwrap_or_default();
-    path.bytes()
+/// A request target's path as agentmon keeps it (HTTP/1 and HTTP/2): no
+/// query string or fragment (tokens, user data), at most [`MAX_PATH_LEN`]
+/// bytes, bytes outside RFC 3986's path characters replaced by `_`.
+pub(crate) fn sanitise_path(target: &[u8]) -> String {
+    let end = target
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(target.len());
+    target[..end]
+        .iter()
         .take(MAX_PATH_LEN)
-        .map(|b| {
+        .map(|&b| {
             if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&b) {
                 char::from(b)
             } else {

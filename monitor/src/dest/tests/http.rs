@@ -98,6 +98,13 @@ fn path_is_sanitised_and_bounded() {
 }
 
 #[test]
+fn path_loses_query_and_fragment() {
+    let r = request(b"POST /v1/messages?beta=true&key=secret#frag HTTP/1.1\r\n\r\n");
+    assert_eq!(r.path, "/v1/messages");
+    assert_eq!(request(b"GET /a#frag HTTP/1.1\r\n\r\n").path, "/a");
+}
+
+#[test]
 fn http2_preface() {
     assert_eq!(
         parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"),
