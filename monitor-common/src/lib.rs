@@ -29,27 +29,89 @@ pub struct Tracked {
 
 /// How a TCP connection came to be watched.
 pub mod origin {
-    /// A tracked process called connect() (seen in `SYN_SENT`).
+    /// A tracked process called connect() (its SYN was seen leaving).
     pub const CONNECT: u8 = 1;
-    /// First seen when a tracked process sent or received on it: an accepted
-    /// socket, one inherited or passed from another process, or one opened
-    /// before agentmon started. User space works out its direction.
+    /// Found open in a tracked process by user space (it existed before
+    /// agentmon started, or before its process was recognised), or handed
+    /// over between tools. User space works out its direction.
     pub const FIRST_USE: u8 = 2;
+    /// Accepted on a listening socket of a tracked process (the child
+    /// socket inherits the listener's owner).
+    pub const ACCEPT: u8 = 3;
 }
 
-/// Value of the `CONNS` map, keyed by the kernel's `struct sock *`.
+/// Value of the `SOCKS` socket storage: the owner of one socket that a
+/// tracked process created (or that user space adopted). A socket without
+/// it is untracked, and the packet programs stop at that one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    /// The socket's cookie, the key of `CONNS`; set when its first packet
+    /// is seen (an accepted socket inherits its listener's value).
+    pub cookie: u64,
+    /// The process that created (or holds) the socket, and its tool.
+    pub tgid: u32,
+    pub tool: u32,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    /// See [`sock_status`].
+    pub status: u8,
+    /// [`conn_flags::STATE_CB`] once sock_ops asked for state callbacks
+    /// (before the connection's first packet: copied into `Conn::flags`).
+    pub flags: u8,
+    pub _pad: [u8; 5],
+}
+const _: () = assert!(size_of::<SockOwner>() == 24);
+
+/// [`SockOwner::status`].
+pub mod sock_status {
+    /// No packet seen yet (TCP: no `CONNS` entry).
+    pub const NEW: u8 = 0;
+    /// TCP: `CONNS[cookie]` holds its counts. UDP: counted in `UDP_FLOWS`.
+    pub const WATCHED: u8 = 1;
+    /// Not an agent's after all, or closed: every later packet stops here.
+    pub const IGNORED: u8 = 2;
+    /// Put in place by user space for a socket found open; watched from its
+    /// next packet on, with [`origin::FIRST_USE`].
+    pub const ADOPTED: u8 = 3;
+}
+
+/// Sequence-number bookkeeping of a watched TCP connection. Offsets are
+/// bytes past the first payload byte of each direction (`*_base` is that
+/// byte's sequence number), widened to 64 bits as the 32-bit sequence
+/// numbers advance. Kept by the packet programs; see monitor-ebpf's tcp.rs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSeq {
+    pub tx_base: u32,
+    pub rx_base: u32,
+    /// Highest payload offset sent, and acknowledged by the peer (which
+    /// counts our FIN as one more).
+    pub tx_sent: u64,
+    pub tx_acked: u64,
+    /// Highest payload offset received in order, and acknowledged by us
+    /// (which counts the peer's FIN as one more).
+    pub rx_seen: u64,
+    pub rx_acked: u64,
+    /// Offset of our FIN and of the peer's FIN, `u64::MAX` until seen.
+    pub tx_fin: u64,
+    pub rx_fin: u64,
+}
+const _: () = assert!(size_of::<TcpSeq>() == 56);
+
+/// Value of the `CONNS` map, keyed by the socket's cookie.
 ///
-/// The byte counters are added to atomically by the kernel programs and read
-/// by the daemon at scrape time and once more at close.
+/// The kernel programs update it from the packets of the connection; the
+/// daemon reads it at scrape time and once more at close.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Conn {
     pub tgid: u32,
     pub tool: u32,
     pub start_ns: u64,
-    /// Payload bytes the process handed to the socket (sendmsg return values).
+    /// Payload bytes the peer acknowledged: what the other side received.
     pub tx_bytes: u64,
-    /// Payload bytes the process read from the socket (recvmsg return values).
+    /// Payload bytes received from the peer, in order.
     pub rx_bytes: u64,
     /// Remote and local address: 4 bytes for IPv4 (rest zero), 16 for IPv6.
     pub raddr: [u8; 16],
@@ -67,8 +129,9 @@ pub struct Conn {
     /// The [`tls_lib`] whose probes saw them (0: none).
     pub tls_lib: u32,
     pub _pad: u32,
+    pub seq: TcpSeq,
 }
-const _: () = assert!(size_of::<Conn>() == 96);
+const _: () = assert!(size_of::<Conn>() == 96 + 56);
 
 /// TLS libraries, as attach cookies of the TLS probes and in [`Conn::tls_lib`].
 /// A wire format: never renumber.
@@ -83,8 +146,9 @@ pub mod tls_lib {
     pub const GNUTLS: u32 = 4;
 }
 
-/// A TLS library call in flight on a thread: noted at entry, finished at
-/// return.
+/// A TLS library call in flight on a thread (keyed by the thread's
+/// `task_struct` address, which the packet programs can read too): noted at
+/// entry, finished at return.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TlsCall {
@@ -93,18 +157,31 @@ pub struct TlsCall {
     /// The plaintext buffer.
     pub buf: u64,
     /// For the `_ex` calls: where the library stores the byte count.
+    /// For a write waiting for its socket (`TLS_PENDING`): its byte count.
     pub len_out: u64,
     /// [`tls_lib`].
     pub lib: u32,
     /// 1 for writes, 0 for reads.
     pub write: u32,
+    /// The calling process: a socket is tied to the call only if it is
+    /// this process's.
+    pub tgid: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<TlsCall>() == 32);
+const _: () = assert!(size_of::<TlsCall>() == 40);
 
 /// Bits of [`Conn::flags`].
 pub mod conn_flags {
     /// The first bytes the process sent were captured for naming.
     pub const FIRST_TX_SEEN: u8 = 1;
+    /// `TcpSeq::tx_base` / `rx_base` are known.
+    pub const TX_ANCHORED: u8 = 2;
+    pub const RX_ANCHORED: u8 = 4;
+    /// The sock_ops program asked for state callbacks on this socket: its
+    /// close comes from there. Without it, from its FIN or RST packets.
+    pub const STATE_CB: u8 = 8;
+    /// A RST was seen either way.
+    pub const RESET: u8 = 16;
 }
 
 /// Key of the `UDP_FLOWS` map: one tracked process and one remote address.
@@ -143,26 +220,6 @@ pub struct UdpPeer {
 }
 const _: () = assert!(size_of::<UdpPeer>() == 24);
 
-/// The user buffer of the socket syscall a tracked thread is in, noted at
-/// syscall entry so the socket hooks can copy the first bytes of it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stash {
-    /// A flat buffer, an `iovec` array or a `msghdr`, see [`stash_kind`].
-    pub ptr: u64,
-    /// Bytes in a flat buffer, or entries in an `iovec` array.
-    pub len: u64,
-    pub kind: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(size_of::<Stash>() == 24);
-
-pub mod stash_kind {
-    pub const FLAT: u32 = 1;
-    pub const IOVEC: u32 = 2;
-    pub const MSGHDR: u32 = 3;
-}
-
 /// The head of a plaintext write made in memory, kept until the thread's
 /// next send tells its socket (node, Bun reuse the buffer by then).
 pub const TLS_HEAD_LEN: usize = 1024;
@@ -176,7 +233,7 @@ pub struct TlsHead {
 }
 const _: () = assert!(size_of::<TlsHead>() == 8 + TLS_HEAD_LEN);
 
-/// Most bytes copied from one syscall for naming: enough for a TLS
+/// Most bytes copied from one packet for naming: enough for a TLS
 /// ClientHello with post-quantum key shares, an HTTP request head or a DNS
 /// answer. Never payload beyond that, and never stored.
 pub const PAYLOAD_LEN: usize = 4096;
@@ -192,12 +249,13 @@ pub mod payload_kind {
     pub const TLS_REQUEST: u32 = 3;
 }
 
-/// The first bytes of a send or receive, for naming the destination.
+/// The first bytes of a packet's payload (or of a TLS plaintext write), for
+/// naming the destination and reading request heads.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PayloadEvent {
     pub header: EventHeader,
-    /// The socket (`struct sock *`).
+    /// The socket's cookie.
     pub sock: u64,
     pub kind: u32,
     /// Bytes valid in `data`.
@@ -222,7 +280,13 @@ pub mod counter {
     pub const TRACKED_FULL: u32 = 3;
     /// TLS plaintext bytes whose socket was not known (not counted).
     pub const TLS_UNTIED_BYTES: u32 = 4;
-    pub const LEN: u32 = 5;
+    /// A tracked socket's packet whose headers were not read (IPv6
+    /// extension headers, a truncated packet): its bytes wait for the next.
+    pub const PACKETS_UNPARSED: u32 = 5;
+    /// Socket storage for a tracked process's new socket could not be
+    /// allocated: that socket is not counted.
+    pub const SOCKS_FULL: u32 = 6;
+    pub const LEN: u32 = 7;
 }
 
 /// Event kinds on the ring buffer. A wire format: never renumber.
@@ -284,16 +348,16 @@ pub struct ExitEvent {
 }
 
 /// A tracked TCP connection opened ([`kind::CONN_OPEN`]) or ended
-/// ([`kind::CONN_CLOSE`]: the socket was destroyed, with the final byte counts).
+/// ([`kind::CONN_CLOSE`]: the socket closed, with the final byte counts).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnEvent {
     pub header: EventHeader,
-    /// The kernel's `struct sock *`, the key of `CONNS`.
+    /// The socket's cookie, the key of `CONNS`.
     pub sock: u64,
     pub conn: Conn,
 }
-const _: () = assert!(size_of::<ConnEvent>() == 16 + 8 + 96);
+const _: () = assert!(size_of::<ConnEvent>() == 16 + 8 + size_of::<Conn>());
 
 /// A tracked process sent to or received from a new UDP peer.
 #[repr(C)]
@@ -321,41 +385,9 @@ pub struct TpOffsets {
     /// sched:sched_process_exit; `exit_group_dead` is [`NO_FIELD`] on kernels without it.
     pub exit_pid: u32,
     pub exit_group_dead: u32,
-    /// sock:inet_sock_set_state
-    pub iss_skaddr: u32,
-    pub iss_oldstate: u32,
-    pub iss_newstate: u32,
-    pub iss_sport: u32,
-    pub iss_dport: u32,
-    pub iss_family: u32,
-    pub iss_protocol: u32,
-    pub iss_saddr: u32,
-    pub iss_daddr: u32,
-    pub iss_saddr_v6: u32,
-    pub iss_daddr_v6: u32,
-    /// sock:sock_send_length and sock:sock_recv_length (same layout, checked at load)
-    pub len_sk: u32,
-    pub len_family: u32,
-    pub len_protocol: u32,
-    pub len_ret: u32,
-    pub len_flags: u32,
-    /// Offsets in `struct sock_common`, used for sockets first seen on use.
-    pub skc_daddr: u32,
-    pub skc_rcv_saddr: u32,
-    pub skc_dport: u32,
-    pub skc_num: u32,
-    pub skc_family: u32,
-    pub skc_v6_daddr: u32,
-    pub skc_v6_rcv_saddr: u32,
-    pub skc_state: u32,
-    /// tcp:tcp_destroy_sock
-    pub destroy_skaddr: u32,
-    /// syscalls:sys_enter_{read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg}:
-    /// the buffer (or iovec, or msghdr) and the length (or iovec count).
-    pub sys_buf: u32,
-    pub sys_len: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<TpOffsets>() == 32 * 4);
+const _: () = assert!(size_of::<TpOffsets>() == 6 * 4);
 
 /// Marks a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;
@@ -369,6 +401,6 @@ mod pod {
     unsafe impl aya::Pod for UdpKey {}
     unsafe impl aya::Pod for UdpFlow {}
     unsafe impl aya::Pod for TpOffsets {}
-    unsafe impl aya::Pod for Stash {}
+    unsafe impl aya::Pod for SockOwner {}
     unsafe impl aya::Pod for TlsCall {}
 }

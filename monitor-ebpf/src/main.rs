@@ -2,10 +2,12 @@
 //!
 //! They watch the process trees of AI coding agents and count every byte
 //! those processes move over TCP and UDP. Design rules:
-//! - a process that is not tracked costs one `TRACKED` lookup per hook;
+//! - nothing runs per syscall: byte counts come from the packets of the
+//!   sockets tracked processes create, and a packet of any other socket
+//!   costs one socket-storage lookup that finds nothing;
 //! - bytes are counted in maps and read at scrape time; the ring buffer only
 //!   carries discrete events (exec, fork, exit, connection open/close, new
-//!   UDP peer);
+//!   UDP peer, first bytes);
 //! - every program fails open: it never changes what the traced process sees.
 #![no_std]
 #![no_main]
@@ -15,11 +17,13 @@
 #![expect(internal_features, reason = "atomic add intrinsic, see above")]
 
 mod maps;
+mod owner;
+mod packets;
 mod payload;
 mod process;
-mod sockets;
+mod sockops;
 mod tcp;
-mod tls;
+mod tls_calls;
 mod udp;
 
 #[cfg(not(test))]

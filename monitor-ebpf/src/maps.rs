@@ -1,13 +1,16 @@
 //! Maps and load-time globals shared by the programs.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_get_current_pid_tgid,
-    macros::map,
+    bindings::{
+        BPF_F_CLONE, BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        bpf_map_type::BPF_MAP_TYPE_SK_STORAGE,
+    },
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
+    macros::{btf_map, map},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    Conn, Stash, TlsCall, TlsHead, TpOffsets, Tracked, UdpFlow, UdpKey, UdpPeer, counter,
+    Conn, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked, UdpFlow, UdpKey, counter,
 };
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
@@ -15,13 +18,62 @@ use monitor_common::{
 #[map]
 pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(65_536, 0);
 
-/// Open TCP connections of tracked processes, keyed by `struct sock *`.
+/// The owner of every socket a tracked process created, in the socket
+/// itself (socket storage): a packet of any other socket costs one lookup
+/// that finds nothing. Cloned to sockets accepted on a tracked listener.
+#[btf_map]
+pub static SOCKS: SockStorage = SockStorage::new();
+
+/// A socket-storage map definition (BTF-defined, as the kernel requires
+/// for this map type). aya-ebpf's own `SkStorage` fixes its flags without
+/// `BPF_F_CLONE`, which accepted sockets need.
+#[repr(C)]
+pub struct SockStorage {
+    r#type: *const [i32; BPF_MAP_TYPE_SK_STORAGE as usize],
+    key: *const i32,
+    value: *const SockOwner,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; (BPF_F_NO_PREALLOC | BPF_F_CLONE) as usize],
+}
+
+// SAFETY: the fields are placeholders the loader replaces; never dereferenced.
+unsafe impl Sync for SockStorage {}
+
+impl SockStorage {
+    const fn new() -> Self {
+        Self {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// The owner stored in socket `sk` (a `struct bpf_sock *` or a program
+    /// context the kernel accepts as one), creating it from `init` if given.
+    #[inline(always)]
+    pub fn get(&self, sk: *mut core::ffi::c_void, init: Option<&mut SockOwner>) -> *mut SockOwner {
+        let (value, flags) = match init {
+            Some(v) => (
+                core::ptr::from_mut(v).cast(),
+                u64::from(aya_ebpf::bindings::BPF_SK_STORAGE_GET_F_CREATE),
+            ),
+            None => (core::ptr::null_mut(), 0),
+        };
+        let map = core::ptr::from_ref(self).cast_mut().cast();
+        // SAFETY: the helper checks `sk`; the map pointer is this map.
+        unsafe { aya_ebpf::helpers::generated::bpf_sk_storage_get(map, sk, value, flags) }.cast()
+    }
+}
+
+/// Open TCP connections of tracked processes, keyed by socket cookie.
 #[map]
 pub static CONNS: HashMap<u64, Conn> = HashMap::with_max_entries(65_536, 0);
 
 /// The tool user space resolved a connection to, for connections opened
 /// while their process was pending (labelled `TOOL_PENDING` in `CONNS`).
-/// Written by user space, read only when a socket's user and label differ.
+/// Written by user space, read only while a connection's label is pending.
 #[map]
 pub static RESOLVED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16_384, 0);
 
@@ -29,37 +81,22 @@ pub static RESOLVED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16_384,
 #[map]
 pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(16_384, 0);
 
-/// Peer of the UDP datagram a thread is sending or receiving right now,
-/// keyed by pid_tgid. LRU so that a hook whose datagram never reached the
-/// length tracepoint (a failed send) cannot leak entries.
-#[map]
-pub static UDP_PEER: LruHashMap<u64, UdpPeer> = LruHashMap::with_max_entries(4_096, 0);
-
-/// The user buffer of the socket syscall each tracked thread is in, keyed
-/// by pid_tgid; see `payload.rs`. LRU: entries are overwritten, never removed.
-#[map]
-pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(8_192, 0);
-
-/// TLS library calls in flight, keyed by pid_tgid (see `tls.rs`).
+/// TLS library calls in flight, keyed by the thread's task address (see
+/// `tls.rs`). LRU: a call whose return was never seen cannot leak.
 #[map]
 pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
 
-/// The socket behind each `SSL *` (or GnuTLS session) of tracked processes,
-/// learned from the socket syscall inside a TLS call.
+/// The socket cookie behind each `SSL *` (or GnuTLS session) of tracked
+/// processes, learned from the packet a TLS call sends.
 #[map]
 pub static SSL_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
 
-/// The TCP socket each tracked thread received from last (event loops read
-/// the socket, then decrypt from memory).
-#[map]
-pub static LAST_RECV: LruHashMap<u64, u64> = LruHashMap::with_max_entries(8_192, 0);
-
-/// A TLS write made in memory, waiting for the thread's next send to learn
-/// its socket; `len_out` holds its byte count.
+/// A TLS write made in memory, waiting for the thread's next packet to learn
+/// its socket; `len_out` holds its byte count. Keyed by task address.
 #[map]
 pub static TLS_PENDING: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
 
-/// Request heads of TLS writes made in memory, by thread, until tied.
+/// Request heads of TLS writes made in memory, by task, until tied.
 #[map]
 pub static TLS_HEADS: LruHashMap<u64, TlsHead> = LruHashMap::with_max_entries(1_024, 0);
 
@@ -83,33 +120,7 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     exec_filename: 0,
     exit_pid: 0,
     exit_group_dead: 0,
-    iss_skaddr: 0,
-    iss_oldstate: 0,
-    iss_newstate: 0,
-    iss_sport: 0,
-    iss_dport: 0,
-    iss_family: 0,
-    iss_protocol: 0,
-    iss_saddr: 0,
-    iss_daddr: 0,
-    iss_saddr_v6: 0,
-    iss_daddr_v6: 0,
-    len_sk: 0,
-    len_family: 0,
-    len_protocol: 0,
-    len_ret: 0,
-    len_flags: 0,
-    skc_daddr: 0,
-    skc_rcv_saddr: 0,
-    skc_dport: 0,
-    skc_num: 0,
-    skc_family: 0,
-    skc_v6_daddr: 0,
-    skc_v6_rcv_saddr: 0,
-    skc_state: 0,
-    destroy_skaddr: 0,
-    sys_buf: 0,
-    sys_len: 0,
+    _pad: 0,
 };
 
 /// Reads one field of [`OFFSETS`]. The volatile read keeps the compiler from
@@ -130,6 +141,16 @@ pub fn current_tgid() -> u32 {
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
+/// The running thread's `task_struct` address: the key TLS calls are kept
+/// under, because the packet programs can read it (`bpf_get_current_task`
+/// is open to every program type with CAP_PERFMON since 5.8) while they
+/// cannot read a pid before 6.10.
+#[inline(always)]
+pub fn current_task() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_get_current_task() }
+}
+
 /// The one lookup every hook pays for an untracked process.
 #[inline(always)]
 pub fn tracked(tgid: u32) -> Option<Tracked> {
@@ -139,9 +160,15 @@ pub fn tracked(tgid: u32) -> Option<Tracked> {
 
 #[inline(always)]
 pub fn bump(index: u32) {
+    add_to(index, 1);
+}
+
+/// Adds `n` to a self-monitoring counter.
+#[inline(always)]
+pub fn add_to(index: u32, n: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no other writer on this CPU while we run.
-        unsafe { *slot += 1 };
+        unsafe { *slot += n };
     }
 }
 
@@ -155,7 +182,7 @@ pub const PROMPT: u64 = BPF_RB_FORCE_WAKEUP as u64;
 const WAKE_AT: u64 = 1024 * 1024;
 
 /// Submit flags for an event user space may read up to one drain tick later
-/// (connection closes, payload heads): waking agentmon costs the traced
+/// (connection opens and closes, payload heads): waking agentmon costs the traced
 /// thread microseconds per event on a VM, so it is left to the tick, unless
 /// the ring buffer is filling up.
 #[inline(always)]

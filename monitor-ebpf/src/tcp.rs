@@ -1,122 +1,325 @@
-//! TCP connection lifecycle.
+//! TCP connections of tracked sockets: opened at their first packet,
+//! counted from sequence and acknowledgement numbers, closed by sock_ops
+//! (or, without it, by their FIN and RST packets).
+//!
+//! Bytes sent are what the peer acknowledged, so they equal what the other
+//! side received; bytes received are what arrived in order. Retransmits
+//! never count twice, and nothing here runs for untracked sockets.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
+    bindings::__sk_buff,
+    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns},
+    programs::SkBuffContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, Conn, ConnEvent, EventHeader, IPPROTO_TCP, TOOL_PENDING, counter, kind,
-    origin,
+    Conn, ConnEvent, EventHeader, SockOwner, TOOL_PENDING, TcpSeq, conn_flags, counter, kind,
+    origin, payload_kind, sock_status,
 };
 
-use crate::maps::{CONNS, EVENTS, PROMPT, RESOLVED, bump, current_tgid, deferred, off, tracked};
+use crate::{
+    maps::{CONNS, EVENTS, RESOLVED, bump, deferred, tracked},
+    packets::{Packet, Way},
+    payload, tls_calls,
+};
 
-const TCP_ESTABLISHED: i32 = 1;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_LISTEN: u8 = 10;
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+const DNS_PORT: u16 = 53;
+/// An offset not seen yet (a FIN).
+const UNSEEN: u64 = u64::MAX;
 
-/// Hook: tracepoint `sock:inet_sock_set_state`, the stable hook on every TCP
-/// state change (tcpstates/tcplife use it). `CLOSE -> SYN_SENT` runs in the
-/// connect() caller's context, so it attributes outbound connections.
-#[tracepoint(category = "sock", name = "inet_sock_set_state")]
-pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    match try_inet_sock_set_state(&ctx) {
-        Ok(()) | Err(_) => 0,
-    }
-}
-
-fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY (all reads): offsets come from this kernel's tracefs format file.
-    let protocol: u16 = unsafe { ctx.read_at(off!(iss_protocol))? };
-    if protocol != IPPROTO_TCP {
-        return Ok(());
-    }
-    let newstate: i32 = unsafe { ctx.read_at(off!(iss_newstate))? };
-    if newstate == TCP_ESTABLISHED {
-        return note_local_port(ctx);
-    }
-    if newstate != TCP_SYN_SENT {
-        return Ok(());
-    }
-    let tgid = current_tgid();
-    let Some(entry) = tracked(tgid) else {
-        return Ok(());
-    };
-    let sock: u64 = unsafe { ctx.read_at(off!(iss_skaddr))? };
-    let family: u16 = unsafe { ctx.read_at(off!(iss_family))? };
-    let mut conn = Conn {
-        tgid,
-        tool: entry.tool,
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        family,
-        origin: origin::CONNECT,
-        // Ports in this tracepoint are already in host byte order.
-        rport: unsafe { ctx.read_at(off!(iss_dport))? },
-        lport: unsafe { ctx.read_at(off!(iss_sport))? },
-        ..Conn::default()
-    };
-    if family == AF_INET6 {
-        conn.raddr = unsafe { ctx.read_at(off!(iss_daddr_v6))? };
-        conn.laddr = unsafe { ctx.read_at(off!(iss_saddr_v6))? };
-    } else {
-        let r: [u8; 4] = unsafe { ctx.read_at(off!(iss_daddr))? };
-        let l: [u8; 4] = unsafe { ctx.read_at(off!(iss_saddr))? };
-        conn.raddr[..4].copy_from_slice(&r);
-        conn.laddr[..4].copy_from_slice(&l);
-    }
-    open(sock, conn, false);
-    Ok(())
-}
-
-/// `-> ESTABLISHED` of a watched connection: connect() moves to SYN_SENT
-/// before it picks the local port, so the port is known only now.
+/// One packet of a tracked TCP socket.
 #[inline(always)]
-fn note_local_port(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY (reads): offsets from this kernel's tracefs format file.
-    let sock: u64 = unsafe { ctx.read_at(off!(iss_skaddr))? };
-    let Some(conn) = CONNS.get_ptr_mut(sock) else {
-        return Ok(());
+pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) {
+    let skb = ctx.skb.skb;
+    // SAFETY (owner): a live socket-storage value; plain field accesses.
+    let cookie = match unsafe { (*owner).status } {
+        sock_status::NEW => match open(skb, owner, p, way) {
+            Some(cookie) => cookie,
+            None => return,
+        },
+        _ => unsafe { (*owner).cookie },
     };
-    // SAFETY: live map value; only this socket's handshake writes the port.
-    unsafe {
-        if (*conn).lport == 0 {
-            (*conn).lport = ctx.read_at(off!(iss_sport))?;
+    unsafe { (*owner).status = sock_status::WATCHED };
+    let Some(conn) = CONNS.get_ptr_mut(cookie) else {
+        // Closed, or user space found its process is not an agent.
+        unsafe { (*owner).status = sock_status::IGNORED };
+        return;
+    };
+    follow_owner(cookie, conn);
+    count(conn, p, way);
+    // SAFETY: `conn` points into a live map value.
+    let (tgid, flags, rport) = unsafe { ((*conn).tgid, (*conn).flags, (*conn).rport) };
+    if p.payload_len > 0 {
+        let about = payload::About {
+            sock: cookie,
+            tgid,
+            kind: 0,
+            marks: [0; 2],
+        };
+        match way {
+            Way::Out { tie_tls } => {
+                if flags & conn_flags::FIRST_TX_SEEN == 0 {
+                    unsafe { (*conn).flags |= conn_flags::FIRST_TX_SEEN };
+                    let about = payload::About {
+                        kind: payload_kind::FIRST_TX,
+                        ..about
+                    };
+                    let src = payload::Source::Packet(skb, p.payload);
+                    payload::emit_payload(src, u64::from(p.payload_len), &about);
+                }
+                if tie_tls {
+                    tls_calls::tie(cookie, tgid);
+                }
+            }
+            Way::In if rport == DNS_PORT => {
+                let about = payload::About {
+                    kind: payload_kind::DNS,
+                    ..about
+                };
+                let src = payload::Source::Packet(skb, p.payload);
+                payload::emit_payload(src, u64::from(p.payload_len), &about);
+            }
+            Way::In => {}
         }
     }
-    Ok(())
-}
-
-/// Hook: tracepoint `tcp:tcp_destroy_sock`, fired once when a TCP socket is
-/// freed, after its owner closed it. Not the move to `TCP_CLOSE`: a FIN in
-/// FIN_WAIT2 closes the socket in softirq (tcp_time_wait -> tcp_done) while
-/// the reply may still wait, unread, in its receive queue.
-#[tracepoint(category = "tcp", name = "tcp_destroy_sock")]
-pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
-    match try_tcp_destroy_sock(&ctx) {
-        Ok(()) | Err(_) => 0,
+    if flags & conn_flags::STATE_CB == 0 && finished(conn) {
+        close(cookie, conn);
+        unsafe { (*owner).status = sock_status::IGNORED };
     }
 }
 
-fn try_tcp_destroy_sock(ctx: &TracePointContext) -> Result<(), i64> {
-    // SAFETY: offset from this kernel's tracefs format file.
-    let sock: u64 = unsafe { ctx.read_at(off!(destroy_skaddr))? };
-    // SAFETY: copied out before the entry is removed.
-    let Some(conn) = (unsafe { CONNS.get(sock).copied() }) else {
-        return Ok(());
+/// The first packet of a tracked socket: start watching it. A connect()ed
+/// socket's first packet is its SYN leaving; anything else is a socket
+/// accepted on a tracked listener (it carries the listener's owner).
+#[inline(always)]
+fn open(skb: *mut __sk_buff, owner: *mut SockOwner, p: &Packet, way: Way) -> Option<u64> {
+    // SAFETY: `skb` is this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(skb.cast()) };
+    let out = way.out();
+    let connect = out && p.tcp_flags & SYN != 0 && p.tcp_flags & ACK == 0;
+    // SAFETY (owner): a live socket-storage value.
+    let (tgid, tool, owner_flags) = unsafe { ((*owner).tgid, (*owner).tool, (*owner).flags) };
+    let (local, remote) = if out {
+        ((p.src, p.sport), (p.dst, p.dport))
+    } else {
+        ((p.dst, p.dport), (p.src, p.sport))
     };
-    let _ = CONNS.remove(sock);
-    if conn.tool == TOOL_PENDING {
-        let _ = RESOLVED.remove(sock);
+    let conn = Conn {
+        tgid,
+        tool,
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        raddr: remote.0,
+        laddr: local.0,
+        rport: remote.1,
+        lport: local.1,
+        family: p.family,
+        origin: if connect {
+            origin::CONNECT
+        } else {
+            origin::ACCEPT
+        },
+        flags: owner_flags & conn_flags::STATE_CB,
+        seq: TcpSeq {
+            tx_fin: UNSEEN,
+            rx_fin: UNSEEN,
+            ..TcpSeq::default()
+        },
+        ..Conn::default()
+    };
+    // BPF_NOEXIST: two CPUs may see the first packets at once; one wins.
+    if CONNS.insert(cookie, conn, 1).is_err() && CONNS.get_ptr(cookie).is_none() {
+        bump(counter::CONNS_FULL);
+        unsafe { (*owner).status = sock_status::IGNORED };
+        return None;
     }
-    emit_conn(kind::CONN_CLOSE, sock, &conn, unsafe { bpf_ktime_get_ns() });
-    Ok(())
+    unsafe { (*owner).cookie = cookie };
+    if let Some(conn) = CONNS.get_ptr(cookie) {
+        emit_conn(kind::CONN_OPEN, cookie, conn);
+    }
+    Some(cookie)
+}
+
+/// Keeps the connection's label equal to its owner's tool: a label still
+/// pending takes what user space resolved; a process that exec'd into
+/// another tool hands the connection over (the old tool's part ends here,
+/// the new one's starts with this packet).
+#[inline(always)]
+fn follow_owner(cookie: u64, conn: *mut Conn) {
+    // SAFETY: `conn` points into a live map value.
+    let (label, tgid) = unsafe { ((*conn).tool, (*conn).tgid) };
+    if label == TOOL_PENDING {
+        // SAFETY: copied out of the map.
+        let resolved = match unsafe { RESOLVED.get(cookie).copied() } {
+            Some(tool) => tool,
+            None => match tracked(tgid) {
+                Some(t) => t.tool,
+                None => return,
+            },
+        };
+        unsafe { (*conn).tool = resolved };
+        return;
+    }
+    let Some(now) = tracked(tgid) else { return };
+    if now.tool == TOOL_PENDING || now.tool == label {
+        return;
+    }
+    emit_conn(kind::CONN_CLOSE, cookie, conn);
+    // SAFETY: as above; this CPU rewrites the value it just reported.
+    unsafe {
+        (*conn).tool = now.tool;
+        (*conn).start_ns = bpf_ktime_get_ns();
+        (*conn).tx_bytes = 0;
+        (*conn).rx_bytes = 0;
+        (*conn).tls_tx = 0;
+        (*conn).tls_rx = 0;
+        (*conn).tls_lib = 0;
+        (*conn).flags &= conn_flags::STATE_CB;
+        (*conn).seq = TcpSeq {
+            tx_fin: UNSEEN,
+            rx_fin: UNSEEN,
+            ..TcpSeq::default()
+        };
+    }
+    emit_conn(kind::CONN_OPEN, cookie, conn);
+}
+
+/// Moves the connection's counters on by one packet's sequence and
+/// acknowledgement numbers. Each direction's base is anchored at the first
+/// packet that shows it (a SYN, or for a socket adopted mid-stream the
+/// first packet seen: counting starts there).
+#[inline(always)]
+fn count(conn: *mut Conn, p: &Packet, way: Way) {
+    // SAFETY: `conn` points into a live map value. Another CPU may update
+    // the same value at once (egress and ingress); every field only moves
+    // forward, and the close reconciles with the socket's own numbers.
+    unsafe {
+        let flags = (*conn).flags;
+        let s = &mut (*conn).seq;
+        let start = p.seq.wrapping_add(u32::from(p.tcp_flags & SYN != 0));
+        let end = start.wrapping_add(p.payload_len);
+        let acks = p.tcp_flags & ACK != 0;
+        let mut anchored = flags;
+        if way.out() {
+            if anchored & conn_flags::TX_ANCHORED == 0 {
+                s.tx_base = start;
+                anchored |= conn_flags::TX_ANCHORED;
+            }
+            if acks && anchored & conn_flags::RX_ANCHORED == 0 {
+                s.rx_base = p.ack;
+                anchored |= conn_flags::RX_ANCHORED;
+            }
+            // A segment without payload says nothing of what was sent: a
+            // pure ACK after our FIN carries the FIN's sequence number + 1.
+            let sent = widen(s.tx_sent, end.wrapping_sub(s.tx_base));
+            if p.payload_len > 0 && sent > s.tx_sent {
+                s.tx_sent = sent;
+            }
+            if p.tcp_flags & FIN != 0 {
+                s.tx_fin = sent;
+            }
+            if acks {
+                s.rx_acked = advance(s.rx_acked, p.ack.wrapping_sub(s.rx_base));
+            }
+        } else {
+            if anchored & conn_flags::RX_ANCHORED == 0 {
+                s.rx_base = start;
+                anchored |= conn_flags::RX_ANCHORED;
+            }
+            if acks && anchored & conn_flags::TX_ANCHORED == 0 {
+                s.tx_base = p.ack;
+                anchored |= conn_flags::TX_ANCHORED;
+            }
+            if acks {
+                s.tx_acked = advance(s.tx_acked, p.ack.wrapping_sub(s.tx_base));
+            }
+            // In order: starts at or before what has arrived so far. A
+            // segment past a hole waits for our acknowledgements.
+            let from = widen(s.rx_seen, start.wrapping_sub(s.rx_base));
+            let to = from + u64::from(p.payload_len);
+            if p.payload_len > 0 && from <= s.rx_seen && to > s.rx_seen {
+                s.rx_seen = to;
+            }
+            if p.tcp_flags & FIN != 0 {
+                s.rx_fin = to;
+            }
+        }
+        if p.tcp_flags & RST != 0 {
+            anchored |= conn_flags::RESET;
+        }
+        (*conn).flags = anchored;
+        settle_bytes(conn);
+    }
+}
+
+/// The byte counters from the sequence bookkeeping: a FIN takes one
+/// sequence number but carries no byte.
+#[inline(always)]
+pub fn settle_bytes(conn: *mut Conn) {
+    // SAFETY: `conn` points into a live map value.
+    unsafe {
+        let s = &(*conn).seq;
+        let tx = s.tx_acked.min(s.tx_sent);
+        let rx = s.rx_seen.max(s.rx_acked.min(s.rx_fin));
+        if tx > (*conn).tx_bytes {
+            (*conn).tx_bytes = tx;
+        }
+        if rx > (*conn).rx_bytes {
+            (*conn).rx_bytes = rx;
+        }
+    }
+}
+
+/// `off` (32 bits past a base) as a 64-bit offset near `near`: sequence
+/// numbers wrap every 4 GiB, and no packet jumps 2 GiB.
+#[inline(always)]
+pub fn widen(near: u64, off: u32) -> u64 {
+    let delta = off.wrapping_sub(near as u32) as i32;
+    if delta >= 0 {
+        near + delta as u64
+    } else {
+        near.saturating_sub(u64::from(delta.unsigned_abs()))
+    }
+}
+
+/// The larger of `cur` and `off` widened near it.
+#[inline(always)]
+pub fn advance(cur: u64, off: u32) -> u64 {
+    cur.max(widen(cur, off))
+}
+
+/// Whether both directions finished (each FIN acknowledged), or a RST ended
+/// the connection: the close, for sockets without state callbacks.
+#[inline(always)]
+fn finished(conn: *const Conn) -> bool {
+    // SAFETY: `conn` points into a live map value.
+    unsafe {
+        let s = &(*conn).seq;
+        (*conn).flags & conn_flags::RESET != 0
+            || (s.tx_fin != UNSEEN
+                && s.tx_acked > s.tx_fin
+                && s.rx_fin != UNSEEN
+                && s.rx_acked > s.rx_fin)
+    }
+}
+
+/// Ends a watched connection: its last counts go to user space.
+#[inline(always)]
+pub fn close(cookie: u64, conn: *const Conn) {
+    emit_conn(kind::CONN_CLOSE, cookie, conn);
+    // SAFETY: a plain read of a live map value before removing it.
+    if unsafe { (*conn).tool } == TOOL_PENDING {
+        let _ = RESOLVED.remove(cookie);
+    }
+    let _ = CONNS.remove(cookie);
 }
 
 /// Sends a connection event, written straight into the ring buffer: the
 /// record is too large to build on the 512-byte BPF stack as well.
 #[inline(always)]
-fn emit_conn(event_kind: u32, sock: u64, conn: *const Conn, ktime_ns: u64) {
+fn emit_conn(event_kind: u32, cookie: u64, conn: *const Conn) {
     let Some(mut entry) = EVENTS.reserve::<ConnEvent>(0) else {
         bump(counter::EVENTS_LOST);
         return;
@@ -127,110 +330,19 @@ fn emit_conn(event_kind: u32, sock: u64, conn: *const Conn, ktime_ns: u64) {
         (*event).header = EventHeader {
             kind: event_kind,
             tgid: (*conn).tgid,
-            ktime_ns,
+            ktime_ns: bpf_ktime_get_ns(),
         };
-        (*event).sock = sock;
+        (*event).sock = cookie;
         (*event).conn = *conn;
     }
-    // A socket first seen in use may be an accepted one: user space checks
-    // the process's listening ports while it lives. A connect() can wait for
-    // the default wake-up (none while user space is busy: churn stays cheap).
+    // Closes wait for the drain tick. Opens take the default wake-up
+    // (none while user space is busy, so churn stays cheap): user space
+    // looks for new TLS libraries at an agent's connect, before its first
+    // TLS write, which waits for the server's handshake.
     let flags = if event_kind == kind::CONN_CLOSE {
         deferred()
-    } else if unsafe { (*conn).origin } == origin::FIRST_USE {
-        PROMPT
     } else {
         0
     };
     entry.submit(flags);
-}
-
-/// A process of another tool used a watched socket (it was passed over a
-/// unix socket or across exec): the owner's connection ends here with its
-/// counts, and the user's starts with these bytes.
-#[inline(always)]
-pub fn hand_over(sock: u64, old: *const Conn, tgid: u32, tool: u32, tx: u64, rx: u64) {
-    // SAFETY: `old` points into a live map value, sent before replacing it.
-    emit_conn(kind::CONN_CLOSE, sock, old, unsafe { bpf_ktime_get_ns() });
-    open_on_first_use(sock, tgid, tool, tx, rx, true);
-}
-
-/// Starts watching `sock` and tells user space. Unless `replace`, fails when
-/// another CPU watches it already.
-#[inline(always)]
-fn open(sock: u64, conn: Conn, replace: bool) -> bool {
-    // BPF_NOEXIST: two CPUs may find the same socket at once; one wins.
-    let flags = if replace { 0 } else { 1 };
-    if CONNS.insert(sock, conn, flags).is_err() {
-        if unsafe { CONNS.get(sock).is_none() } {
-            bump(counter::CONNS_FULL);
-        }
-        return false;
-    }
-    emit_conn(kind::CONN_OPEN, sock, &conn, conn.start_ns);
-    true
-}
-
-/// A tracked process moved bytes on a TCP socket that is not in `CONNS`: it
-/// was accepted, inherited, passed over a unix socket, or opened before
-/// agentmon started. Read its addresses from `struct sock_common` and watch
-/// it from now on. Returns false when the socket is not worth watching.
-/// Inlined: BPF calls take at most five arguments.
-#[inline(always)]
-pub fn open_on_first_use(sock: u64, tgid: u32, tool: u32, tx: u64, rx: u64, replace: bool) -> bool {
-    let base = sock as *const u8;
-    let read_u16 = |o: usize| unsafe { bpf_probe_read_kernel(base.add(o) as *const u16) };
-    let Ok(state) = (unsafe { bpf_probe_read_kernel(base.add(off!(skc_state))) }) else {
-        return false;
-    };
-    // Listening sockets carry no payload of their own.
-    if state == TCP_LISTEN {
-        return false;
-    }
-    let (Ok(family), Ok(dport_be), Ok(num)) = (
-        read_u16(off!(skc_family)),
-        read_u16(off!(skc_dport)),
-        read_u16(off!(skc_num)),
-    ) else {
-        return false;
-    };
-    let mut conn = Conn {
-        tgid,
-        tool,
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        tx_bytes: tx,
-        rx_bytes: rx,
-        family,
-        origin: origin::FIRST_USE,
-        rport: u16::from_be(dport_be),
-        lport: num,
-        ..Conn::default()
-    };
-    let read_addr = |o: usize, dst: &mut [u8; 16], len: usize| -> bool {
-        let src = unsafe { base.add(o) };
-        if len == 16 {
-            match unsafe { bpf_probe_read_kernel(src as *const [u8; 16]) } {
-                Ok(a) => *dst = a,
-                Err(_) => return false,
-            }
-        } else {
-            match unsafe { bpf_probe_read_kernel(src as *const [u8; 4]) } {
-                Ok(a) => dst[..4].copy_from_slice(&a),
-                Err(_) => return false,
-            }
-        }
-        true
-    };
-    let ok = match family {
-        AF_INET => {
-            read_addr(off!(skc_daddr), &mut conn.raddr, 4)
-                && read_addr(off!(skc_rcv_saddr), &mut conn.laddr, 4)
-        }
-        AF_INET6 => {
-            read_addr(off!(skc_v6_daddr), &mut conn.raddr, 16)
-                && read_addr(off!(skc_v6_rcv_saddr), &mut conn.laddr, 16)
-        }
-        _ => false,
-    };
-    ok && open(sock, conn, replace)
 }

@@ -158,7 +158,7 @@ impl ConnLog {
             asn: &closed.dest.asn,
             asn_org: c.names.asn_org.as_deref(),
             purpose: closed.dest.purpose,
-            tls_library: probed.then(|| crate::tls::lib_label(c.tls_lib)),
+            tls_library: probed.then(|| crate::uprobes::lib_label(c.tls_lib)),
             plaintext_sent: probed.then_some(plain_sent),
             plaintext_received: probed.then_some(plain_received),
             requests: &c.requests.logged,

@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    num::NonZeroU32,
     os::fd::AsRawFd,
     path::Path,
     sync::{Arc, Mutex},
@@ -24,13 +25,12 @@ use crate::{
     connlog::{Clock, ConnLog, monotonic_ns},
     enrich::Enricher,
     events::{Event, decode},
-    kernel::Kernel,
-    kernel::ProbeAt,
+    kernel::{Kernel, ProbeAt, adopt},
     metrics::Metrics,
     procfs::{ProcSource, RealProc},
-    tls::{Attacher, LIBS, TlsProbes, lib_label, proc_root},
     traffic::{Dest, KernelCounters, Names, Traffic},
     tree::{TrackedMap, Tree},
+    uprobes::{Attacher, LIBS, ProbeError, TlsProbes, lib_label, proc_root},
 };
 
 pub struct State {
@@ -92,6 +92,7 @@ impl State {
         metrics
             .programs_attached
             .set(kernel.programs_attached as i64);
+        metrics.set_features(&kernel.features);
         Self {
             kernel,
             catalog,
@@ -106,12 +107,13 @@ impl State {
         }
     }
 
-    /// Tracks the agents that are already running, and probes their TLS
-    /// libraries.
+    /// Tracks the agents that are already running, counts the sockets they
+    /// have open from now on, and probes their TLS libraries.
     pub fn scan(&mut self) {
         self.tree
             .scan(&self.procs, &self.catalog, &mut self.kernel.tracked);
         for pid in self.tree.pids() {
+            adopt_sockets(&mut self.kernel, &mut self.traffic, &self.tree, pid);
             probe_tls(&mut self.tls, &mut self.kernel, &self.tree, pid);
         }
     }
@@ -154,13 +156,18 @@ impl State {
                 filename,
             } => {
                 let source: &dyn ProcSource = if superseded { &Gone } else { procs };
-                tree.on_exec(tgid, tool, &filename, source, catalog, &mut kernel.tracked);
+                let new_root =
+                    tree.on_exec(tgid, tool, &filename, source, catalog, &mut kernel.tracked);
+                // Sockets it had before this exec made it an agent's.
+                if new_root {
+                    adopt_sockets(kernel, traffic, tree, tgid);
+                }
                 probe_tls(tls, kernel, tree, tgid);
             }
             Event::Fork { parent, child } => tree.on_fork(parent, child, &mut kernel.tracked),
             Event::Exit { tgid } => {
                 tree.on_exit(tgid);
-                tls.exited(tgid, now);
+                tls.exited(tgid, now, &mut KernelProbes(kernel));
             }
             Event::ConnOpen { sock, conn } => match tree.get(conn.tgid) {
                 Some(proc) => {
@@ -302,16 +309,21 @@ impl State {
             &mut counters,
         );
         metrics.set_processes(catalog, &tree.counts());
-        set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.tls_ready);
+        set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.features.uprobes);
         Metrics::raise_to(&metrics.events_lost, kernel.events_lost());
         Metrics::raise_to(
             &metrics.tls_untied_bytes,
             kernel.counter(counter::TLS_UNTIED_BYTES),
         );
+        Metrics::raise_to(
+            &metrics.packets_unparsed,
+            kernel.counter(counter::PACKETS_UNPARSED),
+        );
         for (map, index) in [
             ("conns", counter::CONNS_FULL),
             ("udp_flows", counter::UDP_FLOWS_FULL),
             ("tracked", counter::TRACKED_FULL),
+            ("socks", counter::SOCKS_FULL),
         ] {
             let total = kernel.counter(index);
             Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
@@ -352,14 +364,19 @@ impl Attacher for KernelProbes<'_> {
     type Link = UProbeLinkId;
     fn attach(
         &mut self,
-        program: &str,
+        program: &'static str,
         target: &Path,
         at: &ProbeAt,
         lib: u32,
-    ) -> Result<UProbeLinkId, String> {
+        pid: Option<NonZeroU32>,
+    ) -> Result<UProbeLinkId, ProbeError> {
         self.0
-            .attach_tls(program, target, at, lib)
-            .map_err(|e| e.to_string())
+            .attach_tls(program, target, at, lib, pid)
+            .map_err(|e| ProbeError::Attach {
+                program,
+                at: at.clone(),
+                source: Box::new(e),
+            })
     }
     fn detach(&mut self, program: &str, link: UProbeLinkId) {
         self.0.detach_tls(program, link);
@@ -370,7 +387,7 @@ impl Attacher for KernelProbes<'_> {
 fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree, pid: u32) {
     let Some(proc) = tree.get(pid) else { return };
     let now = Instant::now();
-    if !kernel.tls_ready || !tls.due(pid, now) {
+    if !kernel.features.uprobes || !tls.due(pid, now) {
         return;
     }
     let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
@@ -385,6 +402,30 @@ fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree
         &mut KernelProbes(kernel),
         now,
     );
+}
+
+/// Counts the sockets process `pid` already has from now on (see
+/// `kernel::adopt`); its connected TCP sockets join the traffic table.
+fn adopt_sockets(kernel: &mut Kernel, traffic: &mut Traffic, tree: &Tree, pid: u32) {
+    let Some(proc) = tree.get(pid) else { return };
+    let (adopted, summary) = adopt::adopt(kernel, pid, proc.tool, monotonic_ns());
+    for a in &adopted {
+        traffic.on_open(a.sock, &a.conn, proc, || false);
+    }
+    if summary.failed > 0 {
+        warn!(
+            pid,
+            sockets = summary.failed,
+            "cannot adopt sockets the agent opened before it was recognised; they are not counted (agentmon needs CAP_SYS_PTRACE for pidfd_getfd)"
+        );
+    }
+    if summary.sockets > 0 {
+        info!(
+            pid,
+            connections = summary.sockets,
+            "counting connections the agent already had, from now on"
+        );
+    }
 }
 
 /// `agentmon_tls_coverage` and `agentmon_uprobes_attached`, from scratch.

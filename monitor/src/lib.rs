@@ -20,6 +20,6 @@ pub mod kernel;
 pub mod metrics;
 pub mod procfs;
 pub mod requests;
-pub mod tls;
 pub mod traffic;
 pub mod tree;
+pub mod uprobes;

@@ -58,6 +58,10 @@ struct RunArgs {
     /// Write one JSON line per closed agent connection here (overrides `[log] connections`).
     #[arg(long, value_name = "PATH")]
     connection_log: Option<PathBuf>,
+    /// Run as if the kernel lacked these optional features (tests of the
+    /// fallbacks on one kernel).
+    #[arg(long, value_name = "FEATURE", value_delimiter = ',', hide = true)]
+    without: Vec<kernel::Feature>,
 }
 
 fn main() -> ExitCode {
@@ -118,7 +122,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
 
     let pre = kernel::preflight()?;
-    let kernel = Kernel::load(&pre)?;
+    let kernel = Kernel::load(&pre, &args.without)?;
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics
         .build_info

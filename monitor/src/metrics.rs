@@ -37,8 +37,11 @@ pub struct Metrics {
     pub agent_processes: IntGaugeVec,
     pub events_lost: IntCounter,
     pub tls_untied_bytes: IntCounter,
+    pub tls_unseen_connections: IntCounterVec,
     pub kernel_map_full: IntCounterVec,
+    pub packets_unparsed: IntCounter,
     pub programs_attached: IntGauge,
+    pub kernel_features: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -144,6 +147,21 @@ impl Metrics {
             "TLS plaintext bytes of agents whose connection could not be found, so not counted per destination.",
         )?;
         registry.register(Box::new(tls_untied_bytes.clone()))?;
+        let tls_unseen_connections = counter_vec(
+            "agentmon_tls_connections_unseen_total",
+            "The tool's TLS connections (a ClientHello was sent) that closed without any plaintext seen: TLS that no probe covered.",
+            &["tool"],
+        )?;
+        let packets_unparsed = IntCounter::new(
+            "agentmon_packets_unparsed_total",
+            "Packets of agent sockets whose headers agentmon could not read (IPv6 extension headers, IP fragments); their bytes count with a later packet of the connection, or not at all for UDP.",
+        )?;
+        registry.register(Box::new(packets_unparsed.clone()))?;
+        let kernel_features = gauge_vec(
+            "agentmon_kernel_feature_available",
+            "1 when an optional kernel feature is in use, 0 when agentmon runs without it (see the log line at start).",
+            &["feature"],
+        )?;
         let programs_attached = IntGauge::new(
             "agentmon_bpf_programs_attached",
             "eBPF programs agentmon has loaded and attached.",
@@ -172,8 +190,11 @@ impl Metrics {
             agent_processes,
             events_lost,
             tls_untied_bytes,
+            tls_unseen_connections,
             kernel_map_full,
+            packets_unparsed,
             programs_attached,
+            kernel_features,
             build_info,
         })
     }
@@ -183,6 +204,15 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// `agentmon_kernel_feature_available`, once at start.
+    pub fn set_features(&self, features: &crate::kernel::Features) {
+        for feature in crate::kernel::features::ALL {
+            self.kernel_features
+                .with_label_values(&[feature.label()])
+                .set(i64::from(features.has(feature)));
+        }
     }
 
     /// Raises a counter to a cumulative value read elsewhere (kernel counters).
@@ -247,7 +277,7 @@ impl Counters for NamedCounters<'_> {
     }
 
     fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: u32, sent: u64, received: u64) {
-        let (tool, lib) = (self.catalog.name(tool), crate::tls::lib_label(lib));
+        let (tool, lib) = (self.catalog.name(tool), crate::uprobes::lib_label(lib));
         if sent > 0 {
             self.metrics
                 .tls_plaintext_bytes

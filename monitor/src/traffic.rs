@@ -229,9 +229,10 @@ impl Traffic {
         self.conns.contains_key(&sock)
     }
 
-    /// A tracked process opened (or first used) a TCP connection.
-    /// `listening` tells whether the local port is a listening one in the
-    /// process's network namespace, which makes a first-seen socket inbound.
+    /// A tracked process opened (or accepted, or was found with) a TCP
+    /// connection. `listening` tells whether the local port is a listening
+    /// one in the process's network namespace, which makes a socket found
+    /// open inbound.
     pub fn on_open(
         &mut self,
         sock: u64,
@@ -239,7 +240,12 @@ impl Traffic {
         proc: &Proc,
         listening: impl FnOnce() -> bool,
     ) {
-        let direction = if conn.origin == origin::FIRST_USE && listening() {
+        let inbound = match conn.origin {
+            origin::ACCEPT => true,
+            origin::FIRST_USE => listening(),
+            _ => false,
+        };
+        let direction = if inbound {
             Direction::Inbound
         } else {
             Direction::Outbound

@@ -113,7 +113,8 @@ impl Tree {
     }
 
     /// A process exec'd. `tool_before` is its kernel label before the exec
-    /// (`TOOL_PENDING` when it was not tracked and is now pending).
+    /// (`TOOL_PENDING` when it was not tracked and is now pending). Returns
+    /// whether it became the root of a new tree (it was not tracked before).
     pub fn on_exec(
         &mut self,
         tgid: u32,
@@ -122,7 +123,7 @@ impl Tree {
         src: &dyn ProcSource,
         catalog: &Catalog,
         map: &mut dyn TrackedMap,
-    ) {
+    ) -> bool {
         // A process that is already gone is judged by the path it exec'd.
         let info = src
             .read(tgid, catalog.env_names())
@@ -151,10 +152,17 @@ impl Tree {
                     info!(pid = tgid, tool = catalog.name(tool), exe = %display_exe(&info), "tracking agent process");
                 }
                 self.track(map, &info, tool, root);
+                current.is_none()
             }
-            None if tool_before == TOOL_PENDING => map.remove(tgid),
+            None if tool_before == TOOL_PENDING => {
+                map.remove(tgid);
+                false
+            }
             // The kernel had a label we do not know (a lost event): drop it.
-            None => map.remove(tgid),
+            None => {
+                map.remove(tgid);
+                false
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod bindings;
 pub mod cap;
+pub mod client_hello;
 pub mod dns;
 pub mod h2;
 pub mod hostname;
@@ -20,10 +21,10 @@ pub mod http;
 pub mod paths;
 mod pattern;
 pub mod purpose;
-pub mod tls;
 
 pub use self::bindings::Bindings;
 pub use self::cap::{Admitted, DEFAULT_DEST_CAP, DEST_IP, DEST_OTHER, DestCap};
+pub use self::client_hello::{ClientHello, is_tls_client_hello, parse_client_hello};
 pub use self::dns::{Binding, TcpAnswers, parse_response, parse_tcp, parse_tcp_read};
 pub use self::h2::{H2Conn, H2Request};
 pub use self::hostname::Hostname;
@@ -33,7 +34,6 @@ pub use self::purpose::{
     BUILTIN_CATALOG, Catalog, CatalogError, Classified, EntrySpec, Origin, Purpose,
     registrable_domain,
 };
-pub use self::tls::{ClientHello, is_tls_client_hello, parse_client_hello};
 
 /// The name chosen for a connection and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,44 +3,39 @@
 
 pub mod tracefs;
 
+pub mod adopt;
+pub mod features;
+
 use std::{
     fs::File,
+    num::NonZeroU32,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage},
     programs::{
-        CgroupAttachMode, CgroupSockAddr, ProgramError, TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError, SockOps,
+        TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
-use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, counter};
+use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, counter};
 use tracing::{info, warn};
 
+pub use self::features::{Feature, Features};
 use self::tracefs::TracefsError;
 
 /// The object built by monitor/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
-/// Tracepoint programs: (program, category, tracepoint).
-const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 15] = [
+/// Process lifecycle tracepoints: (program, category, tracepoint). They fire
+/// per fork, exec and exit, never per I/O.
+const TRACEPOINT_PROGRAMS: [(&str, &str, &str); 3] = [
     ("task_newtask", "task", "task_newtask"),
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
-    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
-    ("sock_send_length", "sock", "sock_send_length"),
-    ("sock_recv_length", "sock", "sock_recv_length"),
-    ("tcp_destroy_sock", "tcp", "tcp_destroy_sock"),
-    ("sys_enter_write", "syscalls", "sys_enter_write"),
-    ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
-    ("sys_enter_read", "syscalls", "sys_enter_read"),
-    ("sys_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
-    ("sys_enter_writev", "syscalls", "sys_enter_writev"),
-    ("sys_enter_readv", "syscalls", "sys_enter_readv"),
-    ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
-    ("sys_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
 ];
 
 /// TLS library probes: loaded at start, attached to library files as
@@ -66,14 +61,6 @@ pub enum ProbeAt {
     Offset(u64),
 }
 
-/// cgroup sock_addr programs attached to the cgroup2 root.
-const CGROUP_PROGRAMS: [&str; 4] = [
-    "udp_sendmsg4",
-    "udp_sendmsg6",
-    "udp_recvmsg4",
-    "udp_recvmsg6",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
@@ -83,7 +70,7 @@ pub enum LoadError {
     #[error(transparent)]
     Tracefs(#[from] TracefsError),
     #[error(
-        "cgroup2 is not mounted: agentmon attaches its UDP hooks to the cgroup2 root; mount it with `mount -t cgroup2 none /sys/fs/cgroup` (or /sys/fs/cgroup/unified on hybrid systems)"
+        "cgroup2 is not mounted: agentmon attaches its socket and packet hooks to the cgroup2 root; mount it with `mount -t cgroup2 none /sys/fs/cgroup` (or /sys/fs/cgroup/unified on hybrid systems)"
     )]
     NoCgroup2,
     #[error("cannot open the cgroup2 root {path}: {source}")]
@@ -91,10 +78,12 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot load agentmon's eBPF object: {0}")]
-    Object(String),
     #[error("the kernel refused program {program}: {reason}")]
     Program { program: String, reason: String },
+    #[error(
+        "the kernel refused {what}, which agentmon cannot run without ({reason}); agentmon needs Linux 5.15 or later with cgroup2, socket storage and the BPF ring buffer"
+    )]
+    Required { what: String, reason: String },
     #[error("agentmon's eBPF object has no {0} (build mismatch: rebuild with `cargo xtask build`)")]
     Missing(String),
 }
@@ -115,13 +104,6 @@ pub fn preflight() -> Result<Preflight, LoadError> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let tracefs = tracefs::find_or_mount(&mounts)?;
     let cgroup2 = find_cgroup2(&mounts).ok_or(LoadError::NoCgroup2)?;
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        // The tracepoint + cgroup backend reads no kernel types, so it runs
-        // without BTF; say so once in case a later backend needs it.
-        warn!(
-            "this kernel has no BTF (/sys/kernel/btf/vmlinux missing); the tracepoint backend does not need it"
-        );
-    }
     Ok(Preflight { tracefs, cgroup2 })
 }
 
@@ -139,25 +121,58 @@ pub fn find_cgroup2(mounts: &str) -> Option<PathBuf> {
 pub struct Kernel {
     /// Owns the programs and their links: dropping it detaches everything.
     ebpf: Ebpf,
-    /// Whether the TLS probes loaded (uprobes available).
-    pub tls_ready: bool,
+    /// What this kernel gave us, and what had to be done without.
+    pub features: Features,
     pub tracked: HashMap<MapData, u32, Tracked>,
     pub conns: HashMap<MapData, u64, Conn>,
     pub resolved: HashMap<MapData, u64, u32>,
     pub udp_flows: HashMap<MapData, UdpKey, UdpFlow>,
+    pub socks: SkStorage<MapData, SockOwner>,
     pub counters: PerCpuArray<MapData, u64>,
     pub events: Option<RingBuf<MapData>>,
     pub programs_attached: usize,
+    closer: LinkCloser,
+}
+
+/// Closes uprobe links on a background thread (see [`Kernel::detach_tls`]).
+struct LinkCloser {
+    tx: std::sync::mpsc::Sender<UProbeLink>,
+}
+
+impl LinkCloser {
+    fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<UProbeLink>();
+        let spawned = std::thread::Builder::new()
+            .name("uprobe-detach".into())
+            .spawn(move || {
+                for link in rx {
+                    drop(link);
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the uprobe detach thread ({e}); probes are detached inline");
+        }
+        Self { tx }
+    }
+
+    fn close(&self, link: UProbeLink) {
+        // If the thread is gone, the link comes back and is dropped here.
+        if let Err(std::sync::mpsc::SendError(link)) = self.tx.send(link) {
+            drop(link);
+        }
+    }
 }
 
 impl Kernel {
-    /// Loads and attaches every program.
-    pub fn load(pre: &Preflight) -> Result<Self, LoadError> {
+    /// Loads and attaches every program this kernel allows; `disabled`
+    /// features are left out as if the kernel lacked them (to test the
+    /// fallbacks on one kernel).
+    pub fn load(pre: &Preflight, disabled: &[Feature]) -> Result<Self, LoadError> {
         let offsets = tracefs::offsets(&pre.tracefs)?;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
             .load(OBJECT)
-            .map_err(|e| LoadError::Object(one_line(&e)))?;
+            .map_err(|e| required("agentmon's eBPF object (its maps)", &e))?;
         let mut attached = 0;
         for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
             let program: &mut TracePoint = program(&mut ebpf, name)?;
@@ -171,39 +186,55 @@ impl Kernel {
             path: pre.cgroup2.clone(),
             source,
         })?;
-        for name in CGROUP_PROGRAMS {
-            let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            program.load().map_err(|e| refused(name, &e))?;
-            // aya attaches through a bpf_link (kernel >= 5.7); cgroup links
-            // always coexist with other programs on the cgroup and the kernel
-            // refuses any flag on them (EINVAL), so the mode must be Single.
-            program
-                .attach(&root, CgroupAttachMode::Single)
-                .map_err(|e| refused(name, &e))?;
-            attached += 1;
-        }
-        let tls_ready = match load_tls(&mut ebpf) {
-            Ok(()) => true,
-            Err(e) => {
-                warn!("TLS probes unavailable, TLS is seen as metadata only: {e}");
-                false
-            }
+        // aya attaches through bpf_link (kernel >= 5.7); cgroup links always
+        // coexist with other programs on the cgroup and the kernel refuses
+        // any flag on them (EINVAL), so the mode must be Single.
+        let sock_create: &mut CgroupSock = program(&mut ebpf, "sock_create")?;
+        sock_create.load().map_err(|e| refused("sock_create", &e))?;
+        sock_create
+            .attach(&root, CgroupAttachMode::Single)
+            .map_err(|e| refused("sock_create", &e))?;
+        attached += 1;
+        let ingress: &mut CgroupSkb = program(&mut ebpf, "skb_ingress")?;
+        ingress.load().map_err(|e| refused("skb_ingress", &e))?;
+        ingress
+            .attach(
+                &root,
+                CgroupSkbAttachType::Ingress,
+                CgroupAttachMode::Single,
+            )
+            .map_err(|e| refused("skb_ingress", &e))?;
+        attached += 1;
+        let tls_tie = attach_egress(&mut ebpf, &root, disabled)?;
+        attached += 1;
+        let sock_ops = Feature::SockOps.wanted(disabled)
+            && optional(Feature::SockOps, attach_sock_ops(&mut ebpf, &root));
+        attached += usize::from(sock_ops);
+        let uprobes =
+            Feature::Uprobes.wanted(disabled) && optional(Feature::Uprobes, load_tls(&mut ebpf));
+        let features = Features {
+            sock_ops,
+            tls_tie,
+            uprobes,
         };
         info!(
             programs = attached,
             tracefs = %pre.tracefs.display(),
             cgroup2 = %pre.cgroup2.display(),
-            "kernel programs attached (backend: tracepoints + cgroup sock_addr)"
+            features = %features,
+            "kernel programs attached (process tracepoints, socket storage, cgroup packet hooks)"
         );
         Ok(Self {
             tracked: take_map(&mut ebpf, "TRACKED")?,
             conns: take_map(&mut ebpf, "CONNS")?,
             resolved: take_map(&mut ebpf, "RESOLVED")?,
             udp_flows: take_map(&mut ebpf, "UDP_FLOWS")?,
+            socks: take_map(&mut ebpf, "SOCKS")?,
             counters: take_map(&mut ebpf, "COUNTERS")?,
             events: Some(take_map(&mut ebpf, "EVENTS")?),
             programs_attached: attached,
-            tls_ready,
+            features,
+            closer: LinkCloser::new(),
             ebpf,
         })
     }
@@ -220,14 +251,16 @@ impl Kernel {
         self.counter(counter::EVENTS_LOST)
     }
 
-    /// Attaches TLS probe `program` at `at` in the file `target`; the
-    /// library id goes to the program as the attach cookie.
+    /// Attaches TLS probe `program` at `at` in the file `target`, for one
+    /// process or (None) for every process that maps the file; the library
+    /// id goes to the program as the attach cookie.
     pub fn attach_tls(
         &mut self,
         program: &str,
         target: &Path,
         at: &ProbeAt,
         lib: u32,
+        pid: Option<NonZeroU32>,
     ) -> Result<UProbeLinkId, LoadError> {
         let probe: &mut UProbe = program_mut(&mut self.ebpf, program)?;
         let location = match at {
@@ -238,14 +271,67 @@ impl Kernel {
             location,
             cookie: Some(u64::from(lib)),
         };
+        let scope = match pid {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
         probe
-            .attach(point, target, UProbeScope::AllProcesses)
+            .attach(point, target, scope)
             .map_err(|e| refused(program, &e))
     }
 
+    /// Detaches a TLS probe. Unregistering a uprobe waits for the kernel's
+    /// RCU grace periods (tens of milliseconds each), so the link is closed
+    /// on a thread of its own: the event reader must not stall while a
+    /// short-lived agent's exit detaches its probes.
     pub fn detach_tls(&mut self, program: &str, link: UProbeLinkId) {
-        if let Ok(probe) = program_mut::<UProbe>(&mut self.ebpf, program) {
-            let _ = probe.detach(link);
+        if let Ok(probe) = program_mut::<UProbe>(&mut self.ebpf, program)
+            && let Ok(owned) = probe.take_link(link)
+        {
+            self.closer.close(owned);
+        }
+    }
+}
+
+/// The egress program, with the TLS tie if the kernel allows the task
+/// helper in packet programs (it does from 5.8 with CAP_PERFMON), else
+/// without. Returns whether the tie is in.
+fn attach_egress(ebpf: &mut Ebpf, root: &File, disabled: &[Feature]) -> Result<bool, LoadError> {
+    if Feature::TlsTie.wanted(disabled) {
+        let tied: &mut CgroupSkb = program(ebpf, "skb_egress")?;
+        let loaded = tied.load().map_err(|e| refused("skb_egress", &e));
+        if optional(Feature::TlsTie, loaded) {
+            tied.attach(root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                .map_err(|e| refused("skb_egress", &e))?;
+            return Ok(true);
+        }
+    }
+    let untied: &mut CgroupSkb = program(ebpf, "skb_egress_untied")?;
+    untied
+        .load()
+        .map_err(|e| refused("skb_egress_untied", &e))?;
+    untied
+        .attach(root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+        .map_err(|e| refused("skb_egress_untied", &e))?;
+    Ok(false)
+}
+
+fn attach_sock_ops(ebpf: &mut Ebpf, root: &File) -> Result<(), LoadError> {
+    let sock_ops: &mut SockOps = program(ebpf, "sock_ops")?;
+    sock_ops.load().map_err(|e| refused("sock_ops", &e))?;
+    sock_ops
+        .attach(root, CgroupAttachMode::Single)
+        .map_err(|e| refused("sock_ops", &e))?;
+    Ok(())
+}
+
+/// Whether an optional feature came up; if not, says once what is lost.
+fn optional(feature: Feature, result: Result<(), LoadError>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            warn!("{}: {e}", feature.without());
+            false
         }
     }
 }
@@ -287,21 +373,43 @@ where
     let map = ebpf
         .take_map(name)
         .ok_or_else(|| LoadError::Missing(format!("map {name}")))?;
-    T::try_from(map).map_err(|e| LoadError::Object(format!("map {name}: {}", one_line(&e))))
+    T::try_from(map).map_err(|e| required(&format!("map {name}"), &e))
+}
+
+fn required(what: &str, e: &dyn std::error::Error) -> LoadError {
+    LoadError::Required {
+        what: what.to_owned(),
+        reason: one_line(e),
+    }
 }
 
 fn refused(name: &str, e: &ProgramError) -> LoadError {
-    let mut reason = one_line(e);
-    // The verifier log is long; its last line says why.
-    if let ProgramError::LoadError { verifier_log, .. } = e
-        && let Some(last) = verifier_log
-            .to_string()
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-    {
-        reason = format!("{reason}; verifier: {}", last.trim());
-    }
+    let reason = match e {
+        // The verifier log is long: the line that says why is the last one
+        // before its statistics.
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let why = log
+                .lines()
+                .map(str::trim)
+                .rev()
+                .find(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("processed ")
+                        && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                })
+                .unwrap_or("");
+            if std::env::var_os("AGENTMON_VERIFIER_LOG").is_some() {
+                eprintln!("{log}");
+            }
+            format!("{io_error}; verifier: {why}")
+        }
+        other => one_line(other),
+    };
     LoadError::Program {
         program: name.to_owned(),
         reason,

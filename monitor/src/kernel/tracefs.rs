@@ -147,23 +147,6 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
     let newtask = tp("task", "task_newtask")?;
     let exec = tp("sched", "sched_process_exec")?;
     let exit = tp("sched", "sched_process_exit")?;
-    let iss = tp("sock", "inet_sock_set_state")?;
-    let send = tp("sock", "sock_send_length")?;
-    let recv = tp("sock", "sock_recv_length")?;
-    let destroy = tp("tcp", "tcp_destroy_sock")?;
-    let (sys_buf, sys_len) = syscall_args(tracefs)?;
-    let len = |name: &str| -> Result<u32, TracefsError> {
-        let offset = field(&send, name)?;
-        // One set of offsets serves both programs: insist the layouts agree.
-        if field(&recv, name)? != offset {
-            return Err(TracefsError::MissingField {
-                tracepoint: recv.0.clone(),
-                field: format!("{name} (at the same offset as in sock_send_length)"),
-                path: recv.1.clone(),
-            });
-        }
-        Ok(offset)
-    };
     Ok(TpOffsets {
         newtask_pid: field(&newtask, "pid")?,
         newtask_clone_flags: field(&newtask, "clone_flags")?,
@@ -171,84 +154,8 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
         exit_pid: field(&exit, "pid")?,
         // `group_dead` is recent; without it the leader's exit stands in.
         exit_group_dead: field(&exit, "group_dead").unwrap_or(NO_FIELD),
-        iss_skaddr: field(&iss, "skaddr")?,
-        iss_oldstate: field(&iss, "oldstate")?,
-        iss_newstate: field(&iss, "newstate")?,
-        iss_sport: field(&iss, "sport")?,
-        iss_dport: field(&iss, "dport")?,
-        iss_family: field(&iss, "family")?,
-        iss_protocol: field(&iss, "protocol")?,
-        iss_saddr: field(&iss, "saddr")?,
-        iss_daddr: field(&iss, "daddr")?,
-        iss_saddr_v6: field(&iss, "saddr_v6")?,
-        iss_daddr_v6: field(&iss, "daddr_v6")?,
-        len_sk: len("sk")?,
-        len_family: len("family")?,
-        len_protocol: len("protocol")?,
-        len_ret: len("ret")?,
-        len_flags: len("flags")?,
-        // struct sock_common has kept these offsets since Linux 4.x (they are
-        // the start of every socket); they are not tracepoint fields.
-        skc_daddr: 0,
-        skc_rcv_saddr: 4,
-        skc_dport: 12,
-        skc_num: 14,
-        skc_family: 16,
-        skc_state: 18,
-        skc_v6_daddr: 56,
-        skc_v6_rcv_saddr: 72,
-        destroy_skaddr: field(&destroy, "skaddr")?,
-        sys_buf,
-        sys_len,
+        _pad: 0,
     })
-}
-
-/// The syscalls whose entry notes the user buffer (see monitor-ebpf's
-/// payload.rs): all take (fd, buffer-ish, length-ish, ...).
-pub const BUFFER_SYSCALLS: [&str; 8] = [
-    "write", "sendto", "read", "recvfrom", "writev", "readv", "sendmsg", "recvmsg",
-];
-
-/// Offsets of the second and third syscall arguments, which must agree
-/// across [`BUFFER_SYSCALLS`] since one pair serves them all.
-fn syscall_args(tracefs: &Path) -> Result<(u32, u32), TracefsError> {
-    let mut agreed: Option<(u32, u32)> = None;
-    for name in BUFFER_SYSCALLS {
-        let tracepoint = format!("sys_enter_{name}");
-        let fields = read_fields(tracefs, "syscalls", &tracepoint)?;
-        // Arguments follow __syscall_nr; their names differ per syscall.
-        let mut args: Vec<u32> = fields
-            .iter()
-            .filter(|(n, _)| !n.starts_with("common_") && n.as_str() != "__syscall_nr")
-            .map(|(_, &(offset, _))| offset)
-            .collect();
-        args.sort_unstable();
-        let pair = match args.as_slice() {
-            [_, buf, len, ..] => (*buf, *len),
-            _ => {
-                return Err(TracefsError::MissingField {
-                    tracepoint: format!("syscalls:{tracepoint}"),
-                    field: "(three arguments)".into(),
-                    path: tracefs
-                        .join("events/syscalls")
-                        .join(&tracepoint)
-                        .join("format"),
-                });
-            }
-        };
-        if agreed.is_some_and(|a| a != pair) {
-            return Err(TracefsError::MissingField {
-                tracepoint: format!("syscalls:{tracepoint}"),
-                field: "(arguments at the same offsets as sys_enter_write)".into(),
-                path: tracefs
-                    .join("events/syscalls")
-                    .join(&tracepoint)
-                    .join("format"),
-            });
-        }
-        agreed = Some(pair);
-    }
-    Ok(agreed.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -301,23 +208,9 @@ print fmt: \"comm=%s pid=%d\"
             "task/task_newtask",
             "sched/sched_process_exec",
             "sched/sched_process_exit",
-            "sock/inet_sock_set_state",
-            "sock/sock_send_length",
-            "sock/sock_recv_length",
-            "tcp/tcp_destroy_sock",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain(BUFFER_SYSCALLS.map(|s| format!("syscalls/sys_enter_{s}")))
-        {
-            let syscall = tp.starts_with("syscalls/");
-            let tp = dir.path().join("events").join(&tp);
+        ] {
+            let tp = dir.path().join("events").join(tp);
             fs::create_dir_all(&tp).unwrap();
-            if syscall {
-                let args = "format:\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:char * buf;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:size_t count;\toffset:32;\tsize:8;\tsigned:0;\n";
-                fs::write(tp.join("format"), args).unwrap();
-                continue;
-            }
             fs::write(
                 tp.join("format"),
                 "format:\n\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;\n",

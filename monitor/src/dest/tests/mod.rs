@@ -2,12 +2,12 @@
 
 mod bindings;
 mod cap;
+mod client_hello;
 mod dns;
 mod h2;
 mod http;
 mod paths;
 mod purpose;
-mod tls;
 
 use crate::dest::{Catalog, EntrySpec, Hostname, Naming, Purpose, name_connection};
 

@@ -1,17 +1,20 @@
 //! TLS library probes: plaintext sizes per connection, and the heads of
 //! requests written in plaintext, without decrypting anything ourselves.
 //!
-//! An entry probe notes the call per thread (`TLS_CALLS`); the library's
-//! own socket syscall inside the call ties its `SSL *` to the socket
-//! (`SSL_SOCKS`, in `sockets.rs`); the return probe adds the bytes to that
-//! connection. The same programs serve every library: the attach cookie says
-//! which (`monitor_common::tls_lib`).
+//! An entry probe notes the call per thread (`TLS_CALLS`, keyed by the
+//! thread's task address); the packet the library sends inside the call
+//! ties its `SSL *` to the socket (`SSL_SOCKS`, from the egress program,
+//! which runs in the sending thread); the return probe adds the bytes to
+//! that connection. The same programs serve every library: the attach
+//! cookie says which (`monitor_common::tls_lib`).
+//!
+//! The probes are attached per tracked process for libraries that other
+//! processes map too (user space's choice), so untracked processes never
+//! trap into them.
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_user, generated, generated::bpf_get_attach_cookie,
-    },
+    helpers::{bpf_probe_read_user, generated, generated::bpf_get_attach_cookie},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
@@ -19,8 +22,8 @@ use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, payload_kind, tls_lib};
 
 use crate::{
     maps::{
-        CONNS, LAST_RECV, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING,
-        atomic_add, bump, current_tgid, tracked,
+        CONNS, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to, atomic_add,
+        current_task, current_tgid, tracked,
     },
     payload,
 };
@@ -60,8 +63,10 @@ pub fn tls_return(ctx: RetProbeContext) -> u32 {
 
 #[inline(always)]
 fn enter(ctx: &ProbeContext, write: u32, ex: bool) -> u32 {
-    // One lookup for processes that are not tracked but use the library.
-    if tracked(current_tgid()).is_none() {
+    // One lookup for a process that maps a file probed for all processes
+    // (an agent's own executable) without being tracked.
+    let tgid = current_tgid();
+    if tracked(tgid).is_none() {
         return 0;
     }
     let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
@@ -80,19 +85,21 @@ fn enter(ctx: &ProbeContext, write: u32, ex: bool) -> u32 {
         len_out,
         lib,
         write,
+        tgid,
+        _pad: 0,
     };
-    let _ = TLS_CALLS.insert(bpf_get_current_pid_tgid(), call, 0);
+    let _ = TLS_CALLS.insert(current_task(), call, 0);
     0
 }
 
 #[inline(always)]
 fn finish(ctx: &RetProbeContext) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+    let task = current_task();
     // SAFETY: copied out before removal.
-    let Some(call) = (unsafe { TLS_CALLS.get(pid_tgid).copied() }) else {
+    let Some(call) = (unsafe { TLS_CALLS.get(task).copied() }) else {
         return;
     };
-    let _ = TLS_CALLS.remove(pid_tgid);
+    let _ = TLS_CALLS.remove(task);
     let bytes = if call.len_out != 0 {
         // `_ex`: 1 on success, the count in *len_out.
         if ctx.ret::<i32>() != 1 {
@@ -121,27 +128,23 @@ fn finish(ctx: &RetProbeContext) {
     // SAFETY (map reads): copied out of the maps.
     let sock = match unsafe { SSL_SOCKS.get(call.ssl).copied() } {
         Some(sock) => sock,
-        // No socket call inside the TLS call: the library works on memory
-        // buffers (node, Bun) and the event loop does the socket I/O on the
-        // same thread: a read was just received from the socket that thread
-        // read last, a write goes out with that thread's next send.
-        None if call.write == 0 => match unsafe { LAST_RECV.get(pid_tgid).copied() } {
-            Some(sock) => {
-                let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
-                sock
-            }
-            None => {
-                bump(counter::TLS_UNTIED_BYTES);
-                return;
-            }
-        },
+        // A read on a session no write has tied yet (the peer spoke first):
+        // counted as untied, never guessed.
+        None if call.write == 0 => {
+            add_to(counter::TLS_UNTIED_BYTES, bytes);
+            return;
+        }
+        // No packet left inside the call: the library works on memory
+        // buffers (node, Bun) and the event loop sends on the same thread
+        // next; or the socket's queue held the data back. The thread's
+        // next packet on a socket of this process ties it.
         None => {
             let pending = TlsCall {
                 len_out: bytes,
                 ..call
             };
-            let _ = TLS_PENDING.insert(pid_tgid, pending, 0);
-            keep_head(pid_tgid, call.buf, bytes);
+            let _ = TLS_PENDING.insert(task, pending, 0);
+            keep_head(task, call.buf, bytes);
             return;
         }
     };
@@ -197,34 +200,37 @@ fn starts_request(buf: u64, bytes: u64) -> bool {
     head[0] == 0 && (head[3] == 1 || frame_len + 9 < bytes)
 }
 
-/// Called by the socket hooks of tracked threads: inside a TLS call, the
+/// Called by the egress program for a data packet of a tracked connection
+/// of process `tgid`, in the context of the thread that sends it (packets
+/// sent later from softirq run in whatever thread was interrupted, which a
+/// TLS call of the same process only rarely is): inside a TLS call, the
 /// library's `SSL *` uses `sock`; a write the thread's TLS library made in
 /// memory goes out now, on `sock`.
 #[inline(always)]
-pub fn tie(sock: u64, send: bool) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+pub fn tie(sock: u64, tgid: u32) {
+    let task = current_task();
     // SAFETY (map reads): copied out of the maps.
-    if let Some(call) = unsafe { TLS_CALLS.get(pid_tgid).copied() } {
-        let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+    if let Some(call) = unsafe { TLS_CALLS.get(task).copied() } {
+        if call.tgid == tgid {
+            let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+        }
         return;
     }
-    if !send {
-        let _ = LAST_RECV.insert(pid_tgid, sock, 0);
-        return;
-    }
-    if let Some(pending) = unsafe { TLS_PENDING.get(pid_tgid).copied() } {
-        let _ = TLS_PENDING.remove(pid_tgid);
+    if let Some(pending) = unsafe { TLS_PENDING.get(task).copied() }
+        && pending.tgid == tgid
+    {
+        let _ = TLS_PENDING.remove(task);
         let _ = SSL_SOCKS.insert(pending.ssl, sock, 0);
         // Its buffer may be reused by now: the head was kept at return.
         let counted = TlsCall { buf: 0, ..pending };
         let marks = add_plaintext(sock, &counted, pending.len_out);
-        send_head(pid_tgid, sock, marks.unwrap_or_default());
+        send_head(task, sock, tgid, marks.unwrap_or_default());
     }
 }
 
 /// Keeps the head of a request written in memory, while its buffer is valid.
 #[inline(always)]
-fn keep_head(pid_tgid: u64, buf: u64, bytes: u64) {
+fn keep_head(task: u64, buf: u64, bytes: u64) {
     if !starts_request(buf, bytes) {
         return;
     }
@@ -242,24 +248,24 @@ fn keep_head(pid_tgid: u64, buf: u64, bytes: u64) {
         (*head).len = if copied == 0 { len } else { 0 };
         // By reference: a 1 KiB value must not be copied onto the BPF stack.
         #[expect(clippy::needless_borrows_for_generic_args, reason = "see above")]
-        let _ = TLS_HEADS.insert(pid_tgid, &*head, 0);
+        let _ = TLS_HEADS.insert(task, &*head, 0);
     }
 }
 
 /// Sends the kept request head of this thread, now that its socket is known.
 #[inline(always)]
-fn send_head(pid_tgid: u64, sock: u64, marks: [u64; 2]) {
-    let Some(head) = TLS_HEADS.get_ptr(pid_tgid) else {
+fn send_head(task: u64, sock: u64, tgid: u32, marks: [u64; 2]) {
+    let Some(head) = TLS_HEADS.get_ptr(task) else {
         return;
     };
     // SAFETY: `head` is a live map value until the removal below.
     let (data, len) = unsafe { ((*head).data.as_ptr(), u64::from((*head).len)) };
     let about = payload::About {
         sock,
-        tgid: current_tgid(),
+        tgid,
         kind: payload_kind::TLS_REQUEST,
         marks,
     };
     payload::emit_payload(payload::Source::Kernel(data), len, &about);
-    let _ = TLS_HEADS.remove(pid_tgid);
+    let _ = TLS_HEADS.remove(task);
 }

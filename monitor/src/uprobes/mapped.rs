@@ -1,4 +1,5 @@
-//! The executable file mappings of a process, from /proc/<pid>/maps.
+//! The executable file mappings of a process, from /proc/<pid>/maps (the
+//! text, not BPF maps).
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake};
 
-use crate::dest::tls::{MAX_ALPN, MAX_ALPN_LEN, is_tls_client_hello, parse_client_hello};
+use crate::dest::client_hello::{MAX_ALPN, MAX_ALPN_LEN, is_tls_client_hello, parse_client_hello};
 
 /// A client, the first bytes it sent, and the SNI and ALPN they carry.
 type Fixture = (

@@ -35,7 +35,7 @@
 //! counts). Other architectures (aarch64) are not covered yet.
 //!
 //! ```no_run
-//! use monitor::tls::boringssl;
+//! use monitor::uprobes::boringssl;
 //!
 //! let exe = std::fs::read("/proc/1234/exe")?;
 //! if boringssl::looks_like_bun(&exe) {

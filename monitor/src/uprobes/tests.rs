@@ -4,37 +4,42 @@ use super::*;
 
 #[derive(Default)]
 struct Fake {
-    attached: Vec<(String, String, ProbeAt, u32)>,
+    /// (program, target, where, library, pid)
+    attached: Vec<(String, String, ProbeAt, u32, Option<u32>)>,
     detached: Vec<String>,
     refuse: Option<&'static str>,
+    /// Offsets read from files, by file.
+    parsed: Vec<String>,
 }
 
 impl Attacher for Fake {
     type Link = usize;
     fn attach(
         &mut self,
-        program: &str,
+        program: &'static str,
         target: &Path,
         at: &ProbeAt,
         lib: u32,
-    ) -> Result<usize, String> {
-        if let (Some(bad), ProbeAt::Symbol(s)) = (self.refuse, at)
-            && s == bad
-        {
-            return Err("no such symbol".into());
-        }
+        pid: Option<NonZeroU32>,
+    ) -> Result<usize, ProbeError> {
         self.attached.push((
             program.into(),
             target.display().to_string(),
             at.clone(),
             lib,
+            pid.map(NonZeroU32::get),
         ));
         Ok(self.attached.len())
     }
     fn detach(&mut self, program: &str, _link: usize) {
         self.detached.push(program.into());
     }
-    fn offsets(&mut self, _target: &Path, names: &[&str]) -> Result<HashMap<String, u64>, String> {
+    fn offsets(
+        &mut self,
+        target: &Path,
+        names: &[&str],
+    ) -> Result<HashMap<String, u64>, ProbeError> {
+        self.parsed.push(target.display().to_string());
         // Every function exists, at 0x1000 per position, except a refused one.
         Ok(names
             .iter()
@@ -53,7 +58,7 @@ const MAPS: &str = "\
 ";
 
 #[test]
-fn attaches_once_per_file_and_detaches_with_the_last_user() {
+fn shared_libraries_are_probed_per_process_and_unprobed_at_its_exit() {
     let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
     let now = Instant::now();
     probes.scan(
@@ -64,54 +69,50 @@ fn attaches_once_per_file_and_detaches_with_the_last_user() {
         &mut fake,
         now,
     );
-    // libssl: 4 entries + 4 returns; gnutls: 2 + 2.
+    // libssl: 4 entries + 4 returns; gnutls: 2 + 2; all for process 10 only.
     assert_eq!(fake.attached.len(), 12);
+    assert!(fake.attached.iter().all(|a| a.4 == Some(10)));
     assert!(
         fake.attached
             .iter()
-            .any(|(p, t, at, lib)| p == "tls_write_ex"
+            .any(|(p, t, at, lib, _)| p == "tls_write_ex"
                 && t == "/proc/10/root/usr/lib/x86_64-linux-gnu/libssl.so.3"
                 && *at == ProbeAt::Offset(0x3000)
                 && *lib == tls_lib::OPENSSL)
     );
+    // Another agent process mapping the same files gets its own probes;
+    // the files are parsed once.
     probes.scan(11, MAPS, None, Path::new("/proc/11/root"), &mut fake, now);
-    assert_eq!(fake.attached.len(), 12, "same files: no second attach");
-    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 8);
+    assert_eq!(fake.attached.len(), 24);
+    assert_eq!(fake.attached.iter().filter(|a| a.4 == Some(11)).count(), 12);
+    assert_eq!(fake.parsed.len(), 2, "{:?}", fake.parsed);
+    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 16);
     assert_eq!(
         probes.libs_of(11).collect::<HashSet<_>>(),
         HashSet::from([tls_lib::OPENSSL, tls_lib::GNUTLS])
     );
-    probes.exited(10, now);
-    probes.reap(now + DETACH_AFTER * 2, &mut fake);
-    assert!(fake.detached.is_empty(), "process 11 still maps them");
-    probes.exited(11, now);
-    probes.reap(now + DETACH_AFTER / 2, &mut fake);
-    assert!(
-        fake.detached.is_empty(),
-        "kept for a while: agents come back"
-    );
-    // A new user in the meantime keeps them; without one they go.
-    probes.scan(
-        12,
-        MAPS,
-        None,
-        Path::new("/proc/12/root"),
-        &mut fake,
-        now + DETACH_AFTER / 2,
-    );
-    probes.reap(now + DETACH_AFTER * 2, &mut fake);
-    assert!(fake.detached.is_empty());
-    probes.exited(12, now + DETACH_AFTER);
-    probes.reap(now + DETACH_AFTER * 2, &mut fake);
+    // A process's probes go with it, at once; the other's stay.
+    probes.exited(10, now, &mut fake);
     assert_eq!(fake.detached.len(), 12);
-    assert_eq!(fake.attached.len(), 12, "never attached twice");
+    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 8);
+    assert_eq!(probes.libs_of(10).count(), 0);
+    probes.exited(11, now, &mut fake);
+    assert_eq!(fake.detached.len(), 24);
     assert!(probes.attached().is_empty());
+    // Scanning again is a no-op for a known process until RESCAN passes.
+    probes.scan(12, MAPS, None, Path::new("/"), &mut fake, now);
+    probes.scan(12, MAPS, None, Path::new("/"), &mut fake, now);
+    assert_eq!(
+        fake.attached.len(),
+        36,
+        "never attached twice for one process"
+    );
 }
 
 #[test]
 fn optional_symbols_may_be_missing_but_required_ones_fail_the_file() {
     let (mut probes, mut fake) = (
-        TlsProbes::default(),
+        TlsProbes::<usize>::default(),
         Fake {
             refuse: Some("SSL_read_ex"),
             ..Fake::default()
@@ -120,7 +121,7 @@ fn optional_symbols_may_be_missing_but_required_ones_fail_the_file() {
     probes.scan(1, MAPS, None, Path::new("/"), &mut fake, Instant::now());
     assert_eq!(probes.attached()[&tls_lib::OPENSSL], 6);
     let (mut probes, mut fake) = (
-        TlsProbes::default(),
+        TlsProbes::<usize>::default(),
         Fake {
             refuse: Some("gnutls_record_recv"),
             ..Fake::default()
@@ -132,7 +133,7 @@ fn optional_symbols_may_be_missing_but_required_ones_fail_the_file() {
     assert!(
         fake.attached
             .iter()
-            .all(|(_, t, _, _)| !t.contains("gnutls"))
+            .all(|(_, t, _, _, _)| !t.contains("gnutls"))
     );
 }
 

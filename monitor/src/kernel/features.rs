@@ -1,0 +1,103 @@
+//! Optional kernel features: what agentmon does without each. Every one is
+//! probed by loading the program that needs it; a refusal costs one log
+//! line and shows in `agentmon_kernel_feature_available`.
+
+use std::fmt;
+
+/// A kernel feature agentmon can do without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Feature {
+    /// sock_ops state callbacks (Linux 4.17): the exact moment a TCP
+    /// connection closes.
+    SockOps,
+    /// `bpf_get_current_task` in packet programs (5.8, CAP_PERFMON): ties
+    /// TLS library calls to their sockets.
+    TlsTie,
+    /// Uprobes on TLS libraries (4.17 with BPF links 5.x): plaintext sizes
+    /// and request heads.
+    Uprobes,
+}
+
+pub const ALL: [Feature; 3] = [Feature::SockOps, Feature::TlsTie, Feature::Uprobes];
+
+impl Feature {
+    /// The `feature` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Feature::SockOps => "sock_ops",
+            Feature::TlsTie => "tls_tie",
+            Feature::Uprobes => "uprobes",
+        }
+    }
+
+    /// The one log line that says what is lost without it.
+    pub fn without(self) -> &'static str {
+        match self {
+            Feature::SockOps => {
+                "sock_ops unavailable: TCP connections end at their last FIN or RST packet, and one that dies without either ends when its process exits"
+            }
+            Feature::TlsTie => {
+                "packet programs cannot read the current task: TLS plaintext is counted in agentmon_tls_untied_bytes_total, not per connection"
+            }
+            Feature::Uprobes => "TLS probes unavailable: TLS is seen as metadata only",
+        }
+    }
+
+    /// Whether the feature should be tried (not disabled on the command line).
+    pub fn wanted(self, disabled: &[Feature]) -> bool {
+        !disabled.contains(&self)
+    }
+}
+
+/// What this kernel gave agentmon.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub sock_ops: bool,
+    pub tls_tie: bool,
+    pub uprobes: bool,
+}
+
+impl Features {
+    pub fn has(&self, feature: Feature) -> bool {
+        match feature {
+            Feature::SockOps => self.sock_ops,
+            Feature::TlsTie => self.tls_tie,
+            Feature::Uprobes => self.uprobes,
+        }
+    }
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for feature in ALL {
+            let sign = if self.has(feature) { "+" } else { "-" };
+            write!(
+                f,
+                "{}{sign}{}",
+                if first { "" } else { " " },
+                feature.label()
+            )?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_feature_with_its_state() {
+        let f = Features {
+            sock_ops: true,
+            tls_tie: false,
+            uprobes: true,
+        };
+        assert_eq!(f.to_string(), "+sock_ops -tls_tie +uprobes");
+        for feature in ALL {
+            assert!(!feature.without().contains('\n'));
+        }
+    }
+}

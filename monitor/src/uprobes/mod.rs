@@ -1,0 +1,401 @@
+//! The uprobe manager: which TLS libraries the agents' processes map, and
+//! attaching the kernel's TLS call probes (monitor-ebpf's `tls_calls.rs`)
+//! to them. A library other processes map too is probed for each tracked
+//! process alone (a pid-scoped uprobe: the kernel plants its breakpoint in
+//! that process only, so nothing else ever traps into it) and unprobed when
+//! the process exits; an agent's own executable is probed once per file.
+//!
+//! Covered: OpenSSL as `libssl.so.*` (`SSL_write`/`SSL_read` and the `_ex`
+//! calls), OpenSSL linked into an executable that exports its symbols (node,
+//! Electron's node), BoringSSL inside Bun single-file executables (Claude
+//! Code's native binary, opencode), found by byte patterns
+//! (`boringssl.rs`), and GnuTLS (`gnutls_record_send`/`_recv`).
+
+pub mod boringssl;
+pub mod mapped;
+mod plan;
+
+use std::{
+    collections::{HashMap, HashSet},
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use monitor_common::tls_lib;
+use tracing::{debug, info, warn};
+
+use self::mapped::Mapped;
+pub use self::plan::{Plan, Scope, elf_offsets};
+use crate::kernel::{ProbeAt, TLS_RETURN};
+
+/// The `library` label of a [`tls_lib`] id.
+pub fn lib_label(lib: u32) -> &'static str {
+    match lib {
+        tls_lib::OPENSSL => "openssl",
+        tls_lib::OPENSSL_STATIC => "openssl-static",
+        tls_lib::BORINGSSL => "boringssl",
+        tls_lib::GNUTLS => "gnutls",
+        _ => "none",
+    }
+}
+
+/// Every library id, for gauges that list them all.
+pub const LIBS: [u32; 4] = [
+    tls_lib::OPENSSL,
+    tls_lib::OPENSSL_STATIC,
+    tls_lib::BORINGSSL,
+    tls_lib::GNUTLS,
+];
+
+/// Why a file gets no probes.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot read the ELF file {path}: {reason}")]
+    Elf { path: PathBuf, reason: String },
+    #[error("{function} not found in the file")]
+    Missing { function: String },
+    #[error("cannot attach {program} at {at:?}: {source}")]
+    Attach {
+        program: &'static str,
+        at: ProbeAt,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Attaching and detaching probes (the kernel, or a fake in tests).
+pub trait Attacher {
+    type Link;
+    /// Attaches `program` at `at` in `target`, for process `pid` only, or
+    /// for every process that maps the file.
+    fn attach(
+        &mut self,
+        program: &'static str,
+        target: &Path,
+        at: &ProbeAt,
+        lib: u32,
+        pid: Option<NonZeroU32>,
+    ) -> Result<Self::Link, ProbeError>;
+    fn detach(&mut self, program: &str, link: Self::Link);
+    /// File offsets of the named functions in `target` (missing ones left out).
+    fn offsets(
+        &mut self,
+        target: &Path,
+        names: &[&str],
+    ) -> Result<HashMap<String, u64>, ProbeError> {
+        elf_offsets(target, names)
+    }
+}
+
+type Links<L> = Vec<(&'static str, L)>;
+
+/// Probes attached once for a file, and the tracked processes mapping it.
+struct Shared<L> {
+    lib: u32,
+    links: Links<L>,
+    users: HashSet<u32>,
+    /// When the last user exited (detached after [`DETACH_AFTER`]).
+    idle_since: Option<Instant>,
+}
+
+/// A file no tracked process maps keeps its shared probes this long:
+/// registering a uprobe walks every mapping of the file on the machine, so
+/// agents that start and exit often must not attach each time.
+pub const DETACH_AFTER: Duration = Duration::from_secs(60);
+
+type FileId = (u32, u32, u64);
+
+pub struct TlsProbes<L> {
+    /// Files probed for everyone who maps them ([`Scope::PerFile`]).
+    shared: HashMap<FileId, Shared<L>>,
+    /// Probes attached for one process ([`Scope::PerProcess`]), by pid and
+    /// file, detached when the process exits.
+    own: HashMap<u32, HashMap<FileId, (u32, Links<L>)>>,
+    /// Plans with their functions resolved, so a library is parsed once.
+    plans: HashMap<FileId, Plan>,
+    /// Files that are not TLS libraries, or whose probes failed: not again.
+    skip: HashSet<FileId>,
+    /// When each process's maps were last read, and the files it maps.
+    scanned: HashMap<u32, (Instant, Vec<FileId>)>,
+}
+
+impl<L> Default for TlsProbes<L> {
+    fn default() -> Self {
+        Self {
+            shared: HashMap::new(),
+            own: HashMap::new(),
+            plans: HashMap::new(),
+            skip: HashSet::new(),
+            scanned: HashMap::new(),
+        }
+    }
+}
+
+/// A process's maps are read again at most this often (libraries come with
+/// dlopen, e.g. Python's `import ssl`, so every new connection may look).
+const RESCAN: Duration = Duration::from_millis(200);
+const RESCAN_UNTIL_FOUND: Duration = Duration::from_millis(1);
+
+impl<L> TlsProbes<L> {
+    /// Whether process `pid`'s maps are worth reading again at `now`.
+    /// Checked before reading them: a process opening thousands of
+    /// connections a second must not cost a `/proc/<pid>/maps` read each.
+    pub fn due(&self, pid: u32, now: Instant) -> bool {
+        // Until a TLS library shows up, look at every chance (ld.so maps
+        // libraries after the exec event; Python dlopens libssl on import).
+        match self.scanned.get(&pid) {
+            None => true,
+            Some((at, ids)) => {
+                let wait = if ids.is_empty() {
+                    RESCAN_UNTIL_FOUND
+                } else {
+                    RESCAN
+                };
+                now.duration_since(*at) >= wait
+            }
+        }
+    }
+
+    /// Looks at the files process `pid` maps (its `maps` text given) and
+    /// attaches probes to TLS libraries it has none on yet.
+    pub fn scan(
+        &mut self,
+        pid: u32,
+        maps_text: &str,
+        exe: Option<&Path>,
+        root: &Path,
+        attacher: &mut dyn Attacher<Link = L>,
+        now: Instant,
+    ) {
+        if !self.due(pid, now) {
+            return;
+        }
+        let mut mine = Vec::new();
+        for file in mapped::parse(maps_text) {
+            let id = file.id();
+            if self
+                .own
+                .get(&pid)
+                .is_some_and(|files| files.contains_key(&id))
+            {
+                mine.push(id);
+                continue;
+            }
+            if let Some(shared) = self.shared.get_mut(&id) {
+                shared.users.insert(pid);
+                shared.idle_since = None;
+                mine.push(id);
+                continue;
+            }
+            if self.skip.contains(&id) {
+                continue;
+            }
+            let target = attach_path(&file, root);
+            let Some(plan) = self.plan(id, &file, exe, &target, attacher) else {
+                continue;
+            };
+            let scope = match plan.scope {
+                Scope::PerProcess => NonZeroU32::new(pid),
+                Scope::PerFile => None,
+            };
+            let started = Instant::now();
+            match attach_plan(&plan, &target, scope, attacher) {
+                Ok(links) => {
+                    let (lib, probes) = (lib_label(plan.lib), links.len());
+                    let ms = started.elapsed().as_secs_f64() * 1e3;
+                    match scope {
+                        Some(_) => {
+                            debug!(pid, file = %file.path.display(), library = lib, probes, ms, "TLS probes attached for the process");
+                            self.own
+                                .entry(pid)
+                                .or_default()
+                                .insert(id, (plan.lib, links));
+                        }
+                        None => {
+                            info!(file = %file.path.display(), library = lib, probes, ms, "TLS probes attached for the file");
+                            self.shared.insert(
+                                id,
+                                Shared {
+                                    lib: plan.lib,
+                                    links,
+                                    users: HashSet::from([pid]),
+                                    idle_since: None,
+                                },
+                            );
+                        }
+                    }
+                    mine.push(id);
+                }
+                // A process can leave while its probes are attached: only
+                // a file that fails for everyone is given up.
+                Err(e) if scope.is_some() => {
+                    debug!(pid, file = %file.path.display(), "cannot attach TLS probes for the process: {e}");
+                }
+                Err(e) => {
+                    warn!(file = %file.path.display(), library = lib_label(plan.lib), "cannot attach TLS probes: {e}; this library's TLS is seen as metadata only");
+                    self.skip.insert(id);
+                }
+            }
+        }
+        self.scanned.insert(pid, (now, mine));
+    }
+
+    /// The plan for a file, resolved once; None (and skipped from now on)
+    /// for a file that is not a TLS library or whose functions are missing.
+    fn plan(
+        &mut self,
+        id: FileId,
+        file: &Mapped,
+        exe: Option<&Path>,
+        target: &Path,
+        attacher: &mut dyn Attacher<Link = L>,
+    ) -> Option<Plan> {
+        if let Some(plan) = self.plans.get(&id) {
+            return Some(plan.clone());
+        }
+        let Some(plan) = plan::plan_for(file, exe, target) else {
+            self.skip.insert(id);
+            return None;
+        };
+        let resolved = attacher
+            .offsets(target, &plan::symbols(&plan))
+            .and_then(|offsets| plan::resolve(&plan, &offsets));
+        match resolved {
+            Ok(resolved) => {
+                self.plans.insert(id, resolved.clone());
+                Some(resolved)
+            }
+            Err(e) => {
+                warn!(file = %file.path.display(), library = lib_label(plan.lib), "cannot probe TLS library: {e}; its TLS is seen as metadata only");
+                self.skip.insert(id);
+                None
+            }
+        }
+    }
+
+    /// A tracked process exited: its own probes go now; shared files nobody
+    /// uses any more start to idle.
+    pub fn exited(&mut self, pid: u32, now: Instant, attacher: &mut dyn Attacher<Link = L>) {
+        for (_, (_, links)) in self.own.remove(&pid).unwrap_or_default() {
+            for (program, link) in links {
+                attacher.detach(program, link);
+            }
+        }
+        let Some((_, ids)) = self.scanned.remove(&pid) else {
+            return;
+        };
+        for id in ids {
+            let Some(shared) = self.shared.get_mut(&id) else {
+                continue;
+            };
+            shared.users.remove(&pid);
+            if shared.users.is_empty() {
+                shared.idle_since = Some(now);
+            }
+        }
+    }
+
+    /// Detaches the probes of shared files idle for [`DETACH_AFTER`].
+    pub fn reap(&mut self, now: Instant, attacher: &mut dyn Attacher<Link = L>) {
+        let idle: Vec<FileId> = self
+            .shared
+            .iter()
+            .filter(|(_, a)| {
+                a.idle_since
+                    .is_some_and(|t| now.duration_since(t) >= DETACH_AFTER)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            if let Some(shared) = self.shared.remove(&id) {
+                for (program, link) in shared.links {
+                    attacher.detach(program, link);
+                }
+            }
+        }
+    }
+
+    /// TLS libraries with probes that fire for process `pid`.
+    pub fn libs_of(&self, pid: u32) -> impl Iterator<Item = u32> + '_ {
+        let own = self
+            .own
+            .get(&pid)
+            .into_iter()
+            .flat_map(|files| files.values().map(|(lib, _)| *lib));
+        let shared = self
+            .scanned
+            .get(&pid)
+            .into_iter()
+            .flat_map(|(_, ids)| ids.iter())
+            .filter_map(|id| self.shared.get(id).map(|a| a.lib));
+        own.chain(shared)
+    }
+
+    /// Probes attached per library.
+    pub fn attached(&self) -> HashMap<u32, usize> {
+        let mut out = HashMap::new();
+        for a in self.shared.values() {
+            *out.entry(a.lib).or_default() += a.links.len();
+        }
+        for (lib, links) in self.own.values().flat_map(|files| files.values()) {
+            *out.entry(*lib).or_default() += links.len();
+        }
+        out
+    }
+}
+
+/// The path to attach through: the file's own path when it is the same file
+/// here (device and inode), which stays valid after the process exits;
+/// else through the process's root (another mount namespace).
+fn attach_path(file: &Mapped, root: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let same = std::fs::metadata(&file.path).is_ok_and(|m| {
+        m.ino() == file.inode
+            && libc::major(m.dev()) == file.dev.0
+            && libc::minor(m.dev()) == file.dev.1
+    });
+    if same {
+        file.path.clone()
+    } else {
+        root.join(file.path.strip_prefix("/").unwrap_or(&file.path))
+    }
+}
+
+/// Attaches entry and return probes for every function of `plan`; a
+/// required function that cannot be probed fails the whole file. Entry and
+/// return probes sit at the function's first byte (a return probe must), so
+/// one breakpoint serves both.
+fn attach_plan<L>(
+    plan: &Plan,
+    target: &Path,
+    pid: Option<NonZeroU32>,
+    attacher: &mut dyn Attacher<Link = L>,
+) -> Result<Links<L>, ProbeError> {
+    let mut links = Vec::new();
+    for (program, at, required) in &plan.probes {
+        let entry = attacher.attach(program, target, at, plan.lib, pid);
+        let result = entry.and_then(|e| {
+            links.push((*program, e));
+            attacher.attach(TLS_RETURN, target, at, plan.lib, pid)
+        });
+        match result {
+            Ok(r) => links.push((TLS_RETURN, r)),
+            Err(e) if *required => {
+                for (program, link) in links {
+                    attacher.detach(program, link);
+                }
+                return Err(e);
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(links)
+}
+
+/// Path prefix for a process's view of the file system.
+pub fn proc_root(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root"))
+}
+
+#[cfg(test)]
+mod tests;

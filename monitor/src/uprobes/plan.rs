@@ -1,0 +1,188 @@
+//! What to probe in a mapped file: which TLS library it is, the functions,
+//! and whether the probes are attached per process or once for the file.
+
+use std::{collections::HashMap, path::Path};
+
+use monitor_common::tls_lib;
+use tracing::warn;
+
+use super::{ProbeError, boringssl, mapped::Mapped};
+use crate::kernel::{
+    ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX,
+};
+
+/// Who a file's probes fire for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Attached for each tracked process that maps the file: the file is
+    /// shared with processes that are not agents (libssl, libgnutls, node),
+    /// and a uprobe attached for all would trap every one of them.
+    PerProcess,
+    /// Attached once for everyone who maps the file: an agent's own
+    /// executable (a Bun single-file executable), which nothing else runs.
+    PerFile,
+}
+
+/// What to probe in a file.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub lib: u32,
+    pub scope: Scope,
+    /// (entry program, where, required)
+    pub probes: Vec<(&'static str, ProbeAt, bool)>,
+}
+
+fn openssl_plan(lib: u32) -> Plan {
+    let sym = |s: &str| ProbeAt::Symbol(s.to_owned());
+    Plan {
+        lib,
+        scope: Scope::PerProcess,
+        probes: vec![
+            (TLS_ENTRY_WRITE, sym("SSL_write"), true),
+            (TLS_ENTRY_READ, sym("SSL_read"), true),
+            // OpenSSL >= 1.1.1; Python's ssl module uses these.
+            (TLS_ENTRY_WRITE_EX, sym("SSL_write_ex"), false),
+            (TLS_ENTRY_READ_EX, sym("SSL_read_ex"), false),
+        ],
+    }
+}
+
+/// Decides what a mapped file is. `exe` is the process's executable and
+/// `target` the path the file is read through.
+pub fn plan_for(file: &Mapped, exe: Option<&Path>, target: &Path) -> Option<Plan> {
+    let name = file.path.file_name()?.to_str()?;
+    if name.starts_with("libssl.so") {
+        return Some(openssl_plan(tls_lib::OPENSSL));
+    }
+    if name.starts_with("libgnutls.so") {
+        let sym = |s: &str| ProbeAt::Symbol(s.to_owned());
+        return Some(Plan {
+            lib: tls_lib::GNUTLS,
+            scope: Scope::PerProcess,
+            probes: vec![
+                (TLS_ENTRY_WRITE, sym("gnutls_record_send"), true),
+                (TLS_ENTRY_READ, sym("gnutls_record_recv"), true),
+            ],
+        });
+    }
+    if exe != Some(file.path.as_path()) {
+        return None;
+    }
+    if exports_openssl(target) {
+        return Some(openssl_plan(tls_lib::OPENSSL_STATIC));
+    }
+    bun_plan(target)
+}
+
+/// BoringSSL in a Bun single-file executable: no symbols, so its functions
+/// are found by pattern; a file that does not match fails soft (metadata).
+fn bun_plan(target: &Path) -> Option<Plan> {
+    let file = std::fs::File::open(target).ok()?;
+    // SAFETY: read-only map of an executable in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    if !boringssl::looks_like_bun(&map) {
+        return None;
+    }
+    match boringssl::locate(&map) {
+        Ok(found) => Some(Plan {
+            lib: tls_lib::BORINGSSL,
+            scope: Scope::PerFile,
+            probes: vec![
+                (TLS_ENTRY_WRITE, ProbeAt::Offset(found.ssl_write), true),
+                (TLS_ENTRY_READ, ProbeAt::Offset(found.ssl_read), true),
+            ],
+        }),
+        Err(e) => {
+            warn!(file = %target.display(), "Bun executable, but its BoringSSL was not found ({e}); its TLS is seen as metadata only");
+            None
+        }
+    }
+}
+
+/// Whether an executable exports OpenSSL's `SSL_write` (node does).
+fn exports_openssl(path: &Path) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: read-only map of an executable that is being run; it is not
+    // written while mapped for execution (ETXTBSY).
+    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
+        return false;
+    };
+    let Ok(elf) = object::File::parse(&*map) else {
+        return false;
+    };
+    elf.dynamic_symbols()
+        .any(|s| s.name() == Ok("SSL_write") && !s.is_undefined())
+}
+
+/// File offsets of functions in an ELF file, with one read of it (aya would
+/// parse the file again for every probe: slow on a 100 MB executable and
+/// late for a short-lived process).
+pub fn elf_offsets(target: &Path, names: &[&str]) -> Result<HashMap<String, u64>, ProbeError> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let elf_error = |reason: String| ProbeError::Elf {
+        path: target.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(target).map_err(|e| elf_error(e.to_string()))?;
+    // SAFETY: a read-only map of a library or executable in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| elf_error(e.to_string()))?;
+    let elf = object::File::parse(&*map).map_err(|e| elf_error(e.to_string()))?;
+    let mut out = HashMap::new();
+    for sym in elf.dynamic_symbols().chain(elf.symbols()) {
+        let Ok(name) = sym.name() else { continue };
+        if sym.is_undefined() || !names.contains(&name) || out.contains_key(name) {
+            continue;
+        }
+        let Some(index) = sym.section_index() else {
+            continue;
+        };
+        let Ok(section) = elf.section_by_index(index) else {
+            continue;
+        };
+        if let Some((file_offset, _)) = section.file_range() {
+            out.insert(
+                name.to_owned(),
+                sym.address() - section.address() + file_offset,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The plan with its symbols turned into file offsets, given the offsets
+/// found in the file.
+pub fn resolve(plan: &Plan, offsets: &HashMap<String, u64>) -> Result<Plan, ProbeError> {
+    let mut probes = Vec::new();
+    for (program, at, required) in &plan.probes {
+        match at {
+            ProbeAt::Symbol(name) => match offsets.get(name) {
+                Some(offset) => probes.push((*program, ProbeAt::Offset(*offset), *required)),
+                None if *required => {
+                    return Err(ProbeError::Missing {
+                        function: name.clone(),
+                    });
+                }
+                None => {}
+            },
+            ProbeAt::Offset(_) => probes.push((*program, at.clone(), *required)),
+        }
+    }
+    Ok(Plan {
+        probes,
+        ..plan.clone()
+    })
+}
+
+/// The symbol names a plan needs resolved.
+pub fn symbols(plan: &Plan) -> Vec<&str> {
+    plan.probes
+        .iter()
+        .filter_map(|(_, at, _)| match at {
+            ProbeAt::Symbol(name) => Some(name.as_str()),
+            ProbeAt::Offset(_) => None,
+        })
+        .collect()
+}
