@@ -1,7 +1,8 @@
 //! `loadgen`: the purpose-built load clients and sink of `cargo xtask bench`,
 //! for the loads iperf3 does not make: many small sends on one connection,
 //! connection churn at a fixed or the highest rate, many connections (and
-//! processes) held open, and connections to many named hosts.
+//! processes) held open, connections to many named hosts, and one cheap
+//! syscall in a tight loop (what an untracked process pays per call).
 //!
 //! ```text
 //! loadgen sink  --listen ADDR:PORT --ready-file PATH [--close-after N] [--threads T]
@@ -9,10 +10,12 @@
 //! loadgen churn --to ADDR:PORT --secs S [--rate R] [--threads T] [--send N]
 //! loadgen hold  --to ADDR:PORT --conns N [--procs P] [--send N] --ready-file PATH --stop-file PATH
 //! loadgen names --to ADDR:PORT --hosts N
+//! loadgen getppid|devnull|pipe|unix --secs S
 //! ```
 //!
 //! Every client prints one line of `key=value` figures when it is done
-//! (`sends=`, `conns=`, `bytes=` (payload bytes sent), `secs=`, `errors=`).
+//! (`sends=`, `conns=`, `ops=`, `bytes=` (payload bytes sent), `secs=`,
+//! `errors=`, `ns_per_op=`).
 //! Any subcommand takes `--tag VALUE`, which is ignored: the bench uses it to
 //! put an agent's marker (such as `/node_modules/@google/gemini-cli/`) into
 //! argv. The bench copies this executable to agent-looking paths, so nothing
@@ -50,7 +53,14 @@ fn main() -> ExitCode {
         Some("churn") => Flags::parse(rest).and_then(|f| churn(&f)),
         Some("hold") => Flags::parse(rest).and_then(|f| hold(&f)),
         Some("names") => Flags::parse(rest).and_then(|f| names(&f)),
-        _ => Err("usage: loadgen sink|msgs|churn|hold|names ... (see the source's header)".into()),
+        Some(op @ ("getppid" | "devnull" | "pipe" | "unix")) => {
+            Flags::parse(rest).and_then(|f| micro(&f, op))
+        }
+        _ => Err(
+            "usage: loadgen sink|msgs|churn|hold|names|getppid|devnull|pipe|unix ... \
+             (see the source's header)"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -375,6 +385,110 @@ fn names(f: &Flags) -> Result<()> {
     }
     println!("conns={hosts} bytes={bytes}");
     Ok(())
+}
+
+// ---------------------------------------------------------------- micro
+
+/// One cheap operation in a tight loop for `secs`, by a process agentmon
+/// does not track: what its always-on hooks cost everyone else, per call.
+/// `getppid` hits no hook of agentmon's (but still takes the traced-syscall
+/// path while any syscall tracepoint is on); `devnull` is one write(2) of 64
+/// bytes; `pipe` and `unix` a 64-byte write and read back on one thread
+/// (no wake-ups or context switches to drown the hooks' cost), through a
+/// pipe and an AF_UNIX stream socketpair (send/recv: sendto and recvfrom).
+fn micro(f: &Flags, op: &str) -> Result<()> {
+    let secs = f.secs()?;
+    let mut buf = [FILL; 64];
+    match op {
+        "getppid" => spin(secs, || {
+            // SAFETY: getppid has no preconditions. glibc does not cache it.
+            std::hint::black_box(unsafe { libc::getppid() });
+            Ok(())
+        }),
+        "devnull" => {
+            let null = fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| format!("open /dev/null: {e}"))?;
+            let fd = null.as_raw_fd();
+            // SAFETY: writes from a buffer we own to a descriptor we own.
+            spin(secs, || {
+                full(unsafe { libc::write(fd, buf.as_ptr().cast(), 64) }, "write")
+            })
+        }
+        "pipe" => {
+            let (rx, tx) = pipe()?;
+            let (r, w) = (rx.as_raw_fd(), tx.as_raw_fd());
+            spin(secs, || {
+                // SAFETY: as above; the read fills a buffer we own.
+                full(unsafe { libc::write(w, buf.as_ptr().cast(), 64) }, "write")?;
+                full(
+                    unsafe { libc::read(r, buf.as_mut_ptr().cast(), 64) },
+                    "read",
+                )
+            })
+        }
+        _ => {
+            let (a, b) = socketpair()?;
+            let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
+            spin(secs, || {
+                // SAFETY: as above.
+                full(unsafe { libc::send(a, buf.as_ptr().cast(), 64, 0) }, "send")?;
+                full(
+                    unsafe { libc::recv(b, buf.as_mut_ptr().cast(), 64, 0) },
+                    "recv",
+                )
+            })
+        }
+    }
+}
+
+/// Runs `op` in batches of 256 (one clock read per batch) until `secs` have
+/// passed, then prints `ops= secs= ns_per_op=`.
+fn spin(secs: Duration, mut op: impl FnMut() -> Result<()>) -> Result<()> {
+    let start = Instant::now();
+    let mut ops: u64 = 0;
+    while start.elapsed() < secs {
+        for _ in 0..256 {
+            op()?;
+        }
+        ops += 256;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "ops={ops} secs={elapsed:.6} ns_per_op={:.1}",
+        elapsed * 1e9 / ops as f64
+    );
+    Ok(())
+}
+
+/// A read or write that had to move all 64 bytes at once (a pipe or socket
+/// with room and data always does).
+fn full(ret: isize, what: &str) -> Result<()> {
+    match ret {
+        64 => Ok(()),
+        n if n < 0 => Err(format!("{what}: {}", io::Error::last_os_error())),
+        n => Err(format!("{what}: {n} bytes, not 64")),
+    }
+}
+
+/// An AF_UNIX stream socketpair.
+fn socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out-array of two descriptors.
+    check(
+        unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        },
+        "socketpair",
+    )?;
+    // SAFETY: socketpair returned two fresh descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 // ---------------------------------------------------------------- sink
