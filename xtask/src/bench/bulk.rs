@@ -2,6 +2,7 @@
 //! untracked iperf3 and by a copy at Claude Code's native path (tracked).
 use agentmon_tests::{REMOTE_V4, run_bounded};
 use anyhow::{Context as _, Result, bail};
+use std::path::Path;
 use std::time::Duration;
 
 use super::lab::IPERF_PORT;
@@ -28,41 +29,18 @@ impl Variant for Bulk {
     fn run(&self, ctx: &Ctx, mon: &mut Monitor, rec: &mut Recorder) -> Result<()> {
         let lab = ctx.lab;
         let secs = ctx.opts.secs(10.0).round().max(1.0);
-        let iperf = if self.tracked {
+        let program = if self.tracked {
             &lab.claude_iperf
         } else {
             &lab.iperf
         };
-        let args = [
-            "-c".to_owned(),
-            REMOTE_V4.to_string(),
-            "-p".into(),
-            IPERF_PORT.to_string(),
-            "-t".into(),
-            secs.to_string(),
-            "-J".into(),
-        ];
         mon.begin();
-        let out = run_bounded(
-            &mut lab.client(iperf, args),
-            Duration::from_secs_f64(secs + 60.0),
-        );
+        let (bps, sent) = iperf(ctx, program, secs)?;
         mon.finish(rec, secs);
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("iperf3 -J printed no JSON: {out:?}"))?;
-        if let Some(err) = json["error"].as_str() {
-            bail!("iperf3: {err}");
-        }
-        let end = &json["end"];
-        let bps = end["sum_received"]["bits_per_second"]
-            .as_f64()
-            .context("no end.sum_received.bits_per_second in iperf3's JSON")?;
         rec.add("throughput", Unit::Gbps, bps / 1e9);
         if self.tracked
             && let Some(am) = mon.agentmon()
         {
-            // The test stream's bytes; the control connection adds a few hundred.
-            let sent = end["sum_sent"]["bytes"].as_f64().unwrap_or(0.0);
             let tcp = [("tool", "claude-code"), ("proto", "tcp")];
             let (counted, _) = wait_value(
                 am,
@@ -82,4 +60,33 @@ impl Variant for Bulk {
         }
         Ok(())
     }
+}
+
+/// `program` (iperf3 or a copy) as client for `secs` whole seconds: bits per
+/// second received, and the test stream's bytes sent (the control
+/// connection adds a few hundred more).
+pub fn iperf(ctx: &Ctx, program: &Path, secs: f64) -> Result<(f64, f64)> {
+    let args = [
+        "-c".to_owned(),
+        REMOTE_V4.to_string(),
+        "-p".into(),
+        IPERF_PORT.to_string(),
+        "-t".into(),
+        secs.to_string(),
+        "-J".into(),
+    ];
+    let out = run_bounded(
+        &mut ctx.lab.client(program, args),
+        Duration::from_secs_f64(secs + 60.0),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("iperf3 -J printed no JSON: {out:?}"))?;
+    if let Some(err) = json["error"].as_str() {
+        bail!("iperf3: {err}");
+    }
+    let end = &json["end"];
+    let bps = end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("no end.sum_received.bits_per_second in iperf3's JSON")?;
+    Ok((bps, end["sum_sent"]["bytes"].as_f64().unwrap_or(0.0)))
 }

@@ -109,7 +109,7 @@ impl Variant for Held {
         }
         mon.begin();
         let figs = run_client(
-            &mut lab.client(&lab.claude, msgs_args(secs)),
+            &mut lab.client(&lab.claude, msgs_args(&remote(SINK_PORT), secs)),
             secs,
             "loadgen msgs",
         )?;

@@ -2,13 +2,14 @@
 //! addresses only), with the servers every scenario talks to running in the
 //! "remote" namespace for the whole run, and the clients copied to the paths
 //! that make agentmon track them.
+use std::cell::OnceCell;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use agentmon_tests::{
-    ChildGuard, NetLab, REMOTE_V4, ServerGuard, agent_copy, run_bounded, wait_until,
+    ChildGuard, Internet, NetLab, REMOTE_V4, ServerGuard, agent_copy, run_bounded, wait_until,
 };
 use anyhow::{Context as _, Result, bail};
 
@@ -86,6 +87,13 @@ pub struct BenchLab {
     pub aider: PathBuf,
     /// tls_client.js as Gemini CLI's bundle (`node .../gemini.js`).
     pub gemini: PathBuf,
+    /// The paced background agents of the non-agent scenario (as aider, and
+    /// as Gemini CLI on node).
+    pub py_agent: PathBuf,
+    pub node_agent: PathBuf,
+    /// tls_client.js compiled by Bun, at Claude Code's native path: built
+    /// on first use (a second, and 100 MB), see [`BenchLab::bun_claude`].
+    bun_claude: OnceCell<PathBuf>,
     _servers: Vec<ServerGuard>,
 }
 
@@ -105,6 +113,10 @@ impl BenchLab {
         agent_copy(&bins.script("tls_client.py"), &aider);
         let gemini = dir.join("lib/node_modules/@google/gemini-cli/bundle/gemini.js");
         agent_copy(&bins.script("tls_client.js"), &gemini);
+        let py_agent = dir.join("agent/venv/bin/aider");
+        agent_copy(&Internet::script("tls_agent.py"), &py_agent);
+        let node_agent = dir.join("agent/lib/node_modules/@google/gemini-cli/bundle/gemini.js");
+        agent_copy(&Internet::script("tls_agent.js"), &node_agent);
         let mut this = Self {
             lab,
             bins,
@@ -113,6 +125,9 @@ impl BenchLab {
             iperf,
             aider,
             gemini,
+            py_agent,
+            node_agent,
+            bun_claude: OnceCell::new(),
             _servers: Vec::new(),
         };
         this.start_servers()?;
@@ -191,6 +206,29 @@ impl BenchLab {
             }
         }
         Ok(())
+    }
+
+    /// The Bun single-file executable at Claude Code's path, compiled from
+    /// tls_client.js (so it runs the node row's client) the first time.
+    pub fn bun_claude(&self) -> Result<&Path> {
+        if let Some(exe) = self.bun_claude.get() {
+            return Ok(exe);
+        }
+        let exe = self.dir().join("bun/.local/share/claude/versions/9.9.9");
+        let bun = Path::new(crate::setup::BUN_DIR).join("bin/bun");
+        let mut build = Command::new(&bun);
+        build.args(["build", "--compile", "--outfile"]);
+        build.arg(&exe).arg(self.bins.script("tls_client.js"));
+        let out = run_bounded(&mut build, Duration::from_secs(120));
+        if !out.status.success() || !exe.exists() {
+            bail!(
+                "{} build --compile (`cargo xtask setup` installs bun): {}{}",
+                bun.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(self.bun_claude.get_or_init(|| exe))
     }
 
     fn listening(&self, port: u16) -> bool {

@@ -3,10 +3,10 @@
 //! Every scenario runs without and with agentmon, alternating, in the same
 //! run, over a veth pair between two namespaces with documentation addresses
 //! (the tests' lab). Load: iperf3 for bulk transfers, `loadgen` (this
-//! workspace's purpose-built clients) for small messages, churn and held
-//! connections, Python and node TLS clients against a node TLS server. The
-//! markdown it prints (and writes to `target/bench/results.md`) is what
-//! BENCHMARKS.md quotes.
+//! workspace's purpose-built clients) for small messages, churn, held
+//! connections and syscall loops, Python, node and Bun TLS clients against a
+//! node TLS server. The markdown it prints (and writes to
+//! `target/bench/results.md`) is what BENCHMARKS.md quotes.
 //!
 //! Layout: `runner` (the A/B loop), `monitor` (the arms: nothing, agentmon,
 //! bpftrace; agentmon's CPU and RSS), `lab` (servers and tracked copies),
@@ -18,6 +18,7 @@ mod growth;
 mod lab;
 mod monitor;
 mod msgs;
+mod nonagent;
 mod profile;
 mod report;
 mod runner;
@@ -41,6 +42,7 @@ pub enum Scenario {
     Churn,
     Tls,
     Growth,
+    Nonagent,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +63,10 @@ pub struct BenchArgs {
     /// Where to write the markdown [default: target/bench/results.md].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Measure this agentmon binary instead of the one just built (for
+    /// before/after tables); loadgen still comes from this checkout.
+    #[arg(long, hide = true)]
+    pub agentmon: Option<PathBuf>,
 }
 
 /// Builds (release), takes the machine lock that the root tests take, runs
@@ -71,11 +77,16 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         bail!("the bench loads BPF programs and makes network namespaces: run it as root");
     }
     agentmon_tests::hold_machine_lock();
-    let bins = Bins::beside(&ws.agentmon());
+    let mut bins = Bins::beside(&ws.agentmon());
+    if let Some(other) = &args.agentmon {
+        bins.agentmon =
+            fs::canonicalize(other).with_context(|| format!("--agentmon {}", other.display()))?;
+    }
     let command = std::env::args()
         .skip(1)
         .fold("cargo xtask".to_owned(), |s, a| s + " " + &a);
-    let machine = report::Machine::probe(&command);
+    let other = args.agentmon.as_ref().map(|_| bins.agentmon.as_path());
+    let machine = report::Machine::probe(&command, other);
     let opts = Options {
         smoke: args.smoke,
         reps: args.reps.unwrap_or(if args.smoke { 1 } else { 5 }).max(1),
@@ -194,9 +205,10 @@ fn scenarios(opts: &Options) -> Scenarios {
             tls::Client::PythonTracked,
             tls::Client::PythonUntracked,
             tls::Client::NodeTracked,
+            tls::Client::BunTracked,
         ]
     } else {
-        &[tls::Client::PythonTracked]
+        &[tls::Client::PythonTracked, tls::Client::BunTracked]
     };
     out.push((
         Scenario::Tls,
@@ -230,6 +242,30 @@ fn scenarios(opts: &Options) -> Scenarios {
             ),
         ),
         growth,
+    ));
+
+    let workloads: &[nonagent::Workload] = if full {
+        &nonagent::Workload::ALL
+    } else {
+        &[nonagent::Workload::Unix]
+    };
+    let secs = opts.secs(5.0);
+    out.push((
+        Scenario::Nonagent,
+        Table::new(
+            "nonagent",
+            format!(
+                "6. Non-agent processes while an agent is active (untracked workloads, \
+                 {secs:.0} s, bulk {:.0} s; in every arm a tracked TLS client makes {} \
+                 requests/s)",
+                opts.secs(10.0),
+                nonagent::AGENT_RATE_PER_SEC
+            ),
+        ),
+        workloads
+            .iter()
+            .map(|&workload| Box::new(nonagent::Nonagent { workload }) as Box<dyn Variant>)
+            .collect(),
     ));
     out
 }
@@ -292,12 +328,21 @@ mod tests {
         both(py, tls::REQUESTS);
         assert!(with(py, "probes attached") > 0.0, "{md}");
         assert_eq!(with(py, "plaintext counted − written"), 0.0, "{md}");
+        let bun = tls::Client::BunTracked.name();
+        both(bun, tls::REQUESTS);
+        assert!(with(bun, "probes attached") > 0.0, "{md}");
+        assert_eq!(with(bun, "plaintext counted − written"), 0.0, "{md}");
         let held = growth::Held::name_for(100, 1);
         both(&held, msgs::SENDS);
         assert_eq!(with(&held, "egress counted − sent"), 0.0, "{md}");
         assert!(with(&held, growth::SCRAPE) > 0.0, "{md}");
         // 64 distinct values per tool, and "other" for the rest.
         assert_eq!(with(growth::LABEL_CAP, growth::DESTS), 65.0, "{md}");
+        let unix = nonagent::Workload::Unix;
+        both(unix.name(), unix.figure());
+        both(unix.name(), nonagent::AGENT_RATE);
+        assert!(with(unix.name(), "probes attached") > 0.0, "{md}");
+        assert_eq!(with(unix.name(), nonagent::AGENT_PLAINTEXT), 0.0, "{md}");
         if r.notes.iter().all(|n| !n.contains("bpftrace")) {
             let v = r.median(msgs::TRACKED, "bpftrace counted − sent", Arm::Bpftrace);
             assert_eq!(v, Some(0.0), "{md}");

@@ -35,7 +35,7 @@ impl Variant for Msgs {
             &lab.bins.loadgen
         };
         mon.begin();
-        let client = spawn(&mut lab.client(program, msgs_args(secs)));
+        let client = spawn(&mut lab.client(program, msgs_args(&remote(SINK_PORT), secs)));
         let pid = client.id();
         let out = client.wait_output(Duration::from_secs_f64(secs + 60.0));
         mon.finish(rec, secs);
@@ -65,12 +65,12 @@ impl Variant for Msgs {
     }
 }
 
-/// `msgs` arguments for `secs` seconds of 64-byte sends to the sink.
-pub fn msgs_args(secs: f64) -> Vec<String> {
+/// `msgs` arguments for `secs` seconds of 64-byte sends to the sink at `to`.
+pub fn msgs_args(to: &str, secs: f64) -> Vec<String> {
     [
         "msgs",
         "--to",
-        &remote(SINK_PORT),
+        to,
         "--size",
         "64",
         "--secs",

@@ -12,7 +12,8 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn probe(command: &str) -> Self {
+    /// `other`: the agentmon binary given with `--agentmon`, if any.
+    pub fn probe(command: &str, other: Option<&std::path::Path>) -> Self {
         let cpu = fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -65,7 +66,13 @@ impl Machine {
                     kernel.trim()
                 ),
                 format!("- load average before the run: {}", loadavg()),
-                format!("- agentmon: commit {commit}, release build"),
+                match other {
+                    Some(bin) => format!(
+                        "- agentmon: `{}` (--agentmon), not this checkout ({commit})",
+                        bin.display()
+                    ),
+                    None => format!("- agentmon: commit {commit}, release build"),
+                },
                 format!(
                     "- tools: {}, {}, {}, node {}",
                     version("iperf3", "--version"),
@@ -177,6 +184,7 @@ fn targets(r: &Results) -> Vec<Target> {
     for c in [
         tls::Client::PythonTracked,
         tls::Client::NodeTracked,
+        tls::Client::BunTracked,
         tls::Client::PythonUntracked,
     ] {
         ratio(

@@ -1,10 +1,11 @@
 //! Scenario 4: TLS requests per second (HTTP/1.1 keep-alive, 512-byte
-//! requests, 1 KiB replies) through libssl (Python's ssl module) and node's
-//! static OpenSSL, by tracked clients, with agentmon's uprobes attached
-//! versus no agentmon. And the cost for an untracked libssl client while an
-//! agent keeps the probes on the same library file attached.
+//! requests, 1 KiB replies) through libssl (Python's ssl module), node's
+//! static OpenSSL and a Bun single-file executable's BoringSSL (as Claude
+//! Code's native binary is built), by tracked clients, with agentmon's
+//! uprobes attached versus no agentmon. And the cost for an untracked libssl
+//! client while an agent keeps the probes on the same library file attached.
 use std::fs;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use agentmon_tests::REMOTE_V4;
@@ -22,6 +23,7 @@ pub enum Client {
     PythonTracked,
     PythonUntracked,
     NodeTracked,
+    BunTracked,
 }
 
 pub struct Tls {
@@ -36,13 +38,15 @@ impl Client {
                 "python/libssl, untracked, while an aider process keeps libssl probed"
             }
             Client::NodeTracked => "node/static OpenSSL, tracked (gemini-cli)",
+            Client::BunTracked => "Bun executable/BoringSSL, tracked (claude-code)",
         }
     }
 
     fn library(self) -> &'static str {
         match self {
             Client::NodeTracked => "openssl-static",
-            _ => "openssl",
+            Client::BunTracked => "boringssl",
+            Client::PythonTracked | Client::PythonUntracked => "openssl",
         }
     }
 
@@ -50,6 +54,7 @@ impl Client {
         match self {
             Client::PythonTracked => Some("aider"),
             Client::NodeTracked => Some("gemini-cli"),
+            Client::BunTracked => Some("claude-code"),
             Client::PythonUntracked => None,
         }
     }
@@ -68,28 +73,6 @@ impl Variant for Tls {
         let lab = ctx.lab;
         let secs = ctx.opts.secs(5.0);
         let (go, stop) = (ctx.file("tls-go"), ctx.file("tls-stop"));
-        let py_args = |script: &PathBuf| -> Vec<String> {
-            let mut a = vec![script.display().to_string()];
-            a.extend([
-                "--ip".into(),
-                REMOTE_V4.to_string(),
-                "--port".into(),
-                TLS_PORT.to_string(),
-            ]);
-            a.extend([
-                "--secs".into(),
-                secs.to_string(),
-                "--request-bytes".into(),
-                TLS_REQUEST.to_string(),
-            ]);
-            a.extend([
-                "--reply-body".into(),
-                TLS_REPLY_BODY.to_string(),
-                "--wait-file".into(),
-                go.display().to_string(),
-            ]);
-            a
-        };
         // An aider process that only keeps libssl mapped, so the probes on it stay.
         let holder = (self.client == Client::PythonUntracked).then(|| {
             let args = [
@@ -100,22 +83,18 @@ impl Variant for Tls {
             spawn(&mut lab.client("python3", args))
         });
         let mut cmd = match self.client {
-            Client::PythonTracked => lab.client("python3", py_args(&lab.aider)),
-            Client::PythonUntracked => {
-                lab.client("python3", py_args(&lab.bins.script("tls_client.py")))
-            }
+            Client::PythonTracked => lab.client("python3", py_args(&lab.aider, secs, &go)),
+            Client::PythonUntracked => lab.client(
+                "python3",
+                py_args(&lab.bins.script("tls_client.py"), secs, &go),
+            ),
             Client::NodeTracked => {
-                let args = [
-                    lab.gemini.display().to_string(),
-                    REMOTE_V4.to_string(),
-                    TLS_PORT.to_string(),
-                    secs.to_string(),
-                    TLS_REQUEST.to_string(),
-                    TLS_REPLY_BODY.to_string(),
-                    go.display().to_string(),
-                ];
+                let mut args = vec![lab.gemini.display().to_string()];
+                args.extend(node_args(secs, &go));
                 lab.client("node", args)
             }
+            // tls_client.js compiled in: the same client as node's row.
+            Client::BunTracked => lab.client(lab.bun_claude()?, node_args(secs, &go)),
         };
         let client = spawn(&mut cmd);
         let lib = self.client.library();
@@ -162,4 +141,40 @@ impl Variant for Tls {
         }
         Ok(())
     }
+}
+
+/// tls_client.py's arguments: `secs` seconds of requests once `go` exists.
+pub fn py_args(script: &Path, secs: f64, go: &Path) -> Vec<String> {
+    let mut a = vec![script.display().to_string()];
+    a.extend([
+        "--ip".into(),
+        REMOTE_V4.to_string(),
+        "--port".into(),
+        TLS_PORT.to_string(),
+    ]);
+    a.extend([
+        "--secs".into(),
+        secs.to_string(),
+        "--request-bytes".into(),
+        TLS_REQUEST.to_string(),
+    ]);
+    a.extend([
+        "--reply-body".into(),
+        TLS_REPLY_BODY.to_string(),
+        "--wait-file".into(),
+        go.display().to_string(),
+    ]);
+    a
+}
+
+/// tls_client.js's arguments after the script's path, likewise.
+pub fn node_args(secs: f64, go: &Path) -> Vec<String> {
+    vec![
+        REMOTE_V4.to_string(),
+        TLS_PORT.to_string(),
+        secs.to_string(),
+        TLS_REQUEST.to_string(),
+        TLS_REPLY_BODY.to_string(),
+        go.display().to_string(),
+    ]
 }
