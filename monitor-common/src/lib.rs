@@ -289,6 +289,13 @@ pub mod counter {
     pub const LEN: u32 = 7;
 }
 
+/// Indexes of the `SETTINGS` array, written by the loader.
+pub mod setting {
+    /// 1: the egress program ties TLS calls to their sockets.
+    pub const TLS_TIE: u32 = 0;
+    pub const LEN: u32 = 1;
+}
+
 /// Event kinds on the ring buffer. A wire format: never renumber.
 pub mod kind {
     pub const EXEC: u32 = 1;

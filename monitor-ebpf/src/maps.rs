@@ -7,10 +7,10 @@ use aya_ebpf::{
     },
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::{btf_map, map},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    Conn, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked, UdpFlow, UdpKey, counter,
+    Conn, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked, UdpFlow, UdpKey, counter, setting,
 };
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
@@ -122,6 +122,19 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     exit_group_dead: 0,
     _pad: 0,
 };
+
+/// What the loader found this kernel allows, written once before any probe
+/// is attached: see `monitor_common::setting`.
+#[map]
+pub static SETTINGS: Array<u32> = Array::with_max_entries(setting::LEN, 0);
+
+/// Whether TLS calls are tied to sockets on this kernel: kernels that
+/// refuse the task helper in packet programs get the egress program
+/// without the tie, and the TLS probes then count every call as untied.
+#[inline(always)]
+pub fn tls_tie() -> bool {
+    SETTINGS.get(setting::TLS_TIE).is_some_and(|v| *v != 0)
+}
 
 /// Reads one field of [`OFFSETS`]. The volatile read keeps the compiler from
 /// folding the zero initialiser into the code.

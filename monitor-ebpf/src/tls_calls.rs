@@ -23,7 +23,7 @@ use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, payload_kind, tls_lib};
 use crate::{
     maps::{
         CONNS, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to, atomic_add,
-        current_task, current_tgid, tracked,
+        current_task, current_tgid, tls_tie, tracked,
     },
     payload,
 };
@@ -128,9 +128,10 @@ fn finish(ctx: &RetProbeContext) {
     // SAFETY (map reads): copied out of the maps.
     let sock = match unsafe { SSL_SOCKS.get(call.ssl).copied() } {
         Some(sock) => sock,
-        // A read on a session no write has tied yet (the peer spoke first):
-        // counted as untied, never guessed.
-        None if call.write == 0 => {
+        // A read on a session no write has tied yet (the peer spoke first),
+        // or any call on a kernel without the tie: counted as untied,
+        // never guessed.
+        None if call.write == 0 || !tls_tie() => {
             add_to(counter::TLS_UNTIED_BYTES, bytes);
             return;
         }

@@ -162,6 +162,7 @@ impl State {
                 if new_root {
                     adopt_sockets(kernel, traffic, tree, tgid);
                 }
+                expect_tls(tls, kernel, tree, tgid);
                 probe_tls(tls, kernel, tree, tgid);
             }
             Event::Fork { parent, child } => tree.on_fork(parent, child, &mut kernel.tracked),
@@ -225,6 +226,16 @@ impl State {
                         &mut labeler(enricher, metrics, catalog, now),
                         &mut counters,
                     );
+                }
+                // TLS that no probe covered: a gap the metric shows.
+                if let Some(closed) = &closed
+                    && closed.conn.names.tls
+                    && closed.conn.tls_lib == 0
+                {
+                    metrics
+                        .tls_unseen_connections
+                        .with_label_values(&[catalog.name(closed.conn.tool)])
+                        .inc();
                 }
                 if let (Some(closed), Some(log)) = (closed, log.as_mut())
                     && let Err(e) = log.write(catalog.name(closed.conn.tool), &closed, clock)
@@ -347,6 +358,13 @@ impl State {
         }
         self.tls
             .reap(Instant::now(), &mut KernelProbes(&mut self.kernel));
+        // Unregistering slows attaching: close old links while no new agent
+        // process is getting probes (or when too many wait).
+        if self.tls.quiet_since(DETACH_QUIET, Instant::now())
+            || self.kernel.detached_len() > MAX_DETACHED
+        {
+            self.kernel.close_detached();
+        }
         self.tree.sweep(&mut self.kernel.tracked, |tgid| {
             Path::new(&format!("/proc/{tgid}")).exists()
         });
@@ -356,6 +374,11 @@ impl State {
         self.kernel.events.take()
     }
 }
+
+/// How long no probe must have been attached before old ones are closed,
+/// and how many may wait regardless.
+const DETACH_QUIET: Duration = Duration::from_secs(2);
+const MAX_DETACHED: usize = 4096;
 
 /// The kernel, as the TLS module attaches probes through it.
 struct KernelProbes<'a>(&'a mut Kernel);
@@ -402,6 +425,16 @@ fn probe_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree
         &mut KernelProbes(kernel),
         now,
     );
+}
+
+/// Probes the TLS libraries a tracked process just exec'd will link, before
+/// it maps them.
+fn expect_tls(tls: &mut TlsProbes<UProbeLinkId>, kernel: &mut Kernel, tree: &Tree, pid: u32) {
+    let Some(proc) = tree.get(pid) else { return };
+    if kernel.features.uprobes {
+        let exe = Path::new(&proc.exe);
+        tls.expect(pid, exe, &proc_root(pid), &mut KernelProbes(kernel));
+    }
 }
 
 /// Counts the sockets process `pid` already has from now on (see

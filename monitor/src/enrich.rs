@@ -8,7 +8,8 @@ use crate::{
     agents::ToolId,
     dest::{
         self, Bindings, Catalog, DestCap, H2Conn, Hostname, HttpStart, PathCatalog,
-        name_connection, parse_client_hello, parse_request, parse_response, parse_tcp_read,
+        is_tls_client_hello, name_connection, parse_client_hello, parse_request, parse_response,
+        parse_tcp_read,
     },
     geoip::GeoIp,
     requests::Request,
@@ -73,6 +74,7 @@ impl Enricher {
     /// Reads the first bytes a client sent: a TLS ClientHello (SNI, ALPN) or
     /// an HTTP/1 request head (Host, method). Nothing else is kept.
     pub fn read_first_bytes(data: &[u8], names: &mut Names) {
+        names.tls = is_tls_client_hello(data);
         if let Some(hello) = parse_client_hello(data) {
             names.sni = hello.sni.map(|h| h.as_str().to_owned());
             if !hello.alpn.is_empty() {

@@ -62,6 +62,8 @@ pub struct Dest {
 /// What named a connection, for the log (all already sanitised).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
+    /// The first bytes were a TLS ClientHello.
+    pub tls: bool,
     pub sni: Option<String>,
     pub alpn: Option<String>,
     pub http_host: Option<String>,

@@ -2,7 +2,7 @@
 """HTTP and HTTPS server of agentmon's test internet.
 
     web_server.py --ready FILE --log FILE --reply N --cert PEM --key PEM
-                  [--tls ADDR:PORT ...] [--plain ADDR:PORT ...]
+                  [--handshake-delay-ms MS] [--tls ADDR:PORT ...] [--plain ADDR:PORT ...]
 
 Answers one HTTP/1.1 request per connection with N body bytes, then waits for
 the client to close; over TLS, a request that asks for keep-alive is answered
@@ -10,6 +10,10 @@ and the next one read. It counts the raw bytes of every connection on its own
 side of the socket (TLS records included, through a MemoryBIO), so a test can
 compare agentmon's figures with exact numbers even for TLS. One JSON line per
 connection goes to the log: local, peer, tls, sni, raw_in, raw_out.
+
+Over TLS it answers the ClientHello only after --handshake-delay-ms, as a
+remote API across the internet would: a client's first TLS write comes at
+least that long after its connect, and no sooner.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 
 LOCK = threading.Lock()
 
@@ -92,15 +97,19 @@ def serve_plain(sock, reply):
         pass
 
 
-def serve_tls(sock, ctx, reply, sni):
+def serve_tls(sock, ctx, reply, sni, delay):
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
+    hello = [True]
 
     def pump():
         sock.send(outgoing.read())
         data = sock.recv()
         if data:
             incoming.write(data)
+        if data and hello[0]:
+            hello[0] = False
+            time.sleep(delay)
         return bool(data)
 
     while True:
@@ -138,11 +147,11 @@ def serve_tls(sock, ctx, reply, sni):
         pass
 
 
-def handle(conn, peer, local, ctx, reply, log):
+def handle(conn, peer, local, ctx, reply, log, delay):
     sock, sni = Counted(conn), []
     try:
         if ctx:
-            serve_tls(sock, ctx, reply, sni)
+            serve_tls(sock, ctx, reply, sni, delay)
         else:
             serve_plain(sock, reply)
     except (OSError, ssl.SSLError):
@@ -156,7 +165,7 @@ def handle(conn, peer, local, ctx, reply, log):
         f.write(json.dumps(line) + "\n")
 
 
-def listen(addr, ctx, reply, log):
+def listen(addr, ctx, reply, log, delay=0.0):
     host, _, port = addr.rpartition(":")
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -168,7 +177,9 @@ def listen(addr, ctx, reply, log):
     def accept():
         while True:
             conn, peer = s.accept()
-            threading.Thread(target=handle, args=(conn, peer, addr, ctx, reply, log), daemon=True).start()
+            threading.Thread(
+                target=handle, args=(conn, peer, addr, ctx, reply, log, delay), daemon=True
+            ).start()
 
     threading.Thread(target=accept, daemon=True).start()
 
@@ -182,13 +193,14 @@ def main():
     p.add_argument("--reply", type=int, required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--ready", required=True)
+    p.add_argument("--handshake-delay-ms", type=float, default=0.0)
     args = p.parse_args()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     # The server side learns the client's SNI only through this callback.
     ctx.sni_callback = lambda tls, name, _ctx: setattr(tls, "sni", name)
     for addr in args.tls:
-        listen(addr, ctx, args.reply, args.log)
+        listen(addr, ctx, args.reply, args.log, args.handshake_delay_ms / 1000)
     for addr in args.plain:
         listen(addr, None, args.reply, args.log)
     open(args.ready, "w").close()

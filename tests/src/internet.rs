@@ -61,6 +61,9 @@ pub struct ServerConn {
     pub requests: Vec<(u64, u64)>,
 }
 
+/// How long the web server takes to answer a TLS ClientHello.
+pub const HANDSHAKE_DELAY_MS: u64 = 20;
+
 pub struct Internet {
     netns_dir: PathBuf,
     web_log: PathBuf,
@@ -135,6 +138,8 @@ impl Internet {
         let mut cmd = lab.remote_cmd("python3", [script("web_server.py")]);
         cmd.arg("--cert").arg(&cert).arg("--key").arg(&key);
         cmd.args(["--reply", &REPLY_BODY.to_string()]);
+        // As a remote API would: nothing any sooner than this after connect.
+        cmd.args(["--handshake-delay-ms", &HANDSHAKE_DELAY_MS.to_string()]);
         cmd.arg("--log").arg(&web_log).arg("--ready").arg(&ready);
         for host in [MODEL_V4, TELEMETRY_V4, FAR_V4, &format!("[{MODEL_V6}]")] {
             cmd.args([

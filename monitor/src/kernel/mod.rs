@@ -14,14 +14,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, SkStorage},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, SkStorage},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError, SockOps,
         TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
-use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, counter};
+use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, counter, setting};
 use tracing::{info, warn};
 
 pub use self::features::{Feature, Features};
@@ -131,22 +131,29 @@ pub struct Kernel {
     pub counters: PerCpuArray<MapData, u64>,
     pub events: Option<RingBuf<MapData>>,
     pub programs_attached: usize,
+    detached: Vec<UProbeLink>,
     closer: LinkCloser,
 }
 
 /// Closes uprobe links on a background thread (see [`Kernel::detach_tls`]).
 struct LinkCloser {
-    tx: std::sync::mpsc::Sender<UProbeLink>,
+    tx: std::sync::mpsc::Sender<Vec<UProbeLink>>,
 }
 
 impl LinkCloser {
     fn new() -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<UProbeLink>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<UProbeLink>>();
         let spawned = std::thread::Builder::new()
             .name("uprobe-detach".into())
             .spawn(move || {
-                for link in rx {
-                    drop(link);
+                for links in rx {
+                    // One at a time with a pause: unregistering holds the
+                    // kernel's trace-event lock while it waits, and an
+                    // attach for a new agent must get it in between.
+                    for link in links {
+                        drop(link);
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -155,10 +162,10 @@ impl LinkCloser {
         Self { tx }
     }
 
-    fn close(&self, link: UProbeLink) {
-        // If the thread is gone, the link comes back and is dropped here.
-        if let Err(std::sync::mpsc::SendError(link)) = self.tx.send(link) {
-            drop(link);
+    fn close(&self, links: Vec<UProbeLink>) {
+        // If the thread is gone, the links come back and are dropped here.
+        if let Err(std::sync::mpsc::SendError(links)) = self.tx.send(links) {
+            drop(links);
         }
     }
 }
@@ -217,6 +224,10 @@ impl Kernel {
             tls_tie,
             uprobes,
         };
+        let mut settings: Array<MapData, u32> = take_map(&mut ebpf, "SETTINGS")?;
+        settings
+            .set(setting::TLS_TIE, u32::from(tls_tie), 0)
+            .map_err(|e| required("map SETTINGS", &e))?;
         info!(
             programs = attached,
             tracefs = %pre.tracefs.display(),
@@ -234,6 +245,7 @@ impl Kernel {
             events: Some(take_map(&mut ebpf, "EVENTS")?),
             programs_attached: attached,
             features,
+            detached: Vec::new(),
             closer: LinkCloser::new(),
             ebpf,
         })
@@ -280,15 +292,29 @@ impl Kernel {
             .map_err(|e| refused(program, &e))
     }
 
-    /// Detaches a TLS probe. Unregistering a uprobe waits for the kernel's
-    /// RCU grace periods (tens of milliseconds each), so the link is closed
-    /// on a thread of its own: the event reader must not stall while a
-    /// short-lived agent's exit detaches its probes.
+    /// Detaches a TLS probe, later. Unregistering a uprobe waits for the
+    /// kernel's RCU grace periods, and so does registering one while others
+    /// are unregistered: detaching at every short-lived agent's exit slowed
+    /// the next agent's attach from about 10 ms to 70. The links are kept
+    /// until [`Kernel::close_detached`] hands them, in one batch, to a
+    /// thread of their own, so the event reader never waits for them.
     pub fn detach_tls(&mut self, program: &str, link: UProbeLinkId) {
         if let Ok(probe) = program_mut::<UProbe>(&mut self.ebpf, program)
             && let Ok(owned) = probe.take_link(link)
         {
-            self.closer.close(owned);
+            self.detached.push(owned);
+        }
+    }
+
+    /// Links set aside by [`Kernel::detach_tls`], not closed yet.
+    pub fn detached_len(&self) -> usize {
+        self.detached.len()
+    }
+
+    /// Closes the links [`Kernel::detach_tls`] set aside (housekeeping).
+    pub fn close_detached(&mut self) {
+        if !self.detached.is_empty() {
+            self.closer.close(std::mem::take(&mut self.detached));
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod boringssl;
 pub mod mapped;
+mod needed;
 mod plan;
 
 use std::{
@@ -117,6 +118,9 @@ pub struct TlsProbes<L> {
     skip: HashSet<FileId>,
     /// When each process's maps were last read, and the files it maps.
     scanned: HashMap<u32, (Instant, Vec<FileId>)>,
+    /// When probes were last attached.
+    last_attach: Option<Instant>,
+    needed: needed::Needed,
 }
 
 impl<L> Default for TlsProbes<L> {
@@ -127,6 +131,8 @@ impl<L> Default for TlsProbes<L> {
             plans: HashMap::new(),
             skip: HashSet::new(),
             scanned: HashMap::new(),
+            last_attach: None,
+            needed: needed::Needed::default(),
         }
     }
 }
@@ -170,8 +176,38 @@ impl<L> TlsProbes<L> {
         if !self.due(pid, now) {
             return;
         }
+        let mine = self.attach_files(pid, mapped::parse(maps_text), exe, root, attacher);
+        self.scanned.insert(pid, (now, mine));
+    }
+
+    /// Probes the TLS libraries process `pid` is about to map, from its
+    /// executable's `DT_NEEDED` (see `needed.rs`): at its exec, before the
+    /// dynamic loader has mapped them.
+    pub fn expect(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        root: &Path,
+        attacher: &mut dyn Attacher<Link = L>,
+    ) {
+        let libraries = self.needed.tls_libraries(exe, root);
+        if !libraries.is_empty() {
+            self.attach_files(pid, libraries, None, root, attacher);
+        }
+    }
+
+    /// Attaches probes for process `pid` to the TLS libraries among `files`
+    /// that it has none on yet; returns the TLS libraries it now has.
+    fn attach_files(
+        &mut self,
+        pid: u32,
+        files: Vec<Mapped>,
+        exe: Option<&Path>,
+        root: &Path,
+        attacher: &mut dyn Attacher<Link = L>,
+    ) -> Vec<FileId> {
         let mut mine = Vec::new();
-        for file in mapped::parse(maps_text) {
+        for file in files {
             let id = file.id();
             if self
                 .own
@@ -199,6 +235,7 @@ impl<L> TlsProbes<L> {
                 Scope::PerFile => None,
             };
             let started = Instant::now();
+            self.last_attach = Some(started);
             match attach_plan(&plan, &target, scope, attacher) {
                 Ok(links) => {
                     let (lib, probes) = (lib_label(plan.lib), links.len());
@@ -237,7 +274,7 @@ impl<L> TlsProbes<L> {
                 }
             }
         }
-        self.scanned.insert(pid, (now, mine));
+        mine
     }
 
     /// The plan for a file, resolved once; None (and skipped from now on)
@@ -329,6 +366,13 @@ impl<L> TlsProbes<L> {
             .flat_map(|(_, ids)| ids.iter())
             .filter_map(|id| self.shared.get(id).map(|a| a.lib));
         own.chain(shared)
+    }
+
+    /// Whether no probe was attached for `quiet` before `now`: a good time
+    /// to unregister old ones, which slows attaching.
+    pub fn quiet_since(&self, quiet: Duration, now: Instant) -> bool {
+        self.last_attach
+            .is_none_or(|at| now.duration_since(at) >= quiet)
     }
 
     /// Probes attached per library.

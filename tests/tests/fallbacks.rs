@@ -1,0 +1,211 @@
+//! What agentmon does on kernels without an optional feature, forced on this
+//! one with the hidden `--without` flag: the same exact-byte assertions as
+//! with every feature, and the loss, when there is one, shown in a metric.
+
+use std::{fs, path::Path, time::Duration};
+
+use agentmon_tests::{
+    Agentmon, Metrics, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, ServerGuard, agent_copy,
+    require_root, run_bounded, wait_until, world,
+};
+
+const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+const REPLY: u64 = 4321;
+const RUN: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn expect_value(am: &Agentmon, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
+    match am.wait_for_value(name, labels, SETTLE, |v| v == want) {
+        Ok(_) => am.scrape(),
+        Err(last) => panic!(
+            "{name}{labels:?}: want {want}, have {:?}\n{}",
+            last.value(name, labels),
+            last.text()
+        ),
+    }
+}
+
+fn tcp(lab: &NetLab, claude: &Path, to: std::net::SocketAddr, send: u64) -> PeerCounts {
+    let args = [
+        "tcp".to_owned(),
+        "--to".into(),
+        to.to_string(),
+        "--send".into(),
+        send.to_string(),
+        "--expect".into(),
+        REPLY.to_string(),
+    ];
+    PeerCounts::from_output(&run_bounded(&mut lab.client_cmd(claude, args), RUN))
+}
+
+fn lab_with_claude() -> (NetLab, ServerGuard, std::path::PathBuf) {
+    let lab = NetLab::new();
+    let servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new(NETPEER), &claude);
+    (lab, servers, claude)
+}
+
+#[test]
+fn without_sock_ops_connections_end_at_their_fin_with_exact_bytes() {
+    if !require_root() {
+        return;
+    }
+    let (lab, _servers, claude) = lab_with_claude();
+    let log = lab.dir().join("connections.jsonl");
+    let am = Agentmon::builder()
+        .args(["--without", "sock-ops", "--connection-log"])
+        .arg(&log)
+        .start();
+    expect_value(
+        &am,
+        "agentmon_kernel_feature_available",
+        &[("feature", "sock_ops")],
+        0.0,
+    );
+    let counts = [
+        tcp(&lab, &claude, REMOTE_TCP_V4, 70_000),
+        tcp(&lab, &claude, REMOTE_TCP_V6, 5_555),
+    ];
+    assert_eq!(counts.map(|c| c.sent), [70_000, 5_555]);
+    let tcp_labels = [("tool", "claude-code"), ("proto", "tcp")];
+    expect_value(&am, "agentmon_egress_bytes_total", &tcp_labels, 75_555.0);
+    expect_value(
+        &am,
+        "agentmon_ingress_bytes_total",
+        &tcp_labels,
+        2.0 * REPLY as f64,
+    );
+    // Each connection ended at its FIN exchange: one log line each, with
+    // its exact bytes.
+    let lines = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(SETTLE, || lines().len() == 2),
+        "two log lines expected: {:?}",
+        lines()
+    );
+    let mut sent: Vec<u64> = lines()
+        .iter()
+        .map(|l| l["bytes_sent"].as_u64().unwrap())
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(sent, [5_555, 70_000]);
+    assert!(
+        lines()
+            .iter()
+            .all(|l| l["bytes_received"].as_u64() == Some(REPLY))
+    );
+}
+
+#[test]
+fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(NETPEER, "");
+    w.am.stop();
+    let am = Agentmon::builder()
+        .config(w.lab.dir().join("agentmon.toml"))
+        .args(["--without", "tls-tie"])
+        .start();
+    expect_value(
+        &am,
+        "agentmon_kernel_feature_available",
+        &[("feature", "tls_tie")],
+        0.0,
+    );
+    let mut run = w.aider_cmd(&[
+        "--name",
+        "api.model.test",
+        "--tls",
+        "--port",
+        "443",
+        "--body",
+        "2000",
+    ]);
+    let out = run_bounded(&mut run, RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.20:443", 1);
+    let kernel = [
+        ("tool", "aider"),
+        ("proto", "tcp"),
+        ("dest", "api.model.test"),
+    ];
+    expect_value(
+        &am,
+        "agentmon_egress_bytes_total",
+        &kernel,
+        conns[0].raw_in as f64,
+    );
+    expect_value(
+        &am,
+        "agentmon_ingress_bytes_total",
+        &kernel,
+        conns[0].raw_out as f64,
+    );
+    // Nothing tied a TLS call to its socket: the plaintext is counted, as
+    // untied, and never put on a connection.
+    let m = expect_value(
+        &am,
+        "agentmon_tls_untied_bytes_total",
+        &[],
+        (conns[0].plain_in + conns[0].plain_out) as f64,
+    );
+    assert!(m.series("agentmon_tls_plaintext_bytes_total").is_empty());
+}
+
+#[test]
+fn without_uprobes_tls_is_metadata_only_and_counted_as_unseen() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(NETPEER, "");
+    w.am.stop();
+    let am = Agentmon::builder()
+        .config(w.lab.dir().join("agentmon.toml"))
+        .args(["--without", "uprobes"])
+        .start();
+    for _ in 0..2 {
+        let out = run_bounded(
+            &mut w.aider_cmd(&[
+                "--name",
+                "api.model.test",
+                "--tls",
+                "--port",
+                "443",
+                "--body",
+                "700",
+            ]),
+            RUN,
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let conns = w.server_conns("203.0.113.20:443", 2);
+    let kernel = [
+        ("tool", "aider"),
+        ("proto", "tcp"),
+        ("dest", "api.model.test"),
+    ];
+    let raw: u64 = conns.iter().map(|c| c.raw_in).sum();
+    expect_value(&am, "agentmon_egress_bytes_total", &kernel, raw as f64);
+    let m = expect_value(
+        &am,
+        "agentmon_tls_connections_unseen_total",
+        &[("tool", "aider")],
+        2.0,
+    );
+    assert_eq!(
+        m.value(
+            "agentmon_kernel_feature_available",
+            &[("feature", "uprobes")]
+        ),
+        Some(0.0)
+    );
+    assert!(m.series("agentmon_tls_plaintext_bytes_total").is_empty());
+}
