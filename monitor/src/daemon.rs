@@ -2,7 +2,7 @@
 //! traffic totals, and refreshes the metrics at scrape time.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     num::NonZeroU32,
     os::fd::AsRawFd,
@@ -16,7 +16,9 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
     programs::uprobe::UProbeLinkId,
 };
-use monitor_common::{Conn, TOOL_PENDING, Tracked, UdpFlow, UdpKey, counter, payload_kind};
+use monitor_common::{
+    Conn, TOOL_PENDING, Tracked, UdpFlow, UdpKey, conn_flags, counter, payload_kind,
+};
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::{info, warn};
 
@@ -44,6 +46,9 @@ pub struct State {
     log: Option<ConnLog>,
     clock: Clock,
     procs: RealProc,
+    /// Connections without state callbacks whose process was gone at the
+    /// last sweep (see [`State::end_orphans`]).
+    orphans: HashSet<u64>,
 }
 
 pub type Shared = Arc<Mutex<State>>;
@@ -104,6 +109,7 @@ impl State {
             log,
             clock: Clock::new(),
             procs: RealProc::new(),
+            orphans: HashSet::new(),
         }
     }
 
@@ -146,6 +152,7 @@ impl State {
             log,
             clock,
             procs,
+            ..
         } = self;
         let mut counters = metrics.counters(catalog);
         let now = Instant::now();
@@ -368,6 +375,38 @@ impl State {
         self.tree.sweep(&mut self.kernel.tracked, |tgid| {
             Path::new(&format!("/proc/{tgid}")).exists()
         });
+        self.end_orphans();
+    }
+
+    /// Ends connections the kernel can no longer close: without sock_ops
+    /// state callbacks (an older kernel, or a socket adopted by user space)
+    /// a connection ends at its last FIN or RST packet, and one that dies
+    /// without them (a SYN never answered) would stay open forever. Once its
+    /// process has been gone for two sweeps in a row, it ends here with the
+    /// counts it has.
+    fn end_orphans(&mut self) {
+        let alive = |tgid: u32| Path::new(&format!("/proc/{tgid}")).exists();
+        let gone: Vec<(u64, Conn)> = self
+            .kernel
+            .conns
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, c)| c.flags & conn_flags::STATE_CB == 0 && !alive(c.tgid))
+            .collect();
+        let strikes: HashSet<u64> = gone.iter().map(|(sock, _)| *sock).collect();
+        for (sock, conn) in gone {
+            if !self.orphans.contains(&sock) {
+                continue;
+            }
+            let _ = self.kernel.conns.remove(&sock);
+            let event = Event::ConnClose {
+                sock,
+                conn,
+                ktime_ns: monotonic_ns(),
+            };
+            self.handle(event, false);
+        }
+        self.orphans = strikes;
     }
 
     pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
