@@ -98,6 +98,7 @@ impl State {
             .programs_attached
             .set(kernel.programs_attached as i64);
         metrics.set_features(&kernel.features);
+        metrics.start_tools(&catalog);
         Self {
             kernel,
             catalog,

@@ -223,6 +223,15 @@ impl Metrics {
         }
     }
 
+    /// Per-tool counters that alerts watch get a series for every catalog
+    /// tool from the start, so an increase from nothing is an increase.
+    pub fn start_tools(&self, catalog: &Catalog) {
+        for id in 0..catalog.len() as ToolId {
+            self.tls_unseen_connections
+                .with_label_values(&[catalog.name(id)]);
+        }
+    }
+
     /// Sets the per-tool process gauge; every catalog tool gets a series.
     pub fn set_processes(
         &self,

@@ -81,8 +81,11 @@ node {node} api.model.test 443 /v1/messages 2222",
     let m = w.expect("agentmon_http_requests_total", &posts, 3.0);
     assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
     assert_eq!(
-        m.value("agentmon_tls_connections_unseen_total", &[]),
-        None,
+        m.value(
+            "agentmon_tls_connections_unseen_total",
+            &[("tool", "claude-code")]
+        ),
+        Some(0.0),
         "every connection was seen in plaintext"
     );
 }

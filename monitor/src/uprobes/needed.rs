@@ -4,8 +4,10 @@
 //! library's file before the process maps it (the kernel plants it when the
 //! mapping appears), so an agent's helper that speaks TLS within
 //! milliseconds of its exec (`curl`, `git`) is probed from its first call.
-//! Libraries loaded with `dlopen` (Python's `import ssl`) are found later,
-//! in `/proc/<pid>/maps`.
+//! Python loads libssl with `dlopen`, through its `_ssl` extension module:
+//! for a Python interpreter that module's libraries count as needed too.
+//! Other libraries loaded with `dlopen` are found later, in
+//! `/proc/<pid>/maps`.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -61,7 +63,9 @@ impl Needed {
         if let Some(found) = self.cache.get(&key) {
             return found.clone();
         }
-        let found = walk(&host, root);
+        let mut roots = vec![host.clone()];
+        roots.extend(python_ssl_module(&host));
+        let found = walk(roots, root);
         self.cache.insert(key, found.clone());
         found
     }
@@ -75,11 +79,30 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Python's `_ssl` extension module next to interpreter `exe`
+/// (`<prefix>/bin/python3.11` -> `<prefix>/lib/python3.11/lib-dynload/`,
+/// or Debian's `/usr/lib/python3.11/lib-dynload/`).
+fn python_ssl_module(exe: &Path) -> Option<PathBuf> {
+    let name = exe.file_name()?.to_str()?;
+    if !name.starts_with("python") {
+        return None;
+    }
+    let prefix = exe.parent()?.parent()?;
+    [prefix, Path::new("/usr")].iter().find_map(|prefix| {
+        let dir = prefix.join("lib").join(name).join("lib-dynload");
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+            let file = e.file_name();
+            let file = file.to_str()?;
+            (file.starts_with("_ssl.") && file.ends_with(".so")).then(|| e.path())
+        })
+    })
+}
+
 /// Breadth-first through the `DT_NEEDED` names, resolved in the default
 /// directories (RUNPATH is not followed: TLS libraries are system ones).
-fn walk(exe: &Path, root: &Path) -> Vec<Mapped> {
+fn walk(roots: Vec<PathBuf>, root: &Path) -> Vec<Mapped> {
     let dirs = default_dirs();
-    let mut queue = VecDeque::from([exe.to_owned()]);
+    let mut queue = VecDeque::from(roots);
     let mut seen = HashSet::new();
     let mut found = Vec::new();
     while let Some(file) = queue.pop_front() {
@@ -169,6 +192,28 @@ mod tests {
             let meta = std::fs::metadata(&m.path).unwrap();
             assert_eq!(meta.ino(), m.inode);
         }
+    }
+
+    #[test]
+    fn python_needs_libssl_through_its_ssl_module() {
+        // The interpreter itself, not a launcher script (pyenv's shims).
+        let Ok(out) = std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+        else {
+            return;
+        };
+        let exe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let python = std::fs::canonicalize(exe).unwrap();
+        let found = Needed::default().tls_libraries(&python, Path::new("/"));
+        assert!(
+            found.iter().any(|m| m
+                .path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libssl.so"))),
+            "{} -> {found:?}",
+            python.display()
+        );
     }
 
     #[test]
