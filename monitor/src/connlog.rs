@@ -130,7 +130,7 @@ impl ConnLog {
 
     pub fn write(&mut self, tool: &str, closed: &ClosedConn, clock: &Clock) -> std::io::Result<()> {
         let c = &closed.conn;
-        let probed = c.tls_lib != 0;
+        let probed = c.tls_lib.is_some();
         let (plain_sent, plain_received) = c.plaintext();
         let record = Record {
             tool,
@@ -158,7 +158,7 @@ impl ConnLog {
             asn: &closed.dest.asn,
             asn_org: c.names.asn_org.as_deref(),
             purpose: closed.dest.purpose,
-            tls_library: probed.then(|| crate::uprobes::lib_label(c.tls_lib)),
+            tls_library: c.tls_lib.map(|lib| lib.label()),
             plaintext_sent: probed.then_some(plain_sent),
             plaintext_received: probed.then_some(plain_received),
             requests: &c.requests.logged,

@@ -4,7 +4,31 @@ use std::{mem::size_of, ptr::read_unaligned};
 
 use monitor_common::{
     Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, PayloadEvent, UdpFlowEvent, UdpKey, kind,
+    payload_kind,
 };
+
+/// What a payload event holds (`monitor_common::payload_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// The first bytes a tracked connection sent: a TLS ClientHello or an
+    /// HTTP request head, for naming.
+    FirstBytes,
+    /// A DNS answer a tracked process received.
+    Dns,
+    /// A plaintext TLS write that starts like a request.
+    TlsRequest,
+}
+
+impl PayloadKind {
+    fn from_wire(kind: u32) -> Option<Self> {
+        match kind {
+            payload_kind::FIRST_TX => Some(Self::FirstBytes),
+            payload_kind::DNS => Some(Self::Dns),
+            payload_kind::TLS_REQUEST => Some(Self::TlsRequest),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -34,11 +58,11 @@ pub enum Event {
         key: UdpKey,
         inbound: bool,
     },
-    /// First bytes of a send or receive (`payload_kind`), for naming.
+    /// First bytes of a payload, for naming and request heads.
     Payload {
         tgid: u32,
         sock: u64,
-        kind: u32,
+        kind: PayloadKind,
         /// See `PayloadEvent::marks`.
         marks: [u64; 2],
         data: Vec<u8>,
@@ -52,7 +76,8 @@ fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
 }
 
 /// Decodes one record; `None` for a record too short for its kind or of an
-/// unknown kind (a newer kernel object than this daemon).
+/// unknown kind (a newer kernel object than this daemon): the reader counts
+/// those in `agentmon_events_undecoded_total`.
 pub fn decode(bytes: &[u8]) -> Option<Event> {
     let header: EventHeader = read(bytes)?;
     Some(match header.kind {
@@ -101,7 +126,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
             Event::Payload {
                 tgid: header.tgid,
                 sock: e.sock,
-                kind: e.kind,
+                kind: PayloadKind::from_wire(e.kind)?,
                 marks: e.marks,
                 data: e.data[..len].to_vec(),
             }

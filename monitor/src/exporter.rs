@@ -8,16 +8,23 @@ use axum::{
     routing::get,
 };
 
-use crate::daemon::Shared;
+use std::sync::{Arc, Mutex};
 
-pub fn router(state: Shared) -> Router {
+/// What the endpoint serves: the daemon's metrics, refreshed per scrape.
+pub trait Scrape: Send + 'static {
+    fn scrape(&mut self) -> prometheus::Result<String>;
+}
+
+pub type Scraped = Arc<Mutex<dyn Scrape>>;
+
+pub fn router(state: Scraped) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
 }
 
-async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
+async fn metrics(State(state): State<Scraped>) -> impl IntoResponse {
     // Map reads are a few syscalls per open connection: fine to do inline.
     let text = state.lock().unwrap_or_else(|e| e.into_inner()).scrape();
     match text {

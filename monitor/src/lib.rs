@@ -1,11 +1,13 @@
 //! agentmon: shows where AI coding agents send data.
 //!
 //! The stages of the data's path, one module each: `kernel` (loading the
-//! eBPF programs), `events` (decoding what they send), `agents` (recognising
-//! agent processes), `tree` (their process trees), `dest`, `geoip` and
-//! `enrich` (naming destinations), `traffic` (aggregation), `requests` (sizes per HTTP request),
-//! `metrics` and `exporter` (Prometheus), `connlog` (JSON Lines log), and
-//! `daemon`, which ties them together.
+//! eBPF programs, the only module that touches aya), `events` (decoding what
+//! they send), `agents` (recognising agent processes), `tree` (their process
+//! trees), `uprobes` (which TLS libraries to probe, and where), `dest`,
+//! `geoip` and `enrich` (naming destinations), `traffic` (aggregation),
+//! `requests` (sizes per HTTP request), `metrics` and `exporter`
+//! (Prometheus), `connlog` (JSON Lines log), and `daemon`, which routes
+//! events between them. ARCHITECTURE.md at the root draws the whole path.
 
 pub mod agents;
 pub mod config;

@@ -20,8 +20,9 @@ use monitor::{
     enrich::Enricher,
     exporter,
     geoip::GeoIp,
-    kernel::{self, Kernel},
+    kernel::{self, Kernel, ring},
     metrics::Metrics,
+    procfs::RealProc,
 };
 use tracing::{error, info};
 
@@ -143,8 +144,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
     // Paths are kept only for the log; without one they are not read.
     enricher.keep_paths = config.log_paths && log.is_some();
-    let mut state = State::new(kernel, catalog, enricher, metrics, log);
-    let ring = state.take_events().context("ring buffer already taken")?;
+    let mut kernel = kernel;
+    let ring = kernel.take_events().context("ring buffer already taken")?;
+    let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
     state.scan();
     let state = Arc::new(Mutex::new(state));
 
@@ -155,11 +157,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(listen = %config.listen, "serving /metrics and /healthz");
-        let events = tokio::spawn(daemon::read_events(state.clone(), ring));
+        let reader = state.clone();
+        let events = tokio::spawn(ring::read_events(ring, move |batch, undecoded| {
+            let mut state = reader.lock().unwrap_or_else(|e| e.into_inner());
+            state.undecoded(undecoded);
+            state.handle_batch(batch);
+        }));
         tokio::spawn(daemon::housekeeping(
             state.clone(),
             config.geoip.reload_seconds,
         ));
+        let stopping = state.clone();
         let server =
             axum::serve(listener, exporter::router(state)).with_graceful_shutdown(shutdown());
         tokio::select! {
@@ -169,6 +177,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 r.context("reading kernel events failed")?;
             }
         }
+        stopping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown();
         info!("stopped");
         anyhow::Ok(())
     })

@@ -9,6 +9,7 @@ use prometheus::{
 use crate::{
     agents::{Catalog, ToolId},
     traffic::{Counters, Dest, Direction, Proto},
+    uprobes::TlsLib,
 };
 
 /// Labels of the byte counters. Values: tool names from the catalog, fixed
@@ -36,6 +37,7 @@ pub struct Metrics {
     pub uprobes_attached: IntGaugeVec,
     pub agent_processes: IntGaugeVec,
     pub events_lost: IntCounter,
+    pub events_undecoded: IntCounter,
     pub tls_untied_bytes: IntCounter,
     pub tls_unseen_connections: IntCounterVec,
     pub kernel_map_full: IntCounterVec,
@@ -142,6 +144,11 @@ impl Metrics {
             "Kernel events dropped because the ring buffer was full.",
         )?;
         registry.register(Box::new(events_lost.clone()))?;
+        let events_undecoded = IntCounter::new(
+            "agentmon_events_undecoded_total",
+            "Kernel event records agentmon could not decode (too short, or of a kind it does not know: a kernel object of another version).",
+        )?;
+        registry.register(Box::new(events_undecoded.clone()))?;
         let tls_untied_bytes = IntCounter::new(
             "agentmon_tls_untied_bytes_total",
             "TLS plaintext bytes of agents whose connection could not be found, so not counted per destination.",
@@ -189,6 +196,7 @@ impl Metrics {
             uprobes_attached,
             agent_processes,
             events_lost,
+            events_undecoded,
             tls_untied_bytes,
             tls_unseen_connections,
             kernel_map_full,
@@ -285,8 +293,8 @@ impl Counters for NamedCounters<'_> {
         }
     }
 
-    fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: u32, sent: u64, received: u64) {
-        let (tool, lib) = (self.catalog.name(tool), crate::uprobes::lib_label(lib));
+    fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: TlsLib, sent: u64, received: u64) {
+        let (tool, lib) = (self.catalog.name(tool), lib.label());
         if sent > 0 {
             self.metrics
                 .tls_plaintext_bytes

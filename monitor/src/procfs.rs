@@ -30,6 +30,19 @@ pub trait ProcSource {
     /// Facts about `pid`, keeping only the environment variables named in
     /// `env_names`. `None` if the process is gone.
     fn read(&self, pid: u32, env_names: &[String]) -> Option<ProcInfo>;
+    /// Whether process `pid` exists.
+    fn alive(&self, pid: u32) -> bool {
+        self.read(pid, &[]).is_some()
+    }
+    /// The text of `/proc/<pid>/maps`; `None` if the process is gone.
+    fn maps(&self, _pid: u32) -> Option<String> {
+        None
+    }
+    /// Local TCP ports in LISTEN state as seen from `pid`'s network
+    /// namespace. Empty if the process is gone.
+    fn listening_ports(&self, _pid: u32) -> HashSet<u16> {
+        HashSet::new()
+    }
 }
 
 /// [`ProcSource`] backed by a procfs mount.
@@ -57,10 +70,19 @@ impl RealProc {
     fn pid_dir(&self, pid: u32) -> PathBuf {
         self.root.join(pid.to_string())
     }
+}
 
-    /// Local TCP ports in LISTEN state as seen from `pid`'s network namespace
-    /// (`/proc/<pid>/net/tcp` and `tcp6`). Empty if the process is gone.
-    pub fn listening_ports(&self, pid: u32) -> HashSet<u16> {
+impl ProcSource for RealProc {
+    fn alive(&self, pid: u32) -> bool {
+        self.pid_dir(pid).exists()
+    }
+
+    fn maps(&self, pid: u32) -> Option<String> {
+        fs::read_to_string(self.pid_dir(pid).join("maps")).ok()
+    }
+
+    /// `/proc/<pid>/net/tcp` and `tcp6`.
+    fn listening_ports(&self, pid: u32) -> HashSet<u16> {
         let net = self.pid_dir(pid).join("net");
         let mut ports = HashSet::new();
         for name in ["tcp", "tcp6"] {
@@ -71,9 +93,7 @@ impl RealProc {
         }
         ports
     }
-}
 
-impl ProcSource for RealProc {
     fn pids(&self) -> io::Result<Vec<u32>> {
         let mut pids = Vec::new();
         for entry in fs::read_dir(&self.root)? {

@@ -17,6 +17,7 @@ use crate::{
     agents::ToolId,
     requests::{Request, RequestRecord, RequestSizes},
     tree::Proc,
+    uprobes::TlsLib,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,8 +79,8 @@ pub struct Names {
 pub trait Counters {
     fn bytes(&mut self, tool: ToolId, proto: Proto, dest: &Dest, sent: u64, received: u64);
     fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest);
-    /// Plaintext bytes a TLS library (`monitor_common::tls_lib`) moved.
-    fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: u32, sent: u64, received: u64);
+    /// Plaintext bytes a TLS library moved.
+    fn tls_bytes(&mut self, tool: ToolId, dest: &Dest, lib: TlsLib, sent: u64, received: u64);
     /// An HTTP request; `purpose` is the path's class when known, else the
     /// destination's.
     fn http_request(
@@ -137,7 +138,7 @@ pub struct OpenConn {
     /// The same for TLS plaintext, and the library that saw it.
     tls_seen: (u64, u64),
     tls_counted: (u64, u64),
-    pub tls_lib: u32,
+    pub tls_lib: Option<TlsLib>,
     /// Plaintext sizes of its HTTP requests.
     pub requests: RequestSizes,
 }
@@ -197,8 +198,8 @@ impl OpenConn {
             self.tls_seen.0.max(conn.tls_tx),
             self.tls_seen.1.max(conn.tls_rx),
         );
-        if conn.tls_lib != 0 {
-            self.tls_lib = conn.tls_lib;
+        if let Some(lib) = TlsLib::from_wire(conn.tls_lib) {
+            self.tls_lib = Some(lib);
         }
     }
 
@@ -218,8 +219,10 @@ impl OpenConn {
         self.counted = self.seen;
         let sent = self.tls_seen.0 - self.tls_counted.0;
         let received = self.tls_seen.1 - self.tls_counted.1;
-        if (sent > 0 || received > 0) && self.tls_lib != 0 {
-            counters.tls_bytes(self.tool, dest, self.tls_lib, sent, received);
+        if let Some(lib) = self.tls_lib
+            && (sent > 0 || received > 0)
+        {
+            counters.tls_bytes(self.tool, dest, lib, sent, received);
         }
         self.tls_counted = self.tls_seen;
     }
@@ -270,7 +273,7 @@ impl Traffic {
                 counted: (0, 0),
                 tls_seen: (conn.tls_tx, conn.tls_rx),
                 tls_counted: (0, 0),
-                tls_lib: conn.tls_lib,
+                tls_lib: TlsLib::from_wire(conn.tls_lib),
                 requests: RequestSizes::default(),
             },
         );
@@ -459,7 +462,7 @@ mod tests {
                 .entry((tool, proto, direction, dest.name.clone()))
                 .or_default() += 1;
         }
-        fn tls_bytes(&mut self, _: ToolId, _: &Dest, _: u32, _: u64, _: u64) {}
+        fn tls_bytes(&mut self, _: ToolId, _: &Dest, _: TlsLib, _: u64, _: u64) {}
         fn http_request(&mut self, _: ToolId, _: &Dest, _: &'static str, _: &'static str) {}
         fn request_size(&mut self, _: ToolId, _: &'static str, _: u64, _: u64) {}
     }

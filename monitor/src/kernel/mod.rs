@@ -4,7 +4,10 @@
 pub mod tracefs;
 
 pub mod adopt;
+mod closer;
 pub mod features;
+mod port;
+pub mod ring;
 
 use std::{
     fs::File,
@@ -24,8 +27,10 @@ use aya::{
 use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, counter, setting};
 use tracing::{info, warn};
 
+use self::closer::LinkCloser;
 pub use self::features::{Feature, Features};
 use self::tracefs::TracefsError;
+use crate::uprobes::TlsLib;
 
 /// The object built by monitor/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -122,52 +127,17 @@ pub struct Kernel {
     /// Owns the programs and their links: dropping it detaches everything.
     ebpf: Ebpf,
     /// What this kernel gave us, and what had to be done without.
-    pub features: Features,
-    pub tracked: HashMap<MapData, u32, Tracked>,
-    pub conns: HashMap<MapData, u64, Conn>,
-    pub resolved: HashMap<MapData, u64, u32>,
-    pub udp_flows: HashMap<MapData, UdpKey, UdpFlow>,
-    pub socks: SkStorage<MapData, SockOwner>,
-    pub counters: PerCpuArray<MapData, u64>,
-    pub events: Option<RingBuf<MapData>>,
-    pub programs_attached: usize,
+    features: Features,
+    tracked: HashMap<MapData, u32, Tracked>,
+    conns: HashMap<MapData, u64, Conn>,
+    resolved: HashMap<MapData, u64, u32>,
+    udp_flows: HashMap<MapData, UdpKey, UdpFlow>,
+    socks: SkStorage<MapData, SockOwner>,
+    counters: PerCpuArray<MapData, u64>,
+    events: Option<RingBuf<MapData>>,
+    programs_attached: usize,
     detached: Vec<UProbeLink>,
     closer: LinkCloser,
-}
-
-/// Closes uprobe links on a background thread (see [`Kernel::detach_tls`]).
-struct LinkCloser {
-    tx: std::sync::mpsc::Sender<Vec<UProbeLink>>,
-}
-
-impl LinkCloser {
-    fn new() -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<UProbeLink>>();
-        let spawned = std::thread::Builder::new()
-            .name("uprobe-detach".into())
-            .spawn(move || {
-                for links in rx {
-                    // One at a time with a pause: unregistering holds the
-                    // kernel's trace-event lock while it waits, and an
-                    // attach for a new agent must get it in between.
-                    for link in links {
-                        drop(link);
-                        std::thread::sleep(std::time::Duration::from_millis(2));
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            warn!("cannot start the uprobe detach thread ({e}); probes are detached inline");
-        }
-        Self { tx }
-    }
-
-    fn close(&self, links: Vec<UProbeLink>) {
-        // If the thread is gone, the links come back and are dropped here.
-        if let Err(std::sync::mpsc::SendError(links)) = self.tx.send(links) {
-            drop(links);
-        }
-    }
 }
 
 impl Kernel {
@@ -251,6 +221,11 @@ impl Kernel {
         })
     }
 
+    /// The ring buffer of kernel events, for its one reader.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+
     /// Sum over CPUs of one of the kernel's self-monitoring counters.
     pub fn counter(&self, index: u32) -> u64 {
         self.counters
@@ -271,7 +246,7 @@ impl Kernel {
         program: &str,
         target: &Path,
         at: &ProbeAt,
-        lib: u32,
+        lib: TlsLib,
         pid: Option<NonZeroU32>,
     ) -> Result<UProbeLinkId, LoadError> {
         let probe: &mut UProbe = program_mut(&mut self.ebpf, program)?;
@@ -281,7 +256,7 @@ impl Kernel {
         };
         let point = UProbeAttachPoint {
             location,
-            cookie: Some(u64::from(lib)),
+            cookie: Some(u64::from(lib.wire())),
         };
         let scope = match pid {
             Some(pid) => UProbeScope::OneProcess(pid),
@@ -316,6 +291,13 @@ impl Kernel {
         if !self.detached.is_empty() {
             self.closer.close(std::mem::take(&mut self.detached));
         }
+    }
+
+    /// Closes every link set aside and waits for the closing threads: at
+    /// exit, so that dropping the programs has no uprobe left to wait for.
+    pub fn finish_detaching(&mut self) {
+        self.close_detached();
+        self.closer.finish();
     }
 }
 

@@ -12,6 +12,7 @@
 //! (`boringssl.rs`), and GnuTLS (`gnutls_record_send`/`_recv`).
 
 pub mod boringssl;
+mod lib;
 pub mod mapped;
 mod needed;
 mod plan;
@@ -23,31 +24,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor_common::tls_lib;
 use tracing::{debug, info, warn};
 
+pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::plan::{Plan, Scope, elf_offsets};
 use crate::kernel::{ProbeAt, TLS_RETURN};
-
-/// The `library` label of a [`tls_lib`] id.
-pub fn lib_label(lib: u32) -> &'static str {
-    match lib {
-        tls_lib::OPENSSL => "openssl",
-        tls_lib::OPENSSL_STATIC => "openssl-static",
-        tls_lib::BORINGSSL => "boringssl",
-        tls_lib::GNUTLS => "gnutls",
-        _ => "none",
-    }
-}
-
-/// Every library id, for gauges that list them all.
-pub const LIBS: [u32; 4] = [
-    tls_lib::OPENSSL,
-    tls_lib::OPENSSL_STATIC,
-    tls_lib::BORINGSSL,
-    tls_lib::GNUTLS,
-];
 
 /// Why a file gets no probes.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +56,7 @@ pub trait Attacher {
         program: &'static str,
         target: &Path,
         at: &ProbeAt,
-        lib: u32,
+        lib: TlsLib,
         pid: Option<NonZeroU32>,
     ) -> Result<Self::Link, ProbeError>;
     fn detach(&mut self, program: &str, link: Self::Link);
@@ -92,7 +74,7 @@ type Links<L> = Vec<(&'static str, L)>;
 
 /// Probes attached once for a file, and the tracked processes mapping it.
 struct Shared<L> {
-    lib: u32,
+    lib: TlsLib,
     links: Links<L>,
     users: HashSet<u32>,
     /// When the last user exited (detached after [`DETACH_AFTER`]).
@@ -111,7 +93,7 @@ pub struct TlsProbes<L> {
     shared: HashMap<FileId, Shared<L>>,
     /// Probes attached for one process ([`Scope::PerProcess`]), by pid and
     /// file, detached when the process exits.
-    own: HashMap<u32, HashMap<FileId, (u32, Links<L>)>>,
+    own: HashMap<u32, HashMap<FileId, (TlsLib, Links<L>)>>,
     /// Plans with their functions resolved, so a library is parsed once.
     plans: HashMap<FileId, Plan>,
     /// Files that are not TLS libraries, or whose probes failed: not again.
@@ -238,7 +220,7 @@ impl<L> TlsProbes<L> {
             self.last_attach = Some(started);
             match attach_plan(&plan, &target, scope, attacher) {
                 Ok(links) => {
-                    let (lib, probes) = (lib_label(plan.lib), links.len());
+                    let (lib, probes) = (plan.lib.label(), links.len());
                     let ms = started.elapsed().as_secs_f64() * 1e3;
                     match scope {
                         Some(_) => {
@@ -269,7 +251,7 @@ impl<L> TlsProbes<L> {
                     debug!(pid, file = %file.path.display(), "cannot attach TLS probes for the process: {e}");
                 }
                 Err(e) => {
-                    warn!(file = %file.path.display(), library = lib_label(plan.lib), "cannot attach TLS probes: {e}; this library's TLS is seen as metadata only");
+                    warn!(file = %file.path.display(), library = plan.lib.label(), "cannot attach TLS probes: {e}; this library's TLS is seen as metadata only");
                     self.skip.insert(id);
                 }
             }
@@ -303,7 +285,7 @@ impl<L> TlsProbes<L> {
                 Some(resolved)
             }
             Err(e) => {
-                warn!(file = %file.path.display(), library = lib_label(plan.lib), "cannot probe TLS library: {e}; its TLS is seen as metadata only");
+                warn!(file = %file.path.display(), library = plan.lib.label(), "cannot probe TLS library: {e}; its TLS is seen as metadata only");
                 self.skip.insert(id);
                 None
             }
@@ -332,6 +314,18 @@ impl<L> TlsProbes<L> {
         }
     }
 
+    /// Detaches every probe (agentmon is stopping).
+    pub fn detach_all(&mut self, attacher: &mut dyn Attacher<Link = L>) {
+        let own = self.own.drain().flat_map(|(_, files)| files.into_values());
+        let shared = self.shared.drain().map(|(_, s)| (s.lib, s.links));
+        for (_, links) in own.chain(shared).collect::<Vec<_>>() {
+            for (program, link) in links {
+                attacher.detach(program, link);
+            }
+        }
+        self.scanned.clear();
+    }
+
     /// Detaches the probes of shared files idle for [`DETACH_AFTER`].
     pub fn reap(&mut self, now: Instant, attacher: &mut dyn Attacher<Link = L>) {
         let idle: Vec<FileId> = self
@@ -353,7 +347,7 @@ impl<L> TlsProbes<L> {
     }
 
     /// TLS libraries with probes that fire for process `pid`.
-    pub fn libs_of(&self, pid: u32) -> impl Iterator<Item = u32> + '_ {
+    pub fn libs_of(&self, pid: u32) -> impl Iterator<Item = TlsLib> + '_ {
         let own = self
             .own
             .get(&pid)
@@ -376,7 +370,7 @@ impl<L> TlsProbes<L> {
     }
 
     /// Probes attached per library.
-    pub fn attached(&self) -> HashMap<u32, usize> {
+    pub fn attached(&self) -> HashMap<TlsLib, usize> {
         let mut out = HashMap::new();
         for a in self.shared.values() {
             *out.entry(a.lib).or_default() += a.links.len();

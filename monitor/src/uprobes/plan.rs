@@ -3,10 +3,9 @@
 
 use std::{collections::HashMap, path::Path};
 
-use monitor_common::tls_lib;
 use tracing::warn;
 
-use super::{ProbeError, boringssl, mapped::Mapped};
+use super::{ProbeError, TlsLib, boringssl, mapped::Mapped};
 use crate::kernel::{
     ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX,
 };
@@ -26,13 +25,13 @@ pub enum Scope {
 /// What to probe in a file.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub lib: u32,
+    pub lib: TlsLib,
     pub scope: Scope,
     /// (entry program, where, required)
     pub probes: Vec<(&'static str, ProbeAt, bool)>,
 }
 
-fn openssl_plan(lib: u32) -> Plan {
+fn openssl_plan(lib: TlsLib) -> Plan {
     let sym = |s: &str| ProbeAt::Symbol(s.to_owned());
     Plan {
         lib,
@@ -52,12 +51,12 @@ fn openssl_plan(lib: u32) -> Plan {
 pub fn plan_for(file: &Mapped, exe: Option<&Path>, target: &Path) -> Option<Plan> {
     let name = file.path.file_name()?.to_str()?;
     if name.starts_with("libssl.so") {
-        return Some(openssl_plan(tls_lib::OPENSSL));
+        return Some(openssl_plan(TlsLib::OpenSsl));
     }
     if name.starts_with("libgnutls.so") {
         let sym = |s: &str| ProbeAt::Symbol(s.to_owned());
         return Some(Plan {
-            lib: tls_lib::GNUTLS,
+            lib: TlsLib::GnuTls,
             scope: Scope::PerProcess,
             probes: vec![
                 (TLS_ENTRY_WRITE, sym("gnutls_record_send"), true),
@@ -69,7 +68,7 @@ pub fn plan_for(file: &Mapped, exe: Option<&Path>, target: &Path) -> Option<Plan
         return None;
     }
     if exports_openssl(target) {
-        return Some(openssl_plan(tls_lib::OPENSSL_STATIC));
+        return Some(openssl_plan(TlsLib::OpenSslStatic));
     }
     bun_plan(target)
 }
@@ -85,7 +84,7 @@ fn bun_plan(target: &Path) -> Option<Plan> {
     }
     match boringssl::locate(&map) {
         Ok(found) => Some(Plan {
-            lib: tls_lib::BORINGSSL,
+            lib: TlsLib::BoringSsl,
             scope: Scope::PerFile,
             probes: vec![
                 (TLS_ENTRY_WRITE, ProbeAt::Offset(found.ssl_write), true),

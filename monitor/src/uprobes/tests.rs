@@ -5,7 +5,7 @@ use super::*;
 #[derive(Default)]
 struct Fake {
     /// (program, target, where, library, pid)
-    attached: Vec<(String, String, ProbeAt, u32, Option<u32>)>,
+    attached: Vec<(String, String, ProbeAt, TlsLib, Option<u32>)>,
     detached: Vec<String>,
     refuse: Option<&'static str>,
     /// Offsets read from files, by file.
@@ -19,7 +19,7 @@ impl Attacher for Fake {
         program: &'static str,
         target: &Path,
         at: &ProbeAt,
-        lib: u32,
+        lib: TlsLib,
         pid: Option<NonZeroU32>,
     ) -> Result<usize, ProbeError> {
         self.attached.push((
@@ -78,7 +78,7 @@ fn shared_libraries_are_probed_per_process_and_unprobed_at_its_exit() {
             .any(|(p, t, at, lib, _)| p == "tls_write_ex"
                 && t == "/proc/10/root/usr/lib/x86_64-linux-gnu/libssl.so.3"
                 && *at == ProbeAt::Offset(0x3000)
-                && *lib == tls_lib::OPENSSL)
+                && *lib == TlsLib::OpenSsl)
     );
     // Another agent process mapping the same files gets its own probes;
     // the files are parsed once.
@@ -86,15 +86,15 @@ fn shared_libraries_are_probed_per_process_and_unprobed_at_its_exit() {
     assert_eq!(fake.attached.len(), 24);
     assert_eq!(fake.attached.iter().filter(|a| a.4 == Some(11)).count(), 12);
     assert_eq!(fake.parsed.len(), 2, "{:?}", fake.parsed);
-    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 16);
+    assert_eq!(probes.attached()[&TlsLib::OpenSsl], 16);
     assert_eq!(
         probes.libs_of(11).collect::<HashSet<_>>(),
-        HashSet::from([tls_lib::OPENSSL, tls_lib::GNUTLS])
+        HashSet::from([TlsLib::OpenSsl, TlsLib::GnuTls])
     );
     // A process's probes go with it, at once; the other's stay.
     probes.exited(10, now, &mut fake);
     assert_eq!(fake.detached.len(), 12);
-    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 8);
+    assert_eq!(probes.attached()[&TlsLib::OpenSsl], 8);
     assert_eq!(probes.libs_of(10).count(), 0);
     probes.exited(11, now, &mut fake);
     assert_eq!(fake.detached.len(), 24);
@@ -119,7 +119,7 @@ fn optional_symbols_may_be_missing_but_required_ones_fail_the_file() {
         },
     );
     probes.scan(1, MAPS, None, Path::new("/"), &mut fake, Instant::now());
-    assert_eq!(probes.attached()[&tls_lib::OPENSSL], 6);
+    assert_eq!(probes.attached()[&TlsLib::OpenSsl], 6);
     let (mut probes, mut fake) = (
         TlsProbes::<usize>::default(),
         Fake {
@@ -128,7 +128,7 @@ fn optional_symbols_may_be_missing_but_required_ones_fail_the_file() {
         },
     );
     probes.scan(1, MAPS, None, Path::new("/"), &mut fake, Instant::now());
-    assert!(!probes.attached().contains_key(&tls_lib::GNUTLS));
+    assert!(!probes.attached().contains_key(&TlsLib::GnuTls));
     // A required function is missing: nothing is attached to that file.
     assert!(
         fake.attached

@@ -1,0 +1,444 @@
+//! The daemon's state: applies kernel events to the process trees and the
+//! traffic totals, and refreshes the metrics at scrape time.
+
+mod port;
+mod probes;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use monitor_common::{Conn, TOOL_PENDING, conn_flags, counter};
+use tracing::warn;
+
+pub use self::port::KernelPort;
+use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
+use crate::{
+    agents::{Catalog, ToolId},
+    connlog::{Clock, ConnLog, monotonic_ns},
+    enrich::Enricher,
+    events::{Event, PayloadKind},
+    exporter::Scrape,
+    metrics::Metrics,
+    procfs::ProcSource,
+    traffic::{Dest, Names, Traffic},
+    tree::Tree,
+    uprobes::TlsProbes,
+};
+
+/// The event router: applies kernel events to the process trees and the
+/// traffic totals, and refreshes the metrics at scrape time. `K` is the
+/// kernel (aya, or a fake in tests), `P` the /proc it reads.
+pub struct State<K: KernelPort, P: ProcSource> {
+    kernel: K,
+    catalog: Catalog,
+    enricher: Enricher,
+    tls: TlsProbes<K::Link>,
+    tree: Tree,
+    traffic: Traffic,
+    metrics: Metrics,
+    log: Option<ConnLog>,
+    clock: Clock,
+    procs: P,
+    /// Connections without state callbacks whose process was gone at the
+    /// last sweep (see [`State::end_orphans`]).
+    orphans: HashSet<u64>,
+}
+
+pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
+
+impl<K: KernelPort, P: ProcSource> State<K, P> {
+    pub fn new(
+        kernel: K,
+        catalog: Catalog,
+        enricher: Enricher,
+        metrics: Metrics,
+        log: Option<ConnLog>,
+        procs: P,
+    ) -> Self {
+        metrics
+            .programs_attached
+            .set(kernel.programs_attached() as i64);
+        metrics.set_features(&kernel.features());
+        metrics.start_tools(&catalog);
+        Self {
+            kernel,
+            catalog,
+            enricher,
+            tls: TlsProbes::default(),
+            tree: Tree::default(),
+            traffic: Traffic::default(),
+            metrics,
+            log,
+            clock: Clock::new(),
+            procs,
+            orphans: HashSet::new(),
+        }
+    }
+
+    /// Tracks the agents that are already running, counts the sockets they
+    /// have open from now on, and probes their TLS libraries.
+    pub fn scan(&mut self) {
+        self.tree
+            .scan(&self.procs, &self.catalog, self.kernel.tracked());
+        for pid in self.tree.pids() {
+            adopt_sockets(&mut self.kernel, &mut self.traffic, &self.tree, pid);
+        }
+        self.probe_all();
+    }
+
+    /// Applies a batch of events in order. An exec followed by another exec
+    /// of the same process in the batch is judged by its own filename: /proc
+    /// already shows the later program.
+    pub fn handle_batch(&mut self, events: Vec<Event>) {
+        let mut last_exec = HashMap::new();
+        for (i, event) in events.iter().enumerate() {
+            if let Event::Exec { tgid, .. } = event {
+                last_exec.insert(*tgid, i);
+            }
+        }
+        for (i, event) in events.into_iter().enumerate() {
+            let superseded = matches!(&event, Event::Exec { tgid, .. } if last_exec[tgid] != i);
+            self.handle(event, superseded);
+        }
+    }
+
+    pub fn handle(&mut self, event: Event, superseded: bool) {
+        let Self {
+            kernel,
+            catalog,
+            enricher,
+            tls,
+            tree,
+            traffic,
+            metrics,
+            log,
+            clock,
+            procs,
+            ..
+        } = self;
+        let mut counters = metrics.counters(catalog);
+        let now = Instant::now();
+        match event {
+            Event::Exec {
+                tgid,
+                tool,
+                filename,
+            } => {
+                let source: &dyn ProcSource = if superseded { &Gone } else { procs };
+                let new_root =
+                    tree.on_exec(tgid, tool, &filename, source, catalog, kernel.tracked());
+                // Sockets it had before this exec made it an agent's.
+                if new_root {
+                    adopt_sockets(kernel, traffic, tree, tgid);
+                }
+                expect_tls(tls, kernel, tree, tgid);
+                probe_tls(tls, kernel, tree, procs, tgid);
+            }
+            Event::Fork { parent, child } => tree.on_fork(parent, child, kernel.tracked()),
+            Event::Exit { tgid } => {
+                tree.on_exit(tgid);
+                tls.exited(tgid, now, kernel.probes());
+            }
+            Event::ConnOpen { sock, conn } => {
+                match tree.get(conn.tgid) {
+                    Some(proc) => {
+                        if conn.tool == TOOL_PENDING {
+                            kernel.resolve(sock, proc.tool);
+                        }
+                        traffic.on_open(sock, &conn, proc, || {
+                            procs.listening_ports(conn.tgid).contains(&conn.lport)
+                        });
+                        // TLS libraries come with dlopen: look again on new connections.
+                        probe_tls(tls, kernel, tree, procs, conn.tgid);
+                    }
+                    // Opened while its process was pending; it is not an agent.
+                    // Only that entry goes: the socket may have been handed to
+                    // an agent since, under the same key.
+                    None => {
+                        if kernel.counters().conn(sock).is_some_and(|now| {
+                            now.tgid == conn.tgid && now.start_ns == conn.start_ns
+                        }) {
+                            kernel.forget_conn(sock);
+                        }
+                    }
+                }
+            }
+            Event::ConnClose {
+                sock,
+                conn,
+                ktime_ns,
+            } => {
+                enricher.closed(sock);
+                let mut closed = traffic.on_close(
+                    sock,
+                    &conn,
+                    ktime_ns,
+                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut counters,
+                );
+                if closed.is_none()
+                    && let Some(proc) = tree.get(conn.tgid)
+                {
+                    // Its open event was lost: count it whole now.
+                    let opened = Conn {
+                        tx_bytes: 0,
+                        rx_bytes: 0,
+                        ..conn
+                    };
+                    traffic.on_open(sock, &opened, proc, || false);
+                    closed = traffic.on_close(
+                        sock,
+                        &conn,
+                        ktime_ns,
+                        &mut labeler(enricher, metrics, catalog, now),
+                        &mut counters,
+                    );
+                }
+                // TLS that no probe covered: a gap the metric shows.
+                if let Some(closed) = &closed
+                    && closed.conn.names.tls
+                    && closed.conn.tls_lib.is_none()
+                {
+                    metrics
+                        .tls_unseen_connections
+                        .with_label_values(&[catalog.name(closed.conn.tool)])
+                        .inc();
+                }
+                if let (Some(closed), Some(log)) = (closed, log.as_mut())
+                    && let Err(e) = log.write(catalog.name(closed.conn.tool), &closed, clock)
+                {
+                    warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+                }
+            }
+            Event::Payload {
+                tgid,
+                sock,
+                kind,
+                marks,
+                data,
+            } => match kind {
+                PayloadKind::FirstBytes => traffic.named(
+                    sock,
+                    |names| Enricher::read_first_bytes(&data, names),
+                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut counters,
+                ),
+                PayloadKind::Dns => {
+                    if let Some(proc) = tree.get(tgid) {
+                        let tcp = traffic.is_open(sock);
+                        let answers = enricher.on_dns(proc.root, &data, tcp, now);
+                        metrics
+                            .dns_answers
+                            .with_label_values(&[catalog.name(proc.tool)])
+                            .inc_by(answers as u64);
+                    }
+                }
+                PayloadKind::TlsRequest => {
+                    let mut label = labeler(enricher, metrics, catalog, now);
+                    let settled = traffic.settle(sock, &mut label, &mut counters);
+                    drop(label);
+                    let Some(host) = settled else {
+                        return;
+                    };
+                    let requests = enricher.requests(sock, host.as_deref(), &data);
+                    traffic.count_requests(sock, &requests, marks, &mut counters);
+                }
+            },
+            Event::UdpFlow { key, inbound } => match tree.get(key.tgid) {
+                Some(proc) => {
+                    traffic.on_udp_flow(
+                        key,
+                        (proc.tool, proc.root),
+                        inbound,
+                        &mut labeler(enricher, metrics, catalog, now),
+                        &mut counters,
+                    );
+                    probe_tls(tls, kernel, tree, procs, key.tgid);
+                }
+                None => kernel.forget_flow(&key),
+            },
+        }
+    }
+
+    /// Reads the kernel's counters into the metrics.
+    pub fn refresh(&mut self) {
+        let Self {
+            kernel,
+            catalog,
+            enricher,
+            tree,
+            traffic,
+            metrics,
+            ..
+        } = self;
+        let mut counters = metrics.counters(catalog);
+        traffic.refresh(
+            kernel.counters(),
+            monotonic_ns(),
+            |tgid| tree.get(tgid).map(|p| (p.tool, p.root)),
+            &mut labeler(enricher, metrics, catalog, Instant::now()),
+            &mut counters,
+        );
+        metrics.set_processes(catalog, &tree.counts());
+        set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.features().uprobes);
+        Metrics::raise_to(&metrics.events_lost, kernel.counter(counter::EVENTS_LOST));
+        Metrics::raise_to(
+            &metrics.tls_untied_bytes,
+            kernel.counter(counter::TLS_UNTIED_BYTES),
+        );
+        Metrics::raise_to(
+            &metrics.packets_unparsed,
+            kernel.counter(counter::PACKETS_UNPARSED),
+        );
+        for (map, index) in [
+            ("conns", counter::CONNS_FULL),
+            ("udp_flows", counter::UDP_FLOWS_FULL),
+            ("tracked", counter::TRACKED_FULL),
+            ("socks", counter::SOCKS_FULL),
+        ] {
+            let total = kernel.counter(index);
+            Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
+        }
+    }
+
+    /// Housekeeping: drops kernel entries of processes whose events were
+    /// lost, expired DNS bindings, and picks up new GeoIP files.
+    pub fn sweep(&mut self) {
+        self.enricher.expire(Instant::now());
+        self.enricher.geoip.reload_if_changed();
+        // Libraries an idle agent dlopened since (e.g. Python's `import ssl`).
+        self.probe_all();
+        self.tls.reap(Instant::now(), self.kernel.probes());
+        // Unregistering slows attaching: close old links while no new agent
+        // process is getting probes (or when too many wait).
+        if self.tls.quiet_since(probes::DETACH_QUIET, Instant::now())
+            || self.kernel.detached_len() > probes::MAX_DETACHED
+        {
+            self.kernel.close_detached();
+        }
+        let procs = &self.procs;
+        self.tree
+            .sweep(self.kernel.tracked(), |tgid| procs.alive(tgid));
+        self.end_orphans();
+    }
+
+    /// Ends connections the kernel can no longer close: without sock_ops
+    /// state callbacks (an older kernel, or a socket adopted by user space)
+    /// a connection ends at its last FIN or RST packet, and one that dies
+    /// without them (a SYN never answered) would stay open forever. Once its
+    /// process has been gone for two sweeps in a row, it ends here with the
+    /// counts it has.
+    fn end_orphans(&mut self) {
+        let gone: Vec<(u64, Conn)> = self
+            .kernel
+            .conns()
+            .into_iter()
+            .filter(|(_, c)| c.flags & conn_flags::STATE_CB == 0 && !self.procs.alive(c.tgid))
+            .collect();
+        let strikes: HashSet<u64> = gone.iter().map(|(sock, _)| *sock).collect();
+        for (sock, conn) in gone {
+            if !self.orphans.contains(&sock) {
+                continue;
+            }
+            self.kernel.forget_conn(sock);
+            let event = Event::ConnClose {
+                sock,
+                conn,
+                ktime_ns: monotonic_ns(),
+            };
+            self.handle(event, false);
+        }
+        self.orphans = strikes;
+    }
+
+    /// Looks for TLS libraries in every tracked process (rate-limited).
+    fn probe_all(&mut self) {
+        for pid in self.tree.pids() {
+            let (tls, kernel) = (&mut self.tls, &mut self.kernel);
+            probe_tls(tls, kernel, &self.tree, &self.procs, pid);
+        }
+    }
+
+    /// Detaches every TLS probe and waits until they are gone: uprobes
+    /// take long to unregister, and a stop should not wait for them one by
+    /// one in the kernel's exit path.
+    pub fn shutdown(&mut self) {
+        self.tls.detach_all(self.kernel.probes());
+        let n = self.kernel.detached_len();
+        if n > 0 {
+            // About 100 ms each: see `kernel/closer.rs`.
+            tracing::info!(probes = n, "detaching TLS probes before exit");
+        }
+        self.kernel.finish_detaching();
+    }
+
+    /// Counts ring-buffer records the decoder could not read.
+    pub fn undecoded(&self, n: u64) {
+        self.metrics.events_undecoded.inc_by(n);
+    }
+}
+
+impl<K, P> Scrape for State<K, P>
+where
+    K: KernelPort + Send + 'static,
+    K::Link: Send,
+    P: ProcSource + Send + 'static,
+{
+    /// Refreshes and renders the exposition.
+    fn scrape(&mut self) -> prometheus::Result<String> {
+        self.refresh();
+        self.metrics.encode()
+    }
+}
+
+/// The labeler the traffic module calls when a connection's labels are
+/// decided: enrichment, plus the overflow counter when the cap bites.
+fn labeler<'a>(
+    enricher: &'a mut Enricher,
+    metrics: &'a Metrics,
+    catalog: &'a Catalog,
+    now: Instant,
+) -> impl FnMut(ToolId, u32, &SocketAddr, &mut Names) -> Dest + 'a {
+    move |tool, root, remote, names| {
+        let (dest, labelled) = enricher.label(tool, root, remote, names, now);
+        if labelled.overflow {
+            metrics
+                .dest_overflow
+                .with_label_values(&[catalog.name(tool)])
+                .inc();
+        }
+        dest
+    }
+}
+
+/// A process source for a process whose /proc entry no longer describes
+/// the exec being judged.
+struct Gone;
+
+impl ProcSource for Gone {
+    fn pids(&self) -> std::io::Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
+    fn read(&self, _pid: u32, _env_names: &[String]) -> Option<crate::procfs::ProcInfo> {
+        None
+    }
+}
+
+/// Refreshes and sweeps every few seconds (the GeoIP reload interval, at
+/// most a minute), so flows of processes that exit are read and released
+/// even when nobody scrapes, and new GeoIP files are picked up.
+pub async fn housekeeping<K: KernelPort, P: ProcSource>(state: Shared<K, P>, every_seconds: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.clamp(1, 60)));
+    loop {
+        tick.tick().await;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.refresh();
+        state.sweep();
+    }
+}

@@ -1,0 +1,130 @@
+//! The router's TLS probe and socket adoption steps, and the TLS gauges.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use tracing::{info, warn};
+
+use super::KernelPort;
+use crate::{
+    agents::{Catalog, ToolId},
+    connlog::monotonic_ns,
+    metrics::Metrics,
+    procfs::ProcSource,
+    traffic::Traffic,
+    tree::Tree,
+    uprobes::{TlsLib, TlsProbes, proc_root},
+};
+
+/// How long no probe must have been attached before old ones are closed,
+/// and how many may wait regardless.
+pub const DETACH_QUIET: Duration = Duration::from_secs(2);
+pub const MAX_DETACHED: usize = 4096;
+
+/// Looks at the TLS libraries a tracked process maps (rate-limited).
+pub fn probe_tls<K: KernelPort>(
+    tls: &mut TlsProbes<K::Link>,
+    kernel: &mut K,
+    tree: &Tree,
+    procs: &dyn ProcSource,
+    pid: u32,
+) {
+    let Some(proc) = tree.get(pid) else { return };
+    let now = Instant::now();
+    if !kernel.features().uprobes || !tls.due(pid, now) {
+        return;
+    }
+    let Some(maps) = procs.maps(pid) else {
+        return;
+    };
+    let exe = Path::new(&proc.exe);
+    tls.scan(pid, &maps, Some(exe), &proc_root(pid), kernel.probes(), now);
+}
+
+/// Probes the TLS libraries a tracked process just exec'd will link, before
+/// it maps them.
+pub fn expect_tls<K: KernelPort>(
+    tls: &mut TlsProbes<K::Link>,
+    kernel: &mut K,
+    tree: &Tree,
+    pid: u32,
+) {
+    let Some(proc) = tree.get(pid) else { return };
+    if kernel.features().uprobes {
+        let exe = Path::new(&proc.exe);
+        tls.expect(pid, exe, &proc_root(pid), kernel.probes());
+    }
+}
+
+/// Counts the sockets process `pid` already has from now on (see
+/// `kernel::adopt`); its connected TCP sockets join the traffic table.
+pub fn adopt_sockets<K: KernelPort>(kernel: &mut K, traffic: &mut Traffic, tree: &Tree, pid: u32) {
+    let Some(proc) = tree.get(pid) else { return };
+    let (adopted, summary) = kernel.adopt(pid, proc.tool, monotonic_ns());
+    for a in &adopted {
+        traffic.on_open(a.sock, &a.conn, proc, || false);
+    }
+    if summary.failed > 0 {
+        warn!(
+            pid,
+            sockets = summary.failed,
+            "cannot adopt sockets the agent opened before it was recognised; they are not counted (agentmon needs CAP_SYS_PTRACE for pidfd_getfd)"
+        );
+    }
+    if summary.sockets > 0 {
+        info!(
+            pid,
+            connections = summary.sockets,
+            "counting connections the agent already had, from now on"
+        );
+    }
+}
+
+/// `agentmon_tls_coverage` and `agentmon_uprobes_attached`, from scratch.
+pub fn set_tls_gauges<L>(
+    metrics: &Metrics,
+    catalog: &Catalog,
+    tree: &Tree,
+    tls: &TlsProbes<L>,
+    ready: bool,
+) {
+    metrics.tls_coverage.reset();
+    let mut plaintext: HashMap<ToolId, BTreeSet<TlsLib>> = HashMap::new();
+    let mut tools = BTreeSet::new();
+    for pid in tree.pids() {
+        let Some(proc) = tree.get(pid) else { continue };
+        tools.insert(proc.tool);
+        plaintext
+            .entry(proc.tool)
+            .or_default()
+            .extend(tls.libs_of(pid));
+    }
+    for tool in tools {
+        let name = catalog.name(tool);
+        match plaintext.get(&tool) {
+            Some(libs) if ready && !libs.is_empty() => {
+                for lib in libs {
+                    metrics
+                        .tls_coverage
+                        .with_label_values(&[name, lib.label(), "plaintext"])
+                        .set(1);
+                }
+            }
+            _ => metrics
+                .tls_coverage
+                .with_label_values(&[name, "none", "metadata"])
+                .set(1),
+        }
+    }
+    let attached = tls.attached();
+    for lib in TlsLib::ALL {
+        let n = attached.get(&lib).copied().unwrap_or(0);
+        metrics
+            .uprobes_attached
+            .with_label_values(&[lib.label()])
+            .set(n as i64);
+    }
+}

@@ -1,0 +1,73 @@
+//! The TLS libraries agentmon probes, as the daemon names them.
+
+use monitor_common::tls_lib;
+
+/// A TLS library, decoded from its wire id (`monitor_common::tls_lib`, the
+/// probes' attach cookie and `Conn::tls_lib`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlsLib {
+    /// `libssl.so.*`.
+    OpenSsl,
+    /// OpenSSL inside an executable that exports its symbols (node).
+    OpenSslStatic,
+    /// BoringSSL inside a Bun single-file executable, found by pattern.
+    BoringSsl,
+    /// `libgnutls.so.30`.
+    GnuTls,
+}
+
+impl TlsLib {
+    /// Every library, for gauges that list them all.
+    pub const ALL: [TlsLib; 4] = [
+        TlsLib::OpenSsl,
+        TlsLib::OpenSslStatic,
+        TlsLib::BoringSsl,
+        TlsLib::GnuTls,
+    ];
+
+    /// The library of a wire id; `None` for 0 (no probe saw the connection)
+    /// and for ids this daemon does not know.
+    pub fn from_wire(id: u32) -> Option<Self> {
+        match id {
+            tls_lib::OPENSSL => Some(Self::OpenSsl),
+            tls_lib::OPENSSL_STATIC => Some(Self::OpenSslStatic),
+            tls_lib::BORINGSSL => Some(Self::BoringSsl),
+            tls_lib::GNUTLS => Some(Self::GnuTls),
+            _ => None,
+        }
+    }
+
+    /// The wire id, the attach cookie of its probes.
+    pub fn wire(self) -> u32 {
+        match self {
+            Self::OpenSsl => tls_lib::OPENSSL,
+            Self::OpenSslStatic => tls_lib::OPENSSL_STATIC,
+            Self::BoringSsl => tls_lib::BORINGSSL,
+            Self::GnuTls => tls_lib::GNUTLS,
+        }
+    }
+
+    /// The `library` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::OpenSsl => "openssl",
+            Self::OpenSslStatic => "openssl-static",
+            Self::BoringSsl => "boringssl",
+            Self::GnuTls => "gnutls",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_ids_round_trip_and_unknown_ones_are_none() {
+        for lib in TlsLib::ALL {
+            assert_eq!(TlsLib::from_wire(lib.wire()), Some(lib));
+        }
+        assert_eq!(TlsLib::from_wire(0), None);
+        assert_eq!(TlsLib::from_wire(99), None);
+    }
+}
