@@ -1,10 +1,11 @@
 //! Scenario 6: what agentmon costs the processes it does not track, while an
-//! agent is at work. agentmon's syscall tracepoints and socket hooks run for
-//! every process on the machine, and its uprobes sit on library files that
-//! other programs map too; so each untracked workload here runs while a
-//! tracked agent (see [`Agent`]) keeps a TLS connection busy through the
-//! same library or runtime, in every arm, and the with/without ratio is what
-//! everyone else pays.
+//! agent is at work. A hook that runs per syscall or per socket call runs
+//! for every process on the machine, and a uprobe attached to a library
+//! file for every process is paid by every program that maps it; so each
+//! untracked workload here runs while a tracked agent (see [`Agent`]) keeps
+//! a TLS connection busy through the same library or runtime, in every arm,
+//! and the with/without ratio is what everyone else pays. The profiling run
+//! shows, per kernel program, whether the workload reaches it at all.
 //!
 //! The workloads: one cheap syscall (or pair) in a tight loop (loadgen's
 //! micro modes), 64-byte TCP sends on loopback, bulk TCP (iperf3), and TLS
