@@ -231,6 +231,19 @@ impl Agentmon {
         }
     }
 
+    /// Waits (up to 15 s) until `name{labels}` equals `want`, then returns
+    /// the scrape; panics with the last value and the exposition otherwise.
+    pub fn expect(&self, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
+        match self.wait_for_value(name, labels, Duration::from_secs(15), |v| v == want) {
+            Ok(_) => self.scrape(),
+            Err(last) => panic!(
+                "{name}{labels:?}: want {want}, have {:?}\n{}",
+                last.value(name, labels),
+                last.text()
+            ),
+        }
+    }
+
     /// Everything the daemon wrote to stdout and stderr so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log)

@@ -168,14 +168,7 @@ impl World {
     }
 
     pub fn expect(&self, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
-        match self.am.wait_for_value(name, labels, SETTLE, |v| v == want) {
-            Ok(_) => self.am.scrape(),
-            Err(last) => panic!(
-                "{name}{labels:?}: want {want}, have {:?}\n{}",
-                last.value(name, labels),
-                last.text()
-            ),
-        }
+        self.am.expect(name, labels, want)
     }
 
     pub fn log_lines(&self) -> Vec<serde_json::Value> {

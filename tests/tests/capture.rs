@@ -77,19 +77,6 @@ fn udp_args(to: std::net::SocketAddr, count: u64, size: u64, connected: bool) ->
     args
 }
 
-/// Waits until `name{labels}` equals `want`, then returns the scrape;
-/// panics with the last value otherwise.
-fn expect_value(am: &Agentmon, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
-    match am.wait_for_value(name, labels, SETTLE, |v| v == want) {
-        Ok(_) => am.scrape(),
-        Err(last) => panic!(
-            "{name}{labels:?}: want {want}, have {:?}\n{}",
-            last.value(name, labels),
-            last.text()
-        ),
-    }
-}
-
 fn tool_series(m: &Metrics, name: &str) -> Vec<String> {
     let mut tools: Vec<String> = m
         .series(name)
@@ -130,32 +117,22 @@ fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
 
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
     let udp = [("tool", "claude-code"), ("proto", "udp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 166_666.0);
-    expect_value(
-        &am,
-        "agentmon_ingress_bytes_total",
-        &tcp,
-        3.0 * REPLY as f64,
-    );
-    expect_value(&am, "agentmon_egress_bytes_total", &udp, 2100.0);
-    expect_value(
-        &am,
-        "agentmon_ingress_bytes_total",
-        &udp,
-        8.0 * REPLY as f64,
-    );
+    am.expect("agentmon_egress_bytes_total", &tcp, 166_666.0);
+    am.expect("agentmon_ingress_bytes_total", &tcp, 3.0 * REPLY as f64);
+    am.expect("agentmon_egress_bytes_total", &udp, 2100.0);
+    am.expect("agentmon_ingress_bytes_total", &udp, 8.0 * REPLY as f64);
     let out = [
         ("tool", "claude-code"),
         ("proto", "tcp"),
         ("direction", "outbound"),
     ];
-    expect_value(&am, "agentmon_connections_total", &out, 3.0);
+    am.expect("agentmon_connections_total", &out, 3.0);
     let out = [
         ("tool", "claude-code"),
         ("proto", "udp"),
         ("direction", "outbound"),
     ];
-    let before = expect_value(&am, "agentmon_connections_total", &out, 2.0);
+    let before = am.expect("agentmon_connections_total", &out, 2.0);
 
     // The same traffic from a program that is not an agent counts for nobody.
     run(lab.client_cmd(NETPEER, tcp_args(REMOTE_TCP_V4, 100_000)));
@@ -208,8 +185,8 @@ s.on("end", () => console.log(`sent=${n} received=${received}`));
         }
     );
     let tcp = [("tool", "gemini-cli"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 31_337.0);
-    let m = expect_value(&am, "agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+    am.expect("agentmon_egress_bytes_total", &tcp, 31_337.0);
+    let m = am.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
     assert_eq!(
         tool_series(&m, "agentmon_egress_bytes_total"),
         ["gemini-cli"]
@@ -235,8 +212,8 @@ fn child_of_an_agent_counts_for_the_agent() {
     );
     assert!(out.status.success(), "{out:?}");
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 7777.0);
-    expect_value(&am, "agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+    am.expect("agentmon_egress_bytes_total", &tcp, 7777.0);
+    am.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
 }
 
 #[test]
@@ -257,19 +234,14 @@ fn connection_in_the_first_millisecond_of_an_agent_is_counted() {
         run(lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V4, 1000)));
     }
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 20_000.0);
-    expect_value(
-        &am,
-        "agentmon_ingress_bytes_total",
-        &tcp,
-        20.0 * REPLY as f64,
-    );
+    am.expect("agentmon_egress_bytes_total", &tcp, 20_000.0);
+    am.expect("agentmon_ingress_bytes_total", &tcp, 20.0 * REPLY as f64);
     let out = [
         ("tool", "claude-code"),
         ("proto", "tcp"),
         ("direction", "outbound"),
     ];
-    expect_value(&am, "agentmon_connections_total", &out, 20.0);
+    am.expect("agentmon_connections_total", &out, 20.0);
 }
 
 #[test]
@@ -294,12 +266,7 @@ fn agent_running_before_agentmon_is_found_and_counted_from_then_on() {
     // The first 11111 bytes leave before agentmon runs.
     std::thread::sleep(Duration::from_millis(500));
     let am = Agentmon::start();
-    expect_value(
-        &am,
-        "agentmon_agent_processes",
-        &[("tool", "claude-code")],
-        1.0,
-    );
+    am.expect("agentmon_agent_processes", &[("tool", "claude-code")], 1.0);
     fs::write(&hold, b"").unwrap();
     let counts = PeerCounts::from_output(&agent.wait_output(RUN));
     assert_eq!(
@@ -310,14 +277,9 @@ fn agent_running_before_agentmon_is_found_and_counted_from_then_on() {
         }
     );
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 22_222.0);
-    expect_value(&am, "agentmon_ingress_bytes_total", &tcp, REPLY as f64);
-    expect_value(
-        &am,
-        "agentmon_agent_processes",
-        &[("tool", "claude-code")],
-        0.0,
-    );
+    am.expect("agentmon_egress_bytes_total", &tcp, 22_222.0);
+    am.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+    am.expect("agentmon_agent_processes", &[("tool", "claude-code")], 0.0);
 }
 
 #[test]
@@ -347,7 +309,7 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
     let pid = agent.id();
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
     // Still open: the bytes are read from the kernel at scrape time.
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 30_000.0);
+    am.expect("agentmon_egress_bytes_total", &tcp, 30_000.0);
     assert_eq!(
         fs::read_to_string(&log).unwrap_or_default(),
         "",
@@ -367,7 +329,7 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
         .unwrap_or_else(|| panic!("no local port in `ss` output {ss:?}"));
     fs::write(&hold, b"").unwrap();
     PeerCounts::from_output(&agent.wait_output(RUN));
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 50_000.0);
+    am.expect("agentmon_egress_bytes_total", &tcp, 50_000.0);
     assert!(
         wait_until(SETTLE, || fs::read_to_string(&log)
             .is_ok_and(|t| t.lines().count() == 1)),
@@ -447,14 +409,14 @@ fn connection_an_agent_accepts_is_inbound_and_counted() {
         }
     );
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_ingress_bytes_total", &tcp, 5000.0);
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp, 100.0);
+    am.expect("agentmon_ingress_bytes_total", &tcp, 5000.0);
+    am.expect("agentmon_egress_bytes_total", &tcp, 100.0);
     let inbound = [
         ("tool", "claude-code"),
         ("proto", "tcp"),
         ("direction", "inbound"),
     ];
-    let m = expect_value(&am, "agentmon_connections_total", &inbound, 1.0);
+    let m = am.expect("agentmon_connections_total", &inbound, 1.0);
     assert_eq!(
         m.value("agentmon_connections_total", &[("direction", "outbound")]),
         None,
@@ -493,7 +455,7 @@ fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
         "5000".into(),
     ]);
     let agent = ChildGuard::spawn(&mut lab.client_cmd(&claude, &args));
-    expect_value(&am, "agentmon_agent_processes", &[("tool", "codex")], 1.0);
+    am.expect("agentmon_agent_processes", &[("tool", "codex")], 1.0);
     fs::write(&hold, b"").unwrap();
     let counts = PeerCounts::from_output(&agent.wait_output(RUN));
     assert_eq!(
@@ -506,14 +468,9 @@ fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
 
     let claude_tcp = [("tool", "claude-code"), ("proto", "tcp")];
     let codex_tcp = [("tool", "codex"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &codex_tcp, 5000.0);
-    expect_value(
-        &am,
-        "agentmon_ingress_bytes_total",
-        &codex_tcp,
-        REPLY as f64,
-    );
-    let m = expect_value(&am, "agentmon_egress_bytes_total", &claude_tcp, 1000.0);
+    am.expect("agentmon_egress_bytes_total", &codex_tcp, 5000.0);
+    am.expect("agentmon_ingress_bytes_total", &codex_tcp, REPLY as f64);
+    let m = am.expect("agentmon_egress_bytes_total", &claude_tcp, 1000.0);
     assert_eq!(m.value("agentmon_ingress_bytes_total", &claude_tcp), None);
     for tool in ["claude-code", "codex"] {
         let labels = [("tool", tool), ("proto", "tcp"), ("direction", "outbound")];

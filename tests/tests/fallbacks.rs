@@ -5,7 +5,7 @@
 use std::{fs, path::Path, time::Duration};
 
 use agentmon_tests::{
-    Agentmon, Metrics, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, ServerGuard, agent_copy,
+    Agentmon, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, ServerGuard, agent_copy,
     require_root, run_bounded, wait_until, world,
 };
 
@@ -13,17 +13,6 @@ const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const REPLY: u64 = 4321;
 const RUN: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(15);
-
-fn expect_value(am: &Agentmon, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
-    match am.wait_for_value(name, labels, SETTLE, |v| v == want) {
-        Ok(_) => am.scrape(),
-        Err(last) => panic!(
-            "{name}{labels:?}: want {want}, have {:?}\n{}",
-            last.value(name, labels),
-            last.text()
-        ),
-    }
-}
 
 fn tcp(lab: &NetLab, claude: &Path, to: std::net::SocketAddr, send: u64) -> PeerCounts {
     let args = [
@@ -36,6 +25,16 @@ fn tcp(lab: &NetLab, claude: &Path, to: std::net::SocketAddr, send: u64) -> Peer
         REPLY.to_string(),
     ];
     PeerCounts::from_output(&run_bounded(&mut lab.client_cmd(claude, args), RUN))
+}
+
+/// The world's agentmon stopped, and another started on its config with
+/// `feature` off.
+fn without(w: &mut agentmon_tests::World, feature: &str) -> Agentmon {
+    w.am.stop();
+    Agentmon::builder()
+        .config(w.lab.dir().join("agentmon.toml"))
+        .args(["--without", feature])
+        .start()
 }
 
 fn lab_with_claude() -> (NetLab, ServerGuard, std::path::PathBuf) {
@@ -57,8 +56,7 @@ fn without_sock_ops_connections_end_at_their_fin_with_exact_bytes() {
         .args(["--without", "sock-ops", "--connection-log"])
         .arg(&log)
         .start();
-    expect_value(
-        &am,
+    am.expect(
         "agentmon_kernel_feature_available",
         &[("feature", "sock_ops")],
         0.0,
@@ -69,9 +67,8 @@ fn without_sock_ops_connections_end_at_their_fin_with_exact_bytes() {
     ];
     assert_eq!(counts.map(|c| c.sent), [70_000, 5_555]);
     let tcp_labels = [("tool", "claude-code"), ("proto", "tcp")];
-    expect_value(&am, "agentmon_egress_bytes_total", &tcp_labels, 75_555.0);
-    expect_value(
-        &am,
+    am.expect("agentmon_egress_bytes_total", &tcp_labels, 75_555.0);
+    am.expect(
         "agentmon_ingress_bytes_total",
         &tcp_labels,
         2.0 * REPLY as f64,
@@ -109,13 +106,8 @@ fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact()
         return;
     }
     let mut w = world(NETPEER, "");
-    w.am.stop();
-    let am = Agentmon::builder()
-        .config(w.lab.dir().join("agentmon.toml"))
-        .args(["--without", "tls-tie"])
-        .start();
-    expect_value(
-        &am,
+    let am = without(&mut w, "tls-tie");
+    am.expect(
         "agentmon_kernel_feature_available",
         &[("feature", "tls_tie")],
         0.0,
@@ -137,22 +129,19 @@ fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact()
         ("proto", "tcp"),
         ("dest", "api.model.test"),
     ];
-    expect_value(
-        &am,
+    am.expect(
         "agentmon_egress_bytes_total",
         &kernel,
         conns[0].raw_in as f64,
     );
-    expect_value(
-        &am,
+    am.expect(
         "agentmon_ingress_bytes_total",
         &kernel,
         conns[0].raw_out as f64,
     );
     // Nothing tied a TLS call to its socket: the plaintext is counted, as
     // untied, and never put on a connection.
-    let m = expect_value(
-        &am,
+    let m = am.expect(
         "agentmon_tls_untied_bytes_total",
         &[],
         (conns[0].plain_in + conns[0].plain_out) as f64,
@@ -166,11 +155,7 @@ fn without_uprobes_tls_is_metadata_only_and_counted_as_unseen() {
         return;
     }
     let mut w = world(NETPEER, "");
-    w.am.stop();
-    let am = Agentmon::builder()
-        .config(w.lab.dir().join("agentmon.toml"))
-        .args(["--without", "uprobes"])
-        .start();
+    let am = without(&mut w, "uprobes");
     for _ in 0..2 {
         let out = run_bounded(
             &mut w.aider_cmd(&[
@@ -193,9 +178,8 @@ fn without_uprobes_tls_is_metadata_only_and_counted_as_unseen() {
         ("dest", "api.model.test"),
     ];
     let raw: u64 = conns.iter().map(|c| c.raw_in).sum();
-    expect_value(&am, "agentmon_egress_bytes_total", &kernel, raw as f64);
-    let m = expect_value(
-        &am,
+    am.expect("agentmon_egress_bytes_total", &kernel, raw as f64);
+    let m = am.expect(
         "agentmon_tls_connections_unseen_total",
         &[("tool", "aider")],
         2.0,
