@@ -67,7 +67,8 @@ const _: () = assert!(size_of::<SockOwner>() == 24);
 pub mod sock_status {
     /// No packet seen yet (TCP: no `CONNS` entry).
     pub const NEW: u8 = 0;
-    /// TCP: `CONNS[cookie]` holds its counts. UDP: counted in `UDP_FLOWS`.
+    /// TCP: `CONNS[cookie]` holds its counts. (UDP sockets stay `NEW`:
+    /// their flows are keyed by peer in `UDP_FLOWS`.)
     pub const WATCHED: u8 = 1;
     /// Not an agent's after all, or closed: every later packet stops here.
     pub const IGNORED: u8 = 2;

@@ -11,6 +11,8 @@ use crate::{
 };
 
 const TCP_LISTEN: u32 = 10;
+/// Answers from this port are DNS, over UDP or TCP: read for naming.
+pub const DNS_PORT: u16 = 53;
 
 /// Hook: cgroup_skb egress on the cgroup2 root, run for every IP packet a
 /// local socket sends (before segmentation offload splits it, so a GSO

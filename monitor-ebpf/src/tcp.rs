@@ -18,7 +18,7 @@ use monitor_common::{
 
 use crate::{
     maps::{CONNS, EVENTS, RESOLVED, bump, deferred, tracked},
-    packets::{Packet, Way},
+    packets::{DNS_PORT, Packet, Way},
     payload, tls_calls,
 };
 
@@ -26,7 +26,6 @@ const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
-const DNS_PORT: u16 = 53;
 /// An offset not seen yet (a FIN).
 const UNSEEN: u64 = u64::MAX;
 
@@ -36,13 +35,17 @@ pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) 
     let skb = ctx.skb.skb;
     // SAFETY (owner): a live socket-storage value; plain field accesses.
     let cookie = match unsafe { (*owner).status } {
+        sock_status::WATCHED => unsafe { (*owner).cookie },
         sock_status::NEW => match open(skb, owner, p, way) {
             Some(cookie) => cookie,
             None => return,
         },
-        _ => unsafe { (*owner).cookie },
+        // Adopted by user space, which made its `CONNS` entry.
+        _ => unsafe {
+            (*owner).status = sock_status::WATCHED;
+            (*owner).cookie
+        },
     };
-    unsafe { (*owner).status = sock_status::WATCHED };
     let Some(conn) = CONNS.get_ptr_mut(cookie) else {
         // Closed, or user space found its process is not an agent.
         unsafe { (*owner).status = sock_status::IGNORED };
@@ -53,36 +56,27 @@ pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) 
     // SAFETY: `conn` points into a live map value.
     let (tgid, flags, rport) = unsafe { ((*conn).tgid, (*conn).flags, (*conn).rport) };
     if p.payload_len > 0 {
-        let about = payload::About {
-            sock: cookie,
-            tgid,
-            kind: 0,
-            marks: [0; 2],
+        // The first bytes sent name the connection; DNS answers name others.
+        let capture = match way {
+            Way::Out { .. } if flags & conn_flags::FIRST_TX_SEEN == 0 => {
+                unsafe { (*conn).flags |= conn_flags::FIRST_TX_SEEN };
+                Some(payload_kind::FIRST_TX)
+            }
+            Way::In if rport == DNS_PORT => Some(payload_kind::DNS),
+            _ => None,
         };
-        match way {
-            Way::Out { tie_tls } => {
-                if flags & conn_flags::FIRST_TX_SEEN == 0 {
-                    unsafe { (*conn).flags |= conn_flags::FIRST_TX_SEEN };
-                    let about = payload::About {
-                        kind: payload_kind::FIRST_TX,
-                        ..about
-                    };
-                    let src = payload::Source::Packet(skb, p.payload);
-                    payload::emit_payload(src, u64::from(p.payload_len), &about);
-                }
-                if tie_tls {
-                    tls_calls::tie(cookie, tgid);
-                }
-            }
-            Way::In if rport == DNS_PORT => {
-                let about = payload::About {
-                    kind: payload_kind::DNS,
-                    ..about
-                };
-                let src = payload::Source::Packet(skb, p.payload);
-                payload::emit_payload(src, u64::from(p.payload_len), &about);
-            }
-            Way::In => {}
+        if let Some(kind) = capture {
+            let about = payload::About {
+                sock: cookie,
+                tgid,
+                kind,
+                marks: [0; 2],
+            };
+            let src = payload::Source::Packet(skb, p.payload);
+            payload::emit_payload(src, u64::from(p.payload_len), &about);
+        }
+        if let Way::Out { tie_tls: true } = way {
+            tls_calls::tie(cookie, tgid);
         }
     }
     if flags & conn_flags::STATE_CB == 0 && finished(conn) {
@@ -129,14 +123,19 @@ fn open(skb: *mut __sk_buff, owner: *mut SockOwner, p: &Packet, way: Way) -> Opt
         },
         ..Conn::default()
     };
-    // BPF_NOEXIST: two CPUs may see the first packets at once; one wins.
-    if CONNS.insert(cookie, conn, 1).is_err() && CONNS.get_ptr(cookie).is_none() {
+    // BPF_NOEXIST: two CPUs may see the first packets at once; one wins,
+    // and only the winner announces the connection.
+    let won = CONNS.insert(cookie, conn, 1).is_ok();
+    if !won && CONNS.get_ptr(cookie).is_none() {
         bump(counter::CONNS_FULL);
         unsafe { (*owner).status = sock_status::IGNORED };
         return None;
     }
-    unsafe { (*owner).cookie = cookie };
-    if let Some(conn) = CONNS.get_ptr(cookie) {
+    unsafe {
+        (*owner).cookie = cookie;
+        (*owner).status = sock_status::WATCHED;
+    }
+    if let Some(conn) = CONNS.get_ptr(cookie).filter(|_| won) {
         emit_conn(kind::CONN_OPEN, cookie, conn);
     }
     Some(cookie)

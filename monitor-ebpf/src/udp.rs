@@ -10,11 +10,9 @@ use monitor_common::{
 
 use crate::{
     maps::{UDP_FLOWS, atomic_add, bump, emit, tracked},
-    packets::{Packet, Way},
+    packets::{DNS_PORT, Packet, Way},
     payload,
 };
-
-const DNS_PORT: u16 = 53;
 
 /// Counts one datagram of a tracked socket (payload bytes; a GSO packet of
 /// several datagrams counts as one datagram with all their bytes).
@@ -34,7 +32,6 @@ pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) 
         }
         unsafe { (*owner).tool = tool };
     }
-    unsafe { (*owner).status = sock_status::WATCHED };
     let out = way.out();
     let (raddr, rport) = if out {
         (p.dst, p.dport)

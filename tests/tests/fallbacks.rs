@@ -28,13 +28,20 @@ fn tcp(lab: &NetLab, claude: &Path, to: std::net::SocketAddr, send: u64) -> Peer
 }
 
 /// The world's agentmon stopped, and another started on its config with
-/// `feature` off.
+/// `feature` off, which it reports as unavailable.
 fn without(w: &mut agentmon_tests::World, feature: &str) -> Agentmon {
     w.am.stop();
-    Agentmon::builder()
+    let am = Agentmon::builder()
         .config(w.lab.dir().join("agentmon.toml"))
         .args(["--without", feature])
-        .start()
+        .start();
+    let label = feature.replace('-', "_");
+    am.expect(
+        "agentmon_kernel_feature_available",
+        &[("feature", &label)],
+        0.0,
+    );
+    am
 }
 
 fn lab_with_claude() -> (NetLab, ServerGuard, std::path::PathBuf) {
@@ -107,11 +114,6 @@ fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact()
     }
     let mut w = world(NETPEER, "");
     let am = without(&mut w, "tls-tie");
-    am.expect(
-        "agentmon_kernel_feature_available",
-        &[("feature", "tls_tie")],
-        0.0,
-    );
     let mut run = w.aider_cmd(&[
         "--name",
         "api.model.test",

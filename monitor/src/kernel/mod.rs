@@ -24,7 +24,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
-use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, counter, setting};
+use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, setting};
 use tracing::{info, warn};
 
 use self::closer::LinkCloser;
@@ -232,10 +232,6 @@ impl Kernel {
             .get(&index, 0)
             .map(|values| values.iter().sum())
             .unwrap_or(0)
-    }
-
-    pub fn events_lost(&self) -> u64 {
-        self.counter(counter::EVENTS_LOST)
     }
 
     /// Attaches TLS probe `program` at `at` in the file `target`, for one
