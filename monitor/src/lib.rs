@@ -10,6 +10,7 @@
 //! events between them. ARCHITECTURE.md at the root draws the whole path.
 
 pub mod agents;
+pub mod caps;
 pub mod config;
 pub mod connlog;
 pub mod daemon;
@@ -22,6 +23,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod procfs;
 pub mod requests;
+pub mod service;
 pub mod traffic;
 pub mod tree;
 pub mod uprobes;

@@ -23,6 +23,7 @@ use monitor::{
     kernel::{self, Kernel, ring},
     metrics::Metrics,
     procfs::RealProc,
+    service,
 };
 use tracing::{error, info};
 
@@ -39,7 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the kernel programs and serve /metrics (needs root).
+    /// Load the kernel programs and serve /metrics (needs root, or the capabilities in the README).
     Run(RunArgs),
     /// Check a config file and print the tools it would recognise.
     CheckConfig {
@@ -84,8 +85,26 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: what is wrong and what to do, with every cause.
             eprintln!("agentmon: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// A configuration problem: retrying cannot help, so it gets its own exit
+/// code (the unit's `RestartPreventExitStatus=`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct BadConfig(anyhow::Error);
+
+/// sysexits.h codes where retrying cannot help: 78 (EX_CONFIG) for the
+/// config, 77 (EX_NOPERM) for missing capabilities; 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<BadConfig>().is_some() {
+        78
+    } else if let Some(kernel::LoadError::MissingCaps(_)) = e.downcast_ref() {
+        77
+    } else {
+        1
     }
 }
 
@@ -103,7 +122,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
-        Some(path) => config::load(path)?,
+        Some(path) => config::load(path).map_err(|e| BadConfig(e.into()))?,
         None => Config::default(),
     };
     if let Some(listen) = args.listen {
@@ -112,7 +131,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(path) = args.connection_log {
         config.connection_log = Some(path);
     }
-    let catalog = Catalog::with_config(&config.agents)?;
+    let catalog = Catalog::with_config(&config.agents).map_err(|e| BadConfig(e.into()))?;
     // Bind first: a taken port is the quickest thing to report.
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
         anyhow::anyhow!(
@@ -138,9 +157,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)?;
+    let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)
+        .map_err(|e| BadConfig(e.into()))?;
     let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
-    let paths = PathCatalog::new(BUILTIN_PATHS, &config.dest.path)?;
+    let paths =
+        PathCatalog::new(BUILTIN_PATHS, &config.dest.path).map_err(|e| BadConfig(e.into()))?;
     let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
     // Paths are kept only for the log; without one they are not read.
     enricher.keep_paths = config.log_paths && log.is_some();
@@ -167,9 +188,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             state.clone(),
             config.geoip.reload_seconds,
         ));
+        if let Some(every) = service::watchdog_interval() {
+            tokio::spawn(watchdog(state.clone(), every));
+        }
         let stopping = state.clone();
         let server =
             axum::serve(listener, exporter::router(state)).with_graceful_shutdown(shutdown());
+        // The listener is bound and the programs attached: scrapes queue
+        // until the server polls them, which starts right here.
+        service::ready(&format!("serving /metrics on {}", config.listen));
         tokio::select! {
             r = server => r.context("HTTP server failed")?,
             r = events => {
@@ -177,6 +204,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 r.context("reading kernel events failed")?;
             }
         }
+        service::stopping();
         stopping
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -184,6 +212,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// Pings systemd's watchdog while the daemon's state can be locked: a
+/// wedged event loop stops the pings and systemd restarts the service.
+async fn watchdog<K, P>(state: daemon::Shared<K, P>, every: std::time::Duration)
+where
+    K: daemon::KernelPort,
+    P: monitor::procfs::ProcSource,
+{
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        drop(state.lock().unwrap_or_else(|e| e.into_inner()));
+        service::ping();
+    }
 }
 
 async fn shutdown() {

@@ -45,9 +45,21 @@ pub struct AgentmonBuilder {
     ready_timeout: Duration,
     listen: Option<SocketAddr>,
     netns: Option<String>,
+    wrapper: Vec<OsString>,
 }
 
 impl AgentmonBuilder {
+    /// Runs the daemon through `wrapper` (a command and its arguments, the
+    /// daemon's path and arguments following), e.g. `setpriv ...`.
+    pub fn under<I, S>(mut self, wrapper: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrapper = wrapper.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        self
+    }
+
     /// Listens on `addr` instead of a free port on 127.0.0.1.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
@@ -119,7 +131,14 @@ impl AgentmonBuilder {
         let log_file =
             fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let log_err = log_file.try_clone().expect("clone log file handle");
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("run").arg("--listen").arg(addr.to_string());
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
@@ -175,6 +194,7 @@ impl Agentmon {
             ready_timeout: Duration::from_secs(30),
             listen: None,
             netns: None,
+            wrapper: Vec::new(),
         }
     }
 

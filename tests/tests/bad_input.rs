@@ -7,17 +7,24 @@ use agentmon_tests::{TempDir, agentmon_bin, run_bounded};
 
 const RUN: Duration = Duration::from_secs(30);
 
-/// Runs agentmon, expects failure, returns its one-line error.
-fn fails(cmd: &mut Command) -> String {
+/// Runs agentmon, expects it to exit with `code`, returns its one-line error.
+fn fails_with(code: i32, cmd: &mut Command) -> String {
     let out = run_bounded(cmd, RUN);
-    assert!(
-        !out.status.success(),
-        "agentmon should have failed: {out:?}"
-    );
+    assert_eq!(out.status.code(), Some(code), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "want one error line, got:\n{stderr}");
     errors[0].to_owned()
+}
+
+/// A failure retrying may cure (exit 1).
+fn fails(cmd: &mut Command) -> String {
+    fails_with(1, cmd)
+}
+
+/// A bad config: exit 78 (EX_CONFIG), which the unit does not restart.
+fn fails_config(cmd: &mut Command) -> String {
+    fails_with(78, cmd)
 }
 
 #[test]
@@ -29,7 +36,7 @@ fn config_error_names_file_line_and_column() {
         "listen = \"127.0.0.1:9977\"\n\n[agents]\ndisabel = [\"cursor\"]\n",
     )
     .unwrap();
-    let line = fails(
+    let line = fails_config(
         Command::new(agentmon_bin())
             .args(["run", "--config"])
             .arg(&path),
@@ -49,7 +56,7 @@ fn taken_port_is_reported_with_the_fix() {
 }
 
 #[test]
-fn not_root_is_reported_with_the_fix() {
+fn no_capabilities_are_reported_with_the_fix() {
     // As root, drop to nobody for this one run.
     let mut cmd = if unsafe { libc::geteuid() } == 0 {
         let mut c = Command::new("setpriv");
@@ -64,9 +71,10 @@ fn not_root_is_reported_with_the_fix() {
     } else {
         Command::new(agentmon_bin())
     };
-    let line = fails(cmd.args(["run", "--listen", "127.0.0.1:0"]));
-    assert!(line.contains("must run as root"), "{line}");
-    assert!(line.contains("sudo"), "{line}");
+    // 77 (EX_NOPERM): the unit does not restart it either.
+    let line = fails_with(77, cmd.args(["run", "--listen", "127.0.0.1:0"]));
+    assert!(line.contains("agentmon lacks CAP_BPF ("), "{line}");
+    assert!(line.contains("run it as root"), "{line}");
 }
 
 #[test]

@@ -68,10 +68,9 @@ pub enum ProbeAt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error(
-        "agentmon must run as root to load its eBPF programs (it needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN): run it with sudo"
-    )]
-    NotRoot,
+    /// The line from [`crate::caps::describe_missing`].
+    #[error("{0}")]
+    MissingCaps(String),
     #[error(transparent)]
     Tracefs(#[from] TracefsError),
     #[error(
@@ -100,11 +99,13 @@ pub struct Preflight {
     pub cgroup2: PathBuf,
 }
 
-/// Checks privileges, tracefs (mounting it if needed), cgroup2 and BTF.
+/// Checks capabilities, tracefs (mounting it if needed), cgroup2 and BTF.
 pub fn preflight() -> Result<Preflight, LoadError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(LoadError::NotRoot);
+    let missing = crate::caps::missing();
+    if !missing.is_empty() {
+        return Err(LoadError::MissingCaps(crate::caps::describe_missing(
+            &missing,
+        )));
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let tracefs = tracefs::find_or_mount(&mounts)?;
@@ -453,13 +454,8 @@ mod tests {
 
     #[test]
     fn errors_are_one_line_and_name_the_fix() {
-        for e in [LoadError::NotRoot, LoadError::NoCgroup2] {
-            let msg = e.to_string();
-            assert!(!msg.contains('\n'));
-            assert!(
-                msg.contains("sudo") || msg.contains("mount -t cgroup2"),
-                "{msg}"
-            );
-        }
+        let msg = LoadError::NoCgroup2.to_string();
+        assert!(!msg.contains('\n'));
+        assert!(msg.contains("mount -t cgroup2"), "{msg}");
     }
 }
