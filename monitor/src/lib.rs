@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod procfs;
 pub mod requests;
+pub mod saved;
 pub mod service;
 pub mod traffic;
 pub mod tree;

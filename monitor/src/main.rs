@@ -23,6 +23,7 @@ use monitor::{
     kernel::{self, Kernel, ring},
     metrics::Metrics,
     procfs::RealProc,
+    saved::StateFile,
     service,
 };
 use tracing::{error, info};
@@ -42,12 +43,22 @@ struct Cli {
 enum Command {
     /// Load the kernel programs and serve /metrics (needs root, or the capabilities in the README).
     Run(RunArgs),
+    /// Detach agentmon's programs and drop the maps it keeps in bpffs for
+    /// restarts (what removing the package does).
+    Unpin {
+        /// The pin directory of the `agentmon run` to undo.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Check a config file and print the tools it would recognise.
     CheckConfig {
         /// The config file (TOML).
         path: PathBuf,
     },
 }
+
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/agentmon";
+const DEFAULT_STATE_DIR: &str = "/var/lib/agentmon/state";
 
 #[derive(clap::Args)]
 struct RunArgs {
@@ -60,6 +71,14 @@ struct RunArgs {
     /// Write one JSON line per closed agent connection here (overrides `[log] connections`).
     #[arg(long, value_name = "PATH")]
     connection_log: Option<PathBuf>,
+    /// Keep the kernel maps (and, while running, the hooks) pinned here so
+    /// that a restart, even after a crash, goes on counting; `none` to not pin.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Save the exported counters here at every scrape, so that a restart
+    /// continues them (see `saved.rs`); `none` to start at zero.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Run as if the kernel lacked these optional features (tests of the
     /// fallbacks on one kernel).
     #[arg(long, value_name = "FEATURE", value_delimiter = ',', hide = true)]
@@ -79,6 +98,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig { path } => check_config(&path),
+        Command::Unpin { pin_dir } => kernel::pins::unpin_all(&pin_dir)
+            .with_context(|| format!("cannot remove {}", pin_dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,7 +163,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
 
     let pre = kernel::preflight()?;
-    let kernel = Kernel::load(&pre, &args.without)?;
+    let pin_dir = Some(args.pin_dir.as_path()).filter(|p| *p != std::path::Path::new("none"));
+    let kernel = Kernel::load(&pre, &args.without, pin_dir)?;
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics
         .build_info
@@ -169,6 +191,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let ring = kernel.take_events().context("ring buffer already taken")?;
     let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
     state.scan();
+    if args.state_dir != std::path::Path::new("none") {
+        state.resume(StateFile::new(&args.state_dir));
+    }
     let state = Arc::new(Mutex::new(state));
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,13 +1,16 @@
 //! The exported metrics. Names and labels are a contract with dashboards and
 //! alert rules; label values come from the tool catalog or fixed enums only.
 
+use std::collections::HashMap;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Registry, TextEncoder, core::Collector,
 };
 
 use crate::{
     agents::{Catalog, ToolId},
+    saved::Series,
     traffic::{Counters, Dest, Direction, Proto},
     uprobes::TlsLib,
 };
@@ -214,6 +217,81 @@ impl Metrics {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
+    /// The counters a restart continues from (see `saved.rs`). Histograms
+    /// cannot be set, so the request-size histogram starts afresh.
+    fn restorable(&self) -> (Vec<&IntCounterVec>, Vec<&IntCounter>) {
+        let vecs = vec![
+            &self.egress_bytes,
+            &self.ingress_bytes,
+            &self.connections,
+            &self.dest_overflow,
+            &self.dns_answers,
+            &self.tls_plaintext_bytes,
+            &self.http_requests,
+            &self.tls_unseen_connections,
+            &self.kernel_map_full,
+        ];
+        let single = vec![
+            &self.events_lost,
+            &self.events_undecoded,
+            &self.tls_untied_bytes,
+            &self.packets_unparsed,
+        ];
+        (vecs, single)
+    }
+
+    /// Every counter series and its value.
+    pub fn snapshot(&self) -> Vec<Series> {
+        let mut out = Vec::new();
+        for family in self.registry.gather() {
+            if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
+                continue;
+            }
+            for metric in family.get_metric() {
+                out.push(Series {
+                    name: family.name().to_owned(),
+                    labels: metric
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                        .collect(),
+                    value: metric.get_counter().get_value() as u64,
+                });
+            }
+        }
+        out
+    }
+
+    /// Sets counters to the values a previous run exported; returns how
+    /// many series it restored. Called once, before anything is counted.
+    pub fn restore(&self, series: &[Series]) -> usize {
+        let (vecs, single) = self.restorable();
+        let mut restored = 0;
+        for s in series {
+            for vec in &vecs {
+                if vec.desc()[0].fq_name != s.name {
+                    continue;
+                }
+                let labels: HashMap<&str, &str> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if let Ok(counter) = vec.get_metric_with(&labels) {
+                    Metrics::raise_to(&counter, s.value);
+                    restored += 1;
+                }
+            }
+            for counter in &single {
+                if counter.desc()[0].fq_name == s.name && s.labels.is_empty() {
+                    Metrics::raise_to(counter, s.value);
+                    restored += 1;
+                }
+            }
+        }
+        restored
+    }
+
     /// `agentmon_kernel_feature_available`, once at start.
     pub fn set_features(&self, features: &crate::kernel::Features) {
         for feature in crate::kernel::features::ALL {
@@ -241,11 +319,7 @@ impl Metrics {
     }
 
     /// Sets the per-tool process gauge; every catalog tool gets a series.
-    pub fn set_processes(
-        &self,
-        catalog: &Catalog,
-        counts: &std::collections::HashMap<ToolId, usize>,
-    ) {
+    pub fn set_processes(&self, catalog: &Catalog, counts: &HashMap<ToolId, usize>) {
         for id in 0..catalog.len() as ToolId {
             let n = counts.get(&id).copied().unwrap_or(0);
             self.agent_processes

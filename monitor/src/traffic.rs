@@ -15,7 +15,9 @@ use monitor_common::{AF_INET6, Conn, UdpFlow, UdpKey, origin};
 
 use crate::{
     agents::ToolId,
+    dest::purpose::Purpose,
     requests::{Request, RequestRecord, RequestSizes},
+    saved::{SavedConn, SavedDest, SavedFlow, SavedProc},
     tree::Proc,
     uprobes::TlsLib,
 };
@@ -163,6 +165,43 @@ struct FlowState {
 pub struct Traffic {
     conns: HashMap<u64, OpenConn>,
     flows: HashMap<UdpKey, FlowState>,
+    /// What the run before a restart had counted of each connection and
+    /// flow, taken up when this run first meets them (see `saved.rs`).
+    resumed_conns: HashMap<u64, SavedConn>,
+    resumed_flows: HashMap<UdpKey, SavedFlow>,
+}
+
+fn saved_dest(d: &Dest) -> SavedDest {
+    SavedDest {
+        name: d.name.clone(),
+        country: d.country.clone(),
+        asn: d.asn.clone(),
+        purpose: d.purpose.to_owned(),
+    }
+}
+
+/// A saved destination back as labels; an unknown purpose (from another
+/// version) reads as `other`.
+fn dest_of(d: SavedDest) -> Dest {
+    Dest {
+        name: d.name,
+        country: d.country,
+        asn: d.asn,
+        purpose: Purpose::from_label(&d.purpose)
+            .unwrap_or(Purpose::Other)
+            .label(),
+    }
+}
+
+impl SavedFlow {
+    fn key(&self) -> UdpKey {
+        UdpKey {
+            tgid: self.tgid,
+            rport: self.rport,
+            family: self.family,
+            raddr: self.raddr,
+        }
+    }
 }
 
 /// The address in a kernel address field; v4-mapped IPv6 becomes IPv4.
@@ -245,6 +284,14 @@ impl Traffic {
         proc: &Proc,
         listening: impl FnOnce() -> bool,
     ) {
+        // Met already (registered at a restart, then its open event came).
+        if self
+            .conns
+            .get(&sock)
+            .is_some_and(|c| c.start_ns == conn.start_ns)
+        {
+            return;
+        }
         let inbound = match conn.origin {
             origin::ACCEPT => true,
             origin::FIRST_USE => listening(),
@@ -277,6 +324,97 @@ impl Traffic {
                 requests: RequestSizes::default(),
             },
         );
+        let resumed = self
+            .resumed_conns
+            .remove(&sock)
+            .filter(|s| s.start_ns == conn.start_ns);
+        if let (Some(saved), Some(open)) = (resumed, self.conns.get_mut(&sock)) {
+            open.direction = saved.direction();
+            open.counted = saved.counted;
+            open.tls_counted = saved.tls_counted;
+            open.names.host = saved.host;
+            open.dest = saved.dest.map(dest_of);
+        }
+    }
+
+    /// Takes up what the run before a restart had counted.
+    pub fn resume(&mut self, conns: Vec<SavedConn>, flows: Vec<SavedFlow>) {
+        self.resumed_conns = conns.into_iter().map(|c| (c.sock, c)).collect();
+        self.resumed_flows = flows.into_iter().map(|f| (f.key(), f)).collect();
+    }
+
+    /// Forgets the baselines no connection or flow took up: their close
+    /// events were lost while agentmon was down (`agentmon_events_lost_total`).
+    pub fn end_resume(&mut self) -> usize {
+        let left = self.resumed_conns.len() + self.resumed_flows.len();
+        self.resumed_conns.clear();
+        self.resumed_flows.clear();
+        left
+    }
+
+    /// The process of a connection the run before a restart had met, for
+    /// its close when its process is gone too. `id_of` maps tool names.
+    pub fn resumed_proc(
+        &self,
+        sock: u64,
+        start_ns: u64,
+        id_of: impl Fn(&str) -> Option<ToolId>,
+    ) -> Option<(u32, Proc)> {
+        let saved = self.resumed_conns.get(&sock)?;
+        if saved.start_ns != start_ns {
+            return None;
+        }
+        let p = &saved.proc;
+        let proc = Proc {
+            tool: id_of(&p.tool)?,
+            root: p.root,
+            ppid: p.ppid,
+            exe: p.exe.clone(),
+            argv0: p.argv0.clone(),
+        };
+        Some((p.pid, proc))
+    }
+
+    /// What is counted of every open connection and flow, for `saved.rs`.
+    /// `name_of` names tool ids.
+    pub fn save(&self, name_of: impl Fn(ToolId) -> String) -> (Vec<SavedConn>, Vec<SavedFlow>) {
+        let conns = self
+            .conns
+            .iter()
+            .map(|(sock, c)| SavedConn {
+                sock: *sock,
+                start_ns: c.start_ns,
+                inbound: c.direction == Direction::Inbound,
+                counted: c.counted,
+                tls_counted: c.tls_counted,
+                dest: c.dest.as_ref().map(saved_dest),
+                host: c.names.host.clone(),
+                proc: SavedProc {
+                    tool: name_of(c.proc.tool),
+                    pid: c.pid,
+                    root: c.proc.root,
+                    ppid: c.proc.ppid,
+                    exe: c.proc.exe.clone(),
+                    argv0: c.proc.argv0.clone(),
+                },
+            })
+            // Baselines not taken up yet stay for the next run.
+            .chain(self.resumed_conns.values().cloned())
+            .collect();
+        let flows = self
+            .flows
+            .iter()
+            .map(|(key, f)| SavedFlow {
+                tgid: key.tgid,
+                family: key.family,
+                raddr: key.raddr,
+                rport: key.rport,
+                counted: (f.last.tx_bytes, f.last.rx_bytes),
+                dest: saved_dest(&f.dest),
+            })
+            .chain(self.resumed_flows.values().cloned())
+            .collect();
+        (conns, flows)
     }
 
     /// The connection whose first bytes named it, to record what they said
@@ -373,6 +511,19 @@ impl Traffic {
         } else {
             Direction::Outbound
         };
+        if let Some(saved) = self.resumed_flows.remove(&key) {
+            // Counted by the run before a restart, from its baseline on.
+            let last = UdpFlow {
+                tx_bytes: saved.counted.0,
+                rx_bytes: saved.counted.1,
+                ..UdpFlow::default()
+            };
+            let dest = dest_of(saved.dest);
+            self.flows
+                .entry(key)
+                .or_insert(FlowState { tool, dest, last });
+            return;
+        }
         let remote = SocketAddr::new(ip(key.family, &key.raddr), key.rport);
         let dest = label(tool, root, &remote, &mut Names::default());
         counters.connection(tool, Proto::Udp, direction, &dest);

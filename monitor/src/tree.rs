@@ -20,6 +20,7 @@ pub trait TrackedMap {
     fn set(&mut self, tgid: u32, value: Tracked);
     fn remove(&mut self, tgid: u32);
     fn tgids(&self) -> Vec<u32>;
+    fn get(&self, tgid: u32) -> Option<Tracked>;
 }
 
 /// What the daemon knows of one tracked process.
@@ -109,6 +110,25 @@ impl Tree {
         }
         if !self.procs.is_empty() {
             info!(processes = self.procs.len(), "found agents already running");
+        }
+    }
+
+    /// After a restart: takes up the processes the kernel kept tracking
+    /// while agentmon was down that the /proc walk of [`Tree::scan`] did
+    /// not reach (children whose agent parent exited, so that they were
+    /// re-parented). Their kernel entries carry tool and root.
+    pub fn resume(&mut self, src: &dyn ProcSource, catalog: &Catalog, map: &mut dyn TrackedMap) {
+        for tgid in map.tgids() {
+            if self.procs.contains_key(&tgid) {
+                continue;
+            }
+            let Some(entry) = map.get(tgid) else { continue };
+            if entry.tool as usize >= catalog.len() {
+                continue;
+            }
+            if let Some(info) = src.read(tgid, catalog.env_names()) {
+                self.track(map, &info, entry.tool, entry.root_tgid);
+            }
         }
     }
 
@@ -262,6 +282,9 @@ mod tests {
         }
         fn tgids(&self) -> Vec<u32> {
             self.0.keys().copied().collect()
+        }
+        fn get(&self, tgid: u32) -> Option<Tracked> {
+            self.0.get(&tgid).copied()
         }
     }
 

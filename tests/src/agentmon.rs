@@ -46,6 +46,8 @@ pub struct AgentmonBuilder {
     listen: Option<SocketAddr>,
     netns: Option<String>,
     wrapper: Vec<OsString>,
+    pin_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
 }
 
 impl AgentmonBuilder {
@@ -78,6 +80,19 @@ impl AgentmonBuilder {
     /// itself against a stand-in).
     pub fn bin(mut self, path: impl AsRef<Path>) -> Self {
         self.bin = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Pins the kernel maps in `dir` (`--pin-dir`), which the caller removes;
+    /// by default each daemon gets a fresh one, removed on drop.
+    pub fn pin_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.pin_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Saves its state in `dir` (`--state-dir`); by default a fresh one.
+    pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.state_dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
@@ -140,6 +155,16 @@ impl AgentmonBuilder {
             None => Command::new(&bin),
         };
         cmd.arg("run").arg("--listen").arg(addr.to_string());
+        // Each daemon counts afresh unless the test asks to resume: its own
+        // pins and state, never the machine's.
+        let own_pins = self.pin_dir.is_none();
+        let pin_dir = self.pin_dir.clone().unwrap_or_else(fresh_pin_dir);
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state"));
+        cmd.arg("--pin-dir").arg(&pin_dir);
+        cmd.arg("--state-dir").arg(&state_dir);
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
@@ -160,6 +185,7 @@ impl AgentmonBuilder {
             addr,
             netns: self.netns.clone(),
             log,
+            own_pins: own_pins.then_some(pin_dir),
             _dir: dir,
         };
         daemon.wait_healthy(self.ready_timeout, &describe(&cmd));
@@ -175,6 +201,8 @@ pub struct Agentmon {
     addr: SocketAddr,
     netns: Option<String>,
     log: PathBuf,
+    /// The pin directory made for this daemon alone, removed on drop.
+    own_pins: Option<PathBuf>,
     // Holds the log; declared last so it is removed after Drop printed the log.
     _dir: TempDir,
 }
@@ -195,6 +223,8 @@ impl Agentmon {
             listen: None,
             netns: None,
             wrapper: Vec::new(),
+            pin_dir: None,
+            state_dir: None,
         }
     }
 
@@ -277,6 +307,15 @@ impl Agentmon {
         terminate(&mut child, STOP_GRACE)
     }
 
+    /// Kills the daemon with SIGKILL, as a crash or `kill -9` would: its
+    /// pinned programs go on counting.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn wait_healthy(&mut self, timeout: Duration, what: &str) {
         let deadline = Instant::now() + timeout;
         loop {
@@ -302,6 +341,10 @@ impl Agentmon {
 impl Drop for Agentmon {
     fn drop(&mut self) {
         self.stop();
+        if let Some(pins) = &self.own_pins {
+            // Unpinning detaches whatever a killed daemon left attached.
+            let _ = fs::remove_dir_all(pins);
+        }
         if thread::panicking() {
             eprintln!(
                 "--- agentmon log ({}) ---\n{}--- end of agentmon log ---",
@@ -332,6 +375,18 @@ fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
     }
     let _ = child.kill();
     child.wait().ok()
+}
+
+/// A pin directory no other daemon uses, on bpffs (mounted if it is not).
+fn fresh_pin_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    crate::ensure_bpffs();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    PathBuf::from(format!(
+        "/sys/fs/bpf/agentmon-test-{}-{n}",
+        std::process::id()
+    ))
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

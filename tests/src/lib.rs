@@ -114,6 +114,26 @@ pub fn hold_machine_lock() {
     });
 }
 
+/// Mounts bpffs at /sys/fs/bpf if it is not (systemd does on real hosts;
+/// `cargo xtask setup` does here): each daemon pins its maps there.
+pub fn ensure_bpffs() {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a zeroed out-parameter.
+    let ok = unsafe { libc::statfs(c"/sys/fs/bpf".as_ptr(), &mut stat) } == 0;
+    if ok && stat.f_type as i64 == BPF_FS_MAGIC {
+        return;
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .status()
+        .expect("run mount");
+    assert!(
+        status.success(),
+        "mount -t bpf bpf /sys/fs/bpf failed: {status}"
+    );
+}
+
 fn in_ci() -> bool {
     env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }

@@ -26,6 +26,7 @@ use crate::{
     exporter::Scrape,
     metrics::Metrics,
     procfs::ProcSource,
+    saved::{self, Saved, StateFile},
     traffic::{Dest, Names, Traffic},
     tree::Tree,
     uprobes::TlsProbes,
@@ -48,6 +49,12 @@ pub struct State<K: KernelPort, P: ProcSource> {
     /// Connections without state callbacks whose process was gone at the
     /// last sweep (see [`State::end_orphans`]).
     orphans: HashSet<u64>,
+    /// Where the counters are saved for a restart (see `saved.rs`).
+    state_file: Option<StateFile>,
+    save_failed: bool,
+    /// Sweeps left before baselines from the previous run that nothing
+    /// took up are dropped.
+    resume_sweeps: u8,
 }
 
 pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
@@ -78,6 +85,88 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             clock: Clock::new(),
             procs,
             orphans: HashSet::new(),
+            state_file: None,
+            save_failed: false,
+            resume_sweeps: 0,
+        }
+    }
+
+    /// Continues from the previous run's saved state in `file` (if any), and
+    /// saves there from now on. Call after [`State::scan`].
+    pub fn resume(&mut self, file: StateFile) {
+        let saved = match file.load() {
+            Ok(saved) => saved,
+            Err(e) => {
+                warn!(path = %file.path().display(), "cannot read the saved state ({e}): counters start at zero");
+                None
+            }
+        };
+        self.state_file = Some(file);
+        let Some(saved) = saved else { return };
+        let series = self.metrics.restore(&saved.counters);
+        let same_boot = saved.boot_id == saved::boot_id();
+        let same_tools = saved
+            .tools
+            .iter()
+            .map(String::as_str)
+            .eq(self.catalog.names());
+        let mut conns = 0;
+        if self.kernel.resumed() && same_boot {
+            if same_tools {
+                // Processes the kernel tracked while agentmon was down,
+                // children that outlived their agent parent among them.
+                self.tree
+                    .resume(&self.procs, &self.catalog, self.kernel.tracked());
+            }
+            conns = saved.conns.len() + saved.flows.len();
+            self.traffic.resume(saved.conns, saved.flows);
+            self.resume_sweeps = 3;
+            self.register_kernel_conns();
+        }
+        tracing::info!(
+            series,
+            baselines = conns,
+            "resumed from the previous run: counters continue from what it exported"
+        );
+    }
+
+    /// Connections in the kernel's map that this run has not met: after a
+    /// restart, those opened before it (or while agentmon was down).
+    fn register_kernel_conns(&mut self) {
+        for (sock, conn) in self.kernel.conns() {
+            if self.traffic.is_open(sock) {
+                continue;
+            }
+            if let Some(proc) = self.tree.get(conn.tgid) {
+                let procs = &self.procs;
+                self.traffic.on_open(sock, &conn, proc, || {
+                    procs.listening_ports(conn.tgid).contains(&conn.lport)
+                });
+            }
+        }
+    }
+
+    /// Saves what a restart needs (at every scrape and housekeeping tick).
+    pub fn save(&mut self) {
+        let Some(file) = &self.state_file else { return };
+        let catalog = &self.catalog;
+        let (conns, flows) = self.traffic.save(|id| catalog.name(id).to_owned());
+        let saved = Saved {
+            version: saved::VERSION,
+            boot_id: saved::boot_id(),
+            tools: self.catalog.names().map(str::to_owned).collect(),
+            counters: self.metrics.snapshot(),
+            conns,
+            flows,
+        };
+        match file.save(&saved) {
+            Ok(()) => self.save_failed = false,
+            // Once per failure streak: the log must not flood.
+            Err(e) if !self.save_failed => {
+                self.save_failed = true;
+                warn!(path = %file.path().display(), error = %e, "cannot save the state: a restart would start the counters at zero");
+            }
+            Err(_) => {}
         }
     }
 
@@ -182,8 +271,14 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                     &mut labeler(enricher, metrics, catalog, now),
                     &mut counters,
                 );
+                // Its process may be gone, the run before a restart knew it.
+                let proc = tree.get(conn.tgid).cloned().or_else(|| {
+                    traffic
+                        .resumed_proc(sock, conn.start_ns, |name| catalog.id(name))
+                        .map(|(_, proc)| proc)
+                });
                 if closed.is_none()
-                    && let Some(proc) = tree.get(conn.tgid)
+                    && let Some(proc) = &proc
                 {
                     // Its open event was lost: count it whole now.
                     let opened = Conn {
@@ -326,6 +421,18 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         self.tree
             .sweep(self.kernel.tracked(), |tgid| procs.alive(tgid));
         self.end_orphans();
+        if self.resume_sweeps > 0 {
+            self.resume_sweeps -= 1;
+            if self.resume_sweeps == 0 {
+                let left = self.traffic.end_resume();
+                if left > 0 {
+                    warn!(
+                        connections = left,
+                        "connections that closed while agentmon was down and whose close events were lost: their last bytes are not counted"
+                    );
+                }
+            }
+        }
     }
 
     /// Ends connections the kernel can no longer close: without sock_ops
@@ -369,6 +476,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
     /// take long to unregister, and a stop should not wait for them one by
     /// one in the kernel's exit path.
     pub fn shutdown(&mut self) {
+        self.refresh();
+        self.save();
         self.tls.detach_all(self.kernel.probes());
         let n = self.kernel.detached_len();
         if n > 0 {
@@ -376,6 +485,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             tracing::info!(probes = n, "detaching TLS probes before exit");
         }
         self.kernel.finish_detaching();
+        self.kernel.release_hooks();
     }
 
     /// Counts ring-buffer records the decoder could not read.
@@ -393,6 +503,9 @@ where
     /// Refreshes and renders the exposition.
     fn scrape(&mut self) -> prometheus::Result<String> {
         self.refresh();
+        // Saved before it is served: a restart continues from at least
+        // what Prometheus saw, never below it (see `saved.rs`).
+        self.save();
         self.metrics.encode()
     }
 }
@@ -440,5 +553,6 @@ pub async fn housekeeping<K: KernelPort, P: ProcSource>(state: Shared<K, P>, eve
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.refresh();
         state.sweep();
+        state.save();
     }
 }

@@ -40,4 +40,10 @@ pub trait KernelPort {
     fn close_detached(&mut self);
     /// Closes every detached probe and waits until they are closed.
     fn finish_detaching(&mut self);
+    /// Whether the maps are those of an earlier run (agentmon restarted).
+    fn resumed(&self) -> bool {
+        false
+    }
+    /// A clean stop: takes the pinned hooks off (see `kernel/pins.rs`).
+    fn release_hooks(&mut self) {}
 }

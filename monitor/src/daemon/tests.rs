@@ -48,6 +48,9 @@ impl TrackedMap for FakeKernel {
     fn tgids(&self) -> Vec<u32> {
         self.tracked.keys().copied().collect()
     }
+    fn get(&self, tgid: u32) -> Option<Tracked> {
+        self.tracked.get(&tgid).copied()
+    }
 }
 
 impl KernelCounters for FakeKernel {

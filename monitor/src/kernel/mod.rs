@@ -6,11 +6,12 @@ pub mod tracefs;
 pub mod adopt;
 mod closer;
 pub mod features;
+pub mod pins;
 mod port;
 pub mod ring;
 
 use std::{
-    fs::File,
+    fs::{self, File},
     num::NonZeroU32,
     path::{Path, PathBuf},
 };
@@ -21,6 +22,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, ProgramError, SockOps,
         TracePoint, UProbe,
+        links::{FdLink, LinkError},
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
@@ -29,6 +31,7 @@ use tracing::{info, warn};
 
 use self::closer::LinkCloser;
 pub use self::features::{Feature, Features};
+use self::pins::{Pins, Shape};
 use self::tracefs::TracefsError;
 use crate::uprobes::TlsLib;
 
@@ -107,7 +110,7 @@ pub fn preflight() -> Result<Preflight, LoadError> {
             &missing,
         )));
     }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let tracefs = tracefs::find_or_mount(&mounts)?;
     let cgroup2 = find_cgroup2(&mounts).ok_or(LoadError::NoCgroup2)?;
     Ok(Preflight { tracefs, cgroup2 })
@@ -139,55 +142,53 @@ pub struct Kernel {
     programs_attached: usize,
     detached: Vec<UProbeLink>,
     closer: LinkCloser,
+    pins: Option<Pins>,
 }
 
 impl Kernel {
     /// Loads and attaches every program this kernel allows; `disabled`
     /// features are left out as if the kernel lacked them (to test the
-    /// fallbacks on one kernel).
-    pub fn load(pre: &Preflight, disabled: &[Feature]) -> Result<Self, LoadError> {
+    /// fallbacks on one kernel). With `pin_dir`, the maps and the hooks'
+    /// links are pinned there (see `pins.rs`) and a restart resumes them.
+    pub fn load(
+        pre: &Preflight,
+        disabled: &[Feature],
+        pin_dir: Option<&Path>,
+    ) -> Result<Self, LoadError> {
         let offsets = tracefs::offsets(&pre.tracefs)?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &offsets, true)
+        let shapes = map_shapes()?;
+        let variant = format!("{disabled:?}");
+        let pins = pin_dir.and_then(|dir| Pins::open(dir, OBJECT, &variant, &shapes));
+        let mut loader = EbpfLoader::new();
+        loader.override_global("OFFSETS", &offsets, true);
+        if let Some(pins) = &pins {
+            for (name, _) in &shapes {
+                loader.map_pin_path(name.as_str(), pins.map(name));
+            }
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| required("agentmon's eBPF object (its maps)", &e))?;
-        let mut attached = 0;
-        for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
-            let program: &mut TracePoint = program(&mut ebpf, name)?;
-            program.load().map_err(|e| refused(name, &e))?;
-            program
-                .attach(category, tracepoint)
-                .map_err(|e| refused(name, &e))?;
-            attached += 1;
-        }
-        let root = File::open(&pre.cgroup2).map_err(|source| LoadError::Cgroup2Open {
-            path: pre.cgroup2.clone(),
-            source,
-        })?;
-        // aya attaches through bpf_link (kernel >= 5.7); cgroup links always
-        // coexist with other programs on the cgroup and the kernel refuses
-        // any flag on them (EINVAL), so the mode must be Single.
-        let sock_create: &mut CgroupSock = program(&mut ebpf, "sock_create")?;
-        sock_create.load().map_err(|e| refused("sock_create", &e))?;
-        sock_create
-            .attach(&root, CgroupAttachMode::Single)
-            .map_err(|e| refused("sock_create", &e))?;
-        attached += 1;
-        let ingress: &mut CgroupSkb = program(&mut ebpf, "skb_ingress")?;
-        ingress.load().map_err(|e| refused("skb_ingress", &e))?;
-        ingress
-            .attach(
-                &root,
-                CgroupSkbAttachType::Ingress,
-                CgroupAttachMode::Single,
-            )
-            .map_err(|e| refused("skb_ingress", &e))?;
-        attached += 1;
-        let tls_tie = attach_egress(&mut ebpf, &root, disabled)?;
-        attached += 1;
-        let sock_ops = Feature::SockOps.wanted(disabled)
-            && optional(Feature::SockOps, attach_sock_ops(&mut ebpf, &root));
-        attached += usize::from(sock_ops);
+        let resumed = pins.as_ref().is_some_and(|p| p.resumed);
+        let (attached, sock_ops, tls_tie) = match &pins {
+            // The same build's programs are still attached, on these maps.
+            Some(pins) if pins.resumed && pins.links_left() => {
+                let has = |program: &str| pins.link(program).exists();
+                let attached = fs::read_dir(pins.link("")).map_or(0, Iterator::count);
+                (attached, has("sock_ops"), has("skb_egress"))
+            }
+            _ => {
+                if let Some(pins) = &pins {
+                    pins.start_links()
+                        .map_err(|e| required("the pin directory", &e))?;
+                }
+                let hooks = attach_hooks(&mut ebpf, pre, disabled, pins.as_ref())?;
+                if let Some(pins) = &pins {
+                    pins.drop_other_links();
+                }
+                hooks
+            }
+        };
         let uprobes =
             Feature::Uprobes.wanted(disabled) && optional(Feature::Uprobes, load_tls(&mut ebpf));
         let features = Features {
@@ -204,6 +205,7 @@ impl Kernel {
             tracefs = %pre.tracefs.display(),
             cgroup2 = %pre.cgroup2.display(),
             features = %features,
+            resumed,
             "kernel programs attached (process tracepoints, socket storage, cgroup packet hooks)"
         );
         Ok(Self {
@@ -218,8 +220,22 @@ impl Kernel {
             features,
             detached: Vec::new(),
             closer: LinkCloser::new(),
+            pins,
             ebpf,
         })
+    }
+
+    /// Whether the maps are those of an earlier run (agentmon restarted).
+    pub fn resumed(&self) -> bool {
+        self.pins.as_ref().is_some_and(|p| p.resumed)
+    }
+
+    /// A clean stop: the hooks come off (a stopped agentmon costs nothing);
+    /// the maps stay for the next start.
+    pub fn release_hooks(&mut self) {
+        if let Some(pins) = &self.pins {
+            pins.unpin_links();
+        }
     }
 
     /// The ring buffer of kernel events, for its one reader.
@@ -298,16 +314,96 @@ impl Kernel {
     }
 }
 
+/// Attaches the process tracepoints and the cgroup hooks, pinning each link
+/// where `pins` says; returns (links, sock_ops, tls_tie).
+fn attach_hooks(
+    ebpf: &mut Ebpf,
+    pre: &Preflight,
+    disabled: &[Feature],
+    pins: Option<&Pins>,
+) -> Result<(usize, bool, bool), LoadError> {
+    let mut attached = 0;
+    for (name, category, tracepoint) in TRACEPOINT_PROGRAMS {
+        let program: &mut TracePoint = program(ebpf, name)?;
+        program.load().map_err(|e| refused(name, &e))?;
+        let id = program
+            .attach(category, tracepoint)
+            .map_err(|e| refused(name, &e))?;
+        if let Some(pins) = pins {
+            pin(name, program.take_link(id), pins)?;
+        }
+        attached += 1;
+    }
+    let root = File::open(&pre.cgroup2).map_err(|source| LoadError::Cgroup2Open {
+        path: pre.cgroup2.clone(),
+        source,
+    })?;
+    // aya attaches through bpf_link (kernel >= 5.7); cgroup links always
+    // coexist with other programs on the cgroup and the kernel refuses
+    // any flag on them (EINVAL), so the mode must be Single.
+    let sock_create: &mut CgroupSock = program(ebpf, "sock_create")?;
+    sock_create.load().map_err(|e| refused("sock_create", &e))?;
+    let id = sock_create
+        .attach(&root, CgroupAttachMode::Single)
+        .map_err(|e| refused("sock_create", &e))?;
+    if let Some(pins) = pins {
+        pin("sock_create", sock_create.take_link(id), pins)?;
+    }
+    attached += 1;
+    let ingress: &mut CgroupSkb = program(ebpf, "skb_ingress")?;
+    ingress.load().map_err(|e| refused("skb_ingress", &e))?;
+    let id = ingress
+        .attach(
+            &root,
+            CgroupSkbAttachType::Ingress,
+            CgroupAttachMode::Single,
+        )
+        .map_err(|e| refused("skb_ingress", &e))?;
+    if let Some(pins) = pins {
+        pin("skb_ingress", ingress.take_link(id), pins)?;
+    }
+    attached += 1;
+    let tls_tie = attach_egress(ebpf, &root, disabled, pins)?;
+    attached += 1;
+    let sock_ops = Feature::SockOps.wanted(disabled)
+        && optional(Feature::SockOps, attach_sock_ops(ebpf, &root, pins));
+    attached += usize::from(sock_ops);
+    Ok((attached, sock_ops, tls_tie))
+}
+
+/// Pins a hook's link so that it outlives this process (see `pins.rs`).
+fn pin<L>(program: &str, link: Result<L, ProgramError>, pins: &Pins) -> Result<(), LoadError>
+where
+    FdLink: TryFrom<L, Error = LinkError>,
+{
+    let link = link.map_err(|e| refused(program, &e))?;
+    let fd = FdLink::try_from(link)
+        .map_err(|e| required(&format!("a pinnable link for {program}"), &e))?;
+    // The pin holds the link; our descriptor may close.
+    fd.pin(pins.link(program))
+        .map_err(|e| required(&format!("pinning the link of {program}"), &e))?;
+    Ok(())
+}
+
 /// The egress program, with the TLS tie if the kernel allows the task
 /// helper in packet programs (it does from 5.8 with CAP_PERFMON), else
 /// without. Returns whether the tie is in.
-fn attach_egress(ebpf: &mut Ebpf, root: &File, disabled: &[Feature]) -> Result<bool, LoadError> {
+fn attach_egress(
+    ebpf: &mut Ebpf,
+    root: &File,
+    disabled: &[Feature],
+    pins: Option<&Pins>,
+) -> Result<bool, LoadError> {
     if Feature::TlsTie.wanted(disabled) {
         let tied: &mut CgroupSkb = program(ebpf, "skb_egress")?;
         let loaded = tied.load().map_err(|e| refused("skb_egress", &e));
         if optional(Feature::TlsTie, loaded) {
-            tied.attach(root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+            let id = tied
+                .attach(root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
                 .map_err(|e| refused("skb_egress", &e))?;
+            if let Some(pins) = pins {
+                pin("skb_egress", tied.take_link(id), pins)?;
+            }
             return Ok(true);
         }
     }
@@ -315,19 +411,49 @@ fn attach_egress(ebpf: &mut Ebpf, root: &File, disabled: &[Feature]) -> Result<b
     untied
         .load()
         .map_err(|e| refused("skb_egress_untied", &e))?;
-    untied
+    let id = untied
         .attach(root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
         .map_err(|e| refused("skb_egress_untied", &e))?;
+    if let Some(pins) = pins {
+        pin("skb_egress_untied", untied.take_link(id), pins)?;
+    }
     Ok(false)
 }
 
-fn attach_sock_ops(ebpf: &mut Ebpf, root: &File) -> Result<(), LoadError> {
+fn attach_sock_ops(ebpf: &mut Ebpf, root: &File, pins: Option<&Pins>) -> Result<(), LoadError> {
     let sock_ops: &mut SockOps = program(ebpf, "sock_ops")?;
     sock_ops.load().map_err(|e| refused("sock_ops", &e))?;
-    sock_ops
+    let id = sock_ops
         .attach(root, CgroupAttachMode::Single)
         .map_err(|e| refused("sock_ops", &e))?;
+    if let Some(pins) = pins {
+        pin("sock_ops", sock_ops.take_link(id), pins)?;
+    }
     Ok(())
+}
+
+/// The shape of every named map in agentmon's object, to pin them and to
+/// check maps an earlier run pinned.
+fn map_shapes() -> Result<Vec<(String, Shape)>, LoadError> {
+    let object =
+        aya_obj::Object::parse(OBJECT).map_err(|e| required("agentmon's eBPF object", &e))?;
+    let mut shapes: Vec<(String, Shape)> = object
+        .maps
+        .iter()
+        // `.rodata`, `.bss` and `.data` hold load-time globals.
+        .filter(|(name, _)| !name.starts_with('.'))
+        .map(|(name, map)| {
+            let shape = Shape {
+                key_size: map.key_size(),
+                value_size: map.value_size(),
+                max_entries: map.max_entries(),
+                flags: map.map_flags(),
+            };
+            (name.clone(), shape)
+        })
+        .collect();
+    shapes.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(shapes)
 }
 
 /// Whether an optional feature came up; if not, says once what is lost.

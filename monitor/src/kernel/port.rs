@@ -32,6 +32,9 @@ impl TrackedMap for BpfHashMap<MapData, u32, Tracked> {
     fn tgids(&self) -> Vec<u32> {
         self.keys().filter_map(Result::ok).collect()
     }
+    fn get(&self, tgid: u32) -> Option<Tracked> {
+        BpfHashMap::get(self, &tgid, 0).ok()
+    }
 }
 
 impl KernelCounters for Kernel {
@@ -70,6 +73,12 @@ impl Attacher for Kernel {
 
 impl KernelPort for Kernel {
     type Link = UProbeLinkId;
+    fn resumed(&self) -> bool {
+        Kernel::resumed(self)
+    }
+    fn release_hooks(&mut self) {
+        Kernel::release_hooks(self);
+    }
     fn features(&self) -> Features {
         self.features
     }

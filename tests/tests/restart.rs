@@ -1,0 +1,154 @@
+//! A `kill -9` of agentmon loses and doubles nothing: its pinned programs
+//! go on counting while it is down, the next run takes up the maps and the
+//! saved state, and the counters Prometheus scrapes continue without a
+//! reset, up to exactly the bytes sent.
+
+use std::{fs, path::Path, path::PathBuf, time::Duration};
+
+use agentmon_tests::{
+    Agentmon, ChildGuard, NetLab, PeerCounts, Prometheus, REMOTE_TCP_V4, TempDir, agent_copy,
+    ensure_bpffs, require_root,
+};
+use serde_json::Value;
+
+const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+const REPLY: u64 = 4321;
+const WAIT: Duration = Duration::from_secs(30);
+const EGRESS: &str = r#"sum(agentmon_egress_bytes_total{tool="claude-code",proto="tcp"})"#;
+
+/// Removes a pin directory on drop (a test that fails must not leave
+/// programs attached).
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An agent that sends `first` bytes, waits for `hold` to exist, sends
+/// `then` more, reads the reply and closes.
+fn held_agent(lab: &NetLab, claude: &Path, first: u64, hold: &Path, then: u64) -> ChildGuard {
+    let args = [
+        "tcp".to_owned(),
+        "--to".into(),
+        REMOTE_TCP_V4.to_string(),
+        "--send".into(),
+        first.to_string(),
+        "--hold-file".into(),
+        hold.display().to_string(),
+        "--send-after".into(),
+        then.to_string(),
+        "--expect".into(),
+        REPLY.to_string(),
+    ];
+    ChildGuard::spawn(&mut lab.client_cmd(claude, args))
+}
+
+fn release(agent: ChildGuard, hold: &Path) -> PeerCounts {
+    fs::write(hold, "").unwrap();
+    PeerCounts::from_output(&agent.wait_output(WAIT))
+}
+
+fn prometheus_value(prometheus: &Prometheus, expr: &str, want: f64) -> f64 {
+    let samples = prometheus
+        .wait_for(expr, WAIT, |s| s.len() == 1 && s[0].value == want)
+        .unwrap_or_else(|e| panic!("{e}"));
+    samples[0].value
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
+    if !require_root() {
+        return;
+    }
+    ensure_bpffs();
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new(NETPEER), &claude);
+    let pins = Pins(PathBuf::from(format!(
+        "/sys/fs/bpf/agentmon-test-restart-{}",
+        std::process::id()
+    )));
+    let state = TempDir::new("state");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let start = |log: &str| {
+        Agentmon::builder()
+            .listen(addr)
+            .pin_dir(&pins.0)
+            .state_dir(state.path())
+            .arg("--connection-log")
+            .arg(state.path().join(log))
+            .start()
+    };
+    let prometheus = Prometheus::start(
+        None,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: agentmon\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    );
+    let mut first = start("first.jsonl");
+    // One connection closes while agentmon is down, one spans the restart.
+    let (hold_down, hold_up) = (lab.dir().join("hold-down"), lab.dir().join("hold-up"));
+    let closes_while_down = held_agent(&lab, &claude, 300_000, &hold_down, 200_000);
+    let spans_restart = held_agent(&lab, &claude, 100_000, &hold_up, 50_000);
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    first.expect("agentmon_egress_bytes_total", &tcp, 400_000.0);
+    let before = prometheus_value(&prometheus, EGRESS, 400_000.0);
+
+    first.kill();
+    let sent_down = release(closes_while_down, &hold_down);
+    assert_eq!(sent_down.sent, 500_000);
+    let second = start("second.jsonl");
+    let sent_up = release(spans_restart, &hold_up);
+    assert_eq!(sent_up.sent, 150_000);
+
+    second.expect("agentmon_egress_bytes_total", &tcp, 650_000.0);
+    second.expect("agentmon_ingress_bytes_total", &tcp, 2.0 * REPLY as f64);
+    let after = prometheus_value(&prometheus, EGRESS, 650_000.0);
+    // What Prometheus computes as the increase across the restart: no
+    // reset, and the growth is exactly what was sent after the last scrape
+    // of the first run.
+    let resets = prometheus
+        .query(r#"sum(resets(agentmon_egress_bytes_total{tool="claude-code",proto="tcp"}[5m]))"#)
+        .unwrap();
+    assert_eq!(resets[0].value, 0.0, "Prometheus saw a counter reset");
+    assert_eq!(after - before, 250_000.0);
+    // Each connection counted once, as a connection too.
+    second.expect(
+        "agentmon_connections_total",
+        &[
+            ("tool", "claude-code"),
+            ("proto", "tcp"),
+            ("direction", "outbound"),
+        ],
+        2.0,
+    );
+
+    // The log of the second run holds both connections with their totals.
+    let mut totals: Vec<(u64, u64)> = records(&state.path().join("second.jsonl"))
+        .iter()
+        .filter(|r| r["proto"] == "tcp" && r["tool"] == "claude-code")
+        .map(|r| {
+            (
+                r["bytes_sent"].as_u64().unwrap(),
+                r["bytes_received"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    totals.sort_unstable();
+    assert_eq!(totals, [(150_000, REPLY), (500_000, REPLY)]);
+    assert!(records(&state.path().join("first.jsonl")).is_empty());
+}
