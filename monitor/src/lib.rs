@@ -20,6 +20,7 @@ pub mod exporter;
 pub mod geoip;
 pub mod kernel;
 pub mod metrics;
+pub mod origin;
 pub mod procfs;
 pub mod requests;
 pub mod traffic;

@@ -10,13 +10,9 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use monitor::{
-    agents::Catalog,
-    config::{self, Config},
+    config::{self, Loaded},
     connlog::ConnLog,
     daemon::{self, State},
-    dest::{
-        BUILTIN_CATALOG as BUILTIN_DEST_CATALOG, BUILTIN_PATHS, Catalog as DestCatalog, PathCatalog,
-    },
     enrich::Enricher,
     exporter,
     geoip::GeoIp,
@@ -90,29 +86,28 @@ fn main() -> ExitCode {
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = config::load(path)?;
-    let catalog = Catalog::with_config(&config.agents)?;
+    let loaded = config::load(path)?;
     println!(
         "{}: ok; listen {}; tools: {}",
         path.display(),
-        config.listen,
-        catalog.names().collect::<Vec<_>>().join(", ")
+        loaded.config.listen,
+        loaded.agents.names().collect::<Vec<_>>().join(", ")
     );
     Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => config::load(path)?,
-        None => Config::default(),
+    let source = config::Source {
+        path: args.config.clone(),
+        listen: args.listen,
+        connection_log: args.connection_log.clone(),
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(path) = args.connection_log {
-        config.connection_log = Some(path);
-    }
-    let catalog = Catalog::with_config(&config.agents)?;
+    let Loaded {
+        config,
+        agents: catalog,
+        dest: dest_catalog,
+        paths,
+    } = source.load()?;
     // Bind first: a taken port is the quickest thing to report.
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
         anyhow::anyhow!(
@@ -129,7 +124,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), &kernel_release()])
         .set(1);
-    let log = match &config.connection_log {
+    let log = match &config.log.connections {
         Some(path) => Some(ConnLog::open(path).with_context(|| {
             format!(
                 "cannot open the connection log {}; fix the path or its permissions",
@@ -138,12 +133,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)?;
     let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
-    let paths = PathCatalog::new(BUILTIN_PATHS, &config.dest.path)?;
     let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
     // Paths are kept only for the log; without one they are not read.
-    enricher.keep_paths = config.log_paths && log.is_some();
+    enricher.keep_paths = config.log.paths && log.is_some();
     let mut kernel = kernel;
     let ring = kernel.take_events().context("ring buffer already taken")?;
     let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());

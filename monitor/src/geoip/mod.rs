@@ -63,6 +63,44 @@ pub const ASN_ORG_MAX_CHARS: usize = 128;
 /// Larger files are refused: the biggest MaxMind products are a few hundred MB.
 const MAX_FILE_BYTES: u64 = 1 << 30;
 
+/// The `[geoip]` table of the config file: MaxMind-format databases for
+/// country and ASN.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A GeoLite2/GeoIP2 Country or City file, or a compatible mmdb.
+    #[serde(default = "default_country")]
+    pub country: PathBuf,
+    /// A GeoLite2/GeoIP2 ASN file, or a compatible mmdb.
+    #[serde(default = "default_asn")]
+    pub asn: PathBuf,
+    /// How often the files are checked for a new version.
+    #[serde(default = "default_reload")]
+    pub reload_seconds: u64,
+}
+
+fn default_country() -> PathBuf {
+    Path::new(DEFAULT_DIR).join("country.mmdb")
+}
+
+fn default_asn() -> PathBuf {
+    Path::new(DEFAULT_DIR).join("asn.mmdb")
+}
+
+fn default_reload() -> u64 {
+    10
+}
+
+impl Default for GeoipConfig {
+    fn default() -> Self {
+        Self {
+            country: default_country(),
+            asn: default_asn(),
+            reload_seconds: default_reload(),
+        }
+    }
+}
+
 /// What the databases say about one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Geo {
