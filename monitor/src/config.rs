@@ -48,6 +48,8 @@ use crate::geoip::GeoipConfig;
 use crate::origin::Origin;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
+/// Where the package installs the config, and the systemd unit reads it.
+pub const DEFAULT_PATH: &str = "/etc/agentmon/config.toml";
 
 /// The file as written. Strict: unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

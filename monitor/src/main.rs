@@ -42,6 +42,19 @@ enum Command {
         /// The config file (TOML).
         path: PathBuf,
     },
+    /// Check whether agentmon can run here, and say what to fix (exit 0: it
+    /// can; 77: capabilities missing; 78: config error; 1: anything else).
+    Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Config file (TOML) [default: /etc/agentmon/config.toml if it exists, else the built-in defaults].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print a JSON document (schema version, then every check) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +87,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig { path } => check_config(&path),
+        Command::Doctor(args) => return doctor(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +108,19 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         loaded.agents.names().collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let checks = monitor::doctor::run(&monitor::doctor::Options {
+        config: args.config.clone(),
+    });
+    let text = if args.json {
+        monitor::doctor::json(&checks)
+    } else {
+        monitor::doctor::table(&checks)
+    };
+    print!("{text}");
+    ExitCode::from(monitor::doctor::exit_code(&checks))
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -115,11 +115,26 @@ pub fn preflight() -> Result<Preflight, LoadError> {
 /// The first cgroup2 mount in /proc/self/mounts (hybrid systems mount it at
 /// /sys/fs/cgroup/unified, unified ones at /sys/fs/cgroup).
 pub fn find_cgroup2(mounts: &str) -> Option<PathBuf> {
-    mounts.lines().find_map(|line| {
+    mount_points(mounts, "cgroup2").next()
+}
+
+/// The mount points of file systems of type `fstype` in `mounts` (the text
+/// of /proc/self/mounts), in mount order.
+pub fn mount_points<'a>(mounts: &'a str, fstype: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
+    mounts.lines().filter_map(move |line| {
         let mut cols = line.split_whitespace();
-        let (_, dir, fstype) = (cols.next()?, cols.next()?, cols.next()?);
-        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        let (_, dir, kind) = (cols.next()?, cols.next()?, cols.next()?);
+        (kind == fstype).then(|| PathBuf::from(dir))
     })
+}
+
+/// What this kernel accepts: loads and attaches every program as
+/// [`Kernel::load`] does for `run`, then detaches them all (for `agentmon
+/// doctor`). Its maps are its own: it must never share what a running
+/// agentmon uses.
+pub fn probe(pre: &Preflight) -> Result<(Features, usize), LoadError> {
+    let kernel = Kernel::load(pre, &[])?;
+    Ok((kernel.features, kernel.programs_attached))
 }
 
 /// The loaded programs and the maps the daemon reads and writes.
