@@ -22,7 +22,7 @@ pub const REQUIRED: &[Need] = &[
     (CAP_BPF, "create the BPF maps and load the eBPF programs"),
     (
         CAP_PERFMON,
-        "attach the process tracepoints and the TLS uprobes, and let packet programs read the current task (the TLS tie)",
+        "attach the process tracepoints and the TLS uprobes, and read the current task in packet programs to tie TLS calls to sockets",
     ),
     (
         CAP_NET_ADMIN,

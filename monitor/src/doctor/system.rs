@@ -246,7 +246,7 @@ fn programs(ready: Result<Preflight, &str>) -> Vec<Check> {
 fn feature(feature: features::Feature, got: Option<Features>) -> Check {
     let name = format!("feature:{}", feature.label());
     match got {
-        None => Check::skip(name, "not tried: the programs did not load"),
+        None => Check::skip(name, "not tried: the programs were not loaded"),
         Some(got) if got.has(feature) => Check::ok(name, feature.needs()),
         Some(_) => Check::warn(
             name,
