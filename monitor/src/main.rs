@@ -94,7 +94,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: what is wrong and what to do, with every cause.
             eprintln!("agentmon: error: {e:#}");
-            ExitCode::FAILURE
+            // A bad config stays bad until someone edits it: a code of its
+            // own lets systemd stop restarting (RestartPreventExitStatus=).
+            if e.downcast_ref::<config::ConfigError>().is_some() {
+                ExitCode::from(monitor::exit::CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
