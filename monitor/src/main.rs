@@ -155,7 +155,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics
         .build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), &kernel_release()])
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), &monitor::release::running()])
         .set(1);
     let log = match &config.log.connections {
         Some(path) => Some(ConnLog::open(path).with_context(|| {
@@ -225,10 +225,4 @@ async fn shutdown() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
