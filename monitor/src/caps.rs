@@ -1,76 +1,179 @@
-//! The capabilities agentmon needs instead of uid 0, and why each.
+//! The capabilities agentmon needs, and which of them this process lacks.
+//! agentmon checks capabilities, not its uid: it runs as root, or as a
+//! system user given exactly these (the systemd unit's
+//! `AmbientCapabilities=`). `run` checks them before loading anything;
+//! `doctor` reports them.
 
-use caps::{CapSet, Capability};
+use caps::{CapSet, CapsHashSet};
 
-/// Every capability `agentmon run` needs, with the reason the README and the
-/// error line give. Measured by taking each away in turn (see README,
-/// "Least privilege").
-pub const REQUIRED: &[(Capability, &str)] = &[
-    (Capability::CAP_BPF, "to create maps and load programs"),
+pub use caps::Capability;
+use caps::Capability::{
+    CAP_BPF, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN,
+    CAP_SYS_PTRACE, CAP_SYS_RESOURCE,
+};
+
+use crate::release::Version;
+
+/// A capability and why agentmon needs it.
+pub type Need = (Capability, &'static str);
+
+/// What agentmon needs on every kernel, and why.
+pub const REQUIRED: &[Need] = &[
+    (CAP_BPF, "create the BPF maps and load the eBPF programs"),
     (
-        Capability::CAP_PERFMON,
-        "to attach tracepoints and uprobes and read kernel memory in them",
+        CAP_PERFMON,
+        "attach the process tracepoints and the TLS uprobes, and read the current task in packet programs to tie TLS calls to sockets",
     ),
     (
-        Capability::CAP_NET_ADMIN,
-        "to attach the socket and packet hooks to the cgroup",
+        CAP_NET_ADMIN,
+        "attach the socket and packet programs to the cgroup2 root",
     ),
     (
-        Capability::CAP_SYS_PTRACE,
-        "to read other users' /proc/PID/exe, maps and environ, probe their TLS libraries and adopt their open sockets",
+        CAP_SYS_PTRACE,
+        "read the exe, environ and maps of other users' processes in /proc",
     ),
     (
-        Capability::CAP_DAC_READ_SEARCH,
-        "to read tracefs (mode 0700) and agents' library files",
+        CAP_DAC_READ_SEARCH,
+        "read the tracefs event formats, and the TLS libraries of other users' processes through /proc/<pid>/root",
     ),
 ];
 
-/// The required capabilities this process lacks in its effective set.
-pub fn missing() -> Vec<(Capability, &'static str)> {
-    missing_from(|cap| caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false))
+/// Needed besides on kernels before [`MEMLOCK_FREE`], which charge BPF maps
+/// to RLIMIT_MEMLOCK.
+pub const MEMLOCK: Need = (
+    CAP_SYS_RESOURCE,
+    "raise RLIMIT_MEMLOCK, which this kernel charges the BPF maps to",
+);
+
+/// Since 5.11 BPF memory is charged to the memory cgroup, not to
+/// RLIMIT_MEMLOCK (the memcg-based accounting series merged for 5.11).
+pub const MEMLOCK_FREE: Version = Version::new(5, 11);
+
+/// The kernel accepts these in place of others: `bpf_capable()` and
+/// `perfmon_capable()` accept CAP_SYS_ADMIN, and CAP_DAC_OVERRIDE bypasses
+/// every read check CAP_DAC_READ_SEARCH does.
+const STANDS_IN: &[(Capability, Capability)] = &[
+    (CAP_BPF, CAP_SYS_ADMIN),
+    (CAP_PERFMON, CAP_SYS_ADMIN),
+    (CAP_DAC_READ_SEARCH, CAP_DAC_OVERRIDE),
+];
+
+/// What agentmon needs on `kernel` (`None`: unknown, assumed recent).
+pub fn needed(kernel: Option<Version>) -> Vec<Need> {
+    let mut needed = REQUIRED.to_vec();
+    if kernel.is_some_and(|v| v < MEMLOCK_FREE) {
+        needed.push(MEMLOCK);
+    }
+    needed
 }
 
-fn missing_from(has: impl Fn(Capability) -> bool) -> Vec<(Capability, &'static str)> {
-    REQUIRED
-        .iter()
-        .copied()
-        .filter(|&(cap, _)| !has(cap))
+/// The needs that `effective` does not meet, directly or through a
+/// capability the kernel accepts in its place.
+pub fn missing_from(effective: &CapsHashSet, kernel: Option<Version>) -> Vec<Need> {
+    let has = |cap: Capability| {
+        effective.contains(&cap)
+            || STANDS_IN
+                .iter()
+                .any(|(need, other)| *need == cap && effective.contains(other))
+    };
+    needed(kernel)
+        .into_iter()
+        .filter(|(cap, _)| !has(*cap))
         .collect()
 }
 
-/// One line naming what is missing, why, and the fix.
-pub fn describe_missing(missing: &[(Capability, &str)]) -> String {
-    let list: Vec<String> = missing
-        .iter()
-        .map(|(cap, why)| format!("{cap} ({why})"))
-        .collect();
-    format!(
-        "agentmon lacks {}: run it as root, or grant {} (the systemd unit's AmbientCapabilities=)",
-        list.join(", "),
-        names(REQUIRED)
-    )
+/// What this process lacks to run agentmon on the running kernel.
+pub fn missing() -> Result<Vec<Need>, caps::errors::CapsError> {
+    let effective = caps::read(None, CapSet::Effective)?;
+    Ok(missing_from(&effective, Version::running()))
 }
 
-fn names(set: &[(Capability, &str)]) -> String {
-    let names: Vec<String> = set.iter().map(|(cap, _)| cap.to_string()).collect();
-    names.join(" ")
+/// `CAP_BPF CAP_PERFMON`: names as systemd and capsh write them.
+pub fn names(needs: &[Need]) -> String {
+    needs
+        .iter()
+        .map(|(cap, _)| cap.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line: what is missing and why.
+pub fn describe(missing: &[Need]) -> String {
+    let each: Vec<String> = missing
+        .iter()
+        .map(|(cap, why)| format!("{cap} (to {why})"))
+        .collect();
+    format!("missing {}", each.join(", "))
+}
+
+/// How to give agentmon what it lacks.
+pub fn fix(missing: &[Need]) -> String {
+    format!(
+        "give agentmon {}: run it as root (sudo), or as the systemd unit does, as user agentmon with AmbientCapabilities={}",
+        names(missing),
+        names(&needed(Version::running()))
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn set(caps: &[Capability]) -> CapsHashSet {
+        caps.iter().copied().collect()
+    }
+
     #[test]
-    fn names_each_missing_capability_and_the_fix() {
-        let missing = missing_from(|cap| cap != Capability::CAP_SYS_PTRACE);
-        assert_eq!(missing.len(), 1);
-        let line = describe_missing(&missing);
-        assert!(line.starts_with("agentmon lacks CAP_SYS_PTRACE (to read other users'"));
-        assert!(line.ends_with(
-            "grant CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH \
-             (the systemd unit's AmbientCapabilities=)"
-        ));
+    fn the_unit_set_is_enough_and_each_one_is_needed() {
+        let unit: Vec<Capability> = REQUIRED.iter().map(|(c, _)| *c).collect();
+        assert!(missing_from(&set(&unit), Some(Version::new(6, 1))).is_empty());
+        for (i, (cap, _)) in REQUIRED.iter().enumerate() {
+            let mut fewer = unit.clone();
+            fewer.remove(i);
+            let missing = missing_from(&set(&fewer), Some(Version::new(6, 1)));
+            assert_eq!(missing.len(), 1);
+            assert_eq!(missing[0].0, *cap);
+        }
+    }
+
+    #[test]
+    fn old_kernels_also_need_sys_resource() {
+        let unit: Vec<Capability> = REQUIRED.iter().map(|(c, _)| *c).collect();
+        let missing = missing_from(&set(&unit), Some(Version::new(5, 10)));
+        assert_eq!(names(&missing), "CAP_SYS_RESOURCE");
+        assert!(missing_from(&set(&unit), Some(MEMLOCK_FREE)).is_empty());
+        assert!(missing_from(&set(&unit), None).is_empty());
+    }
+
+    #[test]
+    fn root_and_the_capabilities_that_stand_in() {
+        assert!(missing_from(&caps::all(), Some(Version::new(5, 4))).is_empty());
+        let old_style = set(&[
+            CAP_SYS_ADMIN,
+            CAP_NET_ADMIN,
+            CAP_SYS_PTRACE,
+            CAP_DAC_OVERRIDE,
+        ]);
+        assert!(missing_from(&old_style, Some(Version::new(6, 1))).is_empty());
+    }
+
+    #[test]
+    fn messages_name_every_missing_capability_and_the_fix() {
+        let missing = missing_from(&set(&[CAP_NET_ADMIN]), Some(Version::new(6, 1)));
+        assert_eq!(
+            names(&missing),
+            "CAP_BPF CAP_PERFMON CAP_SYS_PTRACE CAP_DAC_READ_SEARCH"
+        );
+        let line = describe(&missing);
+        assert!(
+            line.starts_with("missing CAP_BPF (to create the BPF maps"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
-        assert!(missing_from(|_| true).is_empty());
+        let fix = fix(&missing);
+        assert!(
+            fix.contains("AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN"),
+            "{fix}"
+        );
     }
 }

@@ -25,8 +25,13 @@
 //! purpose = "telemetry"
 //! ```
 //!
-//! Parsing also builds the agent catalog, so a config that would fail later
+//! Each table's schema lives beside the code that uses it (`LogConfig` in
+//! `connlog`, `AgentsConfig` in `agents`, `GeoipConfig` in `geoip`,
+//! `DestConfig` in `dest`); this module puts them together, and building a
+//! [`Loaded`] also builds the catalogs, once: a config that would fail later
 //! is rejected before the daemon starts, with `path:line:column: problem`.
+//! Building one touches nothing else, so a running daemon can build a new
+//! one on SIGHUP ([`Source::load`]) and keep its old one when that fails.
 
 use std::fmt;
 use std::fs;
@@ -34,118 +39,114 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use toml::Spanned;
+use serde::{Deserialize, Deserializer};
 
-use crate::agents::{Catalog, CatalogError, Origin, ToolSpec};
-use crate::dest::{BUILTIN_PATHS, Catalog as DestCatalog, EntrySpec, PathCatalog, PathEntrySpec};
+use crate::agents::{self, AgentsConfig};
+use crate::connlog::LogConfig;
+use crate::dest::{self, DestConfig, PathCatalog};
+use crate::geoip::GeoipConfig;
+use crate::origin::Origin;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
+/// Where the package installs the config, and the systemd unit reads it.
+pub const DEFAULT_PATH: &str = "/etc/agentmon/config.toml";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The file as written. Strict: unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where /metrics and /healthz are served.
+    #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: SocketAddr,
-    /// JSON Lines log of closed connections; `None` turns it off.
-    pub connection_log: Option<PathBuf>,
-    /// Request paths, without query strings, in the connection log.
-    pub log_paths: bool,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub agents: AgentsConfig,
+    #[serde(default)]
     pub geoip: GeoipConfig,
+    #[serde(default)]
     pub dest: DestConfig,
 }
 
-/// The `[geoip]` table: MaxMind-format databases for country and ASN.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GeoipConfig {
-    /// A GeoLite2/GeoIP2 Country or City file, or a compatible mmdb.
-    #[serde(default = "default_country")]
-    pub country: PathBuf,
-    /// A GeoLite2/GeoIP2 ASN file, or a compatible mmdb.
-    #[serde(default = "default_asn")]
-    pub asn: PathBuf,
-    /// How often the files are checked for a new version.
-    #[serde(default = "default_reload")]
-    pub reload_seconds: u64,
+fn default_listen() -> SocketAddr {
+    // Same as DEFAULT_LISTEN (checked by a test), built without parsing.
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 9977))
 }
 
-fn default_country() -> PathBuf {
-    PathBuf::from("/var/lib/agentmon/geoip/country.mmdb")
-}
-
-fn default_asn() -> PathBuf {
-    PathBuf::from("/var/lib/agentmon/geoip/asn.mmdb")
-}
-
-fn default_reload() -> u64 {
-    10
-}
-
-impl Default for GeoipConfig {
-    fn default() -> Self {
-        Self {
-            country: default_country(),
-            asn: default_asn(),
-            reload_seconds: default_reload(),
-        }
-    }
-}
-
-/// The `[dest]` table: destination labels.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestConfig {
-    /// Distinct `dest` label values per tool; more go to `dest="other"`.
-    #[serde(default = "default_max_per_tool")]
-    pub max_per_tool: usize,
-    /// `[[dest.entry]]`: host patterns with their purpose (and `dest` label),
-    /// added to the built-in destination catalog; they win over it.
-    #[serde(default)]
-    pub entry: Vec<EntrySpec>,
-    /// `[[dest.path]]`: (host, path pattern) -> purpose for requests seen in
-    /// plaintext, added to the built-in path catalog; they win over it.
-    #[serde(default)]
-    pub path: Vec<PathEntrySpec>,
-}
-
-fn default_max_per_tool() -> usize {
-    crate::dest::DEFAULT_DEST_CAP
-}
-
-impl Default for DestConfig {
-    fn default() -> Self {
-        Self {
-            max_per_tool: default_max_per_tool(),
-            entry: Vec::new(),
-            path: Vec::new(),
-        }
-    }
-}
-
-/// The `[agents]` table: changes to the built-in catalog.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentsConfig {
-    /// Built-in (or configured) tool names to drop.
-    #[serde(default)]
-    pub disable: Vec<String>,
-    /// `[[agents.tool]]`: new tools, or more rules for an existing one.
-    #[serde(default)]
-    pub tool: Vec<ToolSpec>,
+/// An `ADDR:PORT`; a bad one is a config error at its place.
+fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse()
+        .map_err(|e| serde::de::Error::custom(format!("invalid listen address {text:?}: {e}")))
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            // Same as DEFAULT_LISTEN (checked by a test), built without parsing.
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9977)),
-            connection_log: None,
-            log_paths: false,
+            listen: default_listen(),
+            log: LogConfig::default(),
             agents: AgentsConfig::default(),
             geoip: GeoipConfig::default(),
             dest: DestConfig::default(),
         }
+    }
+}
+
+/// A config and the catalogs built from it: everything the daemon takes
+/// from its config file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The agent catalog: built-in tools adjusted by `[agents]`.
+    pub agents: agents::Catalog,
+    /// The destination catalog: built-in entries plus `[[dest.entry]]`.
+    pub dest: dest::Catalog,
+    /// The path catalog: built-in entries plus `[[dest.path]]`.
+    pub paths: PathCatalog,
+}
+
+impl Loaded {
+    /// The built-in defaults (no config file).
+    pub fn defaults() -> Loaded {
+        Loaded {
+            config: Config::default(),
+            agents: agents::Catalog::builtin(),
+            dest: dest::Catalog::builtin(),
+            paths: PathCatalog::builtin(),
+        }
+    }
+}
+
+/// Where the daemon's config comes from: a file (or the defaults) and the
+/// command-line options that win over it. Kept by the daemon, so that a
+/// reload reads the same file and applies the same options again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The config file; `None`: the built-in defaults.
+    pub path: Option<PathBuf>,
+    /// `--listen`, over `listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--connection-log`, over `[log] connections`.
+    pub connection_log: Option<PathBuf>,
+}
+
+impl Source {
+    /// Reads the file, builds the catalogs and applies the command-line
+    /// options. Reads one file and nothing else: on SIGHUP the daemon swaps
+    /// in the result, or keeps what it has and logs the error (one line,
+    /// `path:line:column: problem`).
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        let mut loaded = match &self.path {
+            Some(path) => load(path)?,
+            None => Loaded::defaults(),
+        };
+        if let Some(listen) = self.listen {
+            loaded.config.listen = listen;
+        }
+        if let Some(path) = &self.connection_log {
+            loaded.config.log.connections = Some(path.clone());
+        }
+        Ok(loaded)
     }
 }
 
@@ -178,30 +179,8 @@ impl fmt::Display for Location<'_> {
     }
 }
 
-/// The file as written. Strict: unknown keys are errors.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    listen: Option<Spanned<String>>,
-    log: Option<LogTable>,
-    #[serde(default)]
-    agents: AgentsConfig,
-    #[serde(default)]
-    geoip: GeoipConfig,
-    #[serde(default)]
-    dest: DestConfig,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogTable {
-    connections: Option<Spanned<String>>,
-    #[serde(default)]
-    paths: bool,
-}
-
-/// Reads and validates the config at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// Reads the config at `path` and builds its catalogs.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let text = fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
         error,
@@ -209,51 +188,32 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
-/// Parses and validates config `text`; `path` is only used in errors.
-pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let invalid = |span: Option<usize>, message: String| ConfigError::Invalid {
+/// Parses config `text` and builds its catalogs; `path` is only used in
+/// errors.
+pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let invalid = |offset: Option<usize>, message: String| ConfigError::Invalid {
         path: path.to_owned(),
-        position: span.map(|offset| line_column(text, offset)),
+        position: offset.map(|offset| line_column(text, offset)),
         // One line per error, whatever the underlying message looks like.
         message: message.replace('\n', " "),
     };
+    // A catalog error about a config value carries the value's place.
+    let at = |origin: Origin, message: String| invalid(origin.offset(), message);
 
-    let file: File = toml::from_str(text)
+    let config: Config = toml::from_str(text)
         .map_err(|e| invalid(e.span().map(|s| s.start), e.message().to_owned()))?;
-
-    let mut config = Config::default();
-    if let Some(listen) = &file.listen {
-        config.listen = listen.get_ref().parse().map_err(|e| {
-            invalid(
-                Some(listen.span().start),
-                format!("invalid listen address {:?}: {e}", listen.get_ref()),
-            )
-        })?;
-    }
-    config.log_paths = file.log.as_ref().is_some_and(|log| log.paths);
-    if let Some(connections) = file.log.and_then(|log| log.connections) {
-        if connections.get_ref().is_empty() {
-            return Err(invalid(
-                Some(connections.span().start),
-                "log.connections is empty; leave it out to turn the log off".to_owned(),
-            ));
-        }
-        config.connection_log = Some(PathBuf::from(connections.into_inner()));
-    }
-    config.agents = file.agents;
-    config.geoip = file.geoip;
-    config.dest = file.dest;
-    if let Err(e) = DestCatalog::new(crate::dest::purpose::BUILTIN_CATALOG, &config.dest.entry) {
-        return Err(invalid(None, format!("[[dest.entry]]: {e}")));
-    }
-    if let Err(e) = PathCatalog::new(BUILTIN_PATHS, &config.dest.path) {
-        return Err(invalid(None, format!("[[dest.path]]: {e}")));
-    }
-
-    if let Err(e) = Catalog::with_config(&config.agents) {
-        return Err(invalid(locate(text, &e), e.to_string()));
-    }
-    Ok(config)
+    let dest = dest::Catalog::with_config(&config.dest)
+        .map_err(|e| at(e.origin(), format!("[[dest.entry]]: {e}")))?;
+    let paths = PathCatalog::with_config(&config.dest)
+        .map_err(|e| at(e.origin(), format!("[[dest.path]]: {e}")))?;
+    let agents =
+        agents::Catalog::with_config(&config.agents).map_err(|e| at(e.origin(), e.to_string()))?;
+    Ok(Loaded {
+        config,
+        agents,
+        dest,
+        paths,
+    })
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -268,88 +228,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Where the config says what a catalog error is about. The strict parse has
-/// already succeeded, so this lenient second parse only collects spans.
-fn locate(text: &str, error: &CatalogError) -> Option<usize> {
-    #[derive(Deserialize)]
-    struct Spans {
-        agents: Option<AgentSpans>,
-    }
-    #[derive(Deserialize)]
-    struct AgentSpans {
-        #[serde(default)]
-        disable: Vec<Spanned<String>>,
-        #[serde(default)]
-        tool: Vec<ToolSpans>,
-    }
-    #[derive(Deserialize)]
-    struct ToolSpans {
-        name: Spanned<String>,
-        #[serde(default)]
-        rules: Vec<Spanned<RuleSpans>>,
-    }
-    #[derive(Deserialize)]
-    struct RuleSpans {
-        exe: Option<Spanned<String>>,
-        argv: Option<Spanned<String>>,
-        arg: Option<Spanned<String>>,
-        argv0: Option<Spanned<String>>,
-        comm: Option<Spanned<String>>,
-        env: Option<Spanned<String>>,
-    }
-    impl RuleSpans {
-        fn field(&self, name: &str) -> Option<&Spanned<String>> {
-            match name {
-                "exe" => self.exe.as_ref(),
-                "argv" => self.argv.as_ref(),
-                "arg" => self.arg.as_ref(),
-                "argv0" => self.argv0.as_ref(),
-                "comm" => self.comm.as_ref(),
-                "env" => self.env.as_ref(),
-                _ => None,
-            }
-        }
-    }
-
-    let agents = toml::from_str::<Spans>(text).ok()?.agents?;
-    let tool = |origin: &Origin| match origin {
-        Origin::Extra(i) => agents.tool.get(*i),
-        Origin::Builtin => None,
-    };
-    let span = match error {
-        CatalogError::Parse(_) => return None,
-        CatalogError::BadName { origin, .. } | CatalogError::NoRules { origin, .. } => {
-            tool(origin)?.name.span()
-        }
-        CatalogError::EmptyRule { origin, rule, .. } => tool(origin)?.rules.get(*rule)?.span(),
-        CatalogError::BadGlob {
-            origin,
-            rule,
-            field,
-            ..
-        }
-        | CatalogError::BadCondition {
-            origin,
-            rule,
-            field,
-            ..
-        } => {
-            let rule = tool(origin)?.rules.get(*rule)?;
-            rule.get_ref()
-                .field(field)
-                .map_or_else(|| rule.span(), Spanned::span)
-        }
-        CatalogError::UnknownDisabled { name } => {
-            agents.disable.iter().find(|d| d.get_ref() == name)?.span()
-        }
-    };
-    Some(span.start)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::agents::RuleSpec;
+    use crate::origin::unplaced;
 
     const PATH: &str = "/etc/agentmon.toml";
 
@@ -359,14 +242,16 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let config = parse("", Path::new(PATH)).unwrap();
-        assert_eq!(config, Config::default());
+        let loaded = parse("", Path::new(PATH)).unwrap();
+        let config = &loaded.config;
+        assert_eq!(*config, Config::default());
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(config.connection_log, None);
+        assert_eq!(config.log.connections, None);
         assert_eq!(config.agents, AgentsConfig::default());
+        assert_eq!(loaded.agents.len(), agents::Catalog::builtin().len());
         // Comments and empty tables change nothing.
-        let config = parse("# nothing\n[log]\n[agents]\n", Path::new(PATH)).unwrap();
-        assert_eq!(config, Config::default());
+        let loaded = parse("# nothing\n[log]\n[agents]\n", Path::new(PATH)).unwrap();
+        assert_eq!(loaded.config, Config::default());
     }
 
     #[test]
@@ -388,23 +273,31 @@ rules = [
   { arg = "**/claude-fork.js", comm = "node" },
 ]
 "#;
-        let config = parse(text, Path::new(PATH)).unwrap();
+        let loaded = parse(text, Path::new(PATH)).unwrap();
+        let config = &loaded.config;
         assert_eq!(config.listen, "[::1]:9100".parse().unwrap());
         assert_eq!(
-            config.connection_log,
+            config.log.connections,
             Some(PathBuf::from("/var/log/agentmon/connections.jsonl"))
         );
-        assert!(config.log_paths);
-        assert_eq!(config.agents.disable, ["cursor", "windsurf"]);
+        assert!(config.log.paths);
+        let disabled: Vec<&str> = config
+            .agents
+            .disable
+            .iter()
+            .map(|d| d.get_ref().as_str())
+            .collect();
+        assert_eq!(disabled, ["cursor", "windsurf"]);
         assert_eq!(config.agents.tool.len(), 2);
         assert_eq!(
-            config.agents.tool[0].rules[1],
+            *config.agents.tool[0].rules[1].get_ref(),
             RuleSpec {
-                argv: Some("my-agent.js".to_owned()),
+                argv: Some(unplaced("my-agent.js".to_owned())),
                 ..RuleSpec::default()
             }
         );
-        let catalog = Catalog::with_config(&config.agents).unwrap();
+        // The catalog is built with the config, once.
+        let catalog = &loaded.agents;
         assert_eq!(catalog.len(), 11);
         assert!(catalog.env_names().contains(&"CLAUDE_FORK".to_owned()));
     }
@@ -508,6 +401,67 @@ rules = [
         );
 
         fs::write(&path, "listen = \"0.0.0.0:1\"\n").unwrap();
-        assert_eq!(load(&path).unwrap().listen, "0.0.0.0:1".parse().unwrap());
+        assert_eq!(
+            load(&path).unwrap().config.listen,
+            "0.0.0.0:1".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn dest_errors_point_at_the_value() {
+        assert_eq!(
+            err("[[dest.entry]]\nhost = \"a.test\"\npurpose = \"spying\"\n"),
+            "/etc/agentmon.toml:3:11: [[dest.entry]]: destination entry \"a.test\": unknown purpose \"spying\" (use one of model-api, telemetry, update, package-registry, auth, geolocation, other)"
+        );
+        assert!(
+            err("[[dest.entry]]\nhost = \"a b\"\npurpose = \"auth\"\n")
+                .starts_with("/etc/agentmon.toml:2:8: [[dest.entry]]: destination entry \"a b\": ")
+        );
+        let e = err("[[dest.path]]\nhost = \"a.test\"\npath = \"x\"\npurpose = \"auth\"\n");
+        assert!(
+            e.starts_with("/etc/agentmon.toml:3:8: [[dest.path]]: path entry \"a.test\" \"x\": path: must start with `/`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_source_applies_command_line_options_on_every_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agentmon.toml");
+        fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\n[log]\nconnections = \"/a.jsonl\"\n",
+        )
+        .unwrap();
+        let source = Source {
+            path: Some(path.clone()),
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            connection_log: Some(PathBuf::from("/b.jsonl")),
+        };
+        let loaded = source.load().unwrap();
+        assert_eq!(loaded.config.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(
+            loaded.config.log.connections,
+            Some(PathBuf::from("/b.jsonl"))
+        );
+
+        // A reload reads the file again; a bad file is an error, and the
+        // caller keeps what it had.
+        fs::write(&path, "[agents]\ndisable = [\"cursor\"]\n").unwrap();
+        let reloaded = source.load().unwrap();
+        assert_eq!(reloaded.agents.len() + 1, loaded.agents.len());
+        assert_eq!(reloaded.config.listen, "127.0.0.1:2".parse().unwrap());
+        fs::write(&path, "[agents]\ndisable = [\"cursr\"]\n").unwrap();
+        let e = source.load().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:2:12: cannot disable unknown tool \"cursr\"",
+                path.display()
+            )
+        );
+
+        let defaults = Source::default().load().unwrap();
+        assert_eq!(defaults.config, Config::default());
     }
 }

@@ -8,9 +8,33 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{requests::RequestRecord, traffic::ClosedConn};
+
+/// The `[log]` table of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// The JSON Lines log of closed connections; `None` turns it off.
+    #[serde(default, deserialize_with = "log_path")]
+    pub connections: Option<PathBuf>,
+    /// Request paths, without query strings, in that log.
+    #[serde(default)]
+    pub paths: bool,
+}
+
+/// A log path; an empty one is refused (rather than meaning "off", which
+/// leaving it out says), and the config error points at it.
+fn log_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    if path.as_os_str().is_empty() {
+        return Err(serde::de::Error::custom(
+            "log.connections is empty; leave it out to turn the log off",
+        ));
+    }
+    Ok(Some(path))
+}
 
 fn is_zero(n: &u64) -> bool {
     *n == 0

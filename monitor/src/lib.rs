@@ -7,7 +7,9 @@
 //! `geoip` and `enrich` (naming destinations), `traffic` (aggregation),
 //! `requests` (sizes per HTTP request), `metrics` and `exporter`
 //! (Prometheus), `connlog` (JSON Lines log), and `daemon`, which routes
-//! events between them. ARCHITECTURE.md at the root draws the whole path.
+//! events between them. `config` assembles the config file and builds the
+//! catalogs; `caps` and `doctor` say whether agentmon can run here.
+//! ARCHITECTURE.md at the root draws the whole path.
 
 pub mod agents;
 pub mod caps;
@@ -15,13 +17,17 @@ pub mod config;
 pub mod connlog;
 pub mod daemon;
 pub mod dest;
+pub mod doctor;
 pub mod enrich;
 pub mod events;
+pub mod exit;
 pub mod exporter;
 pub mod geoip;
 pub mod kernel;
 pub mod metrics;
+pub mod origin;
 pub mod procfs;
+pub mod release;
 pub mod requests;
 pub mod saved;
 pub mod service;

@@ -10,13 +10,9 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use monitor::{
-    agents::Catalog,
-    config::{self, Config},
+    config::{self, Loaded},
     connlog::ConnLog,
     daemon::{self, State},
-    dest::{
-        BUILTIN_CATALOG as BUILTIN_DEST_CATALOG, BUILTIN_PATHS, Catalog as DestCatalog, PathCatalog,
-    },
     enrich::Enricher,
     exporter,
     geoip::GeoIp,
@@ -55,6 +51,19 @@ enum Command {
         /// The config file (TOML).
         path: PathBuf,
     },
+    /// Check whether agentmon can run here, and say what to fix (exit 0: it
+    /// can; 77: capabilities missing; 78: config error; 1: anything else).
+    Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Config file (TOML) [default: /etc/agentmon/config.toml if it exists, else the built-in defaults].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print a JSON document (schema version, then every check) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/agentmon";
@@ -100,6 +109,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { path } => check_config(&path),
         Command::Unpin { pin_dir } => kernel::pins::unpin_all(&pin_dir)
             .with_context(|| format!("cannot remove {}", pin_dir.display())),
+        Command::Doctor(args) => return doctor(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,48 +121,55 @@ fn main() -> ExitCode {
     }
 }
 
-/// A configuration problem: retrying cannot help, so it gets its own exit
-/// code (the unit's `RestartPreventExitStatus=`).
-#[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
-struct BadConfig(anyhow::Error);
-
-/// sysexits.h codes where retrying cannot help: 78 (EX_CONFIG) for the
-/// config, 77 (EX_NOPERM) for missing capabilities; 1 otherwise.
+/// Codes where retrying cannot help (the unit's `RestartPreventExitStatus=`):
+/// a bad config stays bad until someone edits it, and missing capabilities
+/// until someone grants them.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<BadConfig>().is_some() {
-        78
+    if e.downcast_ref::<config::ConfigError>().is_some() {
+        monitor::exit::CONFIG
     } else if let Some(kernel::LoadError::MissingCaps(_)) = e.downcast_ref() {
-        77
+        monitor::exit::NO_PERMISSION
     } else {
-        1
+        monitor::exit::FAILURE
     }
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = config::load(path)?;
-    let catalog = Catalog::with_config(&config.agents)?;
+    let loaded = config::load(path)?;
     println!(
         "{}: ok; listen {}; tools: {}",
         path.display(),
-        config.listen,
-        catalog.names().collect::<Vec<_>>().join(", ")
+        loaded.config.listen,
+        loaded.agents.names().collect::<Vec<_>>().join(", ")
     );
     Ok(())
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => config::load(path).map_err(|e| BadConfig(e.into()))?,
-        None => Config::default(),
+fn doctor(args: &DoctorArgs) -> ExitCode {
+    let checks = monitor::doctor::run(&monitor::doctor::Options {
+        config: args.config.clone(),
+    });
+    let text = if args.json {
+        monitor::doctor::json(&checks)
+    } else {
+        monitor::doctor::table(&checks)
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(path) = args.connection_log {
-        config.connection_log = Some(path);
-    }
-    let catalog = Catalog::with_config(&config.agents).map_err(|e| BadConfig(e.into()))?;
+    print!("{text}");
+    ExitCode::from(monitor::doctor::exit_code(&checks))
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let source = config::Source {
+        path: args.config.clone(),
+        listen: args.listen,
+        connection_log: args.connection_log.clone(),
+    };
+    let Loaded {
+        config,
+        agents: catalog,
+        dest: dest_catalog,
+        paths,
+    } = source.load()?;
     // Bind first: a taken port is the quickest thing to report.
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
         anyhow::anyhow!(
@@ -168,9 +185,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics
         .build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), &kernel_release()])
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), &monitor::release::running()])
         .set(1);
-    let log = match &config.connection_log {
+    let log = match &config.log.connections {
         Some(path) => Some(ConnLog::open(path).with_context(|| {
             format!(
                 "cannot open the connection log {}; fix the path or its permissions",
@@ -179,14 +196,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)
-        .map_err(|e| BadConfig(e.into()))?;
     let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
-    let paths =
-        PathCatalog::new(BUILTIN_PATHS, &config.dest.path).map_err(|e| BadConfig(e.into()))?;
     let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
     // Paths are kept only for the log; without one they are not read.
-    enricher.keep_paths = config.log_paths && log.is_some();
+    enricher.keep_paths = config.log.paths && log.is_some();
     let mut kernel = kernel;
     let ring = kernel.take_events().context("ring buffer already taken")?;
     let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
@@ -267,10 +280,4 @@ async fn shutdown() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -55,7 +55,9 @@ pub use netlab::{
 pub use netns::{in_netns, spawn_in_netns};
 pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
 pub use prometheus::{Prometheus, Sample, url_encode};
-pub use world::{NETS, TEST_PURPOSES, World, labels, make_geoip, sum, world, world_with};
+pub use world::{
+    NETS, TEST_PURPOSES, World, labels, make_geoip, make_geoip_built, sum, world, world_with,
+};
 
 /// Where the kernel exposes its BTF; agentmon's programs need it.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";

@@ -36,10 +36,22 @@ host = "telemetry.vendor.test"
 purpose = "telemetry"
 "#;
 
+/// Writes `country.mmdb` and `asn.mmdb` for `nets` into `dir`, built at a
+/// fixed time ($SOURCE_DATE_EPOCH, else 2023-11-14), so the same nets give
+/// the same bytes.
 pub fn make_geoip(dir: &Path, nets: &[&str]) {
+    make_geoip_built(dir, nets, None);
+}
+
+/// [`make_geoip`], with the databases' build time `epoch` (seconds) when
+/// given: a test of their age wants a recent one.
+pub fn make_geoip_built(dir: &Path, nets: &[&str], epoch: Option<u64>) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/make_test_mmdb.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).arg("--out").arg(dir);
+    if let Some(epoch) = epoch {
+        cmd.arg("--epoch").arg(epoch.to_string());
+    }
     for net in nets {
         cmd.args(["--net", net]);
     }

@@ -73,7 +73,7 @@ fn no_capabilities_are_reported_with_the_fix() {
     };
     // 77 (EX_NOPERM): the unit does not restart it either.
     let line = fails_with(77, cmd.args(["run", "--listen", "127.0.0.1:0"]));
-    assert!(line.contains("agentmon lacks CAP_BPF ("), "{line}");
+    assert!(line.contains("missing CAP_BPF (to "), "{line}");
     assert!(line.contains("run it as root"), "{line}");
 }
 
@@ -97,4 +97,23 @@ fn check_config_accepts_a_good_file_and_lists_tools() {
         "{stdout}"
     );
     assert!(!stdout.contains("cursor"), "{stdout}");
+}
+
+#[test]
+fn config_errors_exit_with_78_so_systemd_stops_restarting() {
+    let tmp = TempDir::new("exit78");
+    let path = tmp.path().join("agentmon.toml");
+    fs::write(&path, "[log]\nconnections = \"\"\n").unwrap();
+    for args in [&["run", "--config"][..], &["check-config"][..]] {
+        let out = run_bounded(Command::new(agentmon_bin()).args(args).arg(&path), RUN);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{}:2:15: log.connections is empty",
+                path.display()
+            )),
+            "{stderr}"
+        );
+    }
 }

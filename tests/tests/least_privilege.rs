@@ -100,7 +100,7 @@ fn each_capability_taken_away_stops_it_with_one_line_naming_it() {
         let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
         assert_eq!(errors.len(), 1, "without {missing}:\n{stderr}");
         assert!(
-            errors[0].contains(&format!("agentmon lacks {missing} (")),
+            errors[0].contains(&format!("missing {missing} (to ")),
             "{}",
             errors[0]
         );

@@ -8,9 +8,10 @@
 mod rule;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use self::rule::{Rule, RuleAt};
-use crate::config::AgentsConfig;
+pub use crate::origin::Origin;
 use crate::procfs::ProcInfo;
 
 /// The embedded built-in catalog, in config format.
@@ -37,14 +38,28 @@ pub struct Match {
     pub strength: Strength,
 }
 
-/// One tool as written in a catalog or config file.
+/// The `[agents]` table of the config file: changes to the built-in
+/// catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Built-in (or configured) tool names to drop.
+    #[serde(default)]
+    pub disable: Vec<Spanned<String>>,
+    /// `[[agents.tool]]`: new tools, or more rules for an existing one.
+    #[serde(default)]
+    pub tool: Vec<ToolSpec>,
+}
+
+/// One tool as written in a catalog or config file. Values keep their
+/// place in the file, for errors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolSpec {
     /// Metric label value: `^[a-z0-9][a-z0-9._-]{0,62}$`.
-    pub name: String,
+    pub name: Spanned<String>,
     /// A process belongs to the tool when any rule matches.
-    pub rules: Vec<RuleSpec>,
+    pub rules: Vec<Spanned<RuleSpec>>,
 }
 
 /// A rule matches when all of its given conditions hold; at least one is
@@ -54,27 +69,18 @@ pub struct ToolSpec {
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Glob on the `/proc/<pid>/exe` target, e.g. `**/.local/share/claude/versions/*`.
-    pub exe: Option<String>,
+    pub exe: Option<Spanned<String>>,
     /// Substring of any argv element, e.g. `/node_modules/@google/gemini-cli/`.
-    pub argv: Option<String>,
+    pub argv: Option<Spanned<String>>,
     /// Glob on any argv element after argv[0], e.g. `**/bin/aider` for the
     /// script an interpreter runs.
-    pub arg: Option<String>,
+    pub arg: Option<Spanned<String>>,
     /// Glob on argv[0].
-    pub argv0: Option<String>,
+    pub argv0: Option<Spanned<String>>,
     /// Exact comm (at most 15 bytes). Weak on its own.
-    pub comm: Option<String>,
+    pub comm: Option<Spanned<String>>,
     /// `NAME` (present) or `NAME=VALUE`. Weak on its own.
-    pub env: Option<String>,
-}
-
-/// Where a catalog entry came from, so the config can point at the
-/// offending line. Shared by the agent and destination catalogs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Builtin,
-    /// Index into the `extra` specs given to the catalog's constructor.
-    Extra(usize),
+    pub env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,13 +119,29 @@ pub enum CatalogError {
         reason: &'static str,
     },
     #[error("cannot disable unknown tool {name:?}")]
-    UnknownDisabled { name: String },
+    UnknownDisabled { origin: Origin, name: String },
+}
+
+impl CatalogError {
+    /// Where the problem is: the config value it is about, or the built-in
+    /// catalog.
+    pub fn origin(&self) -> Origin {
+        match self {
+            CatalogError::Parse(_) => Origin::Builtin,
+            CatalogError::BadName { origin, .. }
+            | CatalogError::NoRules { origin, .. }
+            | CatalogError::EmptyRule { origin, .. }
+            | CatalogError::BadGlob { origin, .. }
+            | CatalogError::BadCondition { origin, .. }
+            | CatalogError::UnknownDisabled { origin, .. } => *origin,
+        }
+    }
 }
 
 fn prefix(origin: Origin) -> &'static str {
     match origin {
         Origin::Builtin => "built-in catalog: ",
-        Origin::Extra(_) => "",
+        Origin::Config(_) => "",
     }
 }
 
@@ -169,27 +191,28 @@ impl Catalog {
     pub fn new(
         builtin: &str,
         extra: &[ToolSpec],
-        disable: &[String],
+        disable: &[Spanned<String>],
     ) -> Result<Catalog, CatalogError> {
         let file: CatalogFile = toml::from_str(builtin).map_err(CatalogError::Parse)?;
         let specs = file
             .tool
             .iter()
             .map(|spec| (Origin::Builtin, spec))
-            .chain(extra.iter().enumerate().map(|(i, s)| (Origin::Extra(i), s)));
+            .chain(extra.iter().map(|s| (Origin::config(&s.name), s)));
 
         let mut tools: Vec<Tool> = Vec::new();
         for (origin, spec) in specs {
-            if !valid_tool_name(&spec.name) {
+            let name = spec.name.get_ref();
+            if !valid_tool_name(name) {
                 return Err(CatalogError::BadName {
                     origin,
-                    name: spec.name.clone(),
+                    name: name.clone(),
                 });
             }
             if spec.rules.is_empty() {
                 return Err(CatalogError::NoRules {
                     origin,
-                    tool: spec.name.clone(),
+                    tool: name.clone(),
                 });
             }
             let rules = spec
@@ -198,28 +221,31 @@ impl Catalog {
                 .enumerate()
                 .map(|(rule, r)| {
                     let at = RuleAt {
-                        origin,
-                        tool: &spec.name,
+                        origin: origin.at(r),
+                        tool: name,
                         rule,
                     };
-                    Rule::compile(r, &at)
+                    Rule::compile(r.get_ref(), &at)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            match tools.iter_mut().find(|t| t.name == spec.name) {
+            match tools.iter_mut().find(|t| t.name == *name) {
                 Some(tool) => tool.rules.extend(rules),
                 None => tools.push(Tool {
-                    name: spec.name.clone(),
+                    name: name.clone(),
                     rules,
                 }),
             }
         }
 
         for name in disable {
-            if !tools.iter().any(|t| t.name == *name) {
-                return Err(CatalogError::UnknownDisabled { name: name.clone() });
+            if !tools.iter().any(|t| t.name == *name.get_ref()) {
+                return Err(CatalogError::UnknownDisabled {
+                    origin: Origin::config(name),
+                    name: name.get_ref().clone(),
+                });
             }
         }
-        tools.retain(|t| !disable.contains(&t.name));
+        tools.retain(|t| !disable.iter().any(|d| *d.get_ref() == t.name));
 
         let mut env_names: Vec<String> = tools
             .iter()

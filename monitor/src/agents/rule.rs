@@ -1,6 +1,7 @@
 //! One compiled matching rule.
 
 use globset::{GlobBuilder, GlobMatcher};
+use toml::Spanned;
 
 use super::{CatalogError, Origin, RuleSpec, Strength};
 use crate::procfs::ProcInfo;
@@ -22,32 +23,42 @@ pub(super) struct Rule {
 
 /// Where a rule came from, for error messages.
 pub(super) struct RuleAt<'a> {
+    /// The rule's place (a field's error points at the field).
     pub origin: Origin,
     pub tool: &'a str,
     pub rule: usize,
 }
 
 impl RuleAt<'_> {
-    fn bad(&self, field: &'static str, value: &str, reason: &'static str) -> CatalogError {
+    fn bad(
+        &self,
+        field: &'static str,
+        value: &Spanned<String>,
+        reason: &'static str,
+    ) -> CatalogError {
         CatalogError::BadCondition {
-            origin: self.origin,
+            origin: self.origin.at(value),
             tool: self.tool.to_owned(),
             rule: self.rule,
             field,
-            value: value.to_owned(),
+            value: value.get_ref().clone(),
             reason,
         }
     }
 
-    fn glob(&self, field: &'static str, pattern: &str) -> Result<GlobMatcher, CatalogError> {
+    fn glob(
+        &self,
+        field: &'static str,
+        pattern: &Spanned<String>,
+    ) -> Result<GlobMatcher, CatalogError> {
         // `*` stops at '/', `**` crosses it: "**/bin/q" matches a file named
         // exactly q in a bin directory, never ".../bin/qemu".
-        GlobBuilder::new(pattern)
+        GlobBuilder::new(pattern.get_ref())
             .literal_separator(true)
             .build()
             .map(|g| g.compile_matcher())
             .map_err(|source| CatalogError::BadGlob {
-                origin: self.origin,
+                origin: self.origin.at(pattern),
                 tool: self.tool.to_owned(),
                 rule: self.rule,
                 field,
@@ -80,21 +91,21 @@ impl Rule {
             });
         }
         if let Some(argv) = argv
-            && argv.is_empty()
+            && argv.get_ref().is_empty()
         {
             return Err(at.bad("argv", argv, "an empty substring matches every process"));
         }
         if let Some(comm) = comm
-            && (comm.is_empty() || comm.len() > COMM_MAX)
+            && (comm.get_ref().is_empty() || comm.get_ref().len() > COMM_MAX)
         {
             return Err(at.bad("comm", comm, "comm is 1 to 15 bytes long"));
         }
         let env = match env {
             None => None,
             Some(text) => {
-                let (name, value) = match text.split_once('=') {
+                let (name, value) = match text.get_ref().split_once('=') {
                     Some((name, value)) => (name, Some(value.to_owned())),
-                    None => (text.as_str(), None),
+                    None => (text.get_ref().as_str(), None),
                 };
                 if name.is_empty() || name.contains('\0') {
                     return Err(at.bad("env", text, "expected NAME or NAME=VALUE"));
@@ -103,11 +114,11 @@ impl Rule {
             }
         };
         Ok(Rule {
-            exe: exe.as_deref().map(|p| at.glob("exe", p)).transpose()?,
-            argv: argv.clone(),
-            arg: arg.as_deref().map(|p| at.glob("arg", p)).transpose()?,
-            argv0: argv0.as_deref().map(|p| at.glob("argv0", p)).transpose()?,
-            comm: comm.clone(),
+            exe: exe.as_ref().map(|p| at.glob("exe", p)).transpose()?,
+            argv: argv.as_ref().map(|a| a.get_ref().clone()),
+            arg: arg.as_ref().map(|p| at.glob("arg", p)).transpose()?,
+            argv0: argv0.as_ref().map(|p| at.glob("argv0", p)).transpose()?,
+            comm: comm.as_ref().map(|c| c.get_ref().clone()),
             env,
             strength: if exe.is_some() || argv.is_some() || arg.is_some() || argv0.is_some() {
                 Strength::Strong

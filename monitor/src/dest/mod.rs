@@ -95,5 +95,50 @@ pub fn name_connection<'a>(
     }
 }
 
+/// The `[dest]` table of the config file: destination labels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestConfig {
+    /// Distinct `dest` label values per tool; more go to `dest="other"`.
+    #[serde(default = "default_max_per_tool")]
+    pub max_per_tool: usize,
+    /// `[[dest.entry]]`: host patterns with their purpose (and `dest` label),
+    /// added to the built-in destination catalog; they win over it.
+    #[serde(default)]
+    pub entry: Vec<EntrySpec>,
+    /// `[[dest.path]]`: (host, path pattern) -> purpose for requests seen in
+    /// plaintext, added to the built-in path catalog; they win over it.
+    #[serde(default)]
+    pub path: Vec<PathEntrySpec>,
+}
+
+fn default_max_per_tool() -> usize {
+    DEFAULT_DEST_CAP
+}
+
+impl Default for DestConfig {
+    fn default() -> Self {
+        Self {
+            max_per_tool: default_max_per_tool(),
+            entry: Vec::new(),
+            path: Vec::new(),
+        }
+    }
+}
+
+impl Catalog {
+    /// The built-in catalog plus the config's `[[dest.entry]]`.
+    pub fn with_config(cfg: &DestConfig) -> Result<Catalog, CatalogError> {
+        Catalog::new(BUILTIN_CATALOG, &cfg.entry)
+    }
+}
+
+impl PathCatalog {
+    /// The built-in path catalog plus the config's `[[dest.path]]`.
+    pub fn with_config(cfg: &DestConfig) -> Result<PathCatalog, PathCatalogError> {
+        PathCatalog::new(BUILTIN_PATHS, &cfg.path)
+    }
+}
+
 #[cfg(test)]
 mod tests;

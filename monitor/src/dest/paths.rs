@@ -11,6 +11,7 @@
 //! catalog itself; the raw path never does.
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::hostname::Hostname;
 use super::http::MAX_PATH_LEN;
@@ -26,7 +27,8 @@ const MAX_SEGMENTS: usize = 16;
 /// A `class` for a pattern without literal text (`/`).
 const ROOT_CLASS: &str = "root";
 
-/// One entry as written in `paths.toml` or the config.
+/// One entry as written in `paths.toml` or the config. Values keep their
+/// place in the file, for errors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathEntrySpec {
@@ -34,19 +36,19 @@ pub struct PathEntrySpec {
     /// `*.githubcopilot.com` (any name below), `bedrock-runtime.*.amazonaws.com`
     /// (`*` as one inner label), `*-aiplatform.googleapis.com` (`*` inside a
     /// label).
-    pub host: String,
+    pub host: Spanned<String>,
     /// A path pattern: `/`-separated segments, each literal or with one `*`
     /// standing for any non-empty text within that segment
     /// (`/v1beta/models/*:generateContent`). It matches a path that starts
     /// with those segments: `/v1/messages` matches `/v1/messages` and
     /// `/v1/messages/batches`, not `/v1/messagesX`. `/` matches every path.
-    pub path: String,
+    pub path: Spanned<String>,
     /// One of [`Purpose::label`].
-    pub purpose: String,
+    pub purpose: Spanned<String>,
     /// The `class` label value: 1 to 32 of `a-z 0-9 _ -`. Default: the last
     /// segment with literal text, lowercased, other bytes as `_`
     /// (`/v1/chat/completions` -> `completions`), or `root`.
-    pub class: Option<String>,
+    pub class: Option<Spanned<String>>,
 }
 
 /// What a request's path says it is for.
@@ -98,10 +100,24 @@ pub enum PathCatalogError {
     },
 }
 
+impl PathCatalogError {
+    /// Where the problem is: the config value it is about, or the built-in
+    /// catalog.
+    pub fn origin(&self) -> Origin {
+        match self {
+            PathCatalogError::Parse(_) => Origin::Builtin,
+            PathCatalogError::BadHost { origin, .. }
+            | PathCatalogError::BadPath { origin, .. }
+            | PathCatalogError::BadPurpose { origin, .. }
+            | PathCatalogError::BadClass { origin, .. } => *origin,
+        }
+    }
+}
+
 fn prefix(origin: Origin) -> &'static str {
     match origin {
         Origin::Builtin => "built-in path catalog: ",
-        Origin::Extra(_) => "",
+        Origin::Config(_) => "",
     }
 }
 
@@ -234,12 +250,7 @@ impl PathCatalog {
     pub fn new(builtin: &str, extra: &[PathEntrySpec]) -> Result<PathCatalog, PathCatalogError> {
         let file: PathFile = toml::from_str(builtin).map_err(PathCatalogError::Parse)?;
         let builtin = entries(file.path.iter().map(|spec| (Origin::Builtin, spec)))?;
-        let user = entries(
-            extra
-                .iter()
-                .enumerate()
-                .map(|(i, spec)| (Origin::Extra(i), spec)),
-        )?;
+        let user = entries(extra.iter().map(|spec| (Origin::config(&spec.host), spec)))?;
         Ok(PathCatalog { user, builtin })
     }
 
@@ -271,37 +282,37 @@ fn entries<'a>(
 ) -> Result<Vec<Entry>, PathCatalogError> {
     let mut out = Vec::new();
     for (origin, spec) in specs {
-        let (host, path) = (spec.host.clone(), spec.path.clone());
+        let (host, path) = (spec.host.get_ref().clone(), spec.path.get_ref().clone());
         let host_pattern =
-            HostPattern::parse(&spec.host).map_err(|reason| PathCatalogError::BadHost {
+            HostPattern::parse(&host).map_err(|reason| PathCatalogError::BadHost {
                 origin,
                 host: host.clone(),
                 path: path.clone(),
                 reason,
             })?;
         let path_pattern =
-            PathPattern::parse(&spec.path).map_err(|reason| PathCatalogError::BadPath {
-                origin,
+            PathPattern::parse(&path).map_err(|reason| PathCatalogError::BadPath {
+                origin: origin.at(&spec.path),
                 host: host.clone(),
                 path: path.clone(),
                 reason,
             })?;
-        let Some(purpose) = Purpose::from_label(&spec.purpose) else {
+        let Some(purpose) = Purpose::from_label(spec.purpose.get_ref()) else {
             return Err(PathCatalogError::BadPurpose {
-                origin,
+                origin: origin.at(&spec.purpose),
                 host,
                 path,
-                purpose: spec.purpose.clone(),
+                purpose: spec.purpose.get_ref().clone(),
             });
         };
         let class = match &spec.class {
-            Some(class) if valid_class(class) => class.clone(),
+            Some(class) if valid_class(class.get_ref()) => class.get_ref().clone(),
             Some(class) => {
                 return Err(PathCatalogError::BadClass {
-                    origin,
+                    origin: origin.at(class),
                     host,
                     path,
-                    class: class.clone(),
+                    class: class.get_ref().clone(),
                 });
             }
             None => path_pattern.default_class(),

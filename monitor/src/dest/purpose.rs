@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::hostname::Hostname;
 use super::pattern::HostPattern;
@@ -55,7 +56,8 @@ impl Purpose {
     }
 }
 
-/// One catalog entry as written in `catalog.toml` or the config.
+/// One catalog entry as written in `catalog.toml` or the config. Values
+/// keep their place in the file, for errors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntrySpec {
@@ -63,17 +65,17 @@ pub struct EntrySpec {
     /// below sentry.io, not sentry.io itself), `q.*.amazonaws.com` (`*` as
     /// an inner label: exactly one label) or `*-aiplatform.googleapis.com`
     /// (`*` inside a label: any text within that one label).
-    pub host: String,
+    pub host: Spanned<String>,
     /// One of [`Purpose::label`].
-    pub purpose: String,
+    pub purpose: Spanned<String>,
     /// The `dest` label value. Default: the host for exact patterns, the
     /// registrable domain of the matched name for wildcard patterns.
-    pub dest: Option<String>,
+    pub dest: Option<Spanned<String>>,
 }
 
 /// Where an entry came from (the built-in list, or the config's
-/// `[[dest.entry]]` at this index), as for agent rules.
-pub use crate::agents::Origin;
+/// `[[dest.entry]]`), as for agent rules.
+pub use crate::origin::Origin;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -105,10 +107,23 @@ pub enum CatalogError {
     },
 }
 
+impl CatalogError {
+    /// Where the problem is: the config value it is about, or the built-in
+    /// catalog.
+    pub fn origin(&self) -> Origin {
+        match self {
+            CatalogError::Parse(_) => Origin::Builtin,
+            CatalogError::BadHost { origin, .. }
+            | CatalogError::BadPurpose { origin, .. }
+            | CatalogError::BadDest { origin, .. } => *origin,
+        }
+    }
+}
+
 fn prefix(origin: Origin) -> &'static str {
     match origin {
         Origin::Builtin => "built-in catalog: ",
-        Origin::Extra(_) => "",
+        Origin::Config(_) => "",
     }
 }
 
@@ -186,12 +201,7 @@ impl Catalog {
     pub fn new(builtin: &str, extra: &[EntrySpec]) -> Result<Catalog, CatalogError> {
         let file: CatalogFile = toml::from_str(builtin).map_err(CatalogError::Parse)?;
         let builtin = layer(file.entry.iter().map(|spec| (Origin::Builtin, spec)))?;
-        let user = layer(
-            extra
-                .iter()
-                .enumerate()
-                .map(|(i, spec)| (Origin::Extra(i), spec)),
-        )?;
+        let user = layer(extra.iter().map(|spec| (Origin::config(&spec.host), spec)))?;
         Ok(Catalog { user, builtin })
     }
 
@@ -228,38 +238,40 @@ pub fn registrable_domain(host: &Hostname) -> &str {
 fn layer<'a>(specs: impl Iterator<Item = (Origin, &'a EntrySpec)>) -> Result<Layer, CatalogError> {
     let mut layer = Layer::default();
     for (origin, spec) in specs {
+        let host = spec.host.get_ref();
         let bad_host = |reason| CatalogError::BadHost {
             origin,
-            host: spec.host.clone(),
+            host: host.clone(),
             reason,
         };
-        let purpose =
-            Purpose::from_label(&spec.purpose).ok_or_else(|| CatalogError::BadPurpose {
-                origin,
-                host: spec.host.clone(),
-                purpose: spec.purpose.clone(),
-            })?;
+        let purpose = Purpose::from_label(spec.purpose.get_ref()).ok_or_else(|| {
+            CatalogError::BadPurpose {
+                origin: origin.at(&spec.purpose),
+                host: host.clone(),
+                purpose: spec.purpose.get_ref().clone(),
+            }
+        })?;
         let dest = spec
             .dest
-            .as_deref()
-            .map(|dest| match Hostname::parse_str(dest) {
-                Some(dest) => Ok(dest.as_str().to_owned()),
+            .as_ref()
+            .map(|dest| match Hostname::parse_str(dest.get_ref()) {
+                Some(name) => Ok(name.as_str().to_owned()),
                 None => Err(CatalogError::BadDest {
-                    origin,
-                    host: spec.host.clone(),
-                    dest: dest.to_owned(),
+                    origin: origin.at(dest),
+                    host: host.clone(),
+                    dest: dest.get_ref().clone(),
                 }),
             });
         let dest = dest.transpose()?;
-        if !spec.host.contains('*') {
-            let host = Hostname::parse_str(&spec.host)
+        if !host.contains('*') {
+            let name = Hostname::parse_str(host)
                 .ok_or_else(|| bad_host("not a host name (labels of a-z 0-9 - _)"))?;
             layer
                 .exact
-                .insert(host.as_str().to_owned(), (purpose, dest));
+                .insert(name.as_str().to_owned(), (purpose, dest));
             continue;
         }
-        let wildcard = wildcard(&spec.host, purpose, dest).map_err(bad_host)?;
+        let wildcard = wildcard(host, purpose, dest).map_err(bad_host)?;
         // Keep the later of equally specific entries first: insert before
         // every entry that is not more specific (stable for later ones).
         let key = |w: &Wildcard| w.pattern.specificity();

@@ -46,7 +46,7 @@ use std::io::{self, Read as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use maxminddb::{MaxMindDbError, PathElement, Reader};
 use tracing::{info, warn};
@@ -62,6 +62,44 @@ pub const UNKNOWN: &str = "unknown";
 pub const ASN_ORG_MAX_CHARS: usize = 128;
 /// Larger files are refused: the biggest MaxMind products are a few hundred MB.
 const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// The `[geoip]` table of the config file: MaxMind-format databases for
+/// country and ASN.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoipConfig {
+    /// A GeoLite2/GeoIP2 Country or City file, or a compatible mmdb.
+    #[serde(default = "default_country")]
+    pub country: PathBuf,
+    /// A GeoLite2/GeoIP2 ASN file, or a compatible mmdb.
+    #[serde(default = "default_asn")]
+    pub asn: PathBuf,
+    /// How often the files are checked for a new version.
+    #[serde(default = "default_reload")]
+    pub reload_seconds: u64,
+}
+
+fn default_country() -> PathBuf {
+    Path::new(DEFAULT_DIR).join("country.mmdb")
+}
+
+fn default_asn() -> PathBuf {
+    Path::new(DEFAULT_DIR).join("asn.mmdb")
+}
+
+fn default_reload() -> u64 {
+    10
+}
+
+impl Default for GeoipConfig {
+    fn default() -> Self {
+        Self {
+            country: default_country(),
+            asn: default_asn(),
+            reload_seconds: default_reload(),
+        }
+    }
+}
 
 /// What the databases say about one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,29 +371,31 @@ impl Fields {
     }
 }
 
+/// Which of the two databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Country,
     Asn,
 }
 
 impl Kind {
     /// Its key in the `[geoip]` config table.
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             Kind::Country => "country",
             Kind::Asn => "asn",
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Country => "GeoIP country database",
             Kind::Asn => "GeoIP ASN database",
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The metric label it fills.
+    pub fn label(self) -> &'static str {
         match self {
             Kind::Country => "dest_country",
             Kind::Asn => "dest_asn",
@@ -543,6 +583,43 @@ fn load(path: &Path) -> Result<(Reader<Vec<u8>>, FileId), Failed> {
     let reader = Reader::from_source(buf).map_err(invalid)?;
     probe(&reader).map_err(invalid)?;
     Ok((reader, id))
+}
+
+/// A database file as `agentmon doctor` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The database type in its metadata (`GeoLite2-ASN`, `DBIP-Country-Lite`).
+    pub database_type: String,
+    /// When its data was built: the build epoch in its metadata, or the
+    /// file's mtime when that is 0.
+    pub built: SystemTime,
+    pub size: u64,
+}
+
+/// Why a file does not load, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    pub problem: String,
+    pub fix: String,
+}
+
+/// Loads and checks the `kind` file at `path` as the daemon does, and says
+/// what it is.
+pub fn inspect(kind: Kind, path: &Path) -> Result<FileInfo, Unusable> {
+    let (reader, id) = load(path).map_err(|Failed { error, .. }| Unusable {
+        problem: error.to_string(),
+        fix: error.fix(kind),
+    })?;
+    let meta = reader.metadata();
+    let epoch = match meta.build_epoch {
+        0 => u64::try_from(id.mtime.0).unwrap_or(0),
+        epoch => epoch,
+    };
+    Ok(FileInfo {
+        database_type: meta.database_type.clone(),
+        built: UNIX_EPOCH + Duration::from_secs(epoch),
+        size: id.size,
+    })
 }
 
 /// A test lookup per IP family, decoding whatever record is found.

@@ -435,3 +435,25 @@ fn generator_makes_readable_databases() {
     assert_eq!(combined.lookup(ip("2001:db8::5")).asn_label(), "AS64502");
     assert_eq!(combined.lookup(ip("2001:db8::5")).country, "JP");
 }
+
+#[test]
+fn inspect_says_what_a_file_is_or_why_it_does_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = pair(dir.path());
+    write(&country, COUNTRY);
+    let info = inspect(Kind::Country, &country).unwrap();
+    assert_eq!(info.size, COUNTRY.len() as u64);
+    assert!(!info.database_type.is_empty());
+    assert!(info.built > UNIX_EPOCH);
+
+    let missing = inspect(Kind::Asn, &asn).unwrap_err();
+    assert_eq!(missing.problem, "not found");
+    assert!(missing.fix.contains("[geoip] asn"), "{}", missing.fix);
+    write(&asn, &COUNTRY[..100]);
+    let bad = inspect(Kind::Asn, &asn).unwrap_err();
+    assert!(
+        bad.problem.contains("not a valid MaxMind DB file"),
+        "{}",
+        bad.problem
+    );
+}

@@ -43,6 +43,17 @@ impl Feature {
         }
     }
 
+    /// What the kernel needs for it.
+    pub fn needs(self) -> &'static str {
+        match self {
+            Feature::SockOps => "sock_ops state callbacks (Linux 4.17)",
+            Feature::TlsTie => {
+                "bpf_get_current_task in packet programs (Linux 5.8, with CAP_PERFMON)"
+            }
+            Feature::Uprobes => "uprobes with BPF (Linux 4.17)",
+        }
+    }
+
     /// Whether the feature should be tried (not disabled on the command line).
     pub fn wanted(self, disabled: &[Feature]) -> bool {
         !disabled.contains(&self)

@@ -71,7 +71,7 @@ pub enum ProbeAt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The line from [`crate::caps::describe_missing`].
+    /// What is missing, why, and how to grant it (see `crate::caps`).
     #[error("{0}")]
     MissingCaps(String),
     #[error(transparent)]
@@ -104,11 +104,15 @@ pub struct Preflight {
 
 /// Checks capabilities, tracefs (mounting it if needed), cgroup2 and BTF.
 pub fn preflight() -> Result<Preflight, LoadError> {
-    let missing = crate::caps::missing();
+    // Unreadable capabilities (no /proc?) count as none: the line says what.
+    let missing = crate::caps::missing().unwrap_or_else(|_| crate::caps::needed(None));
     if !missing.is_empty() {
-        return Err(LoadError::MissingCaps(crate::caps::describe_missing(
-            &missing,
-        )));
+        let line = format!(
+            "{}; {}",
+            crate::caps::describe(&missing),
+            crate::caps::fix(&missing)
+        );
+        return Err(LoadError::MissingCaps(line));
     }
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let tracefs = tracefs::find_or_mount(&mounts)?;
@@ -119,11 +123,27 @@ pub fn preflight() -> Result<Preflight, LoadError> {
 /// The first cgroup2 mount in /proc/self/mounts (hybrid systems mount it at
 /// /sys/fs/cgroup/unified, unified ones at /sys/fs/cgroup).
 pub fn find_cgroup2(mounts: &str) -> Option<PathBuf> {
-    mounts.lines().find_map(|line| {
+    mount_points(mounts, "cgroup2").next()
+}
+
+/// The mount points of file systems of type `fstype` in `mounts` (the text
+/// of /proc/self/mounts), in mount order.
+pub fn mount_points<'a>(mounts: &'a str, fstype: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
+    mounts.lines().filter_map(move |line| {
         let mut cols = line.split_whitespace();
-        let (_, dir, fstype) = (cols.next()?, cols.next()?, cols.next()?);
-        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        let (_, dir, kind) = (cols.next()?, cols.next()?, cols.next()?);
+        (kind == fstype).then(|| PathBuf::from(dir))
     })
+}
+
+/// What this kernel accepts: loads and attaches every program as
+/// [`Kernel::load`] does for `run`, then detaches them all (for `agentmon
+/// doctor`). Its maps are its own: it must never share what a running
+/// agentmon uses.
+pub fn probe(pre: &Preflight) -> Result<(Features, usize), LoadError> {
+    // No pins: a probe must not share a running agentmon's maps.
+    let kernel = Kernel::load(pre, &[], None)?;
+    Ok((kernel.features, kernel.programs_attached))
 }
 
 /// The loaded programs and the maps the daemon reads and writes.

@@ -76,14 +76,8 @@ pub fn parse_format(text: &str) -> Fields {
 
 /// Where tracefs is mounted, mounting it at the usual place when it is not.
 pub fn find_or_mount(mounts: &str) -> Result<PathBuf, TracefsError> {
-    for line in mounts.lines() {
-        let mut cols = line.split_whitespace();
-        let (_, Some(dir), Some(fstype)) = (cols.next(), cols.next(), cols.next()) else {
-            continue;
-        };
-        if fstype == "tracefs" && Path::new(dir).join("events").is_dir() {
-            return Ok(PathBuf::from(dir));
-        }
+    if let Some(dir) = super::mount_points(mounts, "tracefs").find(|d| d.join("events").is_dir()) {
+        return Ok(dir);
     }
     let path = PathBuf::from("/sys/kernel/tracing");
     let status = std::process::Command::new("mount")

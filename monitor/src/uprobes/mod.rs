@@ -28,7 +28,8 @@ use tracing::{debug, info, warn};
 
 pub use self::lib::TlsLib;
 use self::mapped::Mapped;
-pub use self::plan::{Plan, Scope, elf_offsets};
+pub use self::needed::{Needed, default_dirs, is_tls_library};
+pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets};
 use crate::kernel::{ProbeAt, TLS_RETURN};
 
 /// Why a file gets no probes.
@@ -102,7 +103,7 @@ pub struct TlsProbes<L> {
     scanned: HashMap<u32, (Instant, Vec<FileId>)>,
     /// When probes were last attached.
     last_attach: Option<Instant>,
-    needed: needed::Needed,
+    needed: Needed,
 }
 
 impl<L> Default for TlsProbes<L> {
@@ -114,7 +115,7 @@ impl<L> Default for TlsProbes<L> {
             skip: HashSet::new(),
             scanned: HashMap::new(),
             last_attach: None,
-            needed: needed::Needed::default(),
+            needed: Needed::default(),
         }
     }
 }
@@ -272,7 +273,7 @@ impl<L> TlsProbes<L> {
         if let Some(plan) = self.plans.get(&id) {
             return Some(plan.clone());
         }
-        let Some(plan) = plan::plan_for(file, exe, target) else {
+        let Some(plan) = plan::plan_for(&file.path, exe, target) else {
             self.skip.insert(id);
             return None;
         };

@@ -24,7 +24,7 @@ use super::mapped::Mapped;
 const MAX_LIBRARIES: usize = 128;
 
 /// The library directories the dynamic loader searches by default.
-fn default_dirs() -> Vec<PathBuf> {
+pub fn default_dirs() -> Vec<PathBuf> {
     let triple = format!("{}-linux-gnu", std::env::consts::ARCH);
     [
         format!("/lib/{triple}"),

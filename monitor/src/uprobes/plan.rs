@@ -5,7 +5,7 @@ use std::{collections::HashMap, path::Path};
 
 use tracing::warn;
 
-use super::{ProbeError, TlsLib, boringssl, mapped::Mapped};
+use super::{ProbeError, TlsLib, boringssl};
 use crate::kernel::{
     ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX,
 };
@@ -46,10 +46,11 @@ fn openssl_plan(lib: TlsLib) -> Plan {
     }
 }
 
-/// Decides what a mapped file is. `exe` is the process's executable and
-/// `target` the path the file is read through.
-pub fn plan_for(file: &Mapped, exe: Option<&Path>, target: &Path) -> Option<Plan> {
-    let name = file.path.file_name()?.to_str()?;
+/// Decides what a mapped file is. `path` is the file's path as the process
+/// maps it, `exe` the process's executable, and `target` the path the file
+/// is read through.
+pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> {
+    let name = path.file_name()?.to_str()?;
     if name.starts_with("libssl.so") {
         return Some(openssl_plan(TlsLib::OpenSsl));
     }
@@ -64,7 +65,7 @@ pub fn plan_for(file: &Mapped, exe: Option<&Path>, target: &Path) -> Option<Plan
             ],
         });
     }
-    if exe != Some(file.path.as_path()) {
+    if exe != Some(path) {
         return None;
     }
     if exports_openssl(target) {
@@ -173,6 +174,42 @@ pub fn resolve(plan: &Plan, offsets: &HashMap<String, u64>) -> Result<Plan, Prob
         probes,
         ..plan.clone()
     })
+}
+
+/// A file's TLS probe points, resolved as for a process that maps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub lib: TlsLib,
+    /// The functions found: symbol names, or `SSL_write at 0x1234` for
+    /// functions found by pattern.
+    pub functions: Vec<String>,
+}
+
+/// What agentmon would probe in the file at `path`, resolved as when a
+/// tracked process maps it (for `agentmon doctor`); `executable`: the file
+/// is a program (node, a Bun executable), not a library. `None` when it is
+/// no TLS library agentmon knows.
+pub fn check_file(path: &Path, executable: bool) -> Option<Result<Checked, ProbeError>> {
+    let plan = plan_for(path, executable.then_some(path), path)?;
+    let names = symbols(&plan);
+    let checked = elf_offsets(path, &names).and_then(|offsets| {
+        let resolved = resolve(&plan, &offsets)?;
+        let mut functions: Vec<String> = names
+            .iter()
+            .filter(|name| offsets.contains_key(**name))
+            .map(|name| (*name).to_owned())
+            .collect();
+        for (program, at, _) in &plan.probes {
+            if let ProbeAt::Offset(offset) = at {
+                functions.push(format!("{program} at {offset:#x}"));
+            }
+        }
+        Ok(Checked {
+            lib: resolved.lib,
+            functions,
+        })
+    });
+    Some(checked)
 }
 
 /// The symbol names a plan needs resolved.

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::origin::unplaced;
 
 mod builtin;
 
@@ -96,24 +97,25 @@ fn rule(f: impl FnOnce(&mut RuleSpec)) -> RuleSpec {
 
 fn tool(name: &str, rules: Vec<RuleSpec>) -> ToolSpec {
     ToolSpec {
-        name: name.to_owned(),
-        rules,
+        name: unplaced(name.to_owned()),
+        rules: rules.into_iter().map(unplaced).collect(),
     }
+}
+
+fn text(s: &str) -> Option<Spanned<String>> {
+    Some(unplaced(s.to_owned()))
 }
 
 #[test]
 fn extra_tools_extend_and_disable_removes() {
     let extra = [
-        tool(
-            "my-agent",
-            vec![rule(|r| r.exe = Some("**/bin/my-agent".to_owned()))],
-        ),
+        tool("my-agent", vec![rule(|r| r.exe = text("**/bin/my-agent"))]),
         tool(
             "claude-code",
-            vec![rule(|r| r.argv = Some("my-claude-fork.js".to_owned()))],
+            vec![rule(|r| r.argv = text("my-claude-fork.js"))],
         ),
     ];
-    let catalog = Catalog::new(BUILTIN_CATALOG, &extra, &["cursor".to_owned()]).unwrap();
+    let catalog = Catalog::new(BUILTIN_CATALOG, &extra, &[unplaced("cursor".to_owned())]).unwrap();
     assert_eq!(catalog.len(), 12);
     assert!(catalog.names().all(|n| n != "cursor"));
     assert_eq!(catalog.names().last(), Some("my-agent"));
@@ -136,9 +138,9 @@ fn all_conditions_of_a_rule_must_hold() {
     let extra = [tool(
         "both",
         vec![rule(|r| {
-            r.argv0 = Some("**/runner".to_owned());
-            r.comm = Some("runner".to_owned());
-            r.env = Some("MARK".to_owned());
+            r.argv0 = text("**/runner");
+            r.comm = text("runner");
+            r.env = text("MARK");
         })],
     )];
     let catalog = Catalog::new("", &extra, &[]).unwrap();
@@ -160,12 +162,12 @@ fn all_conditions_of_a_rule_must_hold() {
 #[test]
 fn bad_specs_are_errors() {
     let err = |extra: &[ToolSpec], disable: &[&str]| {
-        let disable: Vec<String> = disable.iter().map(|s| (*s).to_owned()).collect();
+        let disable: Vec<_> = disable.iter().map(|s| unplaced((*s).to_owned())).collect();
         Catalog::new(BUILTIN_CATALOG, extra, &disable)
             .unwrap_err()
             .to_string()
     };
-    let exe = |g: &str| vec![rule(|r| r.exe = Some(g.to_owned()))];
+    let exe = |g: &str| vec![rule(|r| r.exe = text(g))];
 
     for bad in ["", "My-Agent", "-x", "a b", "agent\u{e9}", &"a".repeat(64)] {
         assert!(
@@ -182,11 +184,11 @@ fn bad_specs_are_errors() {
     assert!(
         err(&[tool("x", exe("**/{a,b"))], &[]).starts_with("tool `x` rule 1: invalid exe glob")
     );
-    let comm = vec![rule(|r| r.comm = Some("a-very-long-command".to_owned()))];
+    let comm = vec![rule(|r| r.comm = text("a-very-long-command"))];
     assert!(err(&[tool("x", comm)], &[]).contains("invalid comm"));
-    let env = vec![rule(|r| r.env = Some("=1".to_owned()))];
+    let env = vec![rule(|r| r.env = text("=1"))];
     assert!(err(&[tool("x", env)], &[]).contains("invalid env"));
-    let argv = vec![rule(|r| r.argv = Some(String::new()))];
+    let argv = vec![rule(|r| r.argv = text(""))];
     assert!(err(&[tool("x", argv)], &[]).contains("invalid argv"));
     assert_eq!(
         err(&[], &["cursr"]),
@@ -200,7 +202,7 @@ fn bad_specs_are_errors() {
     );
     match Catalog::new(BUILTIN_CATALOG, &[tool("y", exe("["))], &[]) {
         Err(CatalogError::BadGlob {
-            origin: Origin::Extra(0),
+            origin: Origin::Config(0),
             rule: 0,
             field: "exe",
             ..

@@ -53,8 +53,8 @@ fn naming_sources_and_labels() {
 #[test]
 fn test_internet_names_come_from_config() {
     let extra = [EntrySpec {
-        host: "api.model.test".into(),
-        purpose: "model-api".into(),
+        host: crate::origin::unplaced("api.model.test".into()),
+        purpose: crate::origin::unplaced("model-api".into()),
         dest: None,
     }];
     let catalog = Catalog::new(crate::dest::BUILTIN_CATALOG, &extra).unwrap();

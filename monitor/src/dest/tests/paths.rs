@@ -2,6 +2,7 @@ use crate::dest::paths::{
     BUILTIN_PATHS, MAX_CLASS_LEN, PathCatalog, PathCatalogError, PathClass, PathEntrySpec,
 };
 use crate::dest::{Catalog, Hostname, Origin, Purpose};
+use crate::origin::unplaced;
 
 fn host(name: &str) -> Hostname {
     Hostname::parse_str(name).unwrap()
@@ -15,10 +16,10 @@ fn class<'a>(catalog: &'a PathCatalog, h: &str, path: &str) -> Option<(Purpose, 
 
 fn spec(host: &str, path: &str, purpose: &str, class: Option<&str>) -> PathEntrySpec {
     PathEntrySpec {
-        host: host.into(),
-        path: path.into(),
-        purpose: purpose.into(),
-        class: class.map(Into::into),
+        host: unplaced(host.into()),
+        path: unplaced(path.into()),
+        purpose: unplaced(purpose.into()),
+        class: class.map(|c| unplaced(c.into())),
     }
 }
 
@@ -304,7 +305,7 @@ fn bad_entries_are_reported() {
     assert!(matches!(
         bad(spec("a b", "/x", "other", None)),
         PathCatalogError::BadHost {
-            origin: Origin::Extra(0),
+            origin: Origin::Config(0),
             ..
         }
     ));

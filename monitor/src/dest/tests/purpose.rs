@@ -4,6 +4,7 @@ use crate::dest::Hostname;
 use crate::dest::purpose::{
     BUILTIN_CATALOG, Catalog, CatalogError, EntrySpec, Origin, Purpose, registrable_domain,
 };
+use crate::origin::unplaced;
 
 fn host(name: &str) -> Hostname {
     Hostname::parse_str(name).unwrap()
@@ -16,9 +17,9 @@ fn classify(catalog: &Catalog, name: &str) -> (String, &'static str) {
 
 fn entry(host: &str, purpose: &str, dest: Option<&str>) -> EntrySpec {
     EntrySpec {
-        host: host.into(),
-        purpose: purpose.into(),
-        dest: dest.map(Into::into),
+        host: unplaced(host.into()),
+        purpose: unplaced(purpose.into()),
+        dest: dest.map(|d| unplaced(d.into())),
     }
 }
 
@@ -191,7 +192,7 @@ fn bad_entries_are_reported_with_their_origin() {
             matches!(
                 err,
                 CatalogError::BadHost {
-                    origin: Origin::Extra(1),
+                    origin: Origin::Config(0),
                     ..
                 }
             ),
@@ -203,7 +204,7 @@ fn bad_entries_are_reported_with_their_origin() {
         matches!(
             err,
             CatalogError::BadPurpose {
-                origin: Origin::Extra(1),
+                origin: Origin::Config(0),
                 ..
             }
         ),
@@ -214,7 +215,7 @@ fn bad_entries_are_reported_with_their_origin() {
         matches!(
             err,
             CatalogError::BadDest {
-                origin: Origin::Extra(1),
+                origin: Origin::Config(0),
                 ..
             }
         ),
@@ -265,9 +266,14 @@ fn every_builtin_entry_classifies_its_own_host() {
     let c = Catalog::builtin();
     for spec in file.entry {
         // A sample name for the pattern: every `*` becomes a label `zz`.
-        let name = spec.host.replace('*', "zz");
+        let name = spec.host.get_ref().replace('*', "zz");
         let got = c.classify(&host(&name));
-        assert_eq!(got.purpose.label(), spec.purpose, "{} shadowed", spec.host);
+        assert_eq!(
+            got.purpose.label(),
+            spec.purpose.get_ref(),
+            "{} shadowed",
+            spec.host
+        );
         assert!(Hostname::parse_str(&got.dest).is_some(), "{}", got.dest);
     }
 }
