@@ -6,8 +6,8 @@
 //! trees), `uprobes` (which TLS libraries to probe, and where), `dest`,
 //! `geoip` and `enrich` (naming destinations), `traffic` (aggregation),
 //! `requests` (sizes per HTTP request), `metrics` and `exporter`
-//! (Prometheus), `connlog` (JSON Lines log), and `daemon`, which routes
-//! events between them. ARCHITECTURE.md at the root draws the whole path.
+//! (Prometheus), `connlog` (JSON Lines log), `logging` (agentmon's own log
+//! on stderr), and `daemon`, which routes events between them. ARCHITECTURE.md at the root draws the whole path.
 
 pub mod agents;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod events;
 pub mod exporter;
 pub mod geoip;
 pub mod kernel;
+pub mod logging;
 pub mod metrics;
 pub mod procfs;
 pub mod requests;

@@ -21,6 +21,7 @@ use monitor::{
     exporter,
     geoip::GeoIp,
     kernel::{self, Kernel, ring},
+    logging,
     metrics::Metrics,
     procfs::RealProc,
 };
@@ -66,14 +67,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGENTMON_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -83,7 +77,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: what is wrong and what to do, with every cause.
-            eprintln!("agentmon: error: {e:#}");
+            eprintln!("{}agentmon: error: {e:#}", logging::error_prefix());
             ExitCode::FAILURE
         }
     }
