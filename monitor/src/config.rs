@@ -5,6 +5,9 @@
 //! [log]
 //! connections = "/var/log/agentmon/connections.jsonl"   # absent = off
 //! paths = false          # true: request paths (no query strings) in that log
+//! max_bytes = 0          # rotate past this size (0 = never; logrotate works too)
+//! keep = 5               # rotated files kept: connections.jsonl.1 ... .5
+//! interim_seconds = 300  # interim record of an open connection (0 = off)
 //! [agents]
 //! disable = ["cursor"]
 //! [[agents.tool]]
@@ -38,6 +41,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::agents::{Catalog, CatalogError, Origin, ToolSpec};
+use crate::connlog::{LogConfig, LogTable};
 use crate::dest::{BUILTIN_PATHS, Catalog as DestCatalog, EntrySpec, PathCatalog, PathEntrySpec};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
@@ -46,10 +50,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
 pub struct Config {
     /// Where /metrics and /healthz are served.
     pub listen: SocketAddr,
-    /// JSON Lines log of closed connections; `None` turns it off.
-    pub connection_log: Option<PathBuf>,
-    /// Request paths, without query strings, in the connection log.
-    pub log_paths: bool,
+    /// The `[log]` table: the connection log.
+    pub log: LogConfig,
     pub agents: AgentsConfig,
     pub geoip: GeoipConfig,
     pub dest: DestConfig,
@@ -140,8 +142,7 @@ impl Default for Config {
         Self {
             // Same as DEFAULT_LISTEN (checked by a test), built without parsing.
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9977)),
-            connection_log: None,
-            log_paths: false,
+            log: LogConfig::default(),
             agents: AgentsConfig::default(),
             geoip: GeoipConfig::default(),
             dest: DestConfig::default(),
@@ -192,14 +193,6 @@ struct File {
     dest: DestConfig,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogTable {
-    connections: Option<Spanned<String>>,
-    #[serde(default)]
-    paths: bool,
-}
-
 /// Reads and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -230,15 +223,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             )
         })?;
     }
-    config.log_paths = file.log.as_ref().is_some_and(|log| log.paths);
-    if let Some(connections) = file.log.and_then(|log| log.connections) {
-        if connections.get_ref().is_empty() {
-            return Err(invalid(
-                Some(connections.span().start),
-                "log.connections is empty; leave it out to turn the log off".to_owned(),
-            ));
-        }
-        config.connection_log = Some(PathBuf::from(connections.into_inner()));
+    if let Some(log) = file.log {
+        config.log = log
+            .build()
+            .map_err(|(offset, message)| invalid(Some(offset), message))?;
     }
     config.agents = file.agents;
     config.geoip = file.geoip;
@@ -362,7 +350,7 @@ mod tests {
         let config = parse("", Path::new(PATH)).unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.listen, DEFAULT_LISTEN.parse().unwrap());
-        assert_eq!(config.connection_log, None);
+        assert_eq!(config.log.connections, None);
         assert_eq!(config.agents, AgentsConfig::default());
         // Comments and empty tables change nothing.
         let config = parse("# nothing\n[log]\n[agents]\n", Path::new(PATH)).unwrap();
@@ -391,10 +379,10 @@ rules = [
         let config = parse(text, Path::new(PATH)).unwrap();
         assert_eq!(config.listen, "[::1]:9100".parse().unwrap());
         assert_eq!(
-            config.connection_log,
+            config.log.connections,
             Some(PathBuf::from("/var/log/agentmon/connections.jsonl"))
         );
-        assert!(config.log_paths);
+        assert!(config.log.paths);
         assert_eq!(config.agents.disable, ["cursor", "windsurf"]);
         assert_eq!(config.agents.tool.len(), 2);
         assert_eq!(
@@ -417,7 +405,7 @@ rules = [
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),
-            "/etc/agentmon.toml:2:3: unknown field `connection`, expected `connections` or `paths`"
+            "/etc/agentmon.toml:2:3: unknown field `connection`, expected one of `connections`, `paths`, `max_bytes`, `keep`, `interim_seconds`"
         );
         assert!(
             err("[[agents.tool]]\nname = \"x\"\nrules = [ { exe = \"a\", path = \"b\" } ]\n")
@@ -448,6 +436,14 @@ rules = [
     #[test]
     fn empty_log_path() {
         assert!(err("[log]\nconnections = \"\"\n").starts_with("/etc/agentmon.toml:2:15: "));
+    }
+
+    #[test]
+    fn bad_rotation_size_points_at_the_value() {
+        assert_eq!(
+            err("[log]\nmax_bytes = 100\n"),
+            "/etc/agentmon.toml:2:13: log.max_bytes = 100 is too small: use at least 4096, or 0 for no rotation"
+        );
     }
 
     #[test]

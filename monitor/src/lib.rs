@@ -6,10 +6,12 @@
 //! trees), `uprobes` (which TLS libraries to probe, and where), `dest`,
 //! `geoip` and `enrich` (naming destinations), `traffic` (aggregation),
 //! `requests` (sizes per HTTP request), `metrics` and `exporter`
-//! (Prometheus), `connlog` (JSON Lines log), `logging` (agentmon's own log
-//! on stderr), and `daemon`, which routes events between them. ARCHITECTURE.md at the root draws the whole path.
+//! (Prometheus), `connlog` (JSON Lines log) with `clock` (its wall-clock
+//! times), `logging` (agentmon's own log on stderr), and `daemon`, which
+//! routes events between them. ARCHITECTURE.md at the root draws the whole path.
 
 pub mod agents;
+pub mod clock;
 pub mod config;
 pub mod connlog;
 pub mod daemon;

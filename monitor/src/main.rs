@@ -57,7 +57,7 @@ struct RunArgs {
     /// Config file (TOML); without it the built-in defaults apply.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Write one JSON line per closed agent connection here (overrides `[log] connections`).
+    /// Write the JSON Lines connection log here (overrides `[log] connections`).
     #[arg(long, value_name = "PATH")]
     connection_log: Option<PathBuf>,
     /// Run as if the kernel lacked these optional features (tests of the
@@ -104,7 +104,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     if let Some(path) = args.connection_log {
-        config.connection_log = Some(path);
+        config.log.connections = Some(path);
     }
     let catalog = Catalog::with_config(&config.agents)?;
     // Bind first: a taken port is the quickest thing to report.
@@ -123,13 +123,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION"), &kernel_release()])
         .set(1);
-    let log = match &config.connection_log {
-        Some(path) => Some(ConnLog::open(path).with_context(|| {
-            format!(
-                "cannot open the connection log {}; fix the path or its permissions",
-                path.display()
-            )
-        })?),
+    let log = match &config.log.connections {
+        Some(path) => Some(
+            ConnLog::open(path, config.log.rotate, config.log.interim).with_context(|| {
+                format!(
+                    "cannot open the connection log {}; fix the path or its permissions",
+                    path.display()
+                )
+            })?,
+        ),
         None => None,
     };
     let dest_catalog = DestCatalog::new(BUILTIN_DEST_CATALOG, &config.dest.entry)?;
@@ -137,7 +139,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let paths = PathCatalog::new(BUILTIN_PATHS, &config.dest.path)?;
     let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
     // Paths are kept only for the log; without one they are not read.
-    enricher.keep_paths = config.log_paths && log.is_some();
+    enricher.keep_paths = config.log.paths && log.is_some();
     let mut kernel = kernel;
     let ring = kernel.take_events().context("ring buffer already taken")?;
     let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
@@ -157,9 +159,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             state.undecoded(undecoded);
             state.handle_batch(batch);
         }));
+        // Often enough for the interim records too.
+        let interim = config.log.interim.map_or(u64::MAX, |d| d.as_secs());
         tokio::spawn(daemon::housekeeping(
             state.clone(),
-            config.geoip.reload_seconds,
+            config.geoip.reload_seconds.min(interim),
         ));
         let stopping = state.clone();
         let server =

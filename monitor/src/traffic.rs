@@ -5,16 +5,22 @@
 //! increments, so the exported counters never go backwards: a connection's
 //! last bytes are added when its close event arrives, and an open
 //! connection's growth at every scrape.
+//!
+//! It also keeps what the connection log says about each connection and
+//! flow: who opened it, when (wall-clock time, see `clock`), and when it was
+//! last reported.
 
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::SystemTime,
 };
 
 use monitor_common::{AF_INET6, Conn, UdpFlow, UdpKey, origin};
 
 use crate::{
     agents::ToolId,
+    clock::Clock,
     requests::{Request, RequestRecord, RequestSizes},
     tree::Proc,
     uprobes::TlsLib,
@@ -129,6 +135,10 @@ pub struct OpenConn {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub start_ns: u64,
+    /// `start_ns` as wall-clock time, converted when it was first seen.
+    pub start: SystemTime,
+    /// Monotonic time of its last log record (or of its open).
+    logged_ns: u64,
     pub names: Names,
     /// Labels, once decided; bytes are counted from then on.
     pub dest: Option<Dest>,
@@ -143,26 +153,71 @@ pub struct OpenConn {
     pub requests: RequestSizes,
 }
 
-/// A TCP connection that ended, for the connection log.
+/// A TCP connection's totals at one moment, for the connection log: at its
+/// close, or while it is open.
 #[derive(Debug, Clone)]
-pub struct ClosedConn {
+pub struct ConnReport {
+    /// The socket cookie (the key of the kernel's `CONNS`).
+    pub sock: u64,
     pub conn: OpenConn,
     pub dest: Dest,
+    /// Bytes since the connection began.
     pub sent: u64,
     pub received: u64,
-    pub end_ns: u64,
+    /// When these totals were read: its end, for a closed connection.
+    pub at: SystemTime,
+}
+
+/// A UDP flow's totals at one moment, for the connection log: when its
+/// process was found gone, or while it lives.
+#[derive(Debug, Clone)]
+pub struct FlowReport {
+    pub pid: u32,
+    pub proc: Proc,
+    pub dest: Dest,
+    /// The direction of its first datagram.
+    pub direction: Direction,
+    pub remote: SocketAddr,
+    /// What named its peer when it was labelled (a DNS name, the AS).
+    pub names: Names,
+    /// When its first datagram was seen.
+    pub start: SystemTime,
+    pub at: SystemTime,
+    /// Totals since its first datagram.
+    pub totals: UdpFlow,
 }
 
 struct FlowState {
-    tool: ToolId,
+    proc: Proc,
     dest: Dest,
+    names: Names,
+    direction: Direction,
+    start: SystemTime,
+    logged_ns: u64,
     last: UdpFlow,
+}
+
+impl FlowState {
+    fn report(&self, key: &UdpKey, at: SystemTime) -> FlowReport {
+        FlowReport {
+            pid: key.tgid,
+            proc: self.proc.clone(),
+            dest: self.dest.clone(),
+            direction: self.direction,
+            remote: SocketAddr::new(ip(key.family, &key.raddr), key.rport),
+            names: self.names.clone(),
+            start: self.start,
+            at,
+            totals: self.last,
+        }
+    }
 }
 
 #[derive(Default)]
 pub struct Traffic {
     conns: HashMap<u64, OpenConn>,
     flows: HashMap<UdpKey, FlowState>,
+    clock: Clock,
 }
 
 /// The address in a kernel address field; v4-mapped IPv6 becomes IPv4.
@@ -208,6 +263,17 @@ impl OpenConn {
         self.tls_seen
     }
 
+    fn report(&self, sock: u64, at: SystemTime) -> ConnReport {
+        ConnReport {
+            sock,
+            conn: self.clone(),
+            dest: self.dest.clone().unwrap_or_default(),
+            sent: self.seen.0,
+            received: self.seen.1,
+            at,
+        }
+    }
+
     /// Adds what the kernel counted since the last time, once labelled.
     fn count(&mut self, counters: &mut dyn Counters) {
         let Some(dest) = &self.dest else { return };
@@ -229,6 +295,14 @@ impl OpenConn {
 }
 
 impl Traffic {
+    /// Traffic whose wall-clock times come from `clock` (a fake in tests).
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
     /// Whether `sock` is a watched TCP connection.
     pub fn is_open(&self, sock: u64) -> bool {
         self.conns.contains_key(&sock)
@@ -265,6 +339,8 @@ impl Traffic {
                 remote: SocketAddr::new(ip(conn.family, &conn.raddr), conn.rport),
                 local: SocketAddr::new(ip(conn.family, &conn.laddr), conn.lport),
                 start_ns: conn.start_ns,
+                start: self.clock.wall(conn.start_ns),
+                logged_ns: self.clock.monotonic_ns(),
                 names: Names::default(),
                 dest: None,
                 // Bytes counted before the open event (first-use sockets)
@@ -344,58 +420,90 @@ impl Traffic {
         end_ns: u64,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
-    ) -> Option<ClosedConn> {
+    ) -> Option<ConnReport> {
         let mut open = self.conns.remove(&sock)?;
         open.update(conn);
         open.settle(label, counters);
         let done = open.requests.end([open.tls_seen.0, open.tls_seen.1]);
         size_request(open.tool, done, counters);
-        Some(ClosedConn {
-            dest: open.dest.clone().unwrap_or_default(),
-            sent: open.seen.0,
-            received: open.seen.1,
-            end_ns,
-            conn: open,
-        })
+        Some(open.report(sock, self.clock.wall(end_ns)))
     }
 
     /// A tracked process exchanged its first datagram with a new peer.
     pub fn on_udp_flow(
         &mut self,
         key: UdpKey,
-        (tool, root): (ToolId, u32),
+        proc: &Proc,
         inbound: bool,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
     ) {
+        if self.flows.contains_key(&key) {
+            return;
+        }
         let direction = if inbound {
             Direction::Inbound
         } else {
             Direction::Outbound
         };
         let remote = SocketAddr::new(ip(key.family, &key.raddr), key.rport);
-        let dest = label(tool, root, &remote, &mut Names::default());
-        counters.connection(tool, Proto::Udp, direction, &dest);
-        self.flows.entry(key).or_insert(FlowState {
-            tool,
-            dest,
-            last: UdpFlow::default(),
-        });
+        let mut names = Names::default();
+        let dest = label(proc.tool, proc.root, &remote, &mut names);
+        counters.connection(proc.tool, Proto::Udp, direction, &dest);
+        self.flows.insert(
+            key,
+            FlowState {
+                proc: proc.clone(),
+                dest,
+                names,
+                direction,
+                start: self.clock.now(),
+                logged_ns: self.clock.monotonic_ns(),
+                last: UdpFlow::default(),
+            },
+        );
+    }
+
+    /// Reports of the connections and flows whose last log record (or
+    /// start) is at least `every_ns` of monotonic time old, with their
+    /// totals as of the last refresh; each counts as logged now.
+    pub fn due(&mut self, every_ns: u64) -> (Vec<ConnReport>, Vec<FlowReport>) {
+        let (now_ns, at) = (self.clock.monotonic_ns(), self.clock.now());
+        let due = |logged_ns: &mut u64| {
+            let due = now_ns.saturating_sub(*logged_ns) >= every_ns;
+            if due {
+                *logged_ns = now_ns;
+            }
+            due
+        };
+        let conns = self
+            .conns
+            .iter_mut()
+            .filter(|(_, open)| open.dest.is_some())
+            .filter_map(|(sock, open)| due(&mut open.logged_ns).then(|| open.report(*sock, at)))
+            .collect();
+        let flows = self
+            .flows
+            .iter_mut()
+            .filter_map(|(key, flow)| due(&mut flow.logged_ns).then(|| flow.report(key, at)))
+            .collect();
+        (conns, flows)
     }
 
     /// Reads every open connection and UDP flow and adds their growth.
     /// Connections older than [`SETTLE_NS`] at `now_ns` get their labels.
-    /// `tool_of` resolves a UDP flow's process to its tool and tree root (None: not an
-    /// agent, or gone); flows of processes that are gone are read one last
-    /// time and removed.
-    pub fn refresh(
+    /// `proc_of` finds a UDP flow's process (None: not an agent, or gone);
+    /// flows of processes that are gone are read one last time, removed,
+    /// and returned for the log.
+    pub fn refresh<'p>(
         &mut self,
         kernel: &mut dyn KernelCounters,
         now_ns: u64,
-        tool_of: impl Fn(u32) -> Option<(ToolId, u32)>,
+        proc_of: impl Fn(u32) -> Option<&'p Proc>,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
-    ) {
+    ) -> Vec<FlowReport> {
+        let mut ended = Vec::new();
         for (sock, open) in &mut self.conns {
             // Missing: closed in the kernel, its close event is on its way.
             if let Some(conn) = kernel.conn(*sock) {
@@ -406,9 +514,9 @@ impl Traffic {
             }
         }
         for (key, flow) in kernel.flows() {
-            let live_tool = tool_of(key.tgid);
+            let live = proc_of(key.tgid);
             if !self.flows.contains_key(&key) {
-                match live_tool {
+                match live {
                     // Its flow event was lost: adopt it.
                     Some(owner) => self.on_udp_flow(key, owner, false, label, counters),
                     // Not (or no longer) an agent's and never counted.
@@ -424,27 +532,31 @@ impl Traffic {
             let sent = flow.tx_bytes.saturating_sub(state.last.tx_bytes);
             let received = flow.rx_bytes.saturating_sub(state.last.rx_bytes);
             if sent > 0 || received > 0 {
-                counters.bytes(state.tool, Proto::Udp, &state.dest, sent, received);
+                counters.bytes(state.proc.tool, Proto::Udp, &state.dest, sent, received);
             }
             state.last = flow;
-            if live_tool.is_none() {
+            if live.is_none() {
                 kernel.remove_flow(&key);
+                ended.push(state.report(&key, self.clock.now()));
                 self.flows.remove(&key);
             }
         }
+        ended
     }
 }
 
+/// Fakes of the kernel's counter maps and of the metrics, for tests here
+/// and of the modules that read traffic (the connection log).
 #[cfg(test)]
-mod tests {
+pub mod fakes {
     use super::*;
 
-    type Key = (ToolId, Proto, String);
+    pub type Key = (ToolId, Proto, String);
 
     #[derive(Default)]
-    struct Totals {
-        bytes: HashMap<Key, (u64, u64)>,
-        conns: HashMap<(ToolId, Proto, Direction, String), u64>,
+    pub struct Totals {
+        pub bytes: HashMap<Key, (u64, u64)>,
+        pub conns: HashMap<(ToolId, Proto, Direction, String), u64>,
     }
 
     impl Counters for Totals {
@@ -468,9 +580,26 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct FakeKernel {
-        conns: HashMap<u64, Conn>,
-        flows: HashMap<UdpKey, UdpFlow>,
+    pub struct FakeKernel {
+        pub conns: HashMap<u64, Conn>,
+        pub flows: HashMap<UdpKey, UdpFlow>,
+    }
+
+    /// A connection of process 10 to 203.0.113.10:443.
+    pub fn conn(tx: u64, rx: u64, origin: u8) -> Conn {
+        let mut raddr = [0u8; 16];
+        raddr[..4].copy_from_slice(&[203, 0, 113, 10]);
+        Conn {
+            tgid: 10,
+            tx_bytes: tx,
+            rx_bytes: rx,
+            raddr,
+            rport: 443,
+            family: monitor_common::AF_INET,
+            origin,
+            start_ns: 1_000,
+            ..Conn::default()
+        }
     }
 
     impl KernelCounters for FakeKernel {
@@ -484,6 +613,11 @@ mod tests {
             self.flows.remove(key);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fakes::*, *};
 
     fn proc(tool: ToolId) -> Proc {
         Proc {
@@ -492,22 +626,7 @@ mod tests {
             ppid: 1,
             exe: "/x".into(),
             argv0: "x".into(),
-        }
-    }
-
-    fn conn(tx: u64, rx: u64, origin: u8) -> Conn {
-        let mut raddr = [0u8; 16];
-        raddr[..4].copy_from_slice(&[203, 0, 113, 10]);
-        Conn {
-            tgid: 10,
-            tx_bytes: tx,
-            rx_bytes: rx,
-            raddr,
-            rport: 443,
-            family: monitor_common::AF_INET,
-            origin,
-            start_ns: 1_000,
-            ..Conn::default()
+            uid: Some(1000),
         }
     }
 
@@ -531,10 +650,11 @@ mod tests {
     #[test]
     fn bytes_wait_for_the_name_then_grow_at_refresh_and_close_adds_the_rest_once() {
         let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
-        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false);
+        let p = proc(2);
+        t.on_open(1, &conn(0, 0, origin::CONNECT), &p, || false);
         k.conns.insert(1, conn(100, 10, origin::CONNECT));
         // Young and unnamed: not counted yet, under any label.
-        t.refresh(&mut k, 2_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        t.refresh(&mut k, 2_000, |_| Some(&p), &mut by_sni, &mut c);
         assert!(c.bytes.is_empty() && c.conns.is_empty());
         // Its first bytes name it: everything so far goes under that name.
         t.named(
@@ -543,15 +663,15 @@ mod tests {
             &mut by_sni,
             &mut c,
         );
-        t.refresh(&mut k, 3_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        t.refresh(&mut k, 3_000, |_| Some(&p), &mut by_sni, &mut c);
         assert_eq!(bytes(&c, "api.model.test"), (100, 10));
         k.conns.insert(1, conn(250, 40, origin::CONNECT));
-        t.refresh(&mut k, 4_000, |_| Some((2, 10)), &mut by_sni, &mut c);
-        t.refresh(&mut k, 5_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        t.refresh(&mut k, 4_000, |_| Some(&p), &mut by_sni, &mut c);
+        t.refresh(&mut k, 5_000, |_| Some(&p), &mut by_sni, &mut c);
         assert_eq!(bytes(&c, "api.model.test"), (250, 40));
         // Closed in the kernel before the event is read: nothing goes back.
         k.conns.clear();
-        t.refresh(&mut k, 6_000, |_| Some((2, 10)), &mut by_sni, &mut c);
+        t.refresh(&mut k, 6_000, |_| Some(&p), &mut by_sni, &mut c);
         let closed = t
             .on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut by_sni, &mut c)
             .unwrap();
@@ -573,23 +693,12 @@ mod tests {
     #[test]
     fn an_unnamed_connection_is_labelled_after_the_settle_time() {
         let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
-        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false);
+        let p = proc(2);
+        t.on_open(1, &conn(0, 0, origin::CONNECT), &p, || false);
         k.conns.insert(1, conn(7, 0, origin::CONNECT));
-        t.refresh(
-            &mut k,
-            1_000 + SETTLE_NS,
-            |_| Some((2, 10)),
-            &mut by_sni,
-            &mut c,
-        );
+        t.refresh(&mut k, 1_000 + SETTLE_NS, |_| Some(&p), &mut by_sni, &mut c);
         assert!(c.bytes.is_empty());
-        t.refresh(
-            &mut k,
-            1_001 + SETTLE_NS,
-            |_| Some((2, 10)),
-            &mut by_sni,
-            &mut c,
-        );
+        t.refresh(&mut k, 1_001 + SETTLE_NS, |_| Some(&p), &mut by_sni, &mut c);
         assert_eq!(bytes(&c, "ip"), (7, 0));
         // A late name changes nothing: labels are decided once.
         t.named(1, |n| n.sni = Some("late.test".into()), &mut by_sni, &mut c);
@@ -623,7 +732,8 @@ mod tests {
             family: monitor_common::AF_INET,
             raddr: [0; 16],
         };
-        t.on_udp_flow(key, (4, 10), false, &mut by_sni, &mut c);
+        let p = proc(4);
+        t.on_udp_flow(key, &p, false, &mut by_sni, &mut c);
         let flow = |tx, rx| UdpFlow {
             tool: 4,
             tx_bytes: tx,
@@ -634,15 +744,26 @@ mod tests {
         };
         let udp = |c: &Totals| c.bytes[&(4, Proto::Udp, "ip".into())];
         k.flows.insert(key, flow(64, 128));
-        t.refresh(&mut k, 0, |_| Some((4, 10)), &mut by_sni, &mut c);
+        t.refresh(&mut k, 0, |_| Some(&p), &mut by_sni, &mut c);
         k.flows.insert(key, flow(96, 256));
-        t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
+        let ended = t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
         assert_eq!(udp(&c), (96, 256));
         assert!(k.flows.is_empty());
+        // It ends with its totals, for the log.
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            (
+                ended[0].pid,
+                ended[0].totals.tx_bytes,
+                ended[0].totals.rx_bytes
+            ),
+            (10, 96, 256)
+        );
+        assert_eq!(ended[0].remote, "0.0.0.0:53".parse().unwrap());
         // A flow no agent owns is removed without being counted.
         k.flows.insert(key, flow(1, 1));
-        t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
-        assert!(k.flows.is_empty());
+        let ended = t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
+        assert!(k.flows.is_empty() && ended.is_empty());
         assert_eq!(udp(&c), (96, 256));
     }
 

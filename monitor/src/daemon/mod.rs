@@ -20,13 +20,14 @@ pub use self::port::KernelPort;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
     agents::{Catalog, ToolId},
-    connlog::{Clock, ConnLog, monotonic_ns},
+    clock::monotonic_ns,
+    connlog::{ConnLog, Event as LogEvent},
     enrich::Enricher,
     events::{Event, PayloadKind},
     exporter::Scrape,
     metrics::Metrics,
     procfs::ProcSource,
-    traffic::{Dest, Names, Traffic},
+    traffic::{ConnReport, Dest, FlowReport, Names, Traffic},
     tree::Tree,
     uprobes::TlsProbes,
 };
@@ -43,7 +44,6 @@ pub struct State<K: KernelPort, P: ProcSource> {
     traffic: Traffic,
     metrics: Metrics,
     log: Option<ConnLog>,
-    clock: Clock,
     procs: P,
     /// Connections without state callbacks whose process was gone at the
     /// last sweep (see [`State::end_orphans`]).
@@ -75,7 +75,6 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             traffic: Traffic::default(),
             metrics,
             log,
-            clock: Clock::new(),
             procs,
             orphans: HashSet::new(),
         }
@@ -118,7 +117,6 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             traffic,
             metrics,
             log,
-            clock,
             procs,
             ..
         } = self;
@@ -210,10 +208,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         .with_label_values(&[catalog.name(closed.conn.tool)])
                         .inc();
                 }
-                if let (Some(closed), Some(log)) = (closed, log.as_mut())
-                    && let Err(e) = log.write(catalog.name(closed.conn.tool), &closed, clock)
-                {
-                    warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+                if let (Some(closed), Some(log)) = (closed, log.as_mut()) {
+                    log_conn(log, catalog, LogEvent::Close, &closed);
                 }
             }
             Event::Payload {
@@ -254,7 +250,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 Some(proc) => {
                     traffic.on_udp_flow(
                         key,
-                        (proc.tool, proc.root),
+                        proc,
                         inbound,
                         &mut labeler(enricher, metrics, catalog, now),
                         &mut counters,
@@ -275,16 +271,22 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             tree,
             traffic,
             metrics,
+            log,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
-        traffic.refresh(
+        let ended = traffic.refresh(
             kernel.counters(),
             monotonic_ns(),
-            |tgid| tree.get(tgid).map(|p| (p.tool, p.root)),
+            |tgid| tree.get(tgid),
             &mut labeler(enricher, metrics, catalog, Instant::now()),
             &mut counters,
         );
+        if let Some(log) = log {
+            for flow in &ended {
+                log_flow(log, catalog, LogEvent::Close, flow);
+            }
+        }
         metrics.set_processes(catalog, &tree.counts());
         set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.features().uprobes);
         Metrics::raise_to(&metrics.events_lost, kernel.counter(counter::EVENTS_LOST));
@@ -304,6 +306,21 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         ] {
             let total = kernel.counter(index);
             Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
+        }
+    }
+
+    /// Writes an interim record for each connection and flow that has had
+    /// none (nor its start) for the log's interim interval, with its totals
+    /// as of the last [`State::refresh`].
+    pub fn write_interim(&mut self) {
+        let Some(log) = &mut self.log else { return };
+        let Some(every) = log.interim() else { return };
+        let (conns, flows) = self.traffic.due(every.as_nanos() as u64);
+        for conn in &conns {
+            log_conn(log, &self.catalog, LogEvent::Interim, conn);
+        }
+        for flow in &flows {
+            log_flow(log, &self.catalog, LogEvent::Interim, flow);
         }
     }
 
@@ -417,6 +434,18 @@ fn labeler<'a>(
     }
 }
 
+fn log_conn(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, conn: &ConnReport) {
+    if let Err(e) = log.write_conn(event, catalog.name(conn.conn.tool), conn) {
+        warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+    }
+}
+
+fn log_flow(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, flow: &FlowReport) {
+    if let Err(e) = log.write_flow(event, catalog.name(flow.proc.tool), flow) {
+        warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+    }
+}
+
 /// A process source for a process whose /proc entry no longer describes
 /// the exec being judged.
 struct Gone;
@@ -430,15 +459,17 @@ impl ProcSource for Gone {
     }
 }
 
-/// Refreshes and sweeps every few seconds (the GeoIP reload interval, at
-/// most a minute), so flows of processes that exit are read and released
-/// even when nobody scrapes, and new GeoIP files are picked up.
+/// Refreshes and sweeps every few seconds (the GeoIP reload interval, or
+/// the connection log's interim interval if shorter; at most a minute), so
+/// flows of processes that exit are read, logged and released even when
+/// nobody scrapes, interim records go out, and new GeoIP files are picked up.
 pub async fn housekeeping<K: KernelPort, P: ProcSource>(state: Shared<K, P>, every_seconds: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.clamp(1, 60)));
     loop {
         tick.tick().await;
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.refresh();
+        state.write_interim();
         state.sweep();
     }
 }
