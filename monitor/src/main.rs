@@ -13,7 +13,7 @@ use monitor::{
     agents::Catalog,
     config::{self, Config},
     connlog::ConnLog,
-    daemon::{self, State},
+    daemon::{self, Shared, State},
     dest::{
         BUILTIN_CATALOG as BUILTIN_DEST_CATALOG, BUILTIN_PATHS, Catalog as DestCatalog, PathCatalog,
     },
@@ -151,6 +151,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Before /healthz answers: SIGHUP's default action is to exit.
+        tokio::spawn(on_hangup(hangups()?, state.clone()));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(listen = %config.listen, "serving /metrics and /healthz");
         let reader = state.clone();
@@ -182,6 +184,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         info!("stopped");
         anyhow::Ok(())
     })
+}
+
+fn hangups() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")
+}
+
+/// SIGHUP (`systemctl reload`, logrotate's postrotate): reopens the logs.
+async fn on_hangup<K, P>(mut hangups: tokio::signal::unix::Signal, state: Shared<K, P>)
+where
+    K: daemon::KernelPort,
+    P: monitor::procfs::ProcSource,
+{
+    while hangups.recv().await.is_some() {
+        info!("SIGHUP: reloading");
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state.reopen_logs();
+    }
 }
 
 async fn shutdown() {

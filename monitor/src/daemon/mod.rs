@@ -14,7 +14,7 @@ use std::{
 };
 
 use monitor_common::{Conn, TOOL_PENDING, conn_flags, counter};
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use self::port::KernelPort;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
@@ -321,6 +321,18 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         }
         for flow in &flows {
             log_flow(log, &self.catalog, LogEvent::Interim, flow);
+        }
+    }
+
+    /// Opens the log files again, for logrotate (SIGHUP). A log that cannot
+    /// be reopened keeps its old file.
+    pub fn reopen_logs(&mut self) {
+        if let Some(log) = &mut self.log {
+            match log.reopen() {
+                Ok(()) => info!(path = %log.path().display(), "reopened the connection log"),
+                Err(e) => warn!(path = %log.path().display(), error = %e,
+                    "cannot reopen the connection log; still writing to the old file"),
+            }
         }
     }
 
