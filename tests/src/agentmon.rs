@@ -45,9 +45,17 @@ pub struct AgentmonBuilder {
     ready_timeout: Duration,
     listen: Option<SocketAddr>,
     netns: Option<String>,
+    journal: bool,
 }
 
 impl AgentmonBuilder {
+    /// Tells the daemon its stderr is the journal, as systemd does: with
+    /// `JOURNAL_STREAM` naming the device and inode of its log file.
+    pub fn as_journal(mut self) -> Self {
+        self.journal = true;
+        self
+    }
+
     /// Listens on `addr` instead of a free port on 127.0.0.1.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
@@ -120,6 +128,9 @@ impl AgentmonBuilder {
             fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let log_err = log_file.try_clone().expect("clone log file handle");
         let mut cmd = Command::new(&bin);
+        if self.journal {
+            cmd.env("JOURNAL_STREAM", journal_stream(&log_file));
+        }
         cmd.arg("run").arg("--listen").arg(addr.to_string());
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
@@ -175,6 +186,7 @@ impl Agentmon {
             ready_timeout: Duration::from_secs(30),
             listen: None,
             netns: None,
+            journal: false,
         }
     }
 
@@ -250,6 +262,24 @@ impl Agentmon {
             .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log.display()))
     }
 
+    /// Sends SIGHUP, as `systemctl reload` and logrotate do.
+    pub fn hangup(&self) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
+            .expect("agentmon is running");
+        // SAFETY: kill has no memory-safety preconditions; the child is not
+        // reaped yet, so the pid is still ours.
+        let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(
+            sent,
+            0,
+            "kill -HUP {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Stops the daemon (SIGTERM, then SIGKILL after 10 s) and returns how it
     /// exited, for tests of a clean shutdown.
     pub fn stop(&mut self) -> Option<ExitStatus> {
@@ -290,6 +320,14 @@ impl Drop for Agentmon {
             );
         }
     }
+}
+
+/// `JOURNAL_STREAM`'s value for a stream: `<device>:<inode>`
+/// (systemd.exec(5)).
+pub fn journal_stream(file: &fs::File) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = file.metadata().expect("stat the log file");
+    format!("{}:{}", meta.dev(), meta.ino())
 }
 
 /// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the child.
