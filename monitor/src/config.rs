@@ -7,7 +7,7 @@
 //! paths = false          # true: request paths (no query strings) in that log
 //! max_bytes = 0          # rotate past this size (0 = never; logrotate works too)
 //! keep = 5               # rotated files kept: connections.jsonl.1 ... .5
-//! interim_seconds = 300  # interim record of an open connection (0 = off)
+//! interim_seconds = 300  # interim records of open connections that moved (0 = off)
 //! [agents]
 //! disable = ["cursor"]
 //! [[agents.tool]]

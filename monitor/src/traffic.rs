@@ -125,6 +125,35 @@ pub trait KernelCounters {
 /// come within the first syscalls, so a later SNI is not expected.
 pub const SETTLE_NS: u64 = 1_000_000_000;
 
+/// When a connection's (or flow's) last log record was written, in
+/// monotonic time (awake time: a suspend does not make one due), and the
+/// byte counts it had.
+#[derive(Debug, Clone, Copy)]
+struct Logged {
+    ns: u64,
+    bytes: (u64, u64),
+}
+
+impl Logged {
+    fn new(now_ns: u64) -> Self {
+        Self {
+            ns: now_ns,
+            bytes: (0, 0),
+        }
+    }
+
+    /// An interim record is due `every_ns` after the last record (or the
+    /// start), once the counts moved since: an idle keep-alive connection
+    /// or DNS flow adds nothing to the log. Marks it written when due.
+    fn due(&mut self, now_ns: u64, every_ns: u64, bytes: (u64, u64)) -> bool {
+        if now_ns.saturating_sub(self.ns) < every_ns || bytes == self.bytes {
+            return false;
+        }
+        *self = Self { ns: now_ns, bytes };
+        true
+    }
+}
+
 /// A watched TCP connection.
 #[derive(Debug, Clone)]
 pub struct OpenConn {
@@ -137,8 +166,7 @@ pub struct OpenConn {
     pub start_ns: u64,
     /// `start_ns` as wall-clock time, converted when it was first seen.
     pub start: SystemTime,
-    /// Monotonic time of its last log record (or of its open).
-    logged_ns: u64,
+    logged: Logged,
     pub names: Names,
     /// Labels, once decided; bytes are counted from then on.
     pub dest: Option<Dest>,
@@ -193,7 +221,7 @@ struct FlowState {
     names: Names,
     direction: Direction,
     start: SystemTime,
-    logged_ns: u64,
+    logged: Logged,
     last: UdpFlow,
 }
 
@@ -340,7 +368,7 @@ impl Traffic {
                 local: SocketAddr::new(ip(conn.family, &conn.laddr), conn.lport),
                 start_ns: conn.start_ns,
                 start: self.clock.wall(conn.start_ns),
-                logged_ns: self.clock.monotonic_ns(),
+                logged: Logged::new(self.clock.monotonic_ns()),
                 names: Names::default(),
                 dest: None,
                 // Bytes counted before the open event (first-use sockets)
@@ -458,34 +486,34 @@ impl Traffic {
                 names,
                 direction,
                 start: self.clock.now(),
-                logged_ns: self.clock.monotonic_ns(),
+                logged: Logged::new(self.clock.monotonic_ns()),
                 last: UdpFlow::default(),
             },
         );
     }
 
-    /// Reports of the connections and flows whose last log record (or
-    /// start) is at least `every_ns` of monotonic time old, with their
-    /// totals as of the last refresh; each counts as logged now.
+    /// Reports of the connections and flows due an interim record (see
+    /// [`Logged::due`]), with their totals as of the last refresh; each
+    /// counts as logged now.
     pub fn due(&mut self, every_ns: u64) -> (Vec<ConnReport>, Vec<FlowReport>) {
         let (now_ns, at) = (self.clock.monotonic_ns(), self.clock.now());
-        let due = |logged_ns: &mut u64| {
-            let due = now_ns.saturating_sub(*logged_ns) >= every_ns;
-            if due {
-                *logged_ns = now_ns;
-            }
-            due
-        };
         let conns = self
             .conns
             .iter_mut()
             .filter(|(_, open)| open.dest.is_some())
-            .filter_map(|(sock, open)| due(&mut open.logged_ns).then(|| open.report(*sock, at)))
+            .filter_map(|(sock, open)| {
+                let due = open.logged.due(now_ns, every_ns, open.seen);
+                due.then(|| open.report(*sock, at))
+            })
             .collect();
         let flows = self
             .flows
             .iter_mut()
-            .filter_map(|(key, flow)| due(&mut flow.logged_ns).then(|| flow.report(key, at)))
+            .filter_map(|(key, flow)| {
+                let bytes = (flow.last.tx_bytes, flow.last.rx_bytes);
+                let due = flow.logged.due(now_ns, every_ns, bytes);
+                due.then(|| flow.report(key, at))
+            })
             .collect();
         (conns, flows)
     }

@@ -178,6 +178,8 @@ fn interim_records_carry_totals_so_far_and_the_close_record_the_final_ones() {
     assert_eq!(write_due(&mut traffic), 0, "one per interval");
     step(250, 40, &mut traffic);
     assert_eq!(write_due(&mut traffic), 1);
+    step(250, 40, &mut traffic);
+    assert_eq!(write_due(&mut traffic), 0, "idle: nothing new to say");
     let closed = traffic
         .on_close(
             SOCK,
@@ -209,7 +211,7 @@ fn interim_records_carry_totals_so_far_and_the_close_record_the_final_ones() {
         [
             "2027-01-15T08:00:01.500Z",
             "2027-01-15T08:00:03.000Z",
-            "2027-01-15T08:00:03.000Z"
+            "2027-01-15T08:00:04.500Z"
         ]
     );
     // A consumer that sums `close` records counts each connection once.
