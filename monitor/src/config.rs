@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::agents::{self, AgentsConfig};
-use crate::connlog::LogConfig;
+use crate::connlog::{LogConfig, LogTable};
 use crate::dest::{self, DestConfig, PathCatalog};
 use crate::geoip::GeoipConfig;
 use crate::origin::Origin;
@@ -58,7 +58,11 @@ pub struct Config {
     /// Where /metrics and /healthz are served.
     #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: SocketAddr,
-    #[serde(default)]
+    /// `[log]` as written; [`parse`] checks it into [`Config::log`], so
+    /// that a bad value's error points at the value.
+    #[serde(default, rename = "log")]
+    log_table: Option<LogTable>,
+    #[serde(skip)]
     pub log: LogConfig,
     #[serde(default)]
     pub agents: AgentsConfig,
@@ -84,6 +88,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            log_table: None,
             log: LogConfig::default(),
             agents: AgentsConfig::default(),
             geoip: GeoipConfig::default(),
@@ -200,8 +205,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     // A catalog error about a config value carries the value's place.
     let at = |origin: Origin, message: String| invalid(origin.offset(), message);
 
-    let config: Config = toml::from_str(text)
+    let mut config: Config = toml::from_str(text)
         .map_err(|e| invalid(e.span().map(|s| s.start), e.message().to_owned()))?;
+    if let Some(table) = config.log_table.take() {
+        config.log = table
+            .build()
+            .map_err(|(offset, message)| invalid(Some(offset), message))?;
+    }
     let dest = dest::Catalog::with_config(&config.dest)
         .map_err(|e| at(e.origin(), format!("[[dest.entry]]: {e}")))?;
     let paths = PathCatalog::with_config(&config.dest)
@@ -310,7 +320,7 @@ rules = [
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),
-            "/etc/agentmon.toml:2:3: unknown field `connection`, expected `connections` or `paths`"
+            "/etc/agentmon.toml:2:3: unknown field `connection`, expected one of `connections`, `paths`, `max_bytes`, `keep`, `interim_seconds`"
         );
         assert!(
             err("[[agents.tool]]\nname = \"x\"\nrules = [ { exe = \"a\", path = \"b\" } ]\n")

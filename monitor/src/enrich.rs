@@ -57,6 +57,13 @@ impl Enricher {
         }
     }
 
+    /// A reloaded config's catalogs: connections labelled from now on use
+    /// them (labels already given stay, as their counters do).
+    pub fn set_catalogs(&mut self, catalog: Catalog, paths: PathCatalog) {
+        self.catalog = catalog;
+        self.paths = paths;
+    }
+
     /// A DNS answer received by the tree `root` (`tcp`: read from a TCP
     /// stream, length-prefixed). Returns the A/AAAA bindings it carried.
     pub fn on_dns(&mut self, root: u32, data: &[u8], tcp: bool, now: Instant) -> usize {

@@ -6,13 +6,15 @@
 //! trees), `uprobes` (which TLS libraries to probe, and where), `dest`,
 //! `geoip` and `enrich` (naming destinations), `traffic` (aggregation),
 //! `requests` (sizes per HTTP request), `metrics` and `exporter`
-//! (Prometheus), `connlog` (JSON Lines log), and `daemon`, which routes
-//! events between them. `config` assembles the config file and builds the
-//! catalogs; `caps` and `doctor` say whether agentmon can run here.
+//! (Prometheus), `connlog` (JSON Lines log) with `clock` (its wall-clock
+//! times), `logging` (agentmon's own log on stderr), and `daemon`, which
+//! routes events between them. `config` assembles the config file and builds
+//! the catalogs; `caps` and `doctor` say whether agentmon can run here.
 //! ARCHITECTURE.md at the root draws the whole path.
 
 pub mod agents;
 pub mod caps;
+pub mod clock;
 pub mod config;
 pub mod connlog;
 pub mod daemon;
@@ -24,6 +26,7 @@ pub mod exit;
 pub mod exporter;
 pub mod geoip;
 pub mod kernel;
+pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod procfs;

@@ -12,17 +12,18 @@ use clap::{Parser, Subcommand};
 use monitor::{
     config::{self, Loaded},
     connlog::ConnLog,
-    daemon::{self, State},
+    daemon::{self, Shared, State},
     enrich::Enricher,
     exporter,
     geoip::GeoIp,
     kernel::{self, Kernel, ring},
+    logging,
     metrics::Metrics,
     procfs::RealProc,
     saved::StateFile,
     service,
 };
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -77,7 +78,7 @@ struct RunArgs {
     /// Config file (TOML); without it the built-in defaults apply.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Write one JSON line per closed agent connection here (overrides `[log] connections`).
+    /// Write the JSON Lines connection log here (overrides `[log] connections`).
     #[arg(long, value_name = "PATH")]
     connection_log: Option<PathBuf>,
     /// Keep the kernel maps (and, while running, the hooks) pinned here so
@@ -95,14 +96,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGENTMON_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -115,7 +109,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: what is wrong and what to do, with every cause.
-            eprintln!("agentmon: error: {e:#}");
+            eprintln!("{}agentmon: error: {e:#}", logging::error_prefix());
             ExitCode::from(exit_code(&e))
         }
     }
@@ -188,12 +182,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_label_values(&[env!("CARGO_PKG_VERSION"), &monitor::release::running()])
         .set(1);
     let log = match &config.log.connections {
-        Some(path) => Some(ConnLog::open(path).with_context(|| {
-            format!(
-                "cannot open the connection log {}; fix the path or its permissions",
-                path.display()
-            )
-        })?),
+        Some(path) => Some(
+            ConnLog::open(path, config.log.rotate, config.log.interim).with_context(|| {
+                format!(
+                    "cannot open the connection log {}; fix the path or its permissions",
+                    path.display()
+                )
+            })?,
+        ),
         None => None,
     };
     let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
@@ -208,12 +204,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         state.resume(StateFile::new(&args.state_dir));
     }
     let state = Arc::new(Mutex::new(state));
+    // What a reload compares the new config with.
+    let running = config.clone();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Before /healthz answers: SIGHUP's default action is to exit.
+        tokio::spawn(on_hangup(hangups()?, state.clone(), source, running));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(listen = %config.listen, "serving /metrics and /healthz");
         let reader = state.clone();
@@ -222,9 +222,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             state.undecoded(undecoded);
             state.handle_batch(batch);
         }));
+        // Often enough for the interim records too.
+        let interim = config.log.interim.map_or(u64::MAX, |d| d.as_secs());
         tokio::spawn(daemon::housekeeping(
             state.clone(),
-            config.geoip.reload_seconds,
+            config.geoip.reload_seconds.min(interim),
         ));
         if let Some(every) = service::watchdog_interval() {
             tokio::spawn(watchdog(state.clone(), every));
@@ -254,7 +256,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// Pings systemd's watchdog while the daemon's state can be locked: a
 /// wedged event loop stops the pings and systemd restarts the service.
-async fn watchdog<K, P>(state: daemon::Shared<K, P>, every: std::time::Duration)
+async fn watchdog<K, P>(state: Shared<K, P>, every: std::time::Duration)
 where
     K: daemon::KernelPort,
     P: monitor::procfs::ProcSource,
@@ -264,6 +266,38 @@ where
         tick.tick().await;
         drop(state.lock().unwrap_or_else(|e| e.into_inner()));
         service::ping();
+    }
+}
+
+fn hangups() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")
+}
+
+/// SIGHUP (`systemctl reload`, logrotate's postrotate): reads the config
+/// and its catalogs again and reopens the logs. A config that does not load
+/// leaves the running one as it was, and says why.
+async fn on_hangup<K, P>(
+    mut hangups: tokio::signal::unix::Signal,
+    state: Shared<K, P>,
+    source: config::Source,
+    running: config::Config,
+) where
+    K: daemon::KernelPort,
+    P: monitor::procfs::ProcSource,
+{
+    while hangups.recv().await.is_some() {
+        info!("SIGHUP: reloading");
+        service::reloading();
+        let loaded = source.load();
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        match loaded {
+            Ok(loaded) => state.reload(loaded, &running),
+            Err(e) => warn!("config not reloaded, keeping the running one: {e}"),
+        }
+        state.reopen_logs();
+        drop(state);
+        service::reloaded("reloaded");
     }
 }
 

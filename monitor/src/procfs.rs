@@ -21,6 +21,9 @@ pub struct ProcInfo {
     pub comm: String,
     /// Only the variables that were asked for: environments hold secrets.
     pub env: Vec<(String, String)>,
+    /// The real uid (who ran it, as audit logs mean `uid`), from
+    /// `/proc/<pid>/status`; `None` if it could not be read.
+    pub uid: Option<u32>,
 }
 
 /// Where process facts come from: the real `/proc`, or a fake in tests.
@@ -123,6 +126,9 @@ impl ProcSource for RealProc {
         let argv = fs::read(dir.join("cmdline"))
             .map(|b| parse_cmdline(&b))
             .unwrap_or_default();
+        let uid = fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|text| parse_status_uid(&text));
         // Do not even open environ when nothing is wanted from it.
         let env = if env_names.is_empty() {
             Vec::new()
@@ -138,6 +144,7 @@ impl ProcSource for RealProc {
             argv,
             comm,
             env,
+            uid,
         })
     }
 }
@@ -165,6 +172,17 @@ pub fn parse_stat(text: &str) -> Option<(String, u32)> {
     let _state = rest.next()?;
     let ppid = rest.next()?.parse().ok()?;
     Some((comm, ppid))
+}
+
+/// The real uid from the text of `/proc/<pid>/status`, whose `Uid:` line
+/// holds the real, effective, saved and filesystem uids.
+pub fn parse_status_uid(text: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// argv from `/proc/<pid>/cmdline`: NUL-separated, NUL-terminated.
@@ -321,6 +339,11 @@ mod tests {
         let dir = root.join("4242");
         fs::write(dir.join("comm"), "2.1.197\n").unwrap();
         fs::write(dir.join("environ"), b"CLAUDECODE=1\0SECRET=x\0").unwrap();
+        fs::write(
+            dir.join("status"),
+            "Name:\t2.1.197\nPPid:\t100\nUid:\t1000\t1001\t1002\t1003\nGid:\t1000\t1000\t1000\t1000\n",
+        )
+        .unwrap();
         fs::write(dir.join("net/tcp"), TCP).unwrap();
         fs::write(dir.join("net/tcp6"), TCP6).unwrap();
         // A kernel thread: no exe, empty cmdline, no comm file.
@@ -345,6 +368,7 @@ mod tests {
                 argv: vec!["2.1.197".to_owned()],
                 comm: "2.1.197".to_owned(),
                 env: vec![("CLAUDECODE".to_owned(), "1".to_owned())],
+                uid: Some(1000),
             }
         );
         assert_eq!(proc.listening_ports(4242), HashSet::from([9969, 22, 631]));
@@ -354,6 +378,7 @@ mod tests {
         assert!(kthread.argv.is_empty());
         assert_eq!(kthread.comm, "kthreadd");
         assert_eq!(kthread.ppid, 0);
+        assert_eq!(kthread.uid, None, "no status file");
 
         assert_eq!(proc.read(9999, &[]), None);
         assert!(proc.listening_ports(9999).is_empty());
@@ -370,5 +395,7 @@ mod tests {
         assert!(info.exe.is_some());
         assert!(!info.argv.is_empty());
         assert!(info.env.iter().all(|(name, _)| name == "PATH"));
+        // SAFETY: getuid has no preconditions and cannot fail.
+        assert_eq!(info.uid, Some(unsafe { libc::getuid() }));
     }
 }

@@ -79,6 +79,7 @@ pub struct SavedProc {
     pub ppid: u32,
     pub exe: String,
     pub argv0: String,
+    pub uid: Option<u32>,
 }
 
 /// A UDP flow, keyed as in the kernel.
@@ -189,6 +190,7 @@ mod tests {
                     ppid: 1,
                     exe: "/usr/bin/claude".into(),
                     argv0: "claude".into(),
+                    uid: Some(1000),
                 },
             }],
             flows: Vec::new(),

@@ -32,6 +32,8 @@ pub struct Proc {
     pub ppid: u32,
     pub exe: String,
     pub argv0: String,
+    /// Its real uid at its last exec (a fork keeps its parent's).
+    pub uid: Option<u32>,
 }
 
 #[derive(Default)]
@@ -154,6 +156,7 @@ impl Tree {
                 argv: vec![filename.to_owned()],
                 comm: String::new(),
                 env: Vec::new(),
+                uid: None,
             });
         let found = catalog.match_process(&info);
         let current = self.procs.get(&tgid).map(|p| (p.tool, p.root));
@@ -252,6 +255,7 @@ impl Tree {
                 ppid: info.ppid,
                 exe: display_exe(info),
                 argv0: info.argv.first().cloned().unwrap_or_default(),
+                uid: info.uid,
             },
         );
     }

@@ -48,9 +48,17 @@ pub struct AgentmonBuilder {
     wrapper: Vec<OsString>,
     pin_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    journal: bool,
 }
 
 impl AgentmonBuilder {
+    /// Tells the daemon its stderr is the journal, as systemd does: with
+    /// `JOURNAL_STREAM` naming the device and inode of its log file.
+    pub fn as_journal(mut self) -> Self {
+        self.journal = true;
+        self
+    }
+
     /// Runs the daemon through `wrapper` (a command and its arguments, the
     /// daemon's path and arguments following), e.g. `setpriv ...`.
     pub fn under<I, S>(mut self, wrapper: I) -> Self
@@ -154,6 +162,9 @@ impl AgentmonBuilder {
             }
             None => Command::new(&bin),
         };
+        if self.journal {
+            cmd.env("JOURNAL_STREAM", journal_stream(&log_file));
+        }
         cmd.arg("run").arg("--listen").arg(addr.to_string());
         // Each daemon counts afresh unless the test asks to resume: its own
         // pins and state, never the machine's.
@@ -225,6 +236,7 @@ impl Agentmon {
             wrapper: Vec::new(),
             pin_dir: None,
             state_dir: None,
+            journal: false,
         }
     }
 
@@ -300,6 +312,24 @@ impl Agentmon {
             .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log.display()))
     }
 
+    /// Sends SIGHUP, as `systemctl reload` and logrotate do.
+    pub fn hangup(&self) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
+            .expect("agentmon is running");
+        // SAFETY: kill has no memory-safety preconditions; the child is not
+        // reaped yet, so the pid is still ours.
+        let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(
+            sent,
+            0,
+            "kill -HUP {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Stops the daemon (SIGTERM, then SIGKILL after 10 s) and returns how it
     /// exited, for tests of a clean shutdown.
     pub fn stop(&mut self) -> Option<ExitStatus> {
@@ -353,6 +383,14 @@ impl Drop for Agentmon {
             );
         }
     }
+}
+
+/// `JOURNAL_STREAM`'s value for a stream: `<device>:<inode>`
+/// (systemd.exec(5)).
+pub fn journal_stream(file: &fs::File) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = file.metadata().expect("stat the log file");
+    format!("{}:{}", meta.dev(), meta.ino())
 }
 
 /// SIGTERM, up to `grace` to exit, then SIGKILL; reaps the child.

@@ -36,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin};
+pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin, journal_stream};
 pub use fleet::{AGENTMON_PORT, ExtraHost, Fleet, HOST_B_V4, JOB};
 pub use grafana::{
     PanelQuery, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,

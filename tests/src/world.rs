@@ -190,6 +190,14 @@ impl World {
             .map(|l| serde_json::from_str(l).expect("log line is JSON"))
             .collect()
     }
+
+    /// The log's records of TCP connections: the agents' DNS lookups over
+    /// UDP have records of their own, after their process ends.
+    pub fn tcp_log_lines(&self) -> Vec<serde_json::Value> {
+        let mut lines = self.log_lines();
+        lines.retain(|l| l["proto"] == "tcp");
+        lines
+    }
 }
 
 pub fn labels<'a>(

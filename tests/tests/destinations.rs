@@ -74,8 +74,8 @@ fn curl_over_tls_is_named_by_sni_and_dns_with_country_asn_and_purpose() {
         "{}",
         m.text()
     );
-    assert!(wait_until(SETTLE, || !w.log_lines().is_empty()));
-    let line = &w.log_lines()[0];
+    assert!(wait_until(SETTLE, || !w.tcp_log_lines().is_empty()));
+    let line = &w.tcp_log_lines()[0];
     assert_eq!(line["host"], "api.model.test");
     assert_eq!(line["sni"], "api.model.test");
     assert_eq!(line["dns_name"], "api.model.test");
@@ -122,8 +122,8 @@ fn static_musl_client_over_http_is_named_by_host_and_dns() {
     );
     w.expect("agentmon_egress_bytes_total", &l, counts.sent as f64);
     w.expect("agentmon_ingress_bytes_total", &l, counts.received as f64);
-    assert!(wait_until(SETTLE, || !w.log_lines().is_empty()));
-    let line = &w.log_lines()[0];
+    assert!(wait_until(SETTLE, || !w.tcp_log_lines().is_empty()));
+    let line = &w.tcp_log_lines()[0];
     assert_eq!(line["http_host"], "api.model.test");
     assert_eq!(line["http_method"], "POST");
     assert_eq!(line["dns_name"], "api.model.test");
@@ -162,9 +162,9 @@ fn node_with_its_own_resolver_through_a_cname_is_telemetry() {
     );
     w.expect("agentmon_egress_bytes_total", &l, sent);
     w.expect("agentmon_ingress_bytes_total", &l, received);
-    assert!(wait_until(SETTLE, || !w.log_lines().is_empty()));
+    assert!(wait_until(SETTLE, || !w.tcp_log_lines().is_empty()));
     // c-ares asked for the name; the answer came through a CNAME.
-    assert_eq!(w.log_lines()[0]["dns_name"], "telemetry.vendor.test");
+    assert_eq!(w.tcp_log_lines()[0]["dns_name"], "telemetry.vendor.test");
 }
 
 #[test]
@@ -339,8 +339,8 @@ fn hostile_dns_answers_never_reach_labels_or_break_the_exposition() {
         m.value("agentmon_dns_answers_total", &[("tool", "aider")])
             .is_none_or(|v| v == 0.0)
     );
-    assert!(wait_until(SETTLE, || w.log_lines().len() == 2));
-    for line in w.log_lines() {
+    assert!(wait_until(SETTLE, || w.tcp_log_lines().len() == 2));
+    for line in w.tcp_log_lines() {
         assert_eq!(line["dns_name"], serde_json::Value::Null);
         assert_eq!(line["dest"], "ip");
     }

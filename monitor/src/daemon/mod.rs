@@ -14,20 +14,23 @@ use std::{
 };
 
 use monitor_common::{Conn, TOOL_PENDING, conn_flags, counter};
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use self::port::KernelPort;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
     agents::{Catalog, ToolId},
-    connlog::{Clock, ConnLog, monotonic_ns},
+    clock::monotonic_ns,
+    config::{Config, Loaded},
+    connlog::{ConnLog, Event as LogEvent},
     enrich::Enricher,
     events::{Event, PayloadKind},
     exporter::Scrape,
+    geoip::GeoIp,
     metrics::Metrics,
     procfs::ProcSource,
     saved::{self, Saved, StateFile},
-    traffic::{Dest, Names, Traffic},
+    traffic::{ConnReport, Dest, FlowReport, Names, Traffic},
     tree::Tree,
     uprobes::TlsProbes,
 };
@@ -44,7 +47,6 @@ pub struct State<K: KernelPort, P: ProcSource> {
     traffic: Traffic,
     metrics: Metrics,
     log: Option<ConnLog>,
-    clock: Clock,
     procs: P,
     /// Connections without state callbacks whose process was gone at the
     /// last sweep (see [`State::end_orphans`]).
@@ -82,7 +84,6 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             traffic: Traffic::default(),
             metrics,
             log,
-            clock: Clock::new(),
             procs,
             orphans: HashSet::new(),
             state_file: None,
@@ -207,7 +208,6 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             traffic,
             metrics,
             log,
-            clock,
             procs,
             ..
         } = self;
@@ -305,10 +305,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         .with_label_values(&[catalog.name(closed.conn.tool)])
                         .inc();
                 }
-                if let (Some(closed), Some(log)) = (closed, log.as_mut())
-                    && let Err(e) = log.write(catalog.name(closed.conn.tool), &closed, clock)
-                {
-                    warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+                if let (Some(closed), Some(log)) = (closed, log.as_mut()) {
+                    log_conn(log, catalog, LogEvent::Close, &closed);
                 }
             }
             Event::Payload {
@@ -349,7 +347,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 Some(proc) => {
                     traffic.on_udp_flow(
                         key,
-                        (proc.tool, proc.root),
+                        proc,
                         inbound,
                         &mut labeler(enricher, metrics, catalog, now),
                         &mut counters,
@@ -370,16 +368,22 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             tree,
             traffic,
             metrics,
+            log,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
-        traffic.refresh(
+        let ended = traffic.refresh(
             kernel.counters(),
             monotonic_ns(),
-            |tgid| tree.get(tgid).map(|p| (p.tool, p.root)),
+            |tgid| tree.get(tgid),
             &mut labeler(enricher, metrics, catalog, Instant::now()),
             &mut counters,
         );
+        if let Some(log) = log {
+            for flow in &ended {
+                log_flow(log, catalog, LogEvent::Close, flow);
+            }
+        }
         metrics.set_processes(catalog, &tree.counts());
         set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.features().uprobes);
         Metrics::raise_to(&metrics.events_lost, kernel.counter(counter::EVENTS_LOST));
@@ -399,6 +403,72 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         ] {
             let total = kernel.counter(index);
             Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
+        }
+    }
+
+    /// Writes an interim record for each connection and flow that has had
+    /// none (nor its start) for the log's interim interval, with its totals
+    /// as of the last [`State::refresh`].
+    pub fn write_interim(&mut self) {
+        let Some(log) = &mut self.log else { return };
+        let Some(every) = log.interim() else { return };
+        let (conns, flows) = self.traffic.due(every.as_nanos() as u64);
+        for conn in &conns {
+            log_conn(log, &self.catalog, LogEvent::Interim, conn);
+        }
+        for flow in &flows {
+            log_flow(log, &self.catalog, LogEvent::Interim, flow);
+        }
+    }
+
+    /// Opens the log files again, for logrotate (SIGHUP). A log that cannot
+    /// be reopened keeps its old file.
+    /// SIGHUP with a config that loaded: takes its catalogs and GeoIP
+    /// files; counters, open connections and tracked processes stay. What
+    /// only a restart can change (the listen address, a tool list whose
+    /// existing tools moved: their ids are in the kernel's maps) is kept as
+    /// it is, and the log says so.
+    pub fn reload(&mut self, loaded: Loaded, running: &Config) {
+        let Loaded {
+            config,
+            agents,
+            dest,
+            paths,
+        } = loaded;
+        let keeps_ids = agents.len() >= self.catalog.len()
+            && self
+                .catalog
+                .names()
+                .zip(agents.names())
+                .all(|(a, b)| a == b);
+        if keeps_ids {
+            self.catalog = agents;
+            self.metrics.start_tools(&self.catalog);
+        } else {
+            warn!(
+                "the config renames, removes or reorders tools: restart agentmon to apply the new tool list (the other changes are applied)"
+            );
+        }
+        self.enricher.set_catalogs(dest, paths);
+        if config.geoip != running.geoip {
+            self.enricher.geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
+        }
+        if config.listen != running.listen {
+            warn!(listen = %config.listen, "a new listen address takes a restart of agentmon");
+        }
+        if config.log != running.log {
+            warn!("new [log] settings take a restart of agentmon; SIGHUP reopens the same log");
+        }
+        info!(tools = self.catalog.len(), "config reloaded");
+    }
+
+    pub fn reopen_logs(&mut self) {
+        if let Some(log) = &mut self.log {
+            match log.reopen() {
+                Ok(()) => info!(path = %log.path().display(), "reopened the connection log"),
+                Err(e) => warn!(path = %log.path().display(), error = %e,
+                    "cannot reopen the connection log; still writing to the old file"),
+            }
         }
     }
 
@@ -530,6 +600,18 @@ fn labeler<'a>(
     }
 }
 
+fn log_conn(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, conn: &ConnReport) {
+    if let Err(e) = log.write_conn(event, catalog.name(conn.conn.tool), conn) {
+        warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+    }
+}
+
+fn log_flow(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, flow: &FlowReport) {
+    if let Err(e) = log.write_flow(event, catalog.name(flow.proc.tool), flow) {
+        warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
+    }
+}
+
 /// A process source for a process whose /proc entry no longer describes
 /// the exec being judged.
 struct Gone;
@@ -543,15 +625,17 @@ impl ProcSource for Gone {
     }
 }
 
-/// Refreshes and sweeps every few seconds (the GeoIP reload interval, at
-/// most a minute), so flows of processes that exit are read and released
-/// even when nobody scrapes, and new GeoIP files are picked up.
+/// Refreshes and sweeps every few seconds (the GeoIP reload interval, or
+/// the connection log's interim interval if shorter; at most a minute), so
+/// flows of processes that exit are read, logged and released even when
+/// nobody scrapes, interim records go out, and new GeoIP files are picked up.
 pub async fn housekeeping<K: KernelPort, P: ProcSource>(state: Shared<K, P>, every_seconds: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.clamp(1, 60)));
     loop {
         tick.tick().await;
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.refresh();
+        state.write_interim();
         state.sweep();
         state.save();
     }

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::KernelPort;
 use crate::{
     agents::{Catalog, ToolId},
-    connlog::monotonic_ns,
+    clock::monotonic_ns,
     metrics::Metrics,
     procfs::ProcSource,
     traffic::Traffic,

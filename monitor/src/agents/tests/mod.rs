@@ -21,6 +21,7 @@ fn proc(exe: &str, argv: &[&str]) -> ProcInfo {
             .take(15)
             .collect(),
         env: Vec::new(),
+        uid: None,
     }
 }
 

@@ -5,16 +5,27 @@
 //! increments, so the exported counters never go backwards: a connection's
 //! last bytes are added when its close event arrives, and an open
 //! connection's growth at every scrape.
+//!
+//! It also keeps what the connection log says about each connection and
+//! flow: who opened it, when (wall-clock time, see `clock`), and when it was
+//! last reported.
+
+#[cfg(test)]
+pub mod fakes;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::SystemTime,
 };
 
 use monitor_common::{AF_INET6, Conn, UdpFlow, UdpKey, origin};
 
 use crate::{
     agents::ToolId,
+    clock::Clock,
     dest::purpose::Purpose,
     requests::{Request, RequestRecord, RequestSizes},
     saved::{SavedConn, SavedDest, SavedFlow, SavedProc},
@@ -121,6 +132,35 @@ pub trait KernelCounters {
 /// come within the first syscalls, so a later SNI is not expected.
 pub const SETTLE_NS: u64 = 1_000_000_000;
 
+/// When a connection's (or flow's) last log record was written, in
+/// monotonic time (awake time: a suspend does not make one due), and the
+/// byte counts it had.
+#[derive(Debug, Clone, Copy)]
+struct Logged {
+    ns: u64,
+    bytes: (u64, u64),
+}
+
+impl Logged {
+    fn new(now_ns: u64) -> Self {
+        Self {
+            ns: now_ns,
+            bytes: (0, 0),
+        }
+    }
+
+    /// An interim record is due `every_ns` after the last record (or the
+    /// start), once the counts moved since: an idle keep-alive connection
+    /// or DNS flow adds nothing to the log. Marks it written when due.
+    fn due(&mut self, now_ns: u64, every_ns: u64, bytes: (u64, u64)) -> bool {
+        if now_ns.saturating_sub(self.ns) < every_ns || bytes == self.bytes {
+            return false;
+        }
+        *self = Self { ns: now_ns, bytes };
+        true
+    }
+}
+
 /// A watched TCP connection.
 #[derive(Debug, Clone)]
 pub struct OpenConn {
@@ -131,6 +171,9 @@ pub struct OpenConn {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub start_ns: u64,
+    /// `start_ns` as wall-clock time, converted when it was first seen.
+    pub start: SystemTime,
+    logged: Logged,
     pub names: Names,
     /// Labels, once decided; bytes are counted from then on.
     pub dest: Option<Dest>,
@@ -145,20 +188,64 @@ pub struct OpenConn {
     pub requests: RequestSizes,
 }
 
-/// A TCP connection that ended, for the connection log.
+/// A TCP connection's totals at one moment, for the connection log: at its
+/// close, or while it is open.
 #[derive(Debug, Clone)]
-pub struct ClosedConn {
+pub struct ConnReport {
+    /// The socket cookie (the key of the kernel's `CONNS`).
+    pub sock: u64,
     pub conn: OpenConn,
     pub dest: Dest,
+    /// Bytes since the connection began.
     pub sent: u64,
     pub received: u64,
-    pub end_ns: u64,
+    /// When these totals were read: its end, for a closed connection.
+    pub at: SystemTime,
+}
+
+/// A UDP flow's totals at one moment, for the connection log: when its
+/// process was found gone, or while it lives.
+#[derive(Debug, Clone)]
+pub struct FlowReport {
+    pub pid: u32,
+    pub proc: Proc,
+    pub dest: Dest,
+    /// The direction of its first datagram.
+    pub direction: Direction,
+    pub remote: SocketAddr,
+    /// What named its peer when it was labelled (a DNS name, the AS).
+    pub names: Names,
+    /// When its first datagram was seen.
+    pub start: SystemTime,
+    pub at: SystemTime,
+    /// Totals since its first datagram.
+    pub totals: UdpFlow,
 }
 
 struct FlowState {
-    tool: ToolId,
+    proc: Proc,
     dest: Dest,
+    names: Names,
+    direction: Direction,
+    start: SystemTime,
+    logged: Logged,
     last: UdpFlow,
+}
+
+impl FlowState {
+    fn report(&self, key: &UdpKey, at: SystemTime) -> FlowReport {
+        FlowReport {
+            pid: key.tgid,
+            proc: self.proc.clone(),
+            dest: self.dest.clone(),
+            direction: self.direction,
+            remote: SocketAddr::new(ip(key.family, &key.raddr), key.rport),
+            names: self.names.clone(),
+            start: self.start,
+            at,
+            totals: self.last,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -169,6 +256,7 @@ pub struct Traffic {
     /// flow, taken up when this run first meets them (see `saved.rs`).
     resumed_conns: HashMap<u64, SavedConn>,
     resumed_flows: HashMap<UdpKey, SavedFlow>,
+    clock: Clock,
 }
 
 fn saved_dest(d: &Dest) -> SavedDest {
@@ -247,6 +335,17 @@ impl OpenConn {
         self.tls_seen
     }
 
+    fn report(&self, sock: u64, at: SystemTime) -> ConnReport {
+        ConnReport {
+            sock,
+            conn: self.clone(),
+            dest: self.dest.clone().unwrap_or_default(),
+            sent: self.seen.0,
+            received: self.seen.1,
+            at,
+        }
+    }
+
     /// Adds what the kernel counted since the last time, once labelled.
     fn count(&mut self, counters: &mut dyn Counters) {
         let Some(dest) = &self.dest else { return };
@@ -268,6 +367,14 @@ impl OpenConn {
 }
 
 impl Traffic {
+    /// Traffic whose wall-clock times come from `clock` (a fake in tests).
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
     /// Whether `sock` is a watched TCP connection.
     pub fn is_open(&self, sock: u64) -> bool {
         self.conns.contains_key(&sock)
@@ -312,6 +419,8 @@ impl Traffic {
                 remote: SocketAddr::new(ip(conn.family, &conn.raddr), conn.rport),
                 local: SocketAddr::new(ip(conn.family, &conn.laddr), conn.lport),
                 start_ns: conn.start_ns,
+                start: self.clock.wall(conn.start_ns),
+                logged: Logged::new(self.clock.monotonic_ns()),
                 names: Names::default(),
                 dest: None,
                 // Bytes counted before the open event (first-use sockets)
@@ -371,6 +480,7 @@ impl Traffic {
             ppid: p.ppid,
             exe: p.exe.clone(),
             argv0: p.argv0.clone(),
+            uid: p.uid,
         };
         Some((p.pid, proc))
     }
@@ -396,6 +506,7 @@ impl Traffic {
                     ppid: c.proc.ppid,
                     exe: c.proc.exe.clone(),
                     argv0: c.proc.argv0.clone(),
+                    uid: c.proc.uid,
                 },
             })
             // Baselines not taken up yet stay for the next run.
@@ -482,71 +593,105 @@ impl Traffic {
         end_ns: u64,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
-    ) -> Option<ClosedConn> {
+    ) -> Option<ConnReport> {
         let mut open = self.conns.remove(&sock)?;
         open.update(conn);
         open.settle(label, counters);
         let done = open.requests.end([open.tls_seen.0, open.tls_seen.1]);
         size_request(open.tool, done, counters);
-        Some(ClosedConn {
-            dest: open.dest.clone().unwrap_or_default(),
-            sent: open.seen.0,
-            received: open.seen.1,
-            end_ns,
-            conn: open,
-        })
+        Some(open.report(sock, self.clock.wall(end_ns)))
     }
 
     /// A tracked process exchanged its first datagram with a new peer.
     pub fn on_udp_flow(
         &mut self,
         key: UdpKey,
-        (tool, root): (ToolId, u32),
+        proc: &Proc,
         inbound: bool,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
     ) {
+        if self.flows.contains_key(&key) {
+            return;
+        }
         let direction = if inbound {
             Direction::Inbound
         } else {
             Direction::Outbound
         };
-        if let Some(saved) = self.resumed_flows.remove(&key) {
-            // Counted by the run before a restart, from its baseline on.
-            let last = UdpFlow {
-                tx_bytes: saved.counted.0,
-                rx_bytes: saved.counted.1,
-                ..UdpFlow::default()
-            };
-            let dest = dest_of(saved.dest);
-            self.flows
-                .entry(key)
-                .or_insert(FlowState { tool, dest, last });
-            return;
-        }
-        let remote = SocketAddr::new(ip(key.family, &key.raddr), key.rport);
-        let dest = label(tool, root, &remote, &mut Names::default());
-        counters.connection(tool, Proto::Udp, direction, &dest);
-        self.flows.entry(key).or_insert(FlowState {
-            tool,
-            dest,
-            last: UdpFlow::default(),
-        });
+        // A flow the run before a restart counted goes on from its
+        // baseline, under the labels it had, and is not a new flow.
+        let mut names = Names::default();
+        let (dest, last) = match self.resumed_flows.remove(&key) {
+            Some(saved) => {
+                let last = UdpFlow {
+                    tx_bytes: saved.counted.0,
+                    rx_bytes: saved.counted.1,
+                    ..UdpFlow::default()
+                };
+                (dest_of(saved.dest), last)
+            }
+            None => {
+                let remote = SocketAddr::new(ip(key.family, &key.raddr), key.rport);
+                let dest = label(proc.tool, proc.root, &remote, &mut names);
+                counters.connection(proc.tool, Proto::Udp, direction, &dest);
+                (dest, UdpFlow::default())
+            }
+        };
+        self.flows.insert(
+            key,
+            FlowState {
+                proc: proc.clone(),
+                dest,
+                names,
+                direction,
+                start: self.clock.now(),
+                logged: Logged::new(self.clock.monotonic_ns()),
+                last,
+            },
+        );
+    }
+
+    /// Reports of the connections and flows due an interim record (see
+    /// [`Logged::due`]), with their totals as of the last refresh; each
+    /// counts as logged now.
+    pub fn due(&mut self, every_ns: u64) -> (Vec<ConnReport>, Vec<FlowReport>) {
+        let (now_ns, at) = (self.clock.monotonic_ns(), self.clock.now());
+        let conns = self
+            .conns
+            .iter_mut()
+            .filter(|(_, open)| open.dest.is_some())
+            .filter_map(|(sock, open)| {
+                let due = open.logged.due(now_ns, every_ns, open.seen);
+                due.then(|| open.report(*sock, at))
+            })
+            .collect();
+        let flows = self
+            .flows
+            .iter_mut()
+            .filter_map(|(key, flow)| {
+                let bytes = (flow.last.tx_bytes, flow.last.rx_bytes);
+                let due = flow.logged.due(now_ns, every_ns, bytes);
+                due.then(|| flow.report(key, at))
+            })
+            .collect();
+        (conns, flows)
     }
 
     /// Reads every open connection and UDP flow and adds their growth.
     /// Connections older than [`SETTLE_NS`] at `now_ns` get their labels.
-    /// `tool_of` resolves a UDP flow's process to its tool and tree root (None: not an
-    /// agent, or gone); flows of processes that are gone are read one last
-    /// time and removed.
-    pub fn refresh(
+    /// `proc_of` finds a UDP flow's process (None: not an agent, or gone);
+    /// flows of processes that are gone are read one last time, removed,
+    /// and returned for the log.
+    pub fn refresh<'p>(
         &mut self,
         kernel: &mut dyn KernelCounters,
         now_ns: u64,
-        tool_of: impl Fn(u32) -> Option<(ToolId, u32)>,
+        proc_of: impl Fn(u32) -> Option<&'p Proc>,
         label: &mut Labeler<'_>,
         counters: &mut dyn Counters,
-    ) {
+    ) -> Vec<FlowReport> {
+        let mut ended = Vec::new();
         for (sock, open) in &mut self.conns {
             // Missing: closed in the kernel, its close event is on its way.
             if let Some(conn) = kernel.conn(*sock) {
@@ -557,9 +702,9 @@ impl Traffic {
             }
         }
         for (key, flow) in kernel.flows() {
-            let live_tool = tool_of(key.tgid);
+            let live = proc_of(key.tgid);
             if !self.flows.contains_key(&key) {
-                match live_tool {
+                match live {
                     // Its flow event was lost: adopt it.
                     Some(owner) => self.on_udp_flow(key, owner, false, label, counters),
                     // Not (or no longer) an agent's and never counted.
@@ -575,234 +720,15 @@ impl Traffic {
             let sent = flow.tx_bytes.saturating_sub(state.last.tx_bytes);
             let received = flow.rx_bytes.saturating_sub(state.last.rx_bytes);
             if sent > 0 || received > 0 {
-                counters.bytes(state.tool, Proto::Udp, &state.dest, sent, received);
+                counters.bytes(state.proc.tool, Proto::Udp, &state.dest, sent, received);
             }
             state.last = flow;
-            if live_tool.is_none() {
+            if live.is_none() {
                 kernel.remove_flow(&key);
+                ended.push(state.report(&key, self.clock.now()));
                 self.flows.remove(&key);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    type Key = (ToolId, Proto, String);
-
-    #[derive(Default)]
-    struct Totals {
-        bytes: HashMap<Key, (u64, u64)>,
-        conns: HashMap<(ToolId, Proto, Direction, String), u64>,
-    }
-
-    impl Counters for Totals {
-        fn bytes(&mut self, tool: ToolId, proto: Proto, dest: &Dest, sent: u64, received: u64) {
-            let e = self
-                .bytes
-                .entry((tool, proto, dest.name.clone()))
-                .or_default();
-            e.0 += sent;
-            e.1 += received;
-        }
-        fn connection(&mut self, tool: ToolId, proto: Proto, direction: Direction, dest: &Dest) {
-            *self
-                .conns
-                .entry((tool, proto, direction, dest.name.clone()))
-                .or_default() += 1;
-        }
-        fn tls_bytes(&mut self, _: ToolId, _: &Dest, _: TlsLib, _: u64, _: u64) {}
-        fn http_request(&mut self, _: ToolId, _: &Dest, _: &'static str, _: &'static str) {}
-        fn request_size(&mut self, _: ToolId, _: &'static str, _: u64, _: u64) {}
-    }
-
-    #[derive(Default)]
-    struct FakeKernel {
-        conns: HashMap<u64, Conn>,
-        flows: HashMap<UdpKey, UdpFlow>,
-    }
-
-    impl KernelCounters for FakeKernel {
-        fn conn(&self, sock: u64) -> Option<Conn> {
-            self.conns.get(&sock).copied()
-        }
-        fn flows(&self) -> Vec<(UdpKey, UdpFlow)> {
-            self.flows.iter().map(|(k, v)| (*k, *v)).collect()
-        }
-        fn remove_flow(&mut self, key: &UdpKey) {
-            self.flows.remove(key);
-        }
-    }
-
-    fn proc(tool: ToolId) -> Proc {
-        Proc {
-            tool,
-            root: 10,
-            ppid: 1,
-            exe: "/x".into(),
-            argv0: "x".into(),
-        }
-    }
-
-    fn conn(tx: u64, rx: u64, origin: u8) -> Conn {
-        let mut raddr = [0u8; 16];
-        raddr[..4].copy_from_slice(&[203, 0, 113, 10]);
-        Conn {
-            tgid: 10,
-            tx_bytes: tx,
-            rx_bytes: rx,
-            raddr,
-            rport: 443,
-            family: monitor_common::AF_INET,
-            origin,
-            start_ns: 1_000,
-            ..Conn::default()
-        }
-    }
-
-    /// Labels a connection by its SNI, else `ip`.
-    fn by_sni(_tool: ToolId, _root: u32, _remote: &SocketAddr, names: &mut Names) -> Dest {
-        Dest {
-            name: names.sni.clone().unwrap_or_else(|| "ip".into()),
-            country: "US".into(),
-            asn: "AS64500".into(),
-            purpose: "other",
-        }
-    }
-
-    fn bytes(t: &Totals, dest: &str) -> (u64, u64) {
-        t.bytes
-            .get(&(2, Proto::Tcp, dest.into()))
-            .copied()
-            .unwrap_or_default()
-    }
-
-    #[test]
-    fn bytes_wait_for_the_name_then_grow_at_refresh_and_close_adds_the_rest_once() {
-        let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
-        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false);
-        k.conns.insert(1, conn(100, 10, origin::CONNECT));
-        // Young and unnamed: not counted yet, under any label.
-        t.refresh(&mut k, 2_000, |_| Some((2, 10)), &mut by_sni, &mut c);
-        assert!(c.bytes.is_empty() && c.conns.is_empty());
-        // Its first bytes name it: everything so far goes under that name.
-        t.named(
-            1,
-            |n| n.sni = Some("api.model.test".into()),
-            &mut by_sni,
-            &mut c,
-        );
-        t.refresh(&mut k, 3_000, |_| Some((2, 10)), &mut by_sni, &mut c);
-        assert_eq!(bytes(&c, "api.model.test"), (100, 10));
-        k.conns.insert(1, conn(250, 40, origin::CONNECT));
-        t.refresh(&mut k, 4_000, |_| Some((2, 10)), &mut by_sni, &mut c);
-        t.refresh(&mut k, 5_000, |_| Some((2, 10)), &mut by_sni, &mut c);
-        assert_eq!(bytes(&c, "api.model.test"), (250, 40));
-        // Closed in the kernel before the event is read: nothing goes back.
-        k.conns.clear();
-        t.refresh(&mut k, 6_000, |_| Some((2, 10)), &mut by_sni, &mut c);
-        let closed = t
-            .on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut by_sni, &mut c)
-            .unwrap();
-        assert_eq!((closed.sent, closed.received), (300, 41));
-        assert_eq!(closed.dest.name, "api.model.test");
-        assert_eq!(bytes(&c, "api.model.test"), (300, 41));
-        assert_eq!(closed.conn.remote, "203.0.113.10:443".parse().unwrap());
-        assert!(
-            t.on_close(1, &conn(300, 41, origin::CONNECT), 5, &mut by_sni, &mut c)
-                .is_none()
-        );
-        assert_eq!(
-            c.conns[&(2, Proto::Tcp, Direction::Outbound, "api.model.test".into())],
-            1
-        );
-        assert_eq!(c.bytes.len(), 1, "no bytes under any other label");
-    }
-
-    #[test]
-    fn an_unnamed_connection_is_labelled_after_the_settle_time() {
-        let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
-        t.on_open(1, &conn(0, 0, origin::CONNECT), &proc(2), || false);
-        k.conns.insert(1, conn(7, 0, origin::CONNECT));
-        t.refresh(
-            &mut k,
-            1_000 + SETTLE_NS,
-            |_| Some((2, 10)),
-            &mut by_sni,
-            &mut c,
-        );
-        assert!(c.bytes.is_empty());
-        t.refresh(
-            &mut k,
-            1_001 + SETTLE_NS,
-            |_| Some((2, 10)),
-            &mut by_sni,
-            &mut c,
-        );
-        assert_eq!(bytes(&c, "ip"), (7, 0));
-        // A late name changes nothing: labels are decided once.
-        t.named(1, |n| n.sni = Some("late.test".into()), &mut by_sni, &mut c);
-        assert!(!c.bytes.contains_key(&(2, Proto::Tcp, "late.test".into())));
-    }
-
-    #[test]
-    fn first_use_socket_counts_its_first_bytes_and_finds_its_direction() {
-        let (mut t, mut c) = (Traffic::default(), Totals::default());
-        t.on_open(1, &conn(0, 77, origin::FIRST_USE), &proc(2), || true);
-        t.on_open(2, &conn(5, 0, origin::FIRST_USE), &proc(2), || false);
-        t.named(1, |_| {}, &mut by_sni, &mut c);
-        t.named(2, |_| {}, &mut by_sni, &mut c);
-        assert_eq!(bytes(&c, "ip"), (5, 77));
-        assert_eq!(
-            c.conns[&(2, Proto::Tcp, Direction::Inbound, "ip".into())],
-            1
-        );
-        assert_eq!(
-            c.conns[&(2, Proto::Tcp, Direction::Outbound, "ip".into())],
-            1
-        );
-    }
-
-    #[test]
-    fn udp_flows_of_gone_processes_are_read_once_more_then_dropped() {
-        let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
-        let key = UdpKey {
-            tgid: 10,
-            rport: 53,
-            family: monitor_common::AF_INET,
-            raddr: [0; 16],
-        };
-        t.on_udp_flow(key, (4, 10), false, &mut by_sni, &mut c);
-        let flow = |tx, rx| UdpFlow {
-            tool: 4,
-            tx_bytes: tx,
-            tx_datagrams: 1,
-            rx_bytes: rx,
-            rx_datagrams: 1,
-            ..UdpFlow::default()
-        };
-        let udp = |c: &Totals| c.bytes[&(4, Proto::Udp, "ip".into())];
-        k.flows.insert(key, flow(64, 128));
-        t.refresh(&mut k, 0, |_| Some((4, 10)), &mut by_sni, &mut c);
-        k.flows.insert(key, flow(96, 256));
-        t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
-        assert_eq!(udp(&c), (96, 256));
-        assert!(k.flows.is_empty());
-        // A flow no agent owns is removed without being counted.
-        k.flows.insert(key, flow(1, 1));
-        t.refresh(&mut k, 0, |_| None, &mut by_sni, &mut c);
-        assert!(k.flows.is_empty());
-        assert_eq!(udp(&c), (96, 256));
-    }
-
-    #[test]
-    fn v4_mapped_addresses_become_ipv4() {
-        let mut a = [0u8; 16];
-        a[10] = 0xff;
-        a[11] = 0xff;
-        a[12..].copy_from_slice(&[203, 0, 113, 10]);
-        assert_eq!(ip(AF_INET6, &a), "203.0.113.10".parse::<IpAddr>().unwrap());
+        ended
     }
 }

@@ -1,0 +1,479 @@
+//! The log's records from connections and flows driven through `Traffic`
+//! with a fake clock, and the file's modes, reopening and rotation.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt as _,
+    path::Path,
+    time::{Duration, SystemTime},
+};
+
+use monitor_common::{AF_INET, Conn, UdpFlow, UdpKey, origin};
+use serde_json::Value;
+
+use super::{file::LogFile, *};
+use crate::{
+    agents::ToolId,
+    clock::{fake::FakeClocks, rfc3339},
+    traffic::{
+        Dest, Names, Traffic,
+        fakes::{self, FakeKernel, Totals},
+    },
+    tree::Proc,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const SOCK: u64 = 4099;
+
+fn label(_: ToolId, _: u32, _: &SocketAddr, names: &mut Names) -> Dest {
+    names.dns_name = Some("api.model.test".into());
+    names.host = names.dns_name.clone();
+    Dest {
+        name: "api.model.test".into(),
+        country: "US".into(),
+        asn: "AS64500".into(),
+        purpose: "model-api",
+    }
+}
+
+fn agent() -> Proc {
+    Proc {
+        tool: 0,
+        root: 4000,
+        ppid: 1,
+        exe: "/home/dev/.local/share/claude/versions/2.1.0".into(),
+        argv0: "claude".into(),
+        uid: Some(1000),
+    }
+}
+
+/// Process 4001's connection from 192.0.2.1:50000 to 203.0.113.10:443.
+fn conn(start_ns: u64, tx: u64, rx: u64) -> Conn {
+    let mut laddr = [0; 16];
+    laddr[..4].copy_from_slice(&[192, 0, 2, 1]);
+    Conn {
+        tgid: 4001,
+        start_ns,
+        laddr,
+        lport: 50_000,
+        ..fakes::conn(tx, rx, origin::CONNECT)
+    }
+}
+
+fn dev_is_1000(uid: u32) -> Option<String> {
+    (uid == 1000).then(|| "dev".to_owned())
+}
+
+/// A log in a fresh folder, with user 1000 named `dev`.
+fn log_in(dir: &Path, rotate: Option<Rotation>) -> ConnLog {
+    let mut log = ConnLog::open(&dir.join("connections.jsonl"), rotate, None).unwrap();
+    log.users = Users::with_lookup(dev_is_1000);
+    log
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+/// A machine booted 100 s before `t0()`, and traffic timed by its clocks.
+fn machine() -> (FakeClocks, Traffic) {
+    let clocks = FakeClocks::new(t0(), Duration::from_secs(100));
+    let traffic = Traffic::with_clock(clocks.clock());
+    (clocks, traffic)
+}
+
+/// Closes the open connection at `end_ns` (10 bytes sent, 20 received);
+/// the log's text after its record.
+fn close_and_log(traffic: &mut Traffic, start_ns: u64, end_ns: u64) -> String {
+    let mut counters = Totals::default();
+    let closed = traffic
+        .on_close(
+            SOCK,
+            &conn(start_ns, 10, 20),
+            end_ns,
+            &mut label,
+            &mut counters,
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_in(dir.path(), None);
+    log.write_conn(Event::Close, "claude-code", &closed)
+        .unwrap();
+    fs::read_to_string(log.path()).unwrap()
+}
+
+/// The log's text after a connection of `proc` opened and closed at once.
+fn closed_at_once(proc: &Proc) -> String {
+    let (clocks, mut traffic) = machine();
+    let now = clocks.monotonic_ns();
+    traffic.on_open(SOCK, &conn(now, 0, 0), proc, || false);
+    close_and_log(&mut traffic, now, now)
+}
+
+#[test]
+fn wall_times_stay_right_when_boot_and_monotonic_time_diverge() {
+    let (clocks, mut traffic) = machine();
+    let started = clocks.monotonic_ns();
+    traffic.on_open(SOCK, &conn(started, 0, 0), &agent(), || false);
+    clocks.run(Duration::from_secs(60));
+    // The lid closes for a night: boot time and wall time move on, the
+    // kernel's monotonic clock does not.
+    clocks.suspend(8 * HOUR);
+    clocks.run(Duration::from_secs(30));
+    assert_eq!(clocks.slept(), 8 * HOUR);
+    let ended = clocks.monotonic_ns();
+    assert_eq!(ended - started, 90_000_000_000, "90 s awake");
+    let text = close_and_log(&mut traffic, started, ended);
+    let record: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(record["start"], "2027-01-15T08:00:00.000Z");
+    assert_eq!(record["start"], rfc3339(t0()));
+    let end = t0() + Duration::from_secs(90) + 8 * HOUR;
+    assert_eq!(record["end"], rfc3339(end));
+    assert_eq!(record["end"], "2027-01-15T16:01:30.000Z");
+    assert_eq!(record["time"], record["end"]);
+}
+
+#[test]
+fn interim_records_carry_totals_so_far_and_the_close_record_the_final_ones() {
+    let (clocks, mut traffic) = machine();
+    let mut kernel = FakeKernel::default();
+    let (mut c, every) = (Totals::default(), Duration::from_secs(1).as_nanos() as u64);
+    let started = clocks.monotonic_ns();
+    traffic.on_open(SOCK, &conn(started, 0, 0), &agent(), || false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_in(dir.path(), None);
+    let mut write_due = |traffic: &mut Traffic| {
+        let (conns, flows) = traffic.due(every);
+        assert!(flows.is_empty());
+        for report in &conns {
+            log.write_conn(Event::Interim, "claude-code", report)
+                .unwrap();
+        }
+        conns.len()
+    };
+    let mut step = |tx, rx, traffic: &mut Traffic| {
+        clocks.run(Duration::from_millis(1500));
+        kernel.conns.insert(SOCK, conn(started, tx, rx));
+        traffic.refresh(
+            &mut kernel,
+            clocks.monotonic_ns(),
+            |_| None,
+            &mut label,
+            &mut c,
+        );
+    };
+    assert_eq!(write_due(&mut traffic), 0, "just opened");
+    step(100, 10, &mut traffic);
+    assert_eq!(write_due(&mut traffic), 1);
+    assert_eq!(write_due(&mut traffic), 0, "one per interval");
+    step(250, 40, &mut traffic);
+    assert_eq!(write_due(&mut traffic), 1);
+    step(250, 40, &mut traffic);
+    assert_eq!(write_due(&mut traffic), 0, "idle: nothing new to say");
+    let closed = traffic
+        .on_close(
+            SOCK,
+            &conn(started, 300, 41),
+            clocks.monotonic_ns(),
+            &mut label,
+            &mut c,
+        )
+        .unwrap();
+    log.write_conn(Event::Close, "claude-code", &closed)
+        .unwrap();
+    let (conns, flows) = traffic.due(0);
+    assert!(conns.is_empty() && flows.is_empty(), "closed: no more");
+
+    let records = records(log.path());
+    let field = |name: &str| records.iter().map(|r| r[name].clone()).collect::<Vec<_>>();
+    assert_eq!(field("event"), ["interim", "interim", "close"]);
+    assert_eq!(
+        field("bytes_sent"),
+        [100, 250, 300],
+        "cumulative, not deltas"
+    );
+    assert_eq!(field("bytes_received"), [10, 40, 41]);
+    assert_eq!(field("id"), ["tcp:4099"; 3]);
+    assert_eq!(field("end")[..2], [Value::Null, Value::Null]);
+    assert_eq!(field("start"), ["2027-01-15T08:00:00.000Z"; 3]);
+    assert_eq!(
+        field("time"),
+        [
+            "2027-01-15T08:00:01.500Z",
+            "2027-01-15T08:00:03.000Z",
+            "2027-01-15T08:00:04.500Z"
+        ]
+    );
+    // A consumer that sums `close` records counts each connection once.
+    let closed_sent: u64 = records
+        .iter()
+        .filter(|r| r["event"] == "close")
+        .map(|r| r["bytes_sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed_sent, 300);
+}
+
+#[test]
+fn a_udp_flow_is_logged_while_it_lasts_and_when_its_process_is_gone() {
+    let (clocks, mut traffic) = machine();
+    let mut kernel = FakeKernel::default();
+    let key = UdpKey {
+        tgid: 4001,
+        rport: 53,
+        family: AF_INET,
+        raddr: [203, 0, 113, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+    let proc = agent();
+    traffic.on_udp_flow(key, &proc, false, &mut label, &mut Totals::default());
+    let flow = |n: u64| UdpFlow {
+        tx_bytes: 40 * n,
+        tx_datagrams: n,
+        rx_bytes: 120 * n,
+        rx_datagrams: n,
+        ..UdpFlow::default()
+    };
+    clocks.run(Duration::from_secs(2));
+    kernel.flows.insert(key, flow(1));
+    let now = clocks.monotonic_ns();
+    let ended = traffic.refresh(
+        &mut kernel,
+        now,
+        |_| Some(&proc),
+        &mut label,
+        &mut Totals::default(),
+    );
+    assert!(ended.is_empty());
+    let (conns, interim) = traffic.due(Duration::from_secs(1).as_nanos() as u64);
+    assert!(conns.is_empty());
+    kernel.flows.insert(key, flow(3));
+    clocks.run(Duration::from_secs(2));
+    let now = clocks.monotonic_ns();
+    let ended = traffic.refresh(
+        &mut kernel,
+        now,
+        |_| None,
+        &mut label,
+        &mut Totals::default(),
+    );
+    assert!(kernel.flows.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_in(dir.path(), None);
+    log.write_flow(Event::Interim, "claude-code", &interim[0])
+        .unwrap();
+    log.write_flow(Event::Close, "claude-code", &ended[0])
+        .unwrap();
+    let records = records(log.path());
+    let (first, last) = (&records[0], &records[1]);
+    assert_eq!(first["event"], "interim");
+    assert_eq!(
+        (
+            &first["bytes_sent"],
+            &first["datagrams_sent"],
+            &first["end"]
+        ),
+        (&40.into(), &1.into(), &Value::Null)
+    );
+    assert_eq!(last["event"], "close");
+    assert_eq!(last["id"], "udp:4001:203.0.113.53:53");
+    assert_eq!(first["id"], last["id"]);
+    assert_eq!(last["proto"], "udp");
+    assert_eq!(last["direction"], "outbound");
+    assert_eq!(last["remote_addr"], "203.0.113.53");
+    assert_eq!(last["remote_port"], 53);
+    assert_eq!(
+        (&last["local_addr"], &last["local_port"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        (&last["bytes_sent"], &last["bytes_received"]),
+        (&120.into(), &360.into())
+    );
+    assert_eq!(
+        (&last["datagrams_sent"], &last["datagrams_received"]),
+        (&3.into(), &3.into())
+    );
+    assert_eq!(last["dns_name"], "api.model.test");
+    assert_eq!(last["dest"], "api.model.test");
+    assert_eq!((&last["uid"], &last["user"]), (&1000.into(), &"dev".into()));
+    assert_eq!(last["start"], "2027-01-15T08:00:00.000Z");
+    assert_eq!(last["end"], "2027-01-15T08:00:04.000Z");
+}
+
+#[test]
+fn a_tcp_record_has_the_documented_fields() {
+    let text = closed_at_once(&agent());
+    assert!(text.ends_with("}\n") && text.lines().count() == 1);
+    let record: Value = serde_json::from_str(&text).unwrap();
+    let fields: BTreeSet<&str> = record
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    // README's "Connection log" lists these; `requests` and
+    // `requests_dropped` appear only when there are some.
+    let documented: BTreeSet<&str> = [
+        "v",
+        "event",
+        "id",
+        "time",
+        "tool",
+        "pid",
+        "ppid",
+        "uid",
+        "user",
+        "exe",
+        "argv0",
+        "root_pid",
+        "proto",
+        "direction",
+        "remote_addr",
+        "remote_port",
+        "local_addr",
+        "local_port",
+        "bytes_sent",
+        "bytes_received",
+        "datagrams_sent",
+        "datagrams_received",
+        "host",
+        "sni",
+        "alpn",
+        "http_host",
+        "http_method",
+        "dns_name",
+        "dest",
+        "country",
+        "asn",
+        "asn_org",
+        "purpose",
+        "tls_library",
+        "plaintext_sent",
+        "plaintext_received",
+        "start",
+        "end",
+    ]
+    .into();
+    assert_eq!(fields, documented);
+    assert_eq!(record["v"], SCHEMA_VERSION);
+    assert_eq!(record["v"], 2);
+    assert_eq!(
+        (&record["uid"], &record["user"]),
+        (&1000.into(), &"dev".into())
+    );
+    assert_eq!(record["local_addr"], "192.0.2.1");
+    assert_eq!(record["local_port"], 50_000);
+    assert_eq!(record["datagrams_sent"], Value::Null);
+}
+
+#[test]
+fn an_unknown_uid_has_no_user_name() {
+    let proc = Proc {
+        uid: Some(4242),
+        ..agent()
+    };
+    let record: Value = serde_json::from_str(&closed_at_once(&proc)).unwrap();
+    assert_eq!(
+        (&record["uid"], &record["user"]),
+        (&4242.into(), &Value::Null)
+    );
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn the_file_is_created_0640_and_a_looser_one_is_tightened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new/connections.jsonl");
+    LogFile::open(&path, None).unwrap();
+    assert_eq!(mode(&path), 0o640);
+    assert_eq!(mode(path.parent().unwrap()), 0o750);
+
+    let loose = dir.path().join("loose.jsonl");
+    fs::write(&loose, "{}\n").unwrap();
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o666)).unwrap();
+    LogFile::open(&loose, None).unwrap();
+    assert_eq!(mode(&loose), 0o640);
+    assert_eq!(
+        fs::read_to_string(&loose).unwrap(),
+        "{}\n",
+        "kept, appended to"
+    );
+
+    // Stricter than 0640: left alone, never loosened.
+    let strict = dir.path().join("strict.jsonl");
+    fs::write(&strict, "").unwrap();
+    fs::set_permissions(&strict, fs::Permissions::from_mode(0o600)).unwrap();
+    LogFile::open(&strict, None).unwrap();
+    assert_eq!(mode(&strict), 0o600);
+}
+
+#[test]
+fn reopen_after_a_rename_starts_a_new_file_and_the_old_one_keeps_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("connections.jsonl");
+    let mut file = LogFile::open(&path, None).unwrap();
+    file.write_line(b"1\n").unwrap();
+    fs::rename(&path, rotated(&path, 1)).unwrap();
+    // Until the reopen, lines follow the renamed file.
+    file.write_line(b"2\n").unwrap();
+    file.reopen().unwrap();
+    file.write_line(b"3\n").unwrap();
+    assert_eq!(fs::read_to_string(rotated(&path, 1)).unwrap(), "1\n2\n");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "3\n");
+    assert_eq!(mode(&path), 0o640);
+
+    // A reopen that fails keeps the old file.
+    let moved = dir.path().join("moved");
+    let nested = dir.path().join("d");
+    fs::create_dir(&nested).unwrap();
+    let mut file = LogFile::open(&nested.join("c.jsonl"), None).unwrap();
+    fs::rename(&nested, &moved).unwrap();
+    assert!(file.reopen().is_err());
+    file.write_line(b"kept\n").unwrap();
+    assert_eq!(fs::read_to_string(moved.join("c.jsonl")).unwrap(), "kept\n");
+}
+
+#[test]
+fn rotation_renames_to_dot_1_and_keeps_only_keep_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("connections.jsonl");
+    let rotate = Rotation {
+        max_bytes: 100,
+        keep: 2,
+    };
+    let mut file = LogFile::open(&path, Some(rotate)).unwrap();
+    // 30-byte lines: three fit in 100 bytes, the fourth starts a new file.
+    for n in 0..10 {
+        file.write_line(format!("{n:028}\n").as_bytes()).unwrap();
+    }
+    let read = |p: &Path| -> Vec<u64> {
+        fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(read(&path), [9]);
+    assert_eq!(read(&rotated(&path, 1)), [6, 7, 8]);
+    assert_eq!(read(&rotated(&path, 2)), [3, 4, 5]);
+    assert!(!rotated(&path, 3).exists(), "only `keep` rotated files");
+    assert_eq!(rotated(&path, 2), dir.path().join("connections.jsonl.2"));
+    assert_eq!(mode(&path), 0o640);
+    // A line longer than max_bytes still goes whole into a file of its own.
+    file.write_line(&[b'x'; 150]).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 150);
+    assert_eq!(read(&rotated(&path, 1)), [9]);
+}
