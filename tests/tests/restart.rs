@@ -152,3 +152,46 @@ fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
     assert_eq!(totals, [(150_000, REPLY), (500_000, REPLY)]);
     assert!(records(&state.path().join("first.jsonl")).is_empty());
 }
+
+#[test]
+fn a_clean_stop_takes_the_hooks_off_and_a_restart_counts_what_tcp_moved_meanwhile() {
+    if !require_root() {
+        return;
+    }
+    ensure_bpffs();
+    let lab = NetLab::new();
+    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new(NETPEER), &claude);
+    let pins = Pins(PathBuf::from(format!(
+        "/sys/fs/bpf/agentmon-test-stop-{}",
+        std::process::id()
+    )));
+    let state = TempDir::new("state");
+    let start = || {
+        Agentmon::builder()
+            .pin_dir(&pins.0)
+            .state_dir(state.path())
+            .start()
+    };
+    let mut first = start();
+    let hold = lab.dir().join("hold");
+    let agent = held_agent(&lab, &claude, 100_000, &hold, 60_000);
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    first.expect("agentmon_egress_bytes_total", &tcp, 100_000.0);
+    first.stop();
+    // Stopped: no hook is left (the links were unpinned), the maps are.
+    let dirs: Vec<String> = fs::read_dir(&pins.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs, ["maps-v1"], "pins left after a clean stop");
+
+    // The agent sends while agentmon is stopped, then waits for the reply
+    // and keeps the connection until the next run has seen it.
+    let second = start();
+    let sent = release(agent, &hold);
+    assert_eq!(sent.sent, 160_000);
+    second.expect("agentmon_egress_bytes_total", &tcp, 160_000.0);
+    second.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+}

@@ -133,6 +133,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
 
     /// Connections in the kernel's map that this run has not met: after a
     /// restart, those opened before it (or while agentmon was down).
+    /// One whose process is gone ended while no hook watched (after a clean
+    /// stop): it ends now, with the counts the kernel has.
     fn register_kernel_conns(&mut self) {
         for (sock, conn) in self.kernel.conns() {
             if self.traffic.is_open(sock) {
@@ -143,6 +145,14 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 self.traffic.on_open(sock, &conn, proc, || {
                     procs.listening_ports(conn.tgid).contains(&conn.lport)
                 });
+            } else if !self.procs.alive(conn.tgid) {
+                self.kernel.forget_conn(sock);
+                let event = Event::ConnClose {
+                    sock,
+                    conn,
+                    ktime_ns: monotonic_ns(),
+                };
+                self.handle(event, false);
             }
         }
     }
