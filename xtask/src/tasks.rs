@@ -92,6 +92,10 @@ fn phase(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
 pub fn build(purposes: &[Purpose]) -> Result<Workspace> {
     phase("setup", || crate::setup::setup(purposes))?;
     let ws = Workspace::find()?;
+    println!(
+        "cargo build: agentmon (with its kernel programs) and the test helpers, release; \
+         the first build takes minutes, later ones seconds ..."
+    );
     phase("cargo build", || {
         cmd::run(
             crate::cargo().current_dir(&ws.root).args([
