@@ -52,8 +52,7 @@ pub fn build_deb(ws: &Workspace) -> Result<PathBuf> {
     let step = step("package");
     if up_to_date(&deb, &inputs) {
         step.done(&format!(
-            "{} (newer than its inputs): {}",
-            crate::setup::ALREADY,
+            "ok (already there, newer than its inputs): {}",
             deb.display()
         ));
         return Ok(deb);
@@ -202,12 +201,17 @@ pub fn uninstall(purge: bool) -> Result<()> {
     let present =
         installed.ends_with(" installed") || (purge && installed.contains("config-files"));
     if !present {
-        println!("uninstall: {PACKAGE} is not installed ({installed:?}); nothing to do");
+        println!("uninstall: {PACKAGE} is not installed; nothing to do");
         return Ok(());
     }
     let flag = if purge { "--purge" } else { "-r" };
     println!("uninstall: dpkg {flag} {PACKAGE}");
     cmd::run(dpkg()?.args([flag, PACKAGE]), "see dpkg's output above")?;
+    println!(
+        "uninstall: the package's GeoIP data in {} went with it; the next \
+         `cargo xtask run` fetches it again",
+        crate::geoip::DIR
+    );
     if !purge {
         println!(
             "uninstall: /etc/agentmon, /var/log/agentmon and the agentmon user stay; \
