@@ -124,7 +124,7 @@ impl Internet {
 
         let dir = lab.dir();
         let (cert, key) = self_signed_cert(dir, "api.model.test")
-            .unwrap_or_else(|e| panic!("{e} (cargo xtask setup installs openssl)"));
+            .unwrap_or_else(|e| panic!("{e} (cargo xtask setup test installs openssl)"));
 
         let ready = dir.join("dns.ready");
         let mut cmd = lab.remote_cmd("python3", [script("dns_server.py")]);

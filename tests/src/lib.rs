@@ -136,7 +136,9 @@ pub fn ensure_bpffs() {
     );
 }
 
-fn in_ci() -> bool {
+/// Whether this runs under CI (`CI` set, and not empty, `0` or `false`),
+/// where tests that need root must fail rather than skip.
+pub fn in_ci() -> bool {
     env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 

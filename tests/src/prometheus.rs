@@ -1,5 +1,5 @@
 //! A real Prometheus for the dashboard and rule tests: Debian's `prometheus`
-//! (which `cargo xtask setup` installs) with a config, a TSDB folder and a
+//! (which `cargo xtask setup test` installs) with a config, a TSDB folder and a
 //! listen address of its own, so it never meets the package's system service
 //! (port 9090 in the initial network namespace). Stopped on drop.
 
@@ -82,7 +82,7 @@ impl Prometheus {
         }
         let what = describe(&cmd);
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("start {what}: {e} (`cargo xtask setup` installs Debian's prometheus)")
+            panic!("start {what}: {e} (`cargo xtask setup test` installs Debian's prometheus)")
         });
         let mut prometheus = Prometheus {
             addr,

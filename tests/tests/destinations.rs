@@ -104,7 +104,7 @@ fn static_musl_client_over_http_is_named_by_host_and_dns() {
     );
     assert!(
         out.status.success(),
-        "musl-gcc (cargo xtask setup installs musl-tools): {out:?}"
+        "musl-gcc (cargo xtask setup test installs musl-tools): {out:?}"
     );
     let client = w.as_claude(&bin);
     let counts = PeerCounts::from_output(&run_bounded(

@@ -48,7 +48,7 @@ fn run_ok(program: &str, args: &[&str], files: &[PathBuf]) -> Output {
     let out = run_bounded(&mut cmd, RUN);
     assert!(
         out.status.success(),
-        "{program} {} failed ({}):\n{}{}\n(`cargo xtask setup` installs Debian's prometheus and prometheus-alertmanager)",
+        "{program} {} failed ({}):\n{}{}\n(`cargo xtask setup test` installs Debian's prometheus and prometheus-alertmanager)",
         args.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stdout),

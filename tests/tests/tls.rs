@@ -286,7 +286,7 @@ fn bun_single_file_executable_is_probed_by_pattern() {
     );
     assert!(
         out.status.success(),
-        "bun build (cargo xtask setup installs bun): {out:?}"
+        "bun build (cargo xtask setup test installs bun): {out:?}"
     );
     let claude = w.as_claude(&exe);
     let go = w.lab.dir().join("go");

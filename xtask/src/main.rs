@@ -1,8 +1,10 @@
-//! agentmon's developer tasks: `cargo xtask setup | build | run | test | bench`.
-//! Each prints how long it took; a failing child's exit code is passed on.
+//! agentmon's developer tasks: `cargo xtask setup | build | run | test |
+//! bench | deb | install | uninstall`. Each prints how long it took; a
+//! failing child's exit code is passed on.
 mod bench;
 mod cmd;
 mod geoip;
+mod package;
 mod setup;
 mod tasks;
 mod testcount;
@@ -22,10 +24,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what this machine lacks: Debian packages, nightly + rust-src,
-    /// bpf-linker 0.13 on the nightly's libLLVM, tracefs mount, the tests'
-    /// Python packages, the default GeoIP databases. Idempotent.
-    Setup,
+    /// Install what this machine lacks to build and run agentmon: nightly +
+    /// rust-src, bpf-linker 0.13 on the nightly's libLLVM, tracefs mount,
+    /// the default GeoIP databases. With `test`, `bench` or `package`, also
+    /// what those need (Debian packages, Python packages, bun). Idempotent.
+    Setup {
+        #[arg(value_enum)]
+        purposes: Vec<setup::Purpose>,
+    },
     /// Setup, then `cargo build --release` of agentmon and the test helpers.
     Build,
     /// Build, then run `agentmon run ARGS` as root (via sudo -E if needed).
@@ -43,6 +49,19 @@ enum Task {
     /// every scenario without and with agentmon, alternating (needs root;
     /// about half an hour; see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Build the Debian package target/debian/agentmon_VERSION_ARCH.deb
+    /// (installs cargo-deb first if it is missing).
+    Deb,
+    /// Build the Debian package and install it with dpkg: binary, config,
+    /// systemd unit, GeoIP data, the agentmon user (needs root or sudo).
+    Install,
+    /// Remove the installed package (`dpkg -r`: config and logs stay).
+    Uninstall {
+        /// Also remove the config, the logs, the agentmon user and the BPF
+        /// pins (`dpkg --purge`).
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 /// Seconds since `start`, e.g. "3.2 s".
@@ -59,11 +78,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let start = Instant::now();
     let (name, result) = match &cli.task {
-        Task::Setup => ("setup", setup::setup()),
-        Task::Build => ("build", tasks::build().map(drop)),
+        Task::Setup { purposes } => ("setup", setup::setup(purposes)),
+        Task::Build => ("build", tasks::build(&[setup::Purpose::Run]).map(drop)),
         Task::Run { args } => ("run", tasks::run(args)),
         Task::Test { args } => ("test", tasks::test(args)),
         Task::Bench(args) => ("bench", bench::bench(args)),
+        Task::Deb => ("deb", package::deb().map(drop)),
+        Task::Install => ("install", package::install()),
+        Task::Uninstall { purge } => ("uninstall", package::uninstall(*purge)),
     };
     match result {
         Ok(()) => {

@@ -1,141 +1,122 @@
-//! `cargo xtask setup`: installs what a fresh machine lacks, and nothing else.
-//! Each step prints one line: "ok (already there)" or what it did.
+//! `cargo xtask setup`: installs what a fresh machine lacks for a purpose,
+//! and nothing else. Building and running agentmon need the nightly
+//! toolchain's rust-src, bpf-linker, tracefs and the default GeoIP data; the
+//! test and bench tools come only with `cargo xtask test` / `bench`.
+//! Each step ends with one line, "ok (already there)" or what it did in how
+//! long, and says what it starts before each slow part, so a terminal is
+//! never silent for long without a reason.
+mod debian;
+
 use std::fs;
+use std::io::Write as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
+use clap::ValueEnum;
 
 use crate::cmd::{self, tool};
 
-/// Debian packages the tests, the bench and the daemon use, with a command
-/// each provides.
-/// nodejs is only wanted when no `node` is on PATH (the machine image ships one).
-const DEB_PACKAGES: &[(&str, &str)] = &[
-    ("iproute2", "ip"), // `ip netns` for the tests' fake remote hosts
-    ("procps", "ps"),
-    ("nodejs", "node"),           // the tests run a node script
-    ("openssl", "openssl"),       // certificates for the tests' TLS servers
-    ("musl-tools", "musl-gcc"),   // the tests build a static musl client
-    ("curl", "curl"),             // a glibc client in the tests
-    ("gnutls-bin", "gnutls-cli"), // a GnuTLS client in the tests
-    ("iperf3", "iperf3"),         // the bench's bulk transfers
-    ("bpftrace", "bpftrace"),     // the bench's reference monitor
-    ("bpftool", "bpftool"),       // the bench's per-program BPF stats, by name
-    ("linux-perf", "perf"),       // the bench's profile of agentmon
-    ("prometheus", "promtool"),   // dashboards/: rule checks and tests, a real Prometheus
-    // dashboards/: the example Alertmanager route
-    ("prometheus-alertmanager", "amtool"),
+/// What the machine is set up for. [`Purpose::Run`] is always included:
+/// every task builds agentmon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Purpose {
+    /// Build agentmon and run it (`cargo xtask build`, `run`).
+    Run,
+    /// Run the test suite (`cargo xtask test`).
+    Test,
+    /// Run the benchmark (`cargo xtask bench`).
+    Bench,
+    /// Build the Debian package (`cargo xtask deb`, `install`).
+    Package,
+}
+
+/// One step of a task, as its functions see it: the names for the lines it
+/// prints, and the purposes being set up.
+pub struct Step<'a> {
+    task: &'static str,
+    name: &'static str,
+    purposes: &'a [Purpose],
+}
+
+impl<'a> Step<'a> {
+    /// A step of setup itself.
+    pub fn new(name: &'static str, purposes: &'a [Purpose]) -> Self {
+        Self::of("setup", name, purposes)
+    }
+
+    /// A step of another task (its lines start with `task:`).
+    pub fn of(task: &'static str, name: &'static str, purposes: &'a [Purpose]) -> Self {
+        Self {
+            task,
+            name,
+            purposes,
+        }
+    }
+
+    /// Whether this setup is for `purpose`.
+    pub fn wants(&self, purpose: Purpose) -> bool {
+        purpose == Run || self.purposes.contains(&purpose)
+    }
+
+    /// Says what is about to start, before a part that takes a while.
+    pub fn starting(&self, what: &str) {
+        println!("{}: {:<18} {what} ...", self.task, self.name);
+        let _ = std::io::stdout().flush();
+    }
+
+    /// The step's closing line.
+    pub fn done(&self, what: &str) {
+        println!("{}: {:<18} {what}", self.task, self.name);
+    }
+}
+
+type StepFn = fn(&Step) -> Result<String>;
+
+use Purpose::{Bench, Run, Test};
+
+/// Every step, in order, with the purposes it serves.
+const STEPS: &[(&str, &[Purpose], StepFn)] = &[
+    // Filters its packages by purpose.
+    ("debian packages", &[Run], debian::install),
+    ("nightly toolchain", &[Run], nightly),
+    ("nightly rust-src", &[Run], rust_src),
+    ("bpf-linker", &[Run], bpf_linker),
+    ("tracefs", &[Run], tracefs),
+    ("bpffs", &[Run], bpffs),
+    // Filters its packages by purpose.
+    ("python packages", &[Run], python_packages),
+    ("bun", &[Test, Bench], bun),
+    ("geoip database", &[Run], crate::geoip::install),
 ];
 
-/// Services the packages above start on install (ports 9090 and 9093). The
-/// tests run their own Prometheus with its own config, port and storage, so
-/// setup stops and disables the ones it installed itself.
-const PACKAGE_SERVICES: &[(&str, &str)] = &[
-    ("prometheus", "prometheus.service"),
-    ("prometheus-alertmanager", "prometheus-alertmanager.service"),
-];
-
-/// PyPI packages the tests and the GeoIP step import: (module, requirement).
-/// Installed (at these versions) only when the module does not import.
-const PY_PACKAGES: &[(&str, &str)] = &[
-    ("mmdb_writer", "mmdb-writer==0.2.7"), // test GeoIP databases, asn.mmdb
-    ("netaddr", "netaddr==1.3.0"),         // mmdb-writer's dependency
-    ("dnslib", "dnslib==0.9.26"),          // the tests' DNS server
+/// PyPI packages the tests and the GeoIP step import: (module, requirement,
+/// purposes). Installed (at these versions) only when the module does not
+/// import.
+const PY_PACKAGES: &[(&str, &str, &[Purpose])] = &[
+    // The GeoIP step's asn.mmdb; the tests' GeoIP databases.
+    ("mmdb_writer", "mmdb-writer==0.2.7", &[Run]),
+    ("netaddr", "netaddr==1.3.0", &[Run]), // mmdb-writer's dependency
+    ("dnslib", "dnslib==0.9.26", &[Test, Bench]), // the labs' DNS server
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-pub fn setup() -> Result<()> {
-    step("debian packages", debian_packages)?;
-    step("nightly toolchain", nightly)?;
-    step("nightly rust-src", rust_src)?;
-    step("bpf-linker", bpf_linker)?;
-    step("tracefs", tracefs)?;
-    step("python packages", python_packages)?;
-    step("bun", bun)?;
-    step("geoip database", crate::geoip::install)
-}
-
-fn step(name: &str, f: fn() -> Result<String>) -> Result<()> {
-    let what = f().with_context(|| format!("setup step `{name}`"))?;
-    println!("setup: {name:<18} {what}");
+/// Installs what `purposes` (and running agentmon) need.
+pub fn setup(purposes: &[Purpose]) -> Result<()> {
+    for &(name, serves, f) in STEPS {
+        let step = Step::new(name, purposes);
+        if !serves.iter().any(|&p| step.wants(p)) {
+            continue;
+        }
+        let what = f(&step).with_context(|| format!("setup step `{name}`"))?;
+        step.done(&what);
+    }
     Ok(())
 }
 
 pub(crate) const ALREADY: &str = "ok (already there)";
-
-fn debian_packages() -> Result<String> {
-    let mut missing = Vec::new();
-    let mut present = Vec::new();
-    for &(pkg, command) in DEB_PACKAGES {
-        if pkg == "nodejs" && cmd::which(command).is_some() {
-            present.push(command);
-            continue;
-        }
-        let installed = match cmd::output(tool("dpkg-query").args(["-W", "-f=${Status}", pkg])) {
-            Some(out) => String::from_utf8_lossy(&out.stdout).ends_with("install ok installed"),
-            // Not a Debian system: settle for the command being there.
-            None => cmd::which(command).is_some(),
-        };
-        if installed {
-            present.push(pkg);
-        } else {
-            missing.push(pkg);
-        }
-    }
-    if missing.is_empty() {
-        return Ok(format!("{ALREADY}: {}", present.join(", ")));
-    }
-    let list = missing.join(" ");
-    if cmd::which("apt-get").is_none() {
-        bail!("missing {list} and no apt-get here; install the packages that provide them");
-    }
-    if !cmd::is_root() {
-        bail!("missing {list}; run: sudo apt-get install -y {list}");
-    }
-    let start = Instant::now();
-    let fix = format!("run `apt-get update && apt-get install -y {list}` by hand to see why");
-    cmd::run_quiet(tool("apt-get").args(["-q", "update"]), &fix)?;
-    cmd::run_quiet(
-        tool("apt-get")
-            .args(["-q", "-y", "install", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        &fix,
-    )?;
-    let stopped = stop_package_services(&missing);
-    Ok(format!(
-        "installed {list} in {}{stopped}",
-        crate::secs(start)
-    ))
-}
-
-/// Stops and disables the services of [`PACKAGE_SERVICES`] that came with
-/// packages setup just installed (and only under systemd); says which.
-fn stop_package_services(installed: &[&str]) -> String {
-    if !Path::new("/run/systemd/system").is_dir() {
-        return String::new();
-    }
-    let units: Vec<&str> = PACKAGE_SERVICES
-        .iter()
-        .filter(|(pkg, _)| installed.contains(pkg))
-        .map(|&(_, unit)| unit)
-        .collect();
-    if units.is_empty() {
-        return String::new();
-    }
-    match cmd::output(tool("systemctl").args(["disable", "--now"]).args(&units)) {
-        Some(out) if out.status.success() => {
-            format!("; stopped and disabled {} (not used)", units.join(", "))
-        }
-        _ => format!(
-            "; could not stop {} (harmless: the tests use their own ports)",
-            units.join(", ")
-        ),
-    }
-}
 
 /// `nightly` or `nightly-<host>` (not a dated `nightly-2026-...`).
 fn is_nightly_channel(line: &str) -> bool {
@@ -146,13 +127,14 @@ fn is_nightly_channel(line: &str) -> bool {
             .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-fn nightly() -> Result<String> {
+fn nightly(step: &Step) -> Result<String> {
     let fix = "install rustup, the Rust toolchain manager";
     let list = cmd::stdout(tool("rustup").args(["toolchain", "list"]), fix)?;
     if list.lines().any(is_nightly_channel) {
         return Ok(ALREADY.to_string());
     }
     let start = Instant::now();
+    step.starting("installing the nightly toolchain (rustup, minimal profile), about a minute");
     cmd::run_quiet(
         tool("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]),
         "run `rustup toolchain install nightly --profile minimal` by hand to see why",
@@ -168,12 +150,13 @@ fn nightly_sysroot() -> Result<PathBuf> {
     Ok(PathBuf::from(s))
 }
 
-fn rust_src() -> Result<String> {
+fn rust_src(step: &Step) -> Result<String> {
     let library = nightly_sysroot()?.join("lib/rustlib/src/rust/library");
     if library.is_dir() {
         return Ok(ALREADY.to_string());
     }
     let start = Instant::now();
+    step.starting("adding rust-src to the nightly toolchain (rustup)");
     cmd::run_quiet(
         tool("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
         "run `rustup component add rust-src --toolchain nightly` by hand to see why",
@@ -226,7 +209,7 @@ fn relink(target: &Path, link: &Path) -> Result<()> {
         .with_context(|| format!("linking {} -> {}", link.display(), target.display()))
 }
 
-fn bpf_linker() -> Result<String> {
+fn bpf_linker(step: &Step) -> Result<String> {
     let found = bpf_linker_version();
     if let Some(v) = &found
         && is_wanted_bpf_linker(v)
@@ -257,14 +240,14 @@ fn bpf_linker() -> Result<String> {
     relink(&target, &prefix_lib.join(&soname))?;
 
     let start = Instant::now();
-    println!(
-        "setup: bpf-linker         installing {BPF_LINKER_VERSION} with llvm-{major} ({}), about a minute ...",
+    step.starting(&format!(
+        "installing {BPF_LINKER_VERSION} with llvm-{major} ({}; cargo install), about two minutes",
         match &found {
             Some(v) => format!("found {v}"),
             None if cmd::which("bpf-linker").is_some() => "the one on PATH does not run".into(),
             None => "none on PATH".to_string(),
         }
-    );
+    ));
     let feature = format!("llvm-{major}");
     cmd::run_quiet(
         crate::cargo()
@@ -291,9 +274,18 @@ fn bpf_linker() -> Result<String> {
     }
 }
 
-/// The modules of [`PY_PACKAGES`] that `python3` cannot import.
-fn missing_python_modules() -> Result<Vec<&'static str>> {
-    let modules: Vec<&str> = PY_PACKAGES.iter().map(|&(m, _)| m).collect();
+/// The (module, requirement) pairs of [`PY_PACKAGES`] that `step` wants.
+fn wanted_python(step: &Step) -> Vec<(&'static str, &'static str)> {
+    PY_PACKAGES
+        .iter()
+        .filter(|(_, _, purposes)| purposes.iter().any(|&p| step.wants(p)))
+        .map(|&(m, r, _)| (m, r))
+        .collect()
+}
+
+/// The modules of `wanted` that `python3` cannot import.
+fn missing_python_modules(wanted: &[(&'static str, &'static str)]) -> Result<Vec<&'static str>> {
+    let modules: Vec<&str> = wanted.iter().map(|&(m, _)| m).collect();
     let check = "import importlib, sys\n\
         for m in sys.argv[1:]:\n\
         \ttry: importlib.import_module(m)\n\
@@ -302,26 +294,29 @@ fn missing_python_modules() -> Result<Vec<&'static str>> {
         tool("python3").args(["-c", check]).args(&modules),
         "the tests need python3 on PATH: apt-get install -y python3 python3-pip",
     )?;
-    Ok(PY_PACKAGES
-        .iter()
-        .map(|&(m, _)| m)
+    Ok(modules
+        .into_iter()
         .filter(|m| out.lines().any(|l| l.trim() == *m))
         .collect())
 }
 
-fn python_packages() -> Result<String> {
-    let missing = missing_python_modules()?;
+fn python_packages(step: &Step) -> Result<String> {
+    let wanted = wanted_python(step);
+    let missing = missing_python_modules(&wanted)?;
     if missing.is_empty() {
-        let names: Vec<&str> = PY_PACKAGES.iter().map(|&(_, r)| r).collect();
-        let names: Vec<&str> = names.iter().filter_map(|r| r.split("==").next()).collect();
+        let names: Vec<&str> = wanted
+            .iter()
+            .filter_map(|(_, r)| r.split("==").next())
+            .collect();
         return Ok(format!("{ALREADY}: {}", names.join(", ")));
     }
-    let reqs: Vec<&str> = PY_PACKAGES
+    let reqs: Vec<&str> = wanted
         .iter()
         .filter(|(m, _)| missing.contains(m))
         .map(|&(_, r)| r)
         .collect();
     let start = Instant::now();
+    step.starting(&format!("installing {} (pip)", reqs.join(" ")));
     let pip = |extra: &[&str]| {
         cmd::output(
             tool("python3")
@@ -357,7 +352,7 @@ fn python_packages() -> Result<String> {
         eprintln!("{}", err.trim_end());
         bail!("`python3 -m pip install {}` failed; {fix}", reqs.join(" "));
     }
-    let still = missing_python_modules()?;
+    let still = missing_python_modules(&wanted)?;
     if !still.is_empty() {
         bail!(
             "installed {} but python3 still cannot import {}; check that `python3 -m pip` \
@@ -373,22 +368,51 @@ fn python_packages() -> Result<String> {
     ))
 }
 
-fn tracefs() -> Result<String> {
+fn tracefs(_: &Step) -> Result<String> {
     let root = Path::new("/sys/kernel/tracing");
     if root.join("events").is_dir() {
         return Ok(ALREADY.to_string());
     }
+    mount(
+        "tracefs",
+        root,
+        "agentmon needs it",
+        "the kernel needs CONFIG_TRACING, and a container needs /sys/kernel/tracing",
+    )
+}
+
+/// Mounts a kernel file system of type `fstype` at `root` (as root only;
+/// otherwise says why it is wanted and the command).
+fn mount(fstype: &str, root: &Path, why: &str, fix: &str) -> Result<String> {
     if !cmd::is_root() {
         return Ok(format!(
-            "skipped, not root (agentmon needs it: sudo mount -t tracefs tracefs {})",
+            "skipped, not root ({why}: sudo mount -t {fstype} {fstype} {})",
             root.display()
         ));
     }
-    cmd::run_quiet(
-        tool("mount").args(["-t", "tracefs", "tracefs"]).arg(root),
-        "the kernel needs CONFIG_TRACING, and a container needs /sys/kernel/tracing",
-    )?;
+    cmd::run_quiet(tool("mount").args(["-t", fstype, fstype]).arg(root), fix)?;
     Ok(format!("mounted at {}", root.display()))
+}
+
+/// bpffs at /sys/fs/bpf, where agentmon pins its maps so that a restart
+/// goes on counting (systemd mounts it on most hosts; this machine's init
+/// does not). Without it agentmon runs, and says a restart starts afresh.
+fn bpffs(_: &Step) -> Result<String> {
+    let root = Path::new("/sys/fs/bpf");
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounted = mounts.lines().any(|l| {
+        let mut cols = l.split_whitespace().skip(1);
+        cols.next() == Some("/sys/fs/bpf") && cols.next() == Some("bpf")
+    });
+    if mounted {
+        return Ok(ALREADY.to_string());
+    }
+    mount(
+        "bpf",
+        root,
+        "restarts keep counting with it",
+        "the kernel needs CONFIG_BPF_SYSCALL, and a container needs /sys/fs/bpf",
+    )
 }
 
 /// The npm `bun` package: a Bun runtime whose `bun build --compile` makes
@@ -407,7 +431,7 @@ fn bun_version(bin: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn bun() -> Result<String> {
+fn bun(step: &Step) -> Result<String> {
     let dir = Path::new(BUN_DIR);
     let link = dir.join("bin/bun");
     if bun_version(&link).as_deref() == Some(BUN_VERSION) {
@@ -415,7 +439,7 @@ fn bun() -> Result<String> {
     }
     if !cmd::is_root() {
         return Ok(format!(
-            "skipped, not root (sudo cargo xtask setup installs bun {BUN_VERSION} in {}; \
+            "skipped, not root (sudo cargo xtask setup test installs bun {BUN_VERSION} in {}; \
              the Bun TLS tests need it)",
             dir.display()
         ));
@@ -426,6 +450,7 @@ fn bun() -> Result<String> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let start = Instant::now();
     let spec = format!("bun@{BUN_VERSION}");
+    step.starting(&format!("installing {spec} (npm) into {}", dir.display()));
     cmd::run_quiet(
         tool("npm")
             .args([

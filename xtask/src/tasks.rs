@@ -1,5 +1,6 @@
 //! `cargo xtask build`, `run` and `test`. Everything is built in the release
-//! profile, so `test` and `run` reuse what `build` made.
+//! profile, so `test` and `run` reuse what `build` made. Each sets the
+//! machine up for its own purpose only (`crate::setup`).
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 
 use crate::cmd::{self, tool};
+use crate::setup::Purpose;
 
 /// Where cargo puts things, from `cargo metadata` (honours CARGO_TARGET_DIR
 /// and `build.target-dir`).
@@ -49,6 +51,10 @@ impl Workspace {
     pub fn target(&self) -> &std::path::Path {
         &self.target
     }
+
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
 }
 
 /// The value of the first `"key":"..."` in compact JSON such as cargo's.
@@ -80,10 +86,16 @@ fn phase(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     Ok(())
 }
 
-/// Setup, then a release build of the daemon and the test helpers.
-pub fn build() -> Result<Workspace> {
-    phase("setup", crate::setup::setup)?;
+/// Setup for `purposes`, then a release build of the daemon and the test
+/// helpers. (One build for every purpose: building the daemon alone would
+/// unify features differently and rebuild it when the tests run.)
+pub fn build(purposes: &[Purpose]) -> Result<Workspace> {
+    phase("setup", || crate::setup::setup(purposes))?;
     let ws = Workspace::find()?;
+    println!(
+        "cargo build: agentmon (with its kernel programs) and the test helpers, release; \
+         the first build takes minutes, later ones seconds ..."
+    );
     phase("cargo build", || {
         cmd::run(
             crate::cargo().current_dir(&ws.root).args([
@@ -103,7 +115,7 @@ pub fn build() -> Result<Workspace> {
 
 /// Builds, then replaces this process with `agentmon run ARGS` as root.
 pub fn run(args: &[OsString]) -> Result<()> {
-    let ws = build()?;
+    let ws = build(&[Purpose::Run])?;
     let bin = ws.agentmon();
     let mut command = if cmd::is_root() {
         tool(&bin)
@@ -122,8 +134,15 @@ pub fn run(args: &[OsString]) -> Result<()> {
 
 /// Builds, then runs the whole suite serially (root tests share the kernel's
 /// tracepoints). Extra args go to the test binaries (e.g. a name filter).
+/// The Debian package is built first (unless up to date) for the tests that
+/// install it; they find it in AGENTMON_DEB.
 pub fn test(args: &[OsString]) -> Result<()> {
-    let ws = build()?;
+    let ws = build(&[Purpose::Test, Purpose::Package])?;
+    let mut deb = None;
+    phase("deb", || {
+        deb = Some(crate::package::build_deb(&ws)?);
+        Ok(())
+    })?;
     phase("cargo test", || {
         crate::testcount::run(
             crate::cargo()
@@ -133,7 +152,8 @@ pub fn test(args: &[OsString]) -> Result<()> {
                 .args(["--exclude", "monitor-ebpf"])
                 .args(["--", "--test-threads=1"])
                 .args(args)
-                .env("AGENTMON_BIN", ws.agentmon()),
+                .env("AGENTMON_BIN", ws.agentmon())
+                .envs(deb.as_ref().map(|d| ("AGENTMON_DEB", d))),
             "tests failed, see above",
         )
     })

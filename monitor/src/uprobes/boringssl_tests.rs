@@ -569,12 +569,12 @@ fn real_bun_executables() {
     if !bun.exists() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "no {}: `cargo xtask setup` (step `bun`) installs bun {PINNED_BUN} there; \
+            "no {}: `cargo xtask setup test` (step `bun`) installs bun {PINNED_BUN} there; \
              or set AGENTMON_BUN_EXE to a `bun build --compile` output",
             bun.display()
         );
         eprintln!(
-            "skipped: no {} (cargo xtask setup, step `bun`)",
+            "skipped: no {} (cargo xtask setup test, step `bun`)",
             bun.display()
         );
         return;

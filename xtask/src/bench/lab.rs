@@ -100,7 +100,7 @@ pub struct BenchLab {
 impl BenchLab {
     pub fn new(bins: Bins) -> Result<Self> {
         let iperf = crate::cmd::which("iperf3")
-            .context("iperf3 is missing; `cargo xtask setup` installs it")?;
+            .context("iperf3 is missing; `cargo xtask setup bench` installs it")?;
         let lab = NetLab::new();
         let dir = lab.dir().to_path_buf();
         // Churn makes tens of thousands of connections a second from one address.
@@ -182,12 +182,12 @@ impl BenchLab {
         // The TLS server runs from a copy of node: probes attach per file, so
         // when a tracked node client gets node probed, the server is not.
         let node = crate::cmd::which("node")
-            .context("node is missing; `cargo xtask setup` installs it")?;
+            .context("node is missing; `cargo xtask setup bench` installs it")?;
         let server_node = self.dir().join("srv/node-bench-server");
         agent_copy(&node, &server_node);
         let (cert, key) = agentmon_tests::self_signed_cert(self.dir(), "api.bench.test")
             .map_err(anyhow::Error::msg)
-            .context("`cargo xtask setup` installs openssl")?;
+            .context("`cargo xtask setup bench` installs openssl")?;
         let ready = self.dir().join("tls.ready");
         let mut args: Vec<OsString> = vec![self.bins.script("tls_server.js").into()];
         args.extend([REMOTE_V4.to_string(), TLS_PORT.to_string()].map(OsString::from));
@@ -222,7 +222,7 @@ impl BenchLab {
         let out = run_bounded(&mut build, Duration::from_secs(120));
         if !out.status.success() || !exe.exists() {
             bail!(
-                "{} build --compile (`cargo xtask setup` installs bun): {}{}",
+                "{} build --compile (`cargo xtask setup bench` installs bun): {}{}",
                 bun.display(),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)

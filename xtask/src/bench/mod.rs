@@ -72,7 +72,7 @@ pub struct BenchArgs {
 /// Builds (release), takes the machine lock that the root tests take, runs
 /// the scenarios and prints and writes the markdown.
 pub fn bench(args: &BenchArgs) -> Result<()> {
-    let ws = crate::tasks::build()?;
+    let ws = crate::tasks::build(&[crate::setup::Purpose::Bench])?;
     if !crate::cmd::is_root() {
         bail!("the bench loads BPF programs and makes network namespaces: run it as root");
     }

@@ -213,7 +213,7 @@ impl Bpftrace {
             .stdout(file)
             .stderr(err)
             .spawn()
-            .context("start bpftrace (`cargo xtask setup` installs it)")?;
+            .context("start bpftrace (`cargo xtask setup bench` installs it)")?;
         let mut bt = Bpftrace { child, out };
         // bpftrace prints this line once its programs are loaded, just before
         // attaching them; a moment later they are attached.

@@ -142,7 +142,7 @@ impl Profiler {
             .stderr(Stdio::null())
             .spawn()
             .map(|c| (c, data))
-            .map_err(|e| format!("not run ({e}); `cargo xtask setup` installs linux-perf"));
+            .map_err(|e| format!("not run ({e}); `cargo xtask setup bench` installs linux-perf"));
         // perf needs a moment to attach to the process's threads.
         std::thread::sleep(Duration::from_millis(200));
         Self {

