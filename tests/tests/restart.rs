@@ -195,3 +195,33 @@ fn a_clean_stop_takes_the_hooks_off_and_a_restart_counts_what_tcp_moved_meanwhil
     second.expect("agentmon_egress_bytes_total", &tcp, 160_000.0);
     second.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
 }
+
+#[test]
+fn maps_pinned_by_an_incompatible_version_are_replaced_with_one_warning() {
+    if !require_root() {
+        return;
+    }
+    ensure_bpffs();
+    let pins = Pins(PathBuf::from(format!(
+        "/sys/fs/bpf/agentmon-test-old-{}",
+        std::process::id()
+    )));
+    // What an older agentmon with another map layout would have left.
+    let old = pins.0.join("maps-v0");
+    fs::create_dir_all(&old).unwrap();
+    let state = TempDir::new("state");
+    let am = Agentmon::builder()
+        .pin_dir(&pins.0)
+        .state_dir(state.path())
+        .start();
+    let warnings: Vec<String> = am
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("replacing maps pinned by an incompatible agentmon"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", am.log_text());
+    assert!(warnings[0].contains("maps-v0"), "{}", warnings[0]);
+    assert!(!old.exists());
+    assert!(pins.0.join("maps-v1/CONNS").exists());
+}
