@@ -508,7 +508,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 if left > 0 {
                     warn!(
                         connections = left,
-                        "connections that closed while agentmon was down and whose close events were lost: their last bytes are not counted"
+                        "connections the previous run counted ended without a close event this run could read (lost from the ring, or read by the previous run after its last save): their last bytes are not counted"
                     );
                 }
             }
