@@ -86,7 +86,7 @@ struct RunArgs {
     #[arg(long, value_name = "PATH", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
     /// Save the exported counters here at every scrape, so that a restart
-    /// continues them (see `saved.rs`); `none` to start at zero.
+    /// continues them; `none` to start at zero.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Run as if the kernel lacked these optional features (tests of the

@@ -74,7 +74,6 @@ pub struct SavedConn {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedProc {
     pub tool: String,
-    pub pid: u32,
     pub root: u32,
     pub ppid: u32,
     pub exe: String,
@@ -185,7 +184,6 @@ mod tests {
                 host: Some("api.anthropic.com".into()),
                 proc: SavedProc {
                     tool: "claude-code".into(),
-                    pid: 10,
                     root: 10,
                     ppid: 1,
                     exe: "/usr/bin/claude".into(),

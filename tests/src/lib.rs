@@ -116,6 +116,16 @@ pub fn hold_machine_lock() {
     });
 }
 
+/// The records of a JSON Lines file (none if it does not exist); panics on
+/// a line that is not JSON.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+        .collect()
+}
+
 /// Mounts bpffs at /sys/fs/bpf if it is not (systemd does on real hosts;
 /// `cargo xtask setup` does here): each daemon pins its maps there.
 pub fn ensure_bpffs() {

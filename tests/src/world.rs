@@ -184,11 +184,7 @@ impl World {
     }
 
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
-            .collect()
+        crate::json_lines(&self.log)
     }
 
     /// The log's records of TCP connections: the agents' DNS lookups over

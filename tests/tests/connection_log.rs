@@ -86,11 +86,7 @@ impl LogLab {
 }
 
 fn records(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a record is one JSON object"))
-        .collect()
+    agentmon_tests::json_lines(path)
 }
 
 fn bytes_sent(records: &[Value]) -> Vec<u64> {

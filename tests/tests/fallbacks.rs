@@ -2,7 +2,7 @@
 //! one with the hidden `--without` flag: the same exact-byte assertions as
 //! with every feature, and the loss, when there is one, shown in a metric.
 
-use std::{fs, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use agentmon_tests::{
     Agentmon, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, ServerGuard, agent_copy,
@@ -82,13 +82,7 @@ fn without_sock_ops_connections_end_at_their_fin_with_exact_bytes() {
     );
     // Each connection ended at its FIN exchange: one log line each, with
     // its exact bytes.
-    let lines = || {
-        fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .collect::<Vec<_>>()
-    };
+    let lines = || agentmon_tests::json_lines(&log);
     assert!(
         wait_until(SETTLE, || lines().len() == 2),
         "two log lines expected: {:?}",

@@ -6,19 +6,28 @@
 use std::{fs, path::Path, path::PathBuf, time::Duration};
 
 use agentmon_tests::{
-    Agentmon, ChildGuard, NetLab, PeerCounts, Prometheus, REMOTE_TCP_V4, TempDir, agent_copy,
-    ensure_bpffs, require_root,
+    Agentmon, ChildGuard, NetLab, PeerCounts, Prometheus, REMOTE_TCP_V4, ServerGuard, TempDir,
+    agent_copy, ensure_bpffs, json_lines, require_root,
 };
-use serde_json::Value;
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const REPLY: u64 = 4321;
 const WAIT: Duration = Duration::from_secs(30);
 const EGRESS: &str = r#"sum(agentmon_egress_bytes_total{tool="claude-code",proto="tcp"})"#;
 
-/// Removes a pin directory on drop (a test that fails must not leave
-/// programs attached).
+/// A pin directory of this test's own on bpffs, removed on drop (a test
+/// that fails must not leave programs attached).
 struct Pins(PathBuf);
+
+impl Pins {
+    fn new(name: &str) -> Self {
+        ensure_bpffs();
+        Pins(PathBuf::from(format!(
+            "/sys/fs/bpf/agentmon-test-{name}-{}",
+            std::process::id()
+        )))
+    }
+}
 
 impl Drop for Pins {
     fn drop(&mut self) {
@@ -57,12 +66,13 @@ fn prometheus_value(prometheus: &Prometheus, expr: &str, want: f64) -> f64 {
     samples[0].value
 }
 
-fn records(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// A lab with its servers and netpeer at Claude Code's native path.
+fn lab_with_claude() -> (NetLab, ServerGuard, PathBuf) {
+    let lab = NetLab::new();
+    let servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
+    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new(NETPEER), &claude);
+    (lab, servers, claude)
 }
 
 #[test]
@@ -70,15 +80,8 @@ fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
     if !require_root() {
         return;
     }
-    ensure_bpffs();
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
-    agent_copy(Path::new(NETPEER), &claude);
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/agentmon-test-restart-{}",
-        std::process::id()
-    )));
+    let (lab, _servers, claude) = lab_with_claude();
+    let pins = Pins::new("restart");
     let state = TempDir::new("state");
     let addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -138,7 +141,7 @@ fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
     );
 
     // The log of the second run holds both connections with their totals.
-    let mut totals: Vec<(u64, u64)> = records(&state.path().join("second.jsonl"))
+    let mut totals: Vec<(u64, u64)> = json_lines(&state.path().join("second.jsonl"))
         .iter()
         .filter(|r| r["proto"] == "tcp" && r["tool"] == "claude-code")
         .map(|r| {
@@ -150,7 +153,7 @@ fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
         .collect();
     totals.sort_unstable();
     assert_eq!(totals, [(150_000, REPLY), (500_000, REPLY)]);
-    assert!(records(&state.path().join("first.jsonl")).is_empty());
+    assert!(json_lines(&state.path().join("first.jsonl")).is_empty());
 }
 
 #[test]
@@ -158,15 +161,8 @@ fn a_clean_stop_takes_the_hooks_off_and_a_restart_counts_what_tcp_moved_meanwhil
     if !require_root() {
         return;
     }
-    ensure_bpffs();
-    let lab = NetLab::new();
-    let _servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
-    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
-    agent_copy(Path::new(NETPEER), &claude);
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/agentmon-test-stop-{}",
-        std::process::id()
-    )));
+    let (lab, _servers, claude) = lab_with_claude();
+    let pins = Pins::new("stop");
     let state = TempDir::new("state");
     let start = || {
         Agentmon::builder()
@@ -201,11 +197,7 @@ fn maps_pinned_by_an_incompatible_version_are_replaced_with_one_warning() {
     if !require_root() {
         return;
     }
-    ensure_bpffs();
-    let pins = Pins(PathBuf::from(format!(
-        "/sys/fs/bpf/agentmon-test-old-{}",
-        std::process::id()
-    )));
+    let pins = Pins::new("old");
     // What an older agentmon with another map layout would have left.
     let old = pins.0.join("maps-v0");
     fs::create_dir_all(&old).unwrap();

@@ -146,15 +146,21 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                     procs.listening_ports(conn.tgid).contains(&conn.lport)
                 });
             } else if !self.procs.alive(conn.tgid) {
-                self.kernel.forget_conn(sock);
-                let event = Event::ConnClose {
-                    sock,
-                    conn,
-                    ktime_ns: monotonic_ns(),
-                };
-                self.handle(event, false);
+                self.end_conn(sock, conn);
             }
         }
+    }
+
+    /// Ends a connection the kernel cannot close itself, with the counts it
+    /// has: as if its close event had come now.
+    fn end_conn(&mut self, sock: u64, conn: Conn) {
+        self.kernel.forget_conn(sock);
+        let event = Event::ConnClose {
+            sock,
+            conn,
+            ktime_ns: monotonic_ns(),
+        };
+        self.handle(event, false);
     }
 
     /// Saves what a restart needs (at every scrape and housekeeping tick).
@@ -281,22 +287,22 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                     &mut labeler(enricher, metrics, catalog, now),
                     &mut counters,
                 );
-                // Its process may be gone, the run before a restart knew it.
-                let proc = tree.get(conn.tgid).cloned().or_else(|| {
-                    traffic
-                        .resumed_proc(sock, conn.start_ns, |name| catalog.id(name))
-                        .map(|(_, proc)| proc)
-                });
+                // Its open event was lost: count it whole now. Its process
+                // may be gone, if the run before a restart knew it.
+                let proc = || {
+                    tree.get(conn.tgid).cloned().or_else(|| {
+                        traffic.resumed_proc(sock, conn.start_ns, |name| catalog.id(name))
+                    })
+                };
                 if closed.is_none()
-                    && let Some(proc) = &proc
+                    && let Some(proc) = proc()
                 {
-                    // Its open event was lost: count it whole now.
                     let opened = Conn {
                         tx_bytes: 0,
                         rx_bytes: 0,
                         ..conn
                     };
-                    traffic.on_open(sock, &opened, proc, || false);
+                    traffic.on_open(sock, &opened, &proc, || false);
                     closed = traffic.on_close(
                         sock,
                         &conn,
@@ -530,16 +536,9 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             .collect();
         let strikes: HashSet<u64> = gone.iter().map(|(sock, _)| *sock).collect();
         for (sock, conn) in gone {
-            if !self.orphans.contains(&sock) {
-                continue;
+            if self.orphans.contains(&sock) {
+                self.end_conn(sock, conn);
             }
-            self.kernel.forget_conn(sock);
-            let event = Event::ConnClose {
-                sock,
-                conn,
-                ktime_ns: monotonic_ns(),
-            };
-            self.handle(event, false);
         }
         self.orphans = strikes;
     }

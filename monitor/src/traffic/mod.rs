@@ -468,21 +468,20 @@ impl Traffic {
         sock: u64,
         start_ns: u64,
         id_of: impl Fn(&str) -> Option<ToolId>,
-    ) -> Option<(u32, Proc)> {
+    ) -> Option<Proc> {
         let saved = self.resumed_conns.get(&sock)?;
         if saved.start_ns != start_ns {
             return None;
         }
         let p = &saved.proc;
-        let proc = Proc {
+        Some(Proc {
             tool: id_of(&p.tool)?,
             root: p.root,
             ppid: p.ppid,
             exe: p.exe.clone(),
             argv0: p.argv0.clone(),
             uid: p.uid,
-        };
-        Some((p.pid, proc))
+        })
     }
 
     /// What is counted of every open connection and flow, for `saved.rs`.
@@ -501,7 +500,6 @@ impl Traffic {
                 host: c.names.host.clone(),
                 proc: SavedProc {
                     tool: name_of(c.proc.tool),
-                    pid: c.pid,
                     root: c.proc.root,
                     ppid: c.proc.ppid,
                     exe: c.proc.exe.clone(),
