@@ -7,9 +7,9 @@ use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use crate::{
     agents::ToolId,
     dest::{
-        self, Bindings, Catalog, DestCap, H2Conn, Hostname, HttpStart, PathCatalog,
-        is_tls_client_hello, name_connection, parse_client_hello, parse_request, parse_response,
-        parse_tcp_read,
+        self, Bindings, Catalog, DestCap, H2Conn, Hostname, HttpStart, NETWORK_OTHER, NetworkCap,
+        PathCatalog, is_tls_client_hello, name_connection, parse_client_hello, parse_request,
+        parse_response, parse_tcp_read,
     },
     geoip::GeoIp,
     requests::Request,
@@ -25,6 +25,7 @@ pub struct Enricher {
     /// HTTP/2 request-head decoders of TLS connections, by socket.
     h2: HashMap<u64, H2Conn>,
     cap: DestCap,
+    networks: NetworkCap,
     bindings: Bindings,
     pub geoip: GeoIp,
     /// Keep request paths (without query strings) for the connection log:
@@ -37,20 +38,23 @@ pub struct Enricher {
 pub struct Labelled {
     /// The tool's `dest` cap turned this name into `other`.
     pub overflow: bool,
+    /// The tool's network cap turned its country and ASN into `other`.
+    pub network_overflow: bool,
 }
 
 impl Enricher {
     pub fn new(
         catalog: Catalog,
         paths: PathCatalog,
-        max_dest_per_tool: usize,
+        caps: &dest::DestConfig,
         geoip: GeoIp,
     ) -> Self {
         Self {
             catalog,
             paths,
             h2: HashMap::new(),
-            cap: DestCap::new(max_dest_per_tool),
+            cap: DestCap::new(caps.max_per_tool),
+            networks: NetworkCap::new(caps.max_networks_per_tool),
             bindings: Bindings::new(BINDINGS),
             geoip,
             keep_paths: false,
@@ -119,16 +123,22 @@ impl Enricher {
         let admitted = self.cap.admit(tool, &classified.dest);
         let geo = self.geoip.lookup(remote.ip());
         names.asn_org = geo.asn_org.clone();
+        let (mut country, mut asn) = (geo.country_label().to_owned(), geo.asn_label());
+        let network_overflow = !self.networks.admit(tool, admitted.label, &country, &asn);
+        if network_overflow {
+            (country, asn) = (NETWORK_OTHER.to_owned(), NETWORK_OTHER.to_owned());
+        }
         let dest = Dest {
             name: admitted.label.to_owned(),
-            country: geo.country.clone(),
-            asn: geo.asn_label(),
+            country,
+            asn,
             purpose: classified.purpose.label(),
         };
         (
             dest,
             Labelled {
                 overflow: admitted.overflow,
+                network_overflow,
             },
         )
     }

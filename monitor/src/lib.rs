@@ -27,6 +27,7 @@ pub mod exporter;
 pub mod geoip;
 pub mod kernel;
 pub mod logging;
+pub mod lookup;
 pub mod metrics;
 pub mod origin;
 pub mod procfs;

@@ -55,6 +55,25 @@ enum Command {
     /// Check whether agentmon can run here, and say what to fix (exit 0: it
     /// can; 77: capabilities missing; 78: config error; 1: anything else).
     Doctor(DoctorArgs),
+    /// Print the labels agentmon gives a destination (dest, purpose and the
+    /// catalog entry behind them, country, network, anycast), from the
+    /// config's catalog and GeoIP databases. Looks up, never connects.
+    Lookup(LookupArgs),
+}
+
+#[derive(clap::Args)]
+struct LookupArgs {
+    /// A host name (its addresses from the system resolver, or --addr) or an IP address.
+    target: String,
+    /// The address the host name resolved to, instead of asking the resolver; repeatable.
+    #[arg(long, value_name = "IP")]
+    addr: Vec<std::net::IpAddr>,
+    /// Config file (TOML) [default: /etc/agentmon/config.toml if it exists, else the built-in defaults].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print a JSON array, one object per address.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +123,7 @@ fn main() -> ExitCode {
         Command::Unpin { pin_dir } => kernel::pins::unpin_all(&pin_dir)
             .with_context(|| format!("cannot remove {}", pin_dir.display())),
         Command::Doctor(args) => return doctor(&args),
+        Command::Lookup(args) => lookup(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +157,63 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         loaded.agents.names().collect::<Vec<_>>().join(", ")
     );
     Ok(())
+}
+
+fn lookup(args: &LookupArgs) -> anyhow::Result<()> {
+    let path = args.config.clone().or_else(|| {
+        let installed = PathBuf::from(config::DEFAULT_PATH);
+        installed.exists().then_some(installed)
+    });
+    let loaded = config::Source {
+        path,
+        ..Default::default()
+    }
+    .load()?;
+    let (host, addrs) = lookup_target(&args.target, &args.addr)?;
+    let geoip = GeoIp::from_config(&loaded.config.geoip);
+    let all: Vec<_> = addrs
+        .into_iter()
+        .map(|addr| monitor::lookup::labels(&loaded.dest, &geoip, host.as_ref(), addr))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        print!("{}", monitor::lookup::render(&all));
+    }
+    Ok(())
+}
+
+/// The name (if the target is one) and the addresses to label.
+fn lookup_target(
+    target: &str,
+    given: &[std::net::IpAddr],
+) -> anyhow::Result<(Option<monitor::dest::Hostname>, Vec<std::net::IpAddr>)> {
+    if let Ok(ip) = target.parse::<std::net::IpAddr>() {
+        anyhow::ensure!(
+            given.is_empty(),
+            "{target} is an address: --addr goes with a host name"
+        );
+        return Ok((None, vec![ip]));
+    }
+    let host = monitor::dest::Hostname::parse_str(target).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{target:?} is neither an IP address nor a host name (labels of a-z 0-9 - _)"
+        )
+    })?;
+    if !given.is_empty() {
+        return Ok((Some(host), given.to_vec()));
+    }
+    use std::net::ToSocketAddrs as _;
+    let mut addrs: Vec<_> = (host.as_str(), 443)
+        .to_socket_addrs()
+        .with_context(|| {
+            format!("cannot resolve {target}; give the address it resolved to with --addr IP")
+        })?
+        .map(|sa| sa.ip())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok((Some(host), addrs))
 }
 
 fn doctor(args: &DoctorArgs) -> ExitCode {
@@ -192,8 +269,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
-    let mut enricher = Enricher::new(dest_catalog, paths, config.dest.max_per_tool, geoip);
+    let geoip = GeoIp::from_config(&config.geoip);
+    let mut enricher = Enricher::new(dest_catalog, paths, &config.dest, geoip);
     // Paths are kept only for the log; without one they are not read.
     enricher.keep_paths = config.log.paths && log.is_some();
     let mut kernel = kernel;

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub ingress_bytes: IntCounterVec,
     pub connections: IntCounterVec,
     pub dest_overflow: IntCounterVec,
+    pub dest_network_overflow: IntCounterVec,
     pub dns_answers: IntCounterVec,
     pub tls_plaintext_bytes: IntCounterVec,
     pub http_requests: IntCounterVec,
@@ -85,6 +86,11 @@ impl Metrics {
         let dest_overflow = counter_vec(
             "agentmon_dest_overflow_total",
             "Connections labelled dest=\"other\" because the tool reached its cap of distinct dest values.",
+            &["tool"],
+        )?;
+        let dest_network_overflow = counter_vec(
+            "agentmon_dest_network_overflow_total",
+            "Connections labelled dest_country=\"other\", dest_asn=\"other\" because the tool reached its cap of distinct (dest, dest_country, dest_asn) combinations.",
             &["tool"],
         )?;
         let dns_answers = counter_vec(
@@ -191,6 +197,7 @@ impl Metrics {
             ingress_bytes,
             connections,
             dest_overflow,
+            dest_network_overflow,
             dns_answers,
             tls_plaintext_bytes,
             http_requests,
@@ -225,6 +232,7 @@ impl Metrics {
             &self.ingress_bytes,
             &self.connections,
             &self.dest_overflow,
+            &self.dest_network_overflow,
             &self.dns_answers,
             &self.tls_plaintext_bytes,
             &self.http_requests,

@@ -467,7 +467,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         }
         self.enricher.set_catalogs(dest, paths);
         if config.geoip != running.geoip {
-            self.enricher.geoip = GeoIp::open(Some(&config.geoip.country), Some(&config.geoip.asn));
+            self.enricher.geoip = GeoIp::from_config(&config.geoip);
         }
         if config.listen != running.listen {
             warn!(listen = %config.listen, "a new listen address takes a restart of agentmon");
@@ -602,6 +602,12 @@ fn labeler<'a>(
         if labelled.overflow {
             metrics
                 .dest_overflow
+                .with_label_values(&[catalog.name(tool)])
+                .inc();
+        }
+        if labelled.network_overflow {
+            metrics
+                .dest_network_overflow
                 .with_label_values(&[catalog.name(tool)])
                 .inc();
         }

@@ -169,7 +169,7 @@ fn state(kernel: FakeKernel, procs: FakeProc) -> State<FakeKernel, FakeProc> {
     let enricher = Enricher::new(
         DestCatalog::new(BUILTIN_CATALOG, &[]).unwrap(),
         PathCatalog::new(BUILTIN_PATHS, &[]).unwrap(),
-        64,
+        &Default::default(),
         GeoIp::open(None, None),
     );
     State::new(

@@ -1,38 +1,41 @@
-//! A bound on distinct `dest` label values per tool.
+//! Bounds on the destination labels each tool can create: distinct `dest`
+//! values ([`DestCap`]) and distinct (`dest`, `dest_country`, `dest_asn`)
+//! combinations ([`NetworkCap`]).
 //!
 //! # Worst-case series count
 //!
-//! With `T` tools, cap `C` and the label sets
+//! With `T` tools, `dest` cap `C`, network cap `M` and the label sets
 //! `agentmon_egress_bytes_total` and `agentmon_ingress_bytes_total`:
 //! `{tool, proto, dest, dest_country, dest_asn, purpose}`, and
 //! `agentmon_connections_total`: the same plus `direction`:
 //!
 //! - `dest` takes at most `C + 2` values per tool: `C` admitted names plus
 //!   `ip` (no name known) and `other` (overflow), which never count.
-//! - `proto` has 2 values (`tcp`, `udp`), `direction` 2, `purpose` 7.
-//! - `dest_country` and `dest_asn` depend on the *address*, not the name: a
-//!   CDN name resolves to addresses in several networks and countries, and
-//!   `ip` and `other` gather any number of addresses. So they are bounded only
-//!   by the GeoIP database: `K` countries (about 250, plus `unknown` and
-//!   `private`) and `A` ASNs (about 80,000, plus `unknown`).
-//! - `purpose` is a function of the name, but not of the `dest` label: names
-//!   sharing a registrable domain or an `other` bucket can differ.
+//! - (`dest_country`, `dest_asn`) depend on the *address*, not the name: a
+//!   CDN name resolves to addresses in several networks, and `ip` and
+//!   `other` gather any address at all. So the network cap admits at most
+//!   `M` (`dest`, `dest_country`, `dest_asn`) combinations per tool; past it
+//!   a connection keeps its `dest` and gets `dest_country="other"`,
+//!   `dest_asn="other"` (one more combination per `dest` value, `C + 2`).
+//! - `proto` has 2 values (`tcp`, `udp`), `direction` 2, `purpose` 7 (a
+//!   function of the name, but names sharing a `dest` can differ).
 //!
-//! The honest bound per byte counter is therefore
-//! `T * 2 * (C + 2) * K * A * 7` series, and twice that for
-//! `agentmon_connections_total`: finite, but far beyond anything reachable.
-//! The practical estimate: a named `dest` maps to one purpose and to one to
-//! three (country, ASN) pairs, while `ip` and `other` carry one series per
-//! distinct network contacted without a name or past the cap, `N`, so per
-//! byte counter about `T * P * (C * 2 + N)` where `P` is the number of
-//! protocols in use (mostly 1: `dest` is rarely known for UDP). With the
-//! default `C = 64`, 12 tools and `N = 10` that is at most about 1,600 series
-//! per byte counter; a single agent in practice uses tens.
+//! The bound per byte counter is therefore `T * 2 * 7 * (M + C + 2)`
+//! series, and twice that for `agentmon_connections_total`: with the
+//! defaults (`C = 64`, `M = 256`) and 12 tools, 54,768. In practice a
+//! named `dest` has one purpose and one to three networks, `ip` and `other`
+//! one series per network contacted without a name, and one protocol is in
+//! use: a single agent makes tens of series.
 
 use std::collections::{HashMap, HashSet};
 
 /// Default for the `dest` cap per tool.
 pub const DEFAULT_DEST_CAP: usize = 64;
+/// Default for the cap on (`dest`, `dest_country`, `dest_asn`)
+/// combinations per tool.
+pub const DEFAULT_NETWORK_CAP: usize = 256;
+/// `dest_country` and `dest_asn` past the network cap.
+pub const NETWORK_OTHER: &str = "other";
 /// `dest` value when no name is known for the address.
 pub const DEST_IP: &str = "ip";
 /// `dest` value for names past the cap.
@@ -53,8 +56,7 @@ pub struct Admitted<'a> {
 /// most 253 bytes) per tool, and tools come from the agent catalog.
 #[derive(Debug, Clone)]
 pub struct DestCap {
-    max_per_tool: usize,
-    seen: HashMap<u32, HashSet<Box<str>>>,
+    names: Seen,
 }
 
 impl Default for DestCap {
@@ -66,8 +68,7 @@ impl Default for DestCap {
 impl DestCap {
     pub fn new(max_per_tool: usize) -> DestCap {
         DestCap {
-            max_per_tool,
-            seen: HashMap::new(),
+            names: Seen::new(max_per_tool),
         }
     }
 
@@ -75,21 +76,7 @@ impl DestCap {
     /// used it before or is under the cap (it then counts), else `other`.
     /// `ip` and `other` always pass and never count.
     pub fn admit<'a>(&mut self, tool: u32, dest: &'a str) -> Admitted<'a> {
-        if dest == DEST_IP || dest == DEST_OTHER {
-            return Admitted {
-                label: dest,
-                overflow: false,
-            };
-        }
-        let seen = self.seen.entry(tool).or_default();
-        if seen.contains(dest) {
-            return Admitted {
-                label: dest,
-                overflow: false,
-            };
-        }
-        if seen.len() < self.max_per_tool {
-            seen.insert(dest.into());
+        if dest == DEST_IP || dest == DEST_OTHER || self.names.admit(tool, dest) {
             return Admitted {
                 label: dest,
                 overflow: false,
@@ -103,11 +90,84 @@ impl DestCap {
 
     /// Distinct `dest` values admitted for `tool` so far.
     pub fn admitted(&self, tool: u32) -> usize {
-        self.seen.get(&tool).map_or(0, HashSet::len)
+        self.names.len(tool)
     }
 
     /// Forgets a tool, for example when the catalog is reloaded without it.
     pub fn forget(&mut self, tool: u32) {
+        self.names.forget(tool);
+    }
+}
+
+/// Remembers which (`dest`, `dest_country`, `dest_asn`) combinations each
+/// tool has used, and admits at most `max_per_tool` of them. Memory: at
+/// most `max_per_tool` keys of at most about 300 bytes per tool.
+#[derive(Debug, Clone)]
+pub struct NetworkCap {
+    combinations: Seen,
+}
+
+impl Default for NetworkCap {
+    fn default() -> Self {
+        NetworkCap::new(DEFAULT_NETWORK_CAP)
+    }
+}
+
+impl NetworkCap {
+    pub fn new(max_per_tool: usize) -> NetworkCap {
+        NetworkCap {
+            combinations: Seen::new(max_per_tool),
+        }
+    }
+
+    /// Whether `tool`'s series for `dest` may carry this country and ASN
+    /// (used before, or under the cap: it then counts). If not, label them
+    /// [`NETWORK_OTHER`] and count the overflow.
+    pub fn admit(&mut self, tool: u32, dest: &str, country: &str, asn: &str) -> bool {
+        // Labels never contain a space: `dest` is a hostname or a word.
+        let key = format!("{dest} {country} {asn}");
+        self.combinations.admit(tool, &key)
+    }
+
+    /// Distinct combinations admitted for `tool` so far.
+    pub fn admitted(&self, tool: u32) -> usize {
+        self.combinations.len(tool)
+    }
+}
+
+/// Up to `max_per_tool` distinct keys per tool.
+#[derive(Debug, Clone)]
+struct Seen {
+    max_per_tool: usize,
+    seen: HashMap<u32, HashSet<Box<str>>>,
+}
+
+impl Seen {
+    fn new(max_per_tool: usize) -> Seen {
+        Seen {
+            max_per_tool,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// True if `key` was admitted before or fits under the cap now.
+    fn admit(&mut self, tool: u32, key: &str) -> bool {
+        let seen = self.seen.entry(tool).or_default();
+        if seen.contains(key) {
+            return true;
+        }
+        if seen.len() < self.max_per_tool {
+            seen.insert(key.into());
+            return true;
+        }
+        false
+    }
+
+    fn len(&self, tool: u32) -> usize {
+        self.seen.get(&tool).map_or(0, HashSet::len)
+    }
+
+    fn forget(&mut self, tool: u32) {
         self.seen.remove(&tool);
     }
 }

@@ -23,7 +23,10 @@ mod pattern;
 pub mod purpose;
 
 pub use self::bindings::Bindings;
-pub use self::cap::{Admitted, DEFAULT_DEST_CAP, DEST_IP, DEST_OTHER, DestCap};
+pub use self::cap::{
+    Admitted, DEFAULT_DEST_CAP, DEFAULT_NETWORK_CAP, DEST_IP, DEST_OTHER, DestCap, NETWORK_OTHER,
+    NetworkCap,
+};
 pub use self::client_hello::{ClientHello, is_tls_client_hello, parse_client_hello};
 pub use self::dns::{Binding, TcpAnswers, parse_response, parse_tcp, parse_tcp_read};
 pub use self::h2::{H2Conn, H2Request};
@@ -31,7 +34,7 @@ pub use self::hostname::Hostname;
 pub use self::http::{HttpRequest, HttpStart, Method, parse_request};
 pub use self::paths::{BUILTIN_PATHS, PathCatalog, PathCatalogError, PathClass, PathEntrySpec};
 pub use self::purpose::{
-    BUILTIN_CATALOG, Catalog, CatalogError, Classified, EntrySpec, Origin, Purpose,
+    BUILTIN_CATALOG, Catalog, CatalogError, Classified, EntrySpec, MatchedEntry, Origin, Purpose,
     registrable_domain,
 };
 
@@ -102,6 +105,10 @@ pub struct DestConfig {
     /// Distinct `dest` label values per tool; more go to `dest="other"`.
     #[serde(default = "default_max_per_tool")]
     pub max_per_tool: usize,
+    /// Distinct (`dest`, `dest_country`, `dest_asn`) combinations per tool;
+    /// more get `dest_country="other"`, `dest_asn="other"`.
+    #[serde(default = "default_max_networks_per_tool")]
+    pub max_networks_per_tool: usize,
     /// `[[dest.entry]]`: host patterns with their purpose (and `dest` label),
     /// added to the built-in destination catalog; they win over it.
     #[serde(default)]
@@ -116,10 +123,15 @@ fn default_max_per_tool() -> usize {
     DEFAULT_DEST_CAP
 }
 
+fn default_max_networks_per_tool() -> usize {
+    DEFAULT_NETWORK_CAP
+}
+
 impl Default for DestConfig {
     fn default() -> Self {
         Self {
             max_per_tool: default_max_per_tool(),
+            max_networks_per_tool: default_max_networks_per_tool(),
             entry: Vec::new(),
             path: Vec::new(),
         }

@@ -137,6 +137,8 @@ pub struct Classified {
 
 #[derive(Debug, Clone)]
 struct Wildcard {
+    /// As written, for `agentmon lookup`.
+    text: String,
     pattern: HostPattern,
     purpose: Purpose,
     dest: Option<String>,
@@ -169,6 +171,24 @@ impl Layer {
             purpose: hit.purpose,
         })
     }
+
+    /// The `host` of the entry [`classify`](Self::classify) uses.
+    fn entry(&self, host: &Hostname) -> Option<String> {
+        if self.exact.contains_key(host.as_str()) {
+            return Some(host.as_str().to_owned());
+        }
+        let hit = self.wildcards.iter().find(|w| w.pattern.matches(host))?;
+        Some(hit.text.clone())
+    }
+}
+
+/// The catalog entry that labels a name, for people asking why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedEntry {
+    /// From the config's `[[dest.entry]]` rather than the built-in list.
+    pub config: bool,
+    /// Its `host` (a name or pattern), lower case.
+    pub host: String,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +235,22 @@ impl Catalog {
                 dest: registrable_domain(host).to_owned(),
                 purpose: Purpose::Other,
             })
+    }
+
+    /// The entry [`classify`](Self::classify) takes its labels from;
+    /// `None`: no entry matches (the registrable domain and `other`).
+    pub fn entry(&self, host: &Hostname) -> Option<MatchedEntry> {
+        let user = self
+            .user
+            .entry(host)
+            .map(|host| MatchedEntry { config: true, host });
+        user.or_else(|| {
+            let host = self.builtin.entry(host)?;
+            Some(MatchedEntry {
+                config: false,
+                host,
+            })
+        })
     }
 }
 
@@ -287,6 +323,7 @@ fn layer<'a>(specs: impl Iterator<Item = (Origin, &'a EntrySpec)>) -> Result<Lay
 
 fn wildcard(host: &str, purpose: Purpose, dest: Option<String>) -> Result<Wildcard, &'static str> {
     Ok(Wildcard {
+        text: host.to_ascii_lowercase(),
         pattern: HostPattern::parse(host)?,
         purpose,
         dest,

@@ -51,6 +51,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use maxminddb::{MaxMindDbError, PathElement, Reader};
 use tracing::{info, warn};
 
+pub mod anycast;
+
+pub use self::anycast::{ANYCAST, Anycast, BUILTIN_ANYCAST};
+
 /// Where `cargo xtask setup` installs the default databases.
 pub const DEFAULT_DIR: &str = "/var/lib/agentmon/geoip";
 /// `dest_country` (and `dest_asn`) of private, loopback, link-local,
@@ -77,6 +81,10 @@ pub struct GeoipConfig {
     /// How often the files are checked for a new version.
     #[serde(default = "default_reload")]
     pub reload_seconds: u64,
+    /// ASNs whose addresses are labelled `dest_country="anycast"`, added to
+    /// the built-in list ([`BUILTIN_ANYCAST`]).
+    #[serde(default)]
+    pub anycast_asns: Vec<u32>,
 }
 
 fn default_country() -> PathBuf {
@@ -97,6 +105,7 @@ impl Default for GeoipConfig {
             country: default_country(),
             asn: default_asn(),
             reload_seconds: default_reload(),
+            anycast_asns: Vec::new(),
         }
     }
 }
@@ -111,6 +120,9 @@ pub struct Geo {
     pub asn: Option<u32>,
     /// The AS organisation, sanitised ([`sanitize_org`]).
     pub asn_org: Option<String>,
+    /// The ASN is a known anycast network ([`Anycast`]): `country` is only
+    /// where the address block is registered.
+    pub anycast: bool,
 }
 
 impl Geo {
@@ -119,6 +131,7 @@ impl Geo {
             country: PRIVATE.to_string(),
             asn: None,
             asn_org: None,
+            anycast: false,
         }
     }
 
@@ -127,11 +140,17 @@ impl Geo {
             country: UNKNOWN.to_string(),
             asn: None,
             asn_org: None,
+            anycast: false,
         }
     }
 
     pub fn is_private(&self) -> bool {
         self.country == PRIVATE
+    }
+
+    /// The `dest_country` label: the country, or [`ANYCAST`].
+    pub fn country_label(&self) -> &str {
+        if self.anycast { ANYCAST } else { &self.country }
     }
 
     /// The `dest_asn` label: `AS399358`, [`PRIVATE`] or [`UNKNOWN`].
@@ -148,6 +167,7 @@ impl Geo {
 pub struct GeoIp {
     country: Slot,
     asn: Slot,
+    anycast: Anycast,
 }
 
 impl GeoIp {
@@ -159,8 +179,16 @@ impl GeoIp {
         let mut geoip = GeoIp {
             country: Slot::new(Kind::Country, country),
             asn: Slot::new(Kind::Asn, asn),
+            anycast: Anycast::default(),
         };
         geoip.reload_if_changed();
+        geoip
+    }
+
+    /// The files and anycast networks of a `[geoip]` table.
+    pub fn from_config(cfg: &GeoipConfig) -> GeoIp {
+        let mut geoip = GeoIp::open(Some(&cfg.country), Some(&cfg.asn));
+        geoip.anycast = Anycast::new(&cfg.anycast_asns);
         geoip
     }
 
@@ -212,6 +240,7 @@ impl GeoIp {
                 .map_or_else(|| UNKNOWN.to_string(), |cc| cc.to_string()),
             asn,
             asn_org: org,
+            anycast: asn.is_some_and(|n| self.anycast.contains(n)),
         }
     }
 }

@@ -108,6 +108,7 @@ fn labels() {
         country: "US".into(),
         asn: Some(399358),
         asn_org: None,
+        anycast: false,
     };
     assert_eq!(geo.asn_label(), "AS399358");
     assert_eq!(Geo::private().asn_label(), "private");
@@ -149,6 +150,34 @@ fn without_databases_everything_public_is_unknown() {
 }
 
 #[test]
+fn anycast_networks_have_no_country() {
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = pair(dir.path());
+    write(&country, COUNTRY);
+    write(&asn, ASN);
+    let cfg = GeoipConfig {
+        country,
+        asn,
+        anycast_asns: vec![64501],
+        ..GeoipConfig::default()
+    };
+    let geo = GeoIp::from_config(&cfg);
+    // Configured as anycast: the database's country stays, the label says so.
+    let de = geo.lookup(ip("198.51.100.77"));
+    assert_eq!(
+        (de.country.as_str(), de.anycast, de.country_label()),
+        ("DE", true, ANYCAST)
+    );
+    assert_eq!(de.asn_label(), "AS64501");
+    let us = geo.lookup(ip("203.0.113.5"));
+    assert_eq!((us.anycast, us.country_label()), (false, "US"));
+    // Without an ASN nothing is anycast; the built-in list is always there.
+    assert!(!geo.lookup(ip("192.0.2.1")).anycast);
+    assert!(Anycast::new(&[]).contains(13335) && Anycast::new(&[]).contains(54113));
+    assert_eq!(Anycast::builtin_name(54113), Some("Fastly"));
+}
+
+#[test]
 fn looks_up_generated_databases() {
     let dir = tempfile::tempdir().unwrap();
     let (c, a) = pair(dir.path());
@@ -160,6 +189,7 @@ fn looks_up_generated_databases() {
         country: cc.into(),
         asn: Some(asn),
         asn_org: Some(org.into()),
+        anycast: false,
     };
     assert_eq!(
         geo.lookup(ip("203.0.113.5")),

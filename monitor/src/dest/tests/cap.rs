@@ -1,4 +1,4 @@
-use crate::dest::cap::{Admitted, DEFAULT_DEST_CAP, DestCap};
+use crate::dest::cap::{Admitted, DEFAULT_DEST_CAP, DEFAULT_NETWORK_CAP, DestCap, NetworkCap};
 
 fn admit<'a>(cap: &mut DestCap, tool: u32, dest: &'a str) -> (&'a str, bool) {
     let Admitted { label, overflow } = cap.admit(tool, dest);
@@ -48,4 +48,25 @@ fn zero_cap_and_default() {
         .collect();
     let overflowed = names.iter().filter(|n| cap.admit(7, n).overflow).count();
     assert_eq!((overflowed, cap.admitted(7)), (5, DEFAULT_DEST_CAP));
+}
+
+#[test]
+fn network_cap_admits_combinations_up_to_the_cap() {
+    let mut cap = NetworkCap::new(2);
+    assert!(cap.admit(1, "ip", "US", "AS64500"));
+    assert!(cap.admit(1, "ip", "DE", "AS64501"));
+    // A third network without a name: past the cap.
+    assert!(!cap.admit(1, "ip", "JP", "AS64502"));
+    // Known combinations stay; the same network under another dest is new.
+    assert!(cap.admit(1, "ip", "US", "AS64500"));
+    assert!(!cap.admit(1, "other", "US", "AS64500"));
+    assert_eq!(cap.admitted(1), 2);
+    // Another tool has its own.
+    assert!(cap.admit(2, "ip", "JP", "AS64502"));
+    assert_eq!(NetworkCap::default().admitted(1), 0);
+    let mut cap = NetworkCap::default();
+    let over = (0..DEFAULT_NETWORK_CAP + 3)
+        .filter(|i| !cap.admit(1, "ip", "US", &format!("AS{i}")))
+        .count();
+    assert_eq!(over, 3);
 }
