@@ -14,8 +14,10 @@
 //! country = "/var/lib/agentmon/geoip/country.mmdb"   # default
 //! asn = "/var/lib/agentmon/geoip/asn.mmdb"           # default
 //! reload_seconds = 10
+//! anycast_asns = [64500]   # added to the built-in anycast networks
 //! [dest]
 //! max_per_tool = 64
+//! max_networks_per_tool = 256
 //! [[dest.entry]]
 //! host = "llm.internal.example"
 //! purpose = "model-api"

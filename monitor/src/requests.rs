@@ -32,8 +32,8 @@ pub struct RequestRecord {
     /// only for concurrent HTTP/2 requests, whose sizes cannot be told apart.
     #[serde(skip_serializing_if = "is_one")]
     pub heads: u32,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
+    pub egress_bytes: u64,
+    pub ingress_bytes: u64,
 }
 
 fn is_one(n: &u32) -> bool {
@@ -69,8 +69,8 @@ impl RequestSizes {
             purpose: first.purpose.unwrap_or(purpose),
             path: first.path.clone(),
             heads: u32::try_from(requests.len()).unwrap_or(u32::MAX),
-            bytes_sent: 0,
-            bytes_received: 0,
+            egress_bytes: 0,
+            ingress_bytes: 0,
         };
         self.current = Some((record, marks));
         done
@@ -80,8 +80,8 @@ impl RequestSizes {
     /// plaintext counts when it closes).
     pub fn end(&mut self, marks: [u64; 2]) -> Option<RequestRecord> {
         let (mut record, start) = self.current.take()?;
-        record.bytes_sent = marks[0].saturating_sub(start[0]);
-        record.bytes_received = marks[1].saturating_sub(start[1]);
+        record.egress_bytes = marks[0].saturating_sub(start[0]);
+        record.ingress_bytes = marks[1].saturating_sub(start[1]);
         if self.logged.len() < MAX_LOGGED {
             self.logged.push(record.clone());
         } else {
@@ -113,11 +113,11 @@ mod tests {
         let first = sizes
             .begin(&[req("GET", None)], "other", [5000, 700])
             .unwrap();
-        assert_eq!((first.bytes_sent, first.bytes_received), (5000, 700));
+        assert_eq!((first.egress_bytes, first.ingress_bytes), (5000, 700));
         assert_eq!(first.purpose, "model-api");
         let second = sizes.end([5120, 900]).unwrap();
         assert_eq!((second.method, second.purpose), ("GET", "other"));
-        assert_eq!((second.bytes_sent, second.bytes_received), (120, 200));
+        assert_eq!((second.egress_bytes, second.ingress_bytes), (120, 200));
         assert_eq!(sizes.end([9999, 9999]), None);
         assert_eq!(sizes.logged, vec![first, second]);
     }
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(sizes.begin(&[], "other", [100, 50]), None);
         let done = sizes.end([300, 80]).unwrap();
         assert_eq!(
-            (done.bytes_sent, done.bytes_received, done.heads),
+            (done.egress_bytes, done.ingress_bytes, done.heads),
             (276, 80, 1)
         );
     }
@@ -156,7 +156,7 @@ mod tests {
         let json = serde_json::to_string(&sizes.logged[0]).unwrap();
         assert_eq!(
             json,
-            r#"{"method":"GET","purpose":"other","bytes_sent":1,"bytes_received":1}"#
+            r#"{"method":"GET","purpose":"other","egress_bytes":1,"ingress_bytes":1}"#
         );
     }
 }

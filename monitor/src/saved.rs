@@ -95,9 +95,9 @@ pub struct SavedFlow {
 impl SavedConn {
     pub fn direction(&self) -> Direction {
         if self.inbound {
-            Direction::Inbound
+            Direction::Ingress
         } else {
-            Direction::Outbound
+            Direction::Egress
         }
     }
 }

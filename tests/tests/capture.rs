@@ -124,13 +124,13 @@ fn agent_bytes_equal_what_it_sent_tcp_udp_ipv4_ipv6_and_others_add_nothing() {
     let out = [
         ("tool", "claude-code"),
         ("proto", "tcp"),
-        ("direction", "outbound"),
+        ("direction", "egress"),
     ];
     am.expect("agentmon_connections_total", &out, 3.0);
     let out = [
         ("tool", "claude-code"),
         ("proto", "udp"),
-        ("direction", "outbound"),
+        ("direction", "egress"),
     ];
     let before = am.expect("agentmon_connections_total", &out, 2.0);
 
@@ -239,7 +239,7 @@ fn connection_in_the_first_millisecond_of_an_agent_is_counted() {
     let out = [
         ("tool", "claude-code"),
         ("proto", "tcp"),
-        ("direction", "outbound"),
+        ("direction", "egress"),
     ];
     am.expect("agentmon_connections_total", &out, 20.0);
 }
@@ -344,13 +344,13 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
     assert_eq!(line["exe"], claude.display().to_string());
     assert_eq!(line["argv0"], claude.display().to_string());
     assert_eq!(line["proto"], "tcp");
-    assert_eq!(line["direction"], "outbound");
+    assert_eq!(line["direction"], "egress");
     assert_eq!(line["remote_addr"], "2001:db8::10");
     assert_eq!(line["remote_port"], 7000);
     assert_eq!(line["local_addr"], "2001:db8::1");
     assert_eq!(line["local_port"], local_port);
-    assert_eq!(line["bytes_sent"], 50_000);
-    assert_eq!(line["bytes_received"], REPLY);
+    assert_eq!(line["egress_bytes"], 50_000);
+    assert_eq!(line["ingress_bytes"], REPLY);
     assert!(line["ppid"].as_u64().unwrap() > 0);
     let (start, end) = (
         line["start"].as_str().unwrap(),
@@ -360,7 +360,7 @@ fn open_connection_grows_at_scrape_time_and_its_close_is_logged() {
 }
 
 #[test]
-fn connection_an_agent_accepts_is_inbound_and_counted() {
+fn connection_an_agent_accepts_is_ingress_and_counted() {
     if !require_root() {
         return;
     }
@@ -411,16 +411,16 @@ fn connection_an_agent_accepts_is_inbound_and_counted() {
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
     am.expect("agentmon_ingress_bytes_total", &tcp, 5000.0);
     am.expect("agentmon_egress_bytes_total", &tcp, 100.0);
-    let inbound = [
+    let ingress = [
         ("tool", "claude-code"),
         ("proto", "tcp"),
-        ("direction", "inbound"),
+        ("direction", "ingress"),
     ];
-    let m = am.expect("agentmon_connections_total", &inbound, 1.0);
+    let m = am.expect("agentmon_connections_total", &ingress, 1.0);
     assert_eq!(
-        m.value("agentmon_connections_total", &[("direction", "outbound")]),
+        m.value("agentmon_connections_total", &[("direction", "egress")]),
         None,
-        "the accepted connection must not count as outbound"
+        "the accepted connection must not count as egress"
     );
 }
 
@@ -473,7 +473,7 @@ fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
     let m = am.expect("agentmon_egress_bytes_total", &claude_tcp, 1000.0);
     assert_eq!(m.value("agentmon_ingress_bytes_total", &claude_tcp), None);
     for tool in ["claude-code", "codex"] {
-        let labels = [("tool", tool), ("proto", "tcp"), ("direction", "outbound")];
+        let labels = [("tool", tool), ("proto", "tcp"), ("direction", "egress")];
         assert_eq!(
             m.value("agentmon_connections_total", &labels),
             Some(1.0),

@@ -89,10 +89,10 @@ fn records(path: &Path) -> Vec<Value> {
     agentmon_tests::json_lines(path)
 }
 
-fn bytes_sent(records: &[Value]) -> Vec<u64> {
+fn egress_bytes(records: &[Value]) -> Vec<u64> {
     records
         .iter()
-        .map(|r| r["bytes_sent"].as_u64().unwrap())
+        .map(|r| r["egress_bytes"].as_u64().unwrap())
         .collect()
 }
 
@@ -145,8 +145,8 @@ fn renamed_log_and_sighup_go_on_in_a_new_file_losing_and_repeating_nothing() {
     assert_eq!(mode(&l.log), 0o640);
     l.tcp(3_333);
     let new = l.wait_records(&l.log, 1);
-    assert_eq!(bytes_sent(&new), [3_333]);
-    assert_eq!(bytes_sent(&records(&old)), [1_111, 2_222]);
+    assert_eq!(egress_bytes(&new), [3_333]);
+    assert_eq!(egress_bytes(&records(&old)), [1_111, 2_222]);
     assert!(l.am.log_text().contains("reopened the connection log"));
     // Still serving: SIGHUP is handled, not the default exit.
     l.am.expect(
@@ -178,18 +178,18 @@ fn a_udp_flow_gets_a_record_when_its_process_ends_and_records_name_the_user() {
     let counts = PeerCounts::from_output(&run_bounded(&mut l.agent(&udp), RUN));
     assert_eq!(counts.sent, 300);
     let record = &l.wait_records(&l.log, 1)[0];
-    assert_eq!(record["v"], 2);
+    assert_eq!(record["v"], 3);
     assert_eq!(record["event"], "close");
     assert_eq!(record["tool"], "claude-code");
     assert_eq!(record["proto"], "udp");
-    assert_eq!(record["direction"], "outbound");
+    assert_eq!(record["direction"], "egress");
     assert_eq!(record["remote_addr"], "203.0.113.10");
     assert_eq!(record["remote_port"], 7001);
     assert_eq!(record["local_addr"], Value::Null);
-    assert_eq!(record["bytes_sent"], 300);
-    assert_eq!(record["bytes_received"], 3 * REPLY);
-    assert_eq!(record["datagrams_sent"], 3);
-    assert_eq!(record["datagrams_received"], 3);
+    assert_eq!(record["egress_bytes"], 300);
+    assert_eq!(record["ingress_bytes"], 3 * REPLY);
+    assert_eq!(record["egress_datagrams"], 3);
+    assert_eq!(record["ingress_datagrams"], 3);
     assert_eq!(record["exe"], l.claude.display().to_string());
     let pid = record["pid"].as_u64().unwrap();
     assert_eq!(record["id"], format!("udp:{pid}:203.0.113.10:7001"));
@@ -236,7 +236,7 @@ fn a_connection_held_open_gets_interim_records_with_running_totals() {
     let interim_at_30k = || {
         records(&l.log)
             .iter()
-            .any(|r| r["event"] == "interim" && r["bytes_sent"] == 30_000)
+            .any(|r| r["event"] == "interim" && r["egress_bytes"] == 30_000)
     };
     assert!(
         wait_until(SETTLE, interim_at_30k),
@@ -255,8 +255,8 @@ fn a_connection_held_open_gets_interim_records_with_running_totals() {
     let all = records(&l.log);
     let (close, interim) = all.split_last().unwrap();
     assert_eq!(close["event"], "close");
-    assert_eq!(close["bytes_sent"], 50_000);
-    assert_eq!(close["bytes_received"], REPLY);
+    assert_eq!(close["egress_bytes"], 50_000);
+    assert_eq!(close["ingress_bytes"], REPLY);
     assert!(!interim.is_empty());
     for r in interim {
         assert_eq!(r["event"], "interim", "{r}");
@@ -265,13 +265,13 @@ fn a_connection_held_open_gets_interim_records_with_running_totals() {
         assert!(r["time"].as_str() <= close["time"].as_str(), "{r}");
     }
     // Running totals, never going back.
-    let sent = bytes_sent(&all);
+    let sent = egress_bytes(&all);
     assert!(sent.windows(2).all(|w| w[0] <= w[1]), "{sent:?}");
     // Summing only `close` records counts the connection once.
     let closed: u64 = all
         .iter()
         .filter(|r| r["event"] == "close")
-        .map(|r| r["bytes_sent"].as_u64().unwrap())
+        .map(|r| r["egress_bytes"].as_u64().unwrap())
         .sum();
     assert_eq!(closed, 50_000);
 }

@@ -80,12 +80,12 @@ fn curl_over_tls_is_named_by_sni_and_dns_with_country_asn_and_purpose() {
     assert_eq!(line["sni"], "api.model.test");
     assert_eq!(line["dns_name"], "api.model.test");
     assert_eq!(line["dest"], "api.model.test");
-    assert_eq!(line["country"], "US");
-    assert_eq!(line["asn"], "AS64500");
-    assert_eq!(line["asn_org"], "Example-Net-US");
+    assert_eq!(line["dest_country"], "US");
+    assert_eq!(line["dest_asn"], "AS64500");
+    assert_eq!(line["dest_asn_org"], "Example-Net-US");
     assert_eq!(line["purpose"], "model-api");
-    assert_eq!(line["bytes_sent"].as_f64(), Some(sent));
-    assert_eq!(line["bytes_received"].as_f64(), Some(received));
+    assert_eq!(line["egress_bytes"].as_f64(), Some(sent));
+    assert_eq!(line["ingress_bytes"].as_f64(), Some(received));
 }
 
 #[test]
@@ -290,6 +290,55 @@ fn dest_labels_past_the_cap_go_to_other_and_are_counted() {
     }
     let other = [("tool", "aider"), ("proto", "tcp"), ("dest", "other")];
     assert_eq!(m.value("agentmon_connections_total", &other), Some(2.0));
+}
+
+#[test]
+fn networks_past_the_cap_go_to_other_and_are_counted() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "[dest]\nmax_networks_per_tool = 2\n");
+    // Bare addresses in three networks: the Host header is an address, so
+    // no name; the third network is past the cap.
+    let mut sent = Vec::new();
+    for ip in ["203.0.113.20", "198.51.100.40", "2001:db8::20"] {
+        sent.push(w.aider(&["--ip", ip, "--port", "80", "--body", "100"]).sent as f64);
+    }
+    let unnamed = |country, asn| {
+        [
+            ("tool", "aider"),
+            ("proto", "tcp"),
+            ("dest", "ip"),
+            ("dest_country", country),
+            ("dest_asn", asn),
+        ]
+    };
+    w.expect(
+        "agentmon_egress_bytes_total",
+        &unnamed("US", "AS64500"),
+        sent[0],
+    );
+    w.expect(
+        "agentmon_egress_bytes_total",
+        &unnamed("DE", "AS64501"),
+        sent[1],
+    );
+    let m = w.expect(
+        "agentmon_egress_bytes_total",
+        &unnamed("other", "other"),
+        sent[2],
+    );
+    assert_eq!(
+        m.value("agentmon_dest_network_overflow_total", &[("tool", "aider")]),
+        Some(1.0)
+    );
+    // JP never became a label.
+    let countries: Vec<String> = m
+        .series("agentmon_connections_total")
+        .into_iter()
+        .map(|(l, _)| l["dest_country"].clone())
+        .collect();
+    assert!(!countries.contains(&"JP".to_owned()), "{countries:?}");
 }
 
 #[test]

@@ -90,14 +90,14 @@ fn without_sock_ops_connections_end_at_their_fin_with_exact_bytes() {
     );
     let mut sent: Vec<u64> = lines()
         .iter()
-        .map(|l| l["bytes_sent"].as_u64().unwrap())
+        .map(|l| l["egress_bytes"].as_u64().unwrap())
         .collect();
     sent.sort_unstable();
     assert_eq!(sent, [5_555, 70_000]);
     assert!(
         lines()
             .iter()
-            .all(|l| l["bytes_received"].as_u64() == Some(REPLY))
+            .all(|l| l["ingress_bytes"].as_u64() == Some(REPLY))
     );
 }
 

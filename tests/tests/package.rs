@@ -156,7 +156,9 @@ fn shipped_config_changes_nothing_and_shows_the_defaults() {
         "country",
         "asn",
         "reload_seconds",
+        "anycast_asns",
         "max_per_tool",
+        "max_networks_per_tool",
     ] {
         assert!(
             options.contains(key),

@@ -135,7 +135,7 @@ fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
         &[
             ("tool", "claude-code"),
             ("proto", "tcp"),
-            ("direction", "outbound"),
+            ("direction", "egress"),
         ],
         2.0,
     );
@@ -146,8 +146,8 @@ fn kill_9_loses_and_doubles_nothing_as_prometheus_sees_it() {
         .filter(|r| r["proto"] == "tcp" && r["tool"] == "claude-code")
         .map(|r| {
             (
-                r["bytes_sent"].as_u64().unwrap(),
-                r["bytes_received"].as_u64().unwrap(),
+                r["egress_bytes"].as_u64().unwrap(),
+                r["ingress_bytes"].as_u64().unwrap(),
             )
         })
         .collect();

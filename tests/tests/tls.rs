@@ -209,13 +209,13 @@ fn python_ssl_through_the_ex_calls_is_seen_and_a_non_agent_is_not() {
     // are logged only when the config opts in.
     let line = log_line(&w, "aider");
     assert_eq!(line["tls_library"], "openssl");
-    assert_eq!(line["plaintext_sent"], conns[0].plain_in);
-    assert_eq!(line["plaintext_received"], conns[0].plain_out);
+    assert_eq!(line["egress_plaintext_bytes"], conns[0].plain_in);
+    assert_eq!(line["ingress_plaintext_bytes"], conns[0].plain_out);
     let request = serde_json::json!({
         "method": "POST",
         "purpose": "model-api",
-        "bytes_sent": conns[0].plain_in,
-        "bytes_received": conns[0].plain_out,
+        "egress_bytes": conns[0].plain_in,
+        "ingress_bytes": conns[0].plain_out,
     });
     assert_eq!(line["requests"], serde_json::json!([request]), "{line}");
     // The same library, called by a process that is not an agent.
@@ -448,16 +448,16 @@ fn http2_requests_are_read_with_their_paths_classified() {
             .sum::<u64>()
     };
     for r in requests {
-        assert!(r["bytes_sent"].as_u64().unwrap() >= 309, "{r}");
-        assert!(r["bytes_received"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["egress_bytes"].as_u64().unwrap() >= 309, "{r}");
+        assert!(r["ingress_bytes"].as_u64().unwrap() > 0, "{r}");
         assert!(r.get("path").is_none(), "{r}");
     }
     assert!(
-        total("bytes_sent") <= line["plaintext_sent"].as_u64().unwrap(),
+        total("egress_bytes") <= line["egress_plaintext_bytes"].as_u64().unwrap(),
         "{line}"
     );
     assert!(
-        total("bytes_received") <= line["plaintext_received"].as_u64().unwrap(),
+        total("ingress_bytes") <= line["ingress_plaintext_bytes"].as_u64().unwrap(),
         "{line}"
     );
 }
@@ -489,8 +489,8 @@ fn keep_alive_requests_are_sized_one_by_one_and_paths_logged_on_opt_in() {
             "method": "POST",
             "purpose": purpose,
             "path": path,
-            "bytes_sent": served[i].0,
-            "bytes_received": served[i].1,
+            "egress_bytes": served[i].0,
+            "ingress_bytes": served[i].1,
         })
     };
     let want = serde_json::json!([

@@ -13,8 +13,10 @@ use crate::{
 
 /// The `v` field. 1 (no `v` field) was one record per closed TCP
 /// connection; 2 adds `v`, `event`, `id`, `time`, `uid`, `user`, interim
-/// records and UDP flows.
-pub const SCHEMA_VERSION: u32 = 2;
+/// records and UDP flows; 3 names directions as the metrics do: `egress_*`
+/// and `ingress_*` for `bytes_sent`/`_received` and the like, `direction`
+/// `egress`/`ingress`, and `dest_country`, `dest_asn`, `dest_asn_org`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The `event` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,11 +53,11 @@ pub struct Record<'a> {
     pub local_addr: Option<String>,
     pub local_port: Option<u16>,
     /// Since the connection began, in every record (not since the last one).
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
+    pub egress_bytes: u64,
+    pub ingress_bytes: u64,
     /// UDP only.
-    pub datagrams_sent: Option<u64>,
-    pub datagrams_received: Option<u64>,
+    pub egress_datagrams: Option<u64>,
+    pub ingress_datagrams: Option<u64>,
     /// The name that won (SNI, then HTTP Host, then DNS), if any.
     pub host: Option<&'a str>,
     pub sni: Option<&'a str>,
@@ -65,15 +67,15 @@ pub struct Record<'a> {
     pub dns_name: Option<&'a str>,
     /// The `dest` label the connection was counted under.
     pub dest: &'a str,
-    pub country: &'a str,
-    pub asn: &'a str,
-    pub asn_org: Option<&'a str>,
+    pub dest_country: &'a str,
+    pub dest_asn: &'a str,
+    pub dest_asn_org: Option<&'a str>,
     pub purpose: &'a str,
     /// The TLS library whose probes saw this connection's plaintext
     /// (`None`: not probed, its TLS is seen as metadata only).
     pub tls_library: Option<&'static str>,
-    pub plaintext_sent: Option<u64>,
-    pub plaintext_received: Option<u64>,
+    pub egress_plaintext_bytes: Option<u64>,
+    pub ingress_plaintext_bytes: Option<u64>,
     /// Its HTTP requests written through a probed TLS library, with
     /// plaintext sizes; at most `requests::MAX_LOGGED`.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -131,10 +133,10 @@ impl<'a> Record<'a> {
             remote_port: c.remote.port(),
             local_addr: Some(c.local.ip().to_string()),
             local_port: Some(c.local.port()),
-            bytes_sent: r.sent,
-            bytes_received: r.received,
-            datagrams_sent: None,
-            datagrams_received: None,
+            egress_bytes: r.sent,
+            ingress_bytes: r.received,
+            egress_datagrams: None,
+            ingress_datagrams: None,
             host: c.names.host.as_deref(),
             sni: c.names.sni.as_deref(),
             alpn: c.names.alpn.as_deref(),
@@ -142,13 +144,13 @@ impl<'a> Record<'a> {
             http_method: c.names.http_method,
             dns_name: c.names.dns_name.as_deref(),
             dest: &r.dest.name,
-            country: &r.dest.country,
-            asn: &r.dest.asn,
-            asn_org: c.names.asn_org.as_deref(),
+            dest_country: &r.dest.country,
+            dest_asn: &r.dest.asn,
+            dest_asn_org: c.names.asn_org.as_deref(),
             purpose: r.dest.purpose,
             tls_library: c.tls_lib.map(|lib| lib.label()),
-            plaintext_sent: probed.then_some(plain_sent),
-            plaintext_received: probed.then_some(plain_received),
+            egress_plaintext_bytes: probed.then_some(plain_sent),
+            ingress_plaintext_bytes: probed.then_some(plain_received),
             requests: &c.requests.logged,
             requests_dropped: c.requests.dropped,
             start: rfc3339(c.start),
@@ -170,10 +172,10 @@ impl<'a> Record<'a> {
             remote_port: r.remote.port(),
             local_addr: None,
             local_port: None,
-            bytes_sent: r.totals.tx_bytes,
-            bytes_received: r.totals.rx_bytes,
-            datagrams_sent: Some(r.totals.tx_datagrams),
-            datagrams_received: Some(r.totals.rx_datagrams),
+            egress_bytes: r.totals.tx_bytes,
+            ingress_bytes: r.totals.rx_bytes,
+            egress_datagrams: Some(r.totals.tx_datagrams),
+            ingress_datagrams: Some(r.totals.rx_datagrams),
             host: r.names.host.as_deref(),
             sni: None,
             alpn: None,
@@ -181,13 +183,13 @@ impl<'a> Record<'a> {
             http_method: None,
             dns_name: r.names.dns_name.as_deref(),
             dest: &r.dest.name,
-            country: &r.dest.country,
-            asn: &r.dest.asn,
-            asn_org: r.names.asn_org.as_deref(),
+            dest_country: &r.dest.country,
+            dest_asn: &r.dest.asn,
+            dest_asn_org: r.names.asn_org.as_deref(),
             purpose: r.dest.purpose,
             tls_library: None,
-            plaintext_sent: None,
-            plaintext_received: None,
+            egress_plaintext_bytes: None,
+            ingress_plaintext_bytes: None,
             requests: &[],
             requests_dropped: 0,
             start: rfc3339(r.start),

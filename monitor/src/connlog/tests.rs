@@ -198,11 +198,11 @@ fn interim_records_carry_totals_so_far_and_the_close_record_the_final_ones() {
     let field = |name: &str| records.iter().map(|r| r[name].clone()).collect::<Vec<_>>();
     assert_eq!(field("event"), ["interim", "interim", "close"]);
     assert_eq!(
-        field("bytes_sent"),
+        field("egress_bytes"),
         [100, 250, 300],
         "cumulative, not deltas"
     );
-    assert_eq!(field("bytes_received"), [10, 40, 41]);
+    assert_eq!(field("ingress_bytes"), [10, 40, 41]);
     assert_eq!(field("id"), ["tcp:4099"; 3]);
     assert_eq!(field("end")[..2], [Value::Null, Value::Null]);
     assert_eq!(field("start"), ["2027-01-15T08:00:00.000Z"; 3]);
@@ -218,7 +218,7 @@ fn interim_records_carry_totals_so_far_and_the_close_record_the_final_ones() {
     let closed_sent: u64 = records
         .iter()
         .filter(|r| r["event"] == "close")
-        .map(|r| r["bytes_sent"].as_u64().unwrap())
+        .map(|r| r["egress_bytes"].as_u64().unwrap())
         .sum();
     assert_eq!(closed_sent, 300);
 }
@@ -278,8 +278,8 @@ fn a_udp_flow_is_logged_while_it_lasts_and_when_its_process_is_gone() {
     assert_eq!(first["event"], "interim");
     assert_eq!(
         (
-            &first["bytes_sent"],
-            &first["datagrams_sent"],
+            &first["egress_bytes"],
+            &first["egress_datagrams"],
             &first["end"]
         ),
         (&40.into(), &1.into(), &Value::Null)
@@ -288,7 +288,7 @@ fn a_udp_flow_is_logged_while_it_lasts_and_when_its_process_is_gone() {
     assert_eq!(last["id"], "udp:4001:203.0.113.53:53");
     assert_eq!(first["id"], last["id"]);
     assert_eq!(last["proto"], "udp");
-    assert_eq!(last["direction"], "outbound");
+    assert_eq!(last["direction"], "egress");
     assert_eq!(last["remote_addr"], "203.0.113.53");
     assert_eq!(last["remote_port"], 53);
     assert_eq!(
@@ -296,11 +296,11 @@ fn a_udp_flow_is_logged_while_it_lasts_and_when_its_process_is_gone() {
         (&Value::Null, &Value::Null)
     );
     assert_eq!(
-        (&last["bytes_sent"], &last["bytes_received"]),
+        (&last["egress_bytes"], &last["ingress_bytes"]),
         (&120.into(), &360.into())
     );
     assert_eq!(
-        (&last["datagrams_sent"], &last["datagrams_received"]),
+        (&last["egress_datagrams"], &last["ingress_datagrams"]),
         (&3.into(), &3.into())
     );
     assert_eq!(last["dns_name"], "api.model.test");
@@ -342,10 +342,10 @@ fn a_tcp_record_has_the_documented_fields() {
         "remote_port",
         "local_addr",
         "local_port",
-        "bytes_sent",
-        "bytes_received",
-        "datagrams_sent",
-        "datagrams_received",
+        "egress_bytes",
+        "ingress_bytes",
+        "egress_datagrams",
+        "ingress_datagrams",
         "host",
         "sni",
         "alpn",
@@ -353,27 +353,27 @@ fn a_tcp_record_has_the_documented_fields() {
         "http_method",
         "dns_name",
         "dest",
-        "country",
-        "asn",
-        "asn_org",
+        "dest_country",
+        "dest_asn",
+        "dest_asn_org",
         "purpose",
         "tls_library",
-        "plaintext_sent",
-        "plaintext_received",
+        "egress_plaintext_bytes",
+        "ingress_plaintext_bytes",
         "start",
         "end",
     ]
     .into();
     assert_eq!(fields, documented);
     assert_eq!(record["v"], SCHEMA_VERSION);
-    assert_eq!(record["v"], 2);
+    assert_eq!(record["v"], 3);
     assert_eq!(
         (&record["uid"], &record["user"]),
         (&1000.into(), &"dev".into())
     );
     assert_eq!(record["local_addr"], "192.0.2.1");
     assert_eq!(record["local_port"], 50_000);
-    assert_eq!(record["datagrams_sent"], Value::Null);
+    assert_eq!(record["egress_datagrams"], Value::Null);
 }
 
 #[test]

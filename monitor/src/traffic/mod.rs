@@ -50,15 +50,17 @@ impl Proto {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
-    Outbound,
-    Inbound,
+    /// Opened by the agent (TCP), or whose first datagram it sent (UDP).
+    Egress,
+    /// Accepted by the agent, or whose first datagram it received.
+    Ingress,
 }
 
 impl Direction {
     pub fn label(self) -> &'static str {
         match self {
-            Direction::Outbound => "outbound",
-            Direction::Inbound => "inbound",
+            Direction::Egress => "egress",
+            Direction::Ingress => "ingress",
         }
     }
 }
@@ -111,7 +113,7 @@ pub trait Counters {
 /// requests share are left out of the per-request figures.
 fn size_request(tool: ToolId, done: Option<RequestRecord>, counters: &mut dyn Counters) {
     if let Some(r) = done.filter(|r| r.heads == 1) {
-        counters.request_size(tool, r.purpose, r.bytes_sent, r.bytes_received);
+        counters.request_size(tool, r.purpose, r.egress_bytes, r.ingress_bytes);
     }
 }
 
@@ -405,9 +407,9 @@ impl Traffic {
             _ => false,
         };
         let direction = if inbound {
-            Direction::Inbound
+            Direction::Ingress
         } else {
-            Direction::Outbound
+            Direction::Egress
         };
         self.conns.insert(
             sock,
@@ -493,7 +495,7 @@ impl Traffic {
             .map(|(sock, c)| SavedConn {
                 sock: *sock,
                 start_ns: c.start_ns,
-                inbound: c.direction == Direction::Inbound,
+                inbound: c.direction == Direction::Ingress,
                 counted: c.counted,
                 tls_counted: c.tls_counted,
                 dest: c.dest.as_ref().map(saved_dest),
@@ -613,9 +615,9 @@ impl Traffic {
             return;
         }
         let direction = if inbound {
-            Direction::Inbound
+            Direction::Ingress
         } else {
-            Direction::Outbound
+            Direction::Egress
         };
         // A flow the run before a restart counted goes on from its
         // baseline, under the labels it had, and is not a new flow.

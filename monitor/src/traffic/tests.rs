@@ -67,7 +67,7 @@ fn bytes_wait_for_the_name_then_grow_at_refresh_and_close_adds_the_rest_once() {
             .is_none()
     );
     assert_eq!(
-        c.conns[&(2, Proto::Tcp, Direction::Outbound, "api.model.test".into())],
+        c.conns[&(2, Proto::Tcp, Direction::Egress, "api.model.test".into())],
         1
     );
     assert_eq!(c.bytes.len(), 1, "no bytes under any other label");
@@ -97,13 +97,10 @@ fn first_use_socket_counts_its_first_bytes_and_finds_its_direction() {
     t.named(2, |_| {}, &mut by_sni, &mut c);
     assert_eq!(bytes(&c, "ip"), (5, 77));
     assert_eq!(
-        c.conns[&(2, Proto::Tcp, Direction::Inbound, "ip".into())],
+        c.conns[&(2, Proto::Tcp, Direction::Ingress, "ip".into())],
         1
     );
-    assert_eq!(
-        c.conns[&(2, Proto::Tcp, Direction::Outbound, "ip".into())],
-        1
-    );
+    assert_eq!(c.conns[&(2, Proto::Tcp, Direction::Egress, "ip".into())], 1);
 }
 
 #[test]

@@ -74,7 +74,7 @@ impl Variant for Churn {
         let out = [
             ("tool", "claude-code"),
             ("proto", "tcp"),
-            ("direction", "outbound"),
+            ("direction", "egress"),
         ];
         let before = ended.elapsed().as_secs_f64();
         let (counted, moved) = wait_settled(

@@ -85,7 +85,7 @@ impl Variant for Held {
             let out = [
                 ("tool", "claude-code"),
                 ("proto", "tcp"),
-                ("direction", "outbound"),
+                ("direction", "egress"),
             ];
             let (counted, _) = wait_settled(
                 am,
@@ -202,7 +202,7 @@ impl Variant for LabelCap {
             .agentmon()
             .context("the label-cap variant runs with agentmon only")?;
         for &(tool, _, _) in TOOLS {
-            let out = [("tool", tool), ("proto", "tcp"), ("direction", "outbound")];
+            let out = [("tool", tool), ("proto", "tcp"), ("direction", "egress")];
             let (n, _) = wait_value(
                 am,
                 "agentmon_connections_total",
