@@ -27,12 +27,13 @@ use tracing_subscriber::{
 /// Set once [`init`] found stderr to be the journal.
 static JOURNAL: AtomicBool = AtomicBool::new(false);
 
-/// Sets up the global subscriber: level from `AGENTMON_LOG` (default
-/// `info`), journal format when stderr is the journal.
-pub fn init() {
+/// Sets up the global subscriber: level from `AGENTMON_LOG` (else
+/// `default`), journal format when stderr is the journal.
+pub fn init(default: Level) {
     let journal = is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref(), stderr_id());
     JOURNAL.store(journal, Ordering::Relaxed);
-    let filter = EnvFilter::try_from_env("AGENTMON_LOG").unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::try_from_env("AGENTMON_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default.as_str().to_ascii_lowercase()));
     let style = if journal {
         Style::Journal
     } else {

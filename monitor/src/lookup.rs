@@ -30,7 +30,7 @@ pub struct Labels {
     /// block is registered).
     pub database_country: String,
     pub dest_asn: String,
-    pub asn_org: Option<String>,
+    pub dest_asn_org: Option<String>,
     pub anycast: bool,
     /// Why the network counts as anycast: the built-in list (and who runs
     /// it) or the config.
@@ -79,7 +79,7 @@ pub fn labels(catalog: &Catalog, geoip: &GeoIp, host: Option<&Hostname>, addr: I
         dest_country: geo.country_label().to_owned(),
         database_country: geo.country.clone(),
         dest_asn: geo.asn_label(),
-        asn_org: geo.asn_org.clone(),
+        dest_asn_org: geo.asn_org.clone(),
         anycast: geo.anycast,
         anycast_source,
     }
@@ -113,7 +113,7 @@ pub fn render(all: &[Labels]) -> String {
             None => l.dest_country.clone(),
         };
         row("dest_country", country);
-        let asn = match &l.asn_org {
+        let asn = match &l.dest_asn_org {
             Some(org) => format!("{} ({org})", l.dest_asn),
             None => l.dest_asn.clone(),
         };

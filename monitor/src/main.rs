@@ -115,8 +115,12 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    logging::init();
     let cli = Cli::parse();
+    // A command that prints its answer keeps the log to what went wrong.
+    logging::init(match cli.command {
+        Command::Lookup(_) => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    });
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig { path } => check_config(&path),

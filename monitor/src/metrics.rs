@@ -283,7 +283,7 @@ impl Metrics {
                 let labels: HashMap<&str, &str> = s
                     .labels
                     .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .map(|(k, v)| (k.as_str(), renamed(k, v)))
                     .collect();
                 if let Ok(counter) = vec.get_metric_with(&labels) {
                     Metrics::raise_to(&counter, s.value);
@@ -427,5 +427,53 @@ impl Counters for NamedCounters<'_> {
                 dest.purpose,
             ])
             .inc();
+    }
+}
+
+/// A label value as this version spells it, for counters saved by an
+/// earlier one: connections' `direction` was `outbound`/`inbound` before
+/// it took the byte counters' `egress`/`ingress`.
+fn renamed<'a>(key: &str, value: &'a str) -> &'a str {
+    match (key, value) {
+        ("direction", "outbound") => "egress",
+        ("direction", "inbound") => "ingress",
+        _ => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::saved::Series;
+
+    #[test]
+    fn counters_saved_with_the_old_direction_names_continue_under_the_new() {
+        let metrics = Metrics::new().unwrap();
+        let labels = |direction: &str| {
+            [
+                ("tool", "codex"),
+                ("proto", "tcp"),
+                ("direction", direction),
+                ("dest", "api.openai.com"),
+                ("dest_country", "anycast"),
+                ("dest_asn", "AS13335"),
+                ("purpose", "model-api"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into()
+        };
+        let saved = [("outbound", 5), ("inbound", 2)].map(|(d, value)| Series {
+            name: "agentmon_connections_total".into(),
+            labels: labels(d),
+            value,
+        });
+        assert_eq!(metrics.restore(&saved), 2);
+        let now: Vec<_> = metrics
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.name == "agentmon_connections_total")
+            .map(|s| (s.labels["direction"].clone(), s.value))
+            .collect();
+        assert_eq!(now, [("egress".into(), 5), ("ingress".into(), 2)]);
     }
 }

@@ -248,3 +248,41 @@ fn shipped_lists_page_for_a_country_they_leave_out() {
     }
     assert!(text.contains("dest_country=\"RU\""), "{text}");
 }
+
+/// Without --addr a name is resolved by the system resolver (here
+/// /etc/hosts); what cannot be looked up gets one line saying what to do.
+#[test]
+fn lookup_resolves_names_and_names_the_fix_when_it_cannot() {
+    let dir = TempDir::new("day-one");
+    let config = default_config(dir.path());
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(agentmon_bin());
+        cmd.args(["lookup", "--config"]).arg(&config).args(args);
+        run_bounded(&mut cmd, RUN)
+    };
+    let out = run(&["localhost"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("localhost at 127.0.0.1\n"), "{text}");
+    assert!(text.contains("  dest_country  private\n"), "{text}");
+    for (args, message) in [
+        (
+            &["no-such-host.invalid"][..],
+            "agentmon: error: cannot resolve no-such-host.invalid; give the address it resolved to with --addr IP",
+        ),
+        (
+            &["bad name!"],
+            "agentmon: error: \"bad name!\" is neither an IP address nor a host name (labels of a-z 0-9 - _)",
+        ),
+        (
+            &["192.0.2.1", "--addr", "192.0.2.2"],
+            "agentmon: error: 192.0.2.1 is an address: --addr goes with a host name",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with(message), "{args:?}: {stderr}");
+    }
+}

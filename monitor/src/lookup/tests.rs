@@ -47,7 +47,7 @@ fn a_catalog_host_gets_its_entry_country_and_network() {
             dest_country: "US".into(),
             database_country: "US".into(),
             dest_asn: "AS64500".into(),
-            asn_org: Some("Example-Net-US".into()),
+            dest_asn_org: Some("Example-Net-US".into()),
             anycast: false,
             anycast_source: None,
         }
