@@ -253,6 +253,10 @@ fn a_real_prometheus_scrapes_over_https_with_a_password() {
         .unwrap();
 }
 
+/// Each `client_auth_type`, in turn, by editing the web config of one
+/// running daemon (so its edits are picked up too): whether a client with
+/// no certificate, one of a CA the web config does not name, and one of
+/// `client_ca_file` get an answer.
 #[test]
 fn client_certificates_are_required_and_verified() {
     if !require_root() {
@@ -265,33 +269,45 @@ fn client_certificates_are_required_and_verified() {
     let good = clients.client("scraper", 2);
     // Signed by the server CA, which does not sign clients here.
     let stranger = ca.client("stranger", 3);
-    let web = write_web_config(
-        dir.path(),
-        &server,
-        &format!(
-            "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {:?}\n",
-            clients.files.cert.display().to_string()
-        ),
+    let client_ca = format!(
+        "  client_ca_file: {:?}\n",
+        clients.files.cert.display().to_string()
     );
+    let set_mode = |mode: &str, ca_file: bool| {
+        let extra = format!(
+            "  client_auth_type: {mode}\n{}",
+            if ca_file { client_ca.as_str() } else { "" }
+        );
+        write_web_config(dir.path(), &server, &extra)
+    };
     let with = |cert: &CertFiles| Curl {
         client_cert: Some((cert.cert.clone(), cert.key.clone())),
         ..https(&ca, None)
     };
+    let web = set_mode("RequireAndVerifyClientCert", true);
     let am = Agentmon::builder()
         .arg("--web.config.file")
         .arg(&web)
         .client(with(&good))
         .start();
     let r = with(&good).get(am.addr(), "/metrics").unwrap();
-    assert_eq!(r.status, 200, "{r:?}");
-    assert!(r.body.contains("agentmon_build_info"));
-    for (curl, why) in [
-        (https(&ca, None), "no certificate"),
-        (with(&stranger), "another CA"),
+    assert!(r.body.contains("agentmon_build_info"), "{r:?}");
+    // Answered: (no certificate, another CA's, the client CA's).
+    for (mode, ca_file, want) in [
+        ("RequireAndVerifyClientCert", true, [false, false, true]),
+        ("VerifyClientCertIfGiven", true, [true, false, true]),
+        ("RequireAnyClientCert", false, [false, true, true]),
+        ("RequestClientCert", false, [true, true, true]),
+        ("NoClientCert", false, [true, true, true]),
     ] {
-        let r = curl.get(am.addr(), "/metrics");
-        assert!(r.is_err(), "{why}: {r:?}");
+        set_mode(mode, ca_file);
+        let have = [https(&ca, None), with(&stranger), with(&good)].map(|curl| {
+            curl.get(am.addr(), "/healthz")
+                .is_ok_and(|r| r.status == 200)
+        });
+        assert_eq!(have, want, "{mode}");
     }
+    assert!(!am.log_text().contains("WARN"), "{}", am.log_text());
 }
 
 #[test]
