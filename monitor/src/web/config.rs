@@ -128,7 +128,11 @@ pub fn parse(text: &str, path: &Path) -> Result<WebConfig, ConfigError> {
     let file: File = if text.trim().is_empty() {
         File::default()
     } else {
-        serde_norway::from_str(text).map_err(|e| fail(e.to_string()))?
+        serde_norway::from_str(text).map_err(|e| {
+            fail(format!(
+                "{e}; README \"Secured exporter\" lists the keys agentmon reads"
+            ))
+        })?
     };
     let base = path.parent().unwrap_or(Path::new("."));
     let tls = match file.tls_server_config {

@@ -29,7 +29,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
     let chain = certificates(&tls.cert_file, "cert_file")?;
     let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
         format!(
-            "key_file {}: no PEM private key ({e})",
+            "key_file {}: no PEM private key ({e}); give the path of a readable PEM key",
             tls.key_file.display()
         )
     })?;
@@ -53,7 +53,12 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
 fn certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+        .map_err(|e| {
+            format!(
+                "{key} {}: {e}; give the path of a readable PEM file",
+                path.display()
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!(
             "{key} {}: no PEM certificate in it",
