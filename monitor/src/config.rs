@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:9977"            # /metrics and /healthz
+//! web_config_file = "/etc/agentmon/web.yml"   # TLS, basic auth; absent = off
 //! [log]
 //! connections = "/var/log/agentmon/connections.jsonl"   # absent = off
 //! paths = false          # true: request paths (no query strings) in that log
@@ -60,6 +61,10 @@ pub struct Config {
     /// Where /metrics and /healthz are served.
     #[serde(default = "default_listen", deserialize_with = "listen_address")]
     pub listen: SocketAddr,
+    /// TLS and basic authentication for the endpoint (`web::config`, the
+    /// Prometheus exporters' web-config format); `--web.config.file` wins.
+    #[serde(default)]
+    pub web_config_file: Option<PathBuf>,
     /// `[log]` as written; [`parse`] checks it into [`Config::log`], so
     /// that a bad value's error points at the value.
     #[serde(default, rename = "log")]
@@ -90,6 +95,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            web_config_file: None,
             log_table: None,
             log: LogConfig::default(),
             agents: AgentsConfig::default(),
@@ -135,6 +141,8 @@ pub struct Source {
     pub listen: Option<SocketAddr>,
     /// `--connection-log`, over `[log] connections`.
     pub connection_log: Option<PathBuf>,
+    /// `--web.config.file`, over `web_config_file`.
+    pub web_config_file: Option<PathBuf>,
 }
 
 impl Source {
@@ -152,6 +160,9 @@ impl Source {
         }
         if let Some(path) = &self.connection_log {
             loaded.config.log.connections = Some(path.clone());
+        }
+        if let Some(path) = &self.web_config_file {
+            loaded.config.web_config_file = Some(path.clone());
         }
         Ok(loaded)
     }
@@ -318,7 +329,7 @@ rules = [
     fn unknown_keys_point_at_the_key() {
         assert_eq!(
             err("listen = \"127.0.0.1:9977\"\n\nlissten = \"x\"\n"),
-            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `log`, `agents`, `geoip`, `dest`"
+            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`"
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),
@@ -442,16 +453,26 @@ rules = [
         let path = dir.path().join("agentmon.toml");
         fs::write(
             &path,
-            "listen = \"127.0.0.1:1\"\n[log]\nconnections = \"/a.jsonl\"\n",
+            "listen = \"127.0.0.1:1\"\nweb_config_file = \"/a.yml\"\n[log]\nconnections = \"/a.jsonl\"\n",
         )
         .unwrap();
         let source = Source {
             path: Some(path.clone()),
             listen: Some("127.0.0.1:2".parse().unwrap()),
             connection_log: Some(PathBuf::from("/b.jsonl")),
+            web_config_file: None,
         };
         let loaded = source.load().unwrap();
         assert_eq!(loaded.config.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(loaded.config.web_config_file, Some(PathBuf::from("/a.yml")));
+        let flag = Source {
+            web_config_file: Some(PathBuf::from("/b.yml")),
+            ..source.clone()
+        };
+        assert_eq!(
+            flag.load().unwrap().config.web_config_file,
+            Some(PathBuf::from("/b.yml"))
+        );
         assert_eq!(
             loaded.config.log.connections,
             Some(PathBuf::from("/b.jsonl"))

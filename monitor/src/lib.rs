@@ -5,8 +5,8 @@
 //! they send), `agents` (recognising agent processes), `tree` (their process
 //! trees), `uprobes` (which TLS libraries to probe, and where), `dest`,
 //! `geoip` and `enrich` (naming destinations), `traffic` (aggregation),
-//! `requests` (sizes per HTTP request), `metrics` and `exporter`
-//! (Prometheus), `connlog` (JSON Lines log) with `clock` (its wall-clock
+//! `requests` (sizes per HTTP request), `metrics`, `exporter` and `web`
+//! (Prometheus, served with TLS and authentication when configured), `connlog` (JSON Lines log) with `clock` (its wall-clock
 //! times), `logging` (agentmon's own log on stderr), and `daemon`, which
 //! routes events between them. `config` assembles the config file and builds
 //! the catalogs; `caps` and `doctor` say whether agentmon can run here.
@@ -38,3 +38,4 @@ pub mod service;
 pub mod traffic;
 pub mod tree;
 pub mod uprobes;
+pub mod web;

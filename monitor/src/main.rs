@@ -21,7 +21,7 @@ use monitor::{
     metrics::Metrics,
     procfs::RealProc,
     saved::StateFile,
-    service,
+    service, web,
 };
 use tracing::{error, info, warn};
 
@@ -97,6 +97,10 @@ struct RunArgs {
     /// Config file (TOML); without it the built-in defaults apply.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// TLS and basic authentication for /metrics: a web-config file in the
+    /// format Prometheus exporters share (overrides `web_config_file`).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
     /// Write the JSON Lines connection log here (overrides `[log] connections`).
     #[arg(long, value_name = "PATH")]
     connection_log: Option<PathBuf>,
@@ -143,7 +147,9 @@ fn main() -> ExitCode {
 /// a bad config stays bad until someone edits it, and missing capabilities
 /// until someone grants them.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<config::ConfigError>().is_some() {
+    if e.downcast_ref::<config::ConfigError>().is_some()
+        || e.downcast_ref::<web::ConfigError>().is_some()
+    {
         monitor::exit::CONFIG
     } else if let Some(kernel::LoadError::MissingCaps(_)) = e.downcast_ref() {
         monitor::exit::NO_PERMISSION
@@ -238,6 +244,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         path: args.config.clone(),
         listen: args.listen,
         connection_log: args.connection_log.clone(),
+        web_config_file: args.web_config_file.clone(),
     };
     let Loaded {
         config,
@@ -253,6 +260,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?;
     listener.set_nonblocking(true)?;
+    // Before the kernel work too: a bad web config is a config error.
+    let web = config
+        .web_config_file
+        .as_deref()
+        .map(web::Watched::load)
+        .transpose()?;
 
     let pre = kernel::preflight()?;
     let pin_dir = Some(args.pin_dir.as_path()).filter(|p| *p != std::path::Path::new("none"));
@@ -260,7 +273,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics
         .build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), &monitor::release::running()])
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            env!("AGENTMON_REVISION"),
+            &monitor::release::running(),
+        ])
         .set(1);
     let log = match &config.log.connections {
         Some(path) => Some(
@@ -313,13 +330,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             tokio::spawn(watchdog(state.clone(), every));
         }
         let stopping = state.clone();
-        let server =
-            axum::serve(listener, exporter::router(state)).with_graceful_shutdown(shutdown());
+        let server = web::serve(listener, exporter::router(state), web, shutdown());
         // The listener is bound and the programs attached: scrapes queue
         // until the server polls them, which starts right here.
         service::ready(&format!("serving /metrics on {}", config.listen));
         tokio::select! {
-            r = server => r.context("HTTP server failed")?,
+            () = server => {}
             r = events => {
                 let r = r.context("event reader panicked")?;
                 r.context("reading kernel events failed")?;

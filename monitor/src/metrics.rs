@@ -49,6 +49,7 @@ pub struct Metrics {
     pub programs_attached: IntGauge,
     pub kernel_features: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub geoip_built: IntGaugeVec,
 }
 
 impl Metrics {
@@ -186,11 +187,21 @@ impl Metrics {
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "agentmon_build_info",
-                "agentmon version and the kernel it runs on (always 1).",
+                "agentmon version, the git revision it was built from and the kernel it runs on (always 1).",
             ),
-            &["version", "kernel"],
+            &["version", "revision", "kernel"],
         )?;
         registry.register(Box::new(build_info.clone()))?;
+        // A timestamp, as Prometheus convention has it: the age is `time() - x`.
+        let geoip_built = gauge_vec(
+            "agentmon_geoip_database_build_timestamp_seconds",
+            "When the GeoIP database in use was built (its metadata's build_epoch), per database; absent while none is loaded.",
+            &["database"],
+        )?;
+        // The daemon's own CPU, memory and file descriptors (process_*).
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             registry,
             egress_bytes,
@@ -214,6 +225,7 @@ impl Metrics {
             programs_attached,
             kernel_features,
             build_info,
+            geoip_built,
         })
     }
 
@@ -252,7 +264,11 @@ impl Metrics {
     pub fn snapshot(&self) -> Vec<Series> {
         let mut out = Vec::new();
         for family in self.registry.gather() {
-            if family.get_field_type() != prometheus::proto::MetricType::COUNTER {
+            // process_cpu_seconds_total is the process's own, not a count
+            // to continue.
+            if family.get_field_type() != prometheus::proto::MetricType::COUNTER
+                || family.name().starts_with("process_")
+            {
                 continue;
             }
             for metric in family.get_metric() {
@@ -306,6 +322,24 @@ impl Metrics {
             self.kernel_features
                 .with_label_values(&[feature.label()])
                 .set(i64::from(features.has(feature)));
+        }
+    }
+
+    /// `agentmon_geoip_database_build_timestamp_seconds` of the databases
+    /// loaded now.
+    pub fn set_geoip(&self, geoip: &crate::geoip::GeoIp) {
+        use crate::geoip::Kind;
+        for kind in [Kind::Country, Kind::Asn] {
+            let database = [kind.key()];
+            match geoip.build_epoch(kind) {
+                Some(epoch) => self
+                    .geoip_built
+                    .with_label_values(&database)
+                    .set(i64::try_from(epoch).unwrap_or(i64::MAX)),
+                None => {
+                    let _ = self.geoip_built.remove_label_values(&database);
+                }
+            }
         }
     }
 

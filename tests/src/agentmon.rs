@@ -13,6 +13,7 @@ use std::{
 };
 
 use crate::{
+    curl::Curl,
     http::{HttpResponse, http_get},
     metrics::Metrics,
     netns::{in_netns, spawn_in_netns},
@@ -49,6 +50,7 @@ pub struct AgentmonBuilder {
     pin_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     journal: bool,
+    client: Option<Curl>,
 }
 
 impl AgentmonBuilder {
@@ -101,6 +103,13 @@ impl AgentmonBuilder {
     /// Saves its state in `dir` (`--state-dir`); by default a fresh one.
     pub fn state_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.state_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Reaches the exporter with curl so (HTTPS, a password) rather than
+    /// plain HTTP: for a daemon started with `--web.config.file`.
+    pub fn client(mut self, client: Curl) -> Self {
+        self.client = Some(client);
         self
     }
 
@@ -197,6 +206,7 @@ impl AgentmonBuilder {
             netns: self.netns.clone(),
             log,
             own_pins: own_pins.then_some(pin_dir),
+            client: self.client.clone(),
             _dir: dir,
         };
         daemon.wait_healthy(self.ready_timeout, &describe(&cmd));
@@ -214,6 +224,7 @@ pub struct Agentmon {
     log: PathBuf,
     /// The pin directory made for this daemon alone, removed on drop.
     own_pins: Option<PathBuf>,
+    client: Option<Curl>,
     // Holds the log; declared last so it is removed after Drop printed the log.
     _dir: TempDir,
 }
@@ -237,6 +248,7 @@ impl Agentmon {
             pin_dir: None,
             state_dir: None,
             journal: false,
+            client: None,
         }
     }
 
@@ -251,6 +263,9 @@ impl Agentmon {
 
     /// `GET path` on the exporter (from its network namespace, if it has one).
     pub fn get(&self, path: &str) -> std::io::Result<HttpResponse> {
+        if let Some(client) = &self.client {
+            return client.get(self.addr, path).map_err(std::io::Error::other);
+        }
         match &self.netns {
             Some(ns) => in_netns(ns, || http_get(self.addr, path, HTTP_TIMEOUT)),
             None => http_get(self.addr, path, HTTP_TIMEOUT),

@@ -41,7 +41,7 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<H
     parse_response(&raw).map_err(|msg| io::Error::new(io::ErrorKind::InvalidData, msg))
 }
 
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
+pub(crate) fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -17,6 +17,7 @@
 //! ```
 
 mod agentmon;
+mod curl;
 mod fleet;
 mod grafana;
 mod http;
@@ -24,6 +25,7 @@ mod internet;
 mod metrics;
 mod netlab;
 mod netns;
+mod pki;
 mod process;
 mod prometheus;
 mod world;
@@ -37,6 +39,7 @@ use std::{
 };
 
 pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin, journal_stream};
+pub use curl::Curl;
 pub use fleet::{AGENTMON_PORT, ExtraHost, Fleet, HOST_B_V4, JOB};
 pub use grafana::{
     PanelQuery, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,
@@ -53,6 +56,7 @@ pub use netlab::{
     REMOTE_V4, REMOTE_V6, ServerGuard, TCP_PORT, UDP_PORT,
 };
 pub use netns::{in_netns, spawn_in_netns};
+pub use pki::{CertFiles, TestCa, served_certificate};
 pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
 pub use prometheus::{Prometheus, Sample, url_encode};
 pub use world::{

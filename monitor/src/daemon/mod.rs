@@ -401,6 +401,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             }
         }
         metrics.set_processes(catalog, &tree.counts());
+        // Here rather than at each reload: a SIGHUP may swap the databases.
+        metrics.set_geoip(&enricher.geoip);
         set_tls_gauges(metrics, catalog, tree, &self.tls, kernel.features().uprobes);
         Metrics::raise_to(&metrics.events_lost, kernel.counter(counter::EVENTS_LOST));
         Metrics::raise_to(
@@ -471,6 +473,11 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         }
         if config.listen != running.listen {
             warn!(listen = %config.listen, "a new listen address takes a restart of agentmon");
+        }
+        if config.web_config_file != running.web_config_file {
+            warn!(
+                "a new web_config_file takes a restart of agentmon (edits to the file itself apply at once)"
+            );
         }
         if config.log != running.log {
             warn!("new [log] settings take a restart of agentmon; SIGHUP reopens the same log");

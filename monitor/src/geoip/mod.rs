@@ -243,6 +243,16 @@ impl GeoIp {
             anycast: asn.is_some_and(|n| self.anycast.contains(n)),
         }
     }
+
+    /// The `build_epoch` (Unix seconds) in the metadata of the `kind`
+    /// database in use; `None` while none is loaded.
+    pub fn build_epoch(&self, kind: Kind) -> Option<u64> {
+        let slot = match kind {
+            Kind::Country => &self.country,
+            Kind::Asn => &self.asn,
+        };
+        slot.reader.as_ref().map(|r| r.metadata().build_epoch)
+    }
 }
 
 impl fmt::Debug for GeoIp {
@@ -432,9 +442,10 @@ impl Kind {
     }
 }
 
-/// Identity of a file's content as far as `stat` can tell.
+/// Identity of a file's content as far as `stat` can tell (the web
+/// config's watcher uses it too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
+pub(crate) struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
@@ -444,7 +455,7 @@ struct FileId {
 }
 
 impl FileId {
-    fn of(m: &fs::Metadata) -> FileId {
+    pub(crate) fn of(m: &fs::Metadata) -> FileId {
         FileId {
             dev: m.dev(),
             ino: m.ino(),
