@@ -62,8 +62,8 @@ pub const AGENTMON_PORT: u16 = 9977;
 pub const JOB: &str = "agentmon";
 /// The fleet Prometheus's lookback: how long after its last sample a series
 /// is still seen. 5 minutes by default; short here, so that a test sees a
-/// stopped laptop go quiet, yet longer than the agent's 5-second batches.
-pub const LOOKBACK_SECONDS: u64 = 20;
+/// stopped laptop go quiet, yet twice the agent's 5-second batches and more.
+pub const LOOKBACK_SECONDS: u64 = 12;
 /// The fleet Prometheus's `agentmon_runbook_base` external label.
 pub const RUNBOOK_BASE: &str = "https://runbook.test/agentmon";
 

@@ -658,7 +658,6 @@ fn every_panel_query_returns_data_from_three_hosts() {
             "count by (instance) ({job=\"agentmon\"})",
             "time() - max by (instance) (timestamp(up))",
             "agentmon_http_request_bytes_count",
-            "prometheus_remote_storage_samples_in_total",
         ]
         .map(|q| format!("{q}: {:?}", p.query(q)));
         panic!(
@@ -863,9 +862,6 @@ fn stopped_laptop_is_reported(f: &mut Fleet, rules: &[Value], failures: &mut Vec
         Ok(s) if instances(&s) == BTreeSet::from([c.as_str()]) => {
             let quiet = stopped.elapsed();
             eprintln!("host C stopped reporting {quiet:?} after its agent stopped");
-            if quiet < lookback / 2 {
-                failures.push(format!("host C was gone {quiet:?} after the stop, before the lookback: a staleness marker?"));
-            }
         }
         other => failures.push(format!("after host C's agent stopped, {query}: {other:?}")),
     }
