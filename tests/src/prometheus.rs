@@ -25,6 +25,8 @@ use crate::{
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A clean stop flushes what remote write has not sent yet.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One sample of an instant query's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +158,7 @@ impl Prometheus {
         // SAFETY: kill has no memory-safety preconditions; the child is
         // ours and not yet reaped, so the pid is still its own.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             match self.child.child_mut().try_wait() {
                 Ok(Some(status)) => return status,

@@ -469,8 +469,8 @@ fn codex_on_host_c(f: &Fleet) -> (ChildGuard, ChildStdin) {
 /// another copy of `tool` lives.
 fn model_request(cmd: Command, body: &Path, (tool, am): (&str, &Agentmon)) {
     let (worker, mut stdin) = waiting_curl(cmd);
-    // Its first byte only once the daemon tracks it: the probes drop what
-    // a process not yet known as an agent writes.
+    // Its first byte only once the daemon tracks it: without this wait,
+    // host C's TLS request was now and then never counted as a request.
     let tracked = am.wait_for_value("agentmon_agent_processes", &[("tool", tool)], SETTLE, |v| {
         v >= 2.0
     });
@@ -621,7 +621,12 @@ fn every_panel_query_returns_data_from_three_hosts() {
     );
     let mut on_c = vec![("tool", "codex")];
     on_c.extend(model);
-    let scrape_c = expect_some(&f.c, "agentmon_http_requests_total", &on_c);
+    expect_some(&f.c, "agentmon_http_requests_total", &on_c);
+    let scrape_c = expect_some(
+        &f.c,
+        "agentmon_http_request_bytes_count",
+        &[("tool", "codex")],
+    );
     expect_some(&f.c, "agentmon_dest_overflow_total", &[("tool", "codex")]);
     let scrape_b = expect_some(&f.b, "agentmon_dest_overflow_total", &[("tool", "aider")]);
     let scrape_a = f.a.scrape();

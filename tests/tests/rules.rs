@@ -96,8 +96,6 @@ fn example_prometheus_config_is_valid() {
     }
 }
 
-/// The Alertmanager example takes agentmon's alerts (`component="agentmon"`)
-/// and no one else's, even another team's page.
 /// The agent-mode config for machines that push: promtool checks it as
 /// agent mode does (no rules, no alerting), and it keeps the job name and
 /// loopback target the dashboards and agentmon's default expect.
@@ -120,6 +118,8 @@ fn example_agent_config_is_valid() {
     }
 }
 
+/// The Alertmanager example takes agentmon's alerts (`component="agentmon"`)
+/// and no one else's, even another team's page.
 #[test]
 fn example_alertmanager_routes_only_agentmon_alerts() {
     let config = dashboards_dir().join("alertmanager.yml");
