@@ -118,15 +118,36 @@ pub fn legend_labels(legend: &str) -> BTreeSet<String> {
 /// colons and are not metric names agentmon exports, so they are left out.
 pub fn agentmon_metric_names(text: &str) -> BTreeSet<String> {
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
-    text.split(|c: char| !is_ident(c))
-        .filter(|word| word.starts_with("agentmon_") && !word.contains(':'))
-        .map(str::to_owned)
-        .collect()
+    let mut names = BTreeSet::new();
+    let mut after_dot = false;
+    for word in text.split_inclusive(|c: char| !is_ident(c)) {
+        let (name, sep) = match word.char_indices().last() {
+            Some((i, c)) if !is_ident(c) => (&word[..i], Some(c)),
+            _ => (word, None),
+        };
+        // A template's field (`$externalLabels.agentmon_runbook_base`) is
+        // not a metric.
+        if !after_dot && name.starts_with("agentmon_") && !name.contains(':') {
+            names.insert(name.to_owned());
+        }
+        after_dot = sep == Some('.');
+    }
+    names
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_names_skip_recording_rules_and_template_fields() {
+        let text = "sum(agentmon_a_total{x=\"1\"}) / tool:agentmon_b:rate5m \
+                    {{ $externalLabels.agentmon_runbook_base }} agentmon_c";
+        assert_eq!(
+            agentmon_metric_names(text),
+            BTreeSet::from(["agentmon_a_total".to_owned(), "agentmon_c".to_owned()])
+        );
+    }
 
     #[test]
     fn substitutes_longest_names_first() {

@@ -6,8 +6,8 @@
 //! (this package's binary) plays the remote servers and the agent-like client;
 //! [`Agentmon`] runs the daemon under test and [`Metrics`] reads what it exports.
 //! Everything a helper starts is killed, and everything it creates removed, on drop.
-//! [`Fleet`] runs two daemons as two hosts with a real [`Prometheus`] scraping
-//! both, for the dashboard tests; [`panel_queries`] reads the dashboards.
+//! [`Fleet`] runs three daemons as three hosts with a real [`Prometheus`] that
+//! scrapes two and receives the third's remote writes, for the dashboard tests; [`panel_queries`] reads the dashboards.
 //!
 //! Tests that need root and BPF start with:
 //! ```no_run
@@ -40,7 +40,10 @@ use std::{
 
 pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin, journal_stream};
 pub use curl::Curl;
-pub use fleet::{AGENTMON_PORT, ExtraHost, Fleet, HOST_B_V4, JOB};
+pub use fleet::{
+    AGENTMON_PORT, ExtraHost, Fleet, HOST_B_V4, HOST_C_NAME, HostNet, JOB, LOOKBACK_SECONDS,
+    RUNBOOK_BASE,
+};
 pub use grafana::{
     PanelQuery, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,
     legend_labels, panel_queries, panels, substitute,
@@ -58,7 +61,7 @@ pub use netlab::{
 pub use netns::{in_netns, spawn_in_netns};
 pub use pki::{CertFiles, TestCa, served_certificate};
 pub use process::{ChildGuard, PeerCounts, TempDir, run_bounded};
-pub use prometheus::{Prometheus, Sample, url_encode};
+pub use prometheus::{Prometheus, PrometheusOpts, Sample, url_encode};
 pub use world::{
     NETS, TEST_PURPOSES, World, labels, make_geoip, make_geoip_built, sum, world, world_with,
 };

@@ -1,14 +1,15 @@
 //! A real Prometheus for the dashboard and rule tests: Debian's `prometheus`
 //! (which `cargo xtask setup test` installs) with a config, a TSDB folder and a
 //! listen address of its own, so it never meets the package's system service
-//! (port 9090 in the initial network namespace). Stopped on drop.
+//! (port 9090 in the initial network namespace). A server, or an agent
+//! (agent mode: it scrapes and remote-writes only). Stopped on drop.
 
 use std::{
     collections::BTreeMap,
     fs,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, ExitStatus, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -24,6 +25,8 @@ use crate::{
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A clean stop flushes what remote write has not sent yet.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One sample of an instant query's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +47,22 @@ impl Sample {
     }
 }
 
+/// How to run a [`Prometheus`] beyond its config; the default is a server on
+/// loopback.
+#[derive(Debug, Clone, Default)]
+pub struct PrometheusOpts {
+    /// Agent mode, with `${VAR}` expanded in external labels
+    /// (`--enable-feature=agent,expand-external-labels`).
+    pub agent: bool,
+    /// In a namespace, listen on all its addresses (0.0.0.0:9090), not only
+    /// loopback: for remote writes from another namespace.
+    pub listen_all: bool,
+    /// More flags, e.g. `--web.enable-remote-write-receiver`.
+    pub args: Vec<String>,
+    /// Environment variables, e.g. `HOSTNAME` for the external labels.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Prometheus {
     addr: SocketAddr,
     netns: Option<String>,
@@ -59,21 +78,35 @@ impl Prometheus {
     /// a free port. Waits until `/-/ready` answers 200; panics with the log if
     /// it exits or is not ready within 30 s.
     pub fn start(netns: Option<&str>, config: &str) -> Self {
+        Self::start_with(netns, config, &PrometheusOpts::default())
+    }
+
+    /// [`Prometheus::start`], run as `opts` says.
+    pub fn start_with(netns: Option<&str>, config: &str, opts: &PrometheusOpts) -> Self {
         let dir = TempDir::new("prometheus");
         let config_file = dir.path().join("prometheus.yml");
         fs::write(&config_file, config).expect("write prometheus.yml");
         let port = if netns.is_some() { 9090 } else { free_port() };
         let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+        let listen = match (netns, opts.listen_all) {
+            (Some(_), true) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+            _ => addr,
+        };
         let log = dir.path().join("prometheus.log");
         let log_file = fs::File::create(&log).expect("create prometheus.log");
+        let data = dir.path().join("data");
         let mut cmd = Command::new("prometheus");
-        cmd.arg(format!("--config.file={}", config_file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
+        cmd.arg(format!("--config.file={}", config_file.display()));
+        if opts.agent {
+            cmd.arg("--enable-feature=agent,expand-external-labels")
+                .arg(format!("--storage.agent.path={}", data.display()));
+        } else {
+            cmd.arg(format!("--storage.tsdb.path={}", data.display()));
+        }
+        cmd.arg(format!("--web.listen-address={listen}"))
             .arg("--log.level=warn")
+            .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log file handle"))
             .stderr(log_file);
@@ -117,6 +150,25 @@ impl Prometheus {
     /// The folder holding the config and the TSDB.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stops it cleanly (SIGTERM) and waits for it to exit, at most 30 s.
+    pub fn stop(&mut self) -> ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill has no memory-safety preconditions; the child is
+        // ours and not yet reaped, so the pid is still its own.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match self.child.child_mut().try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                other => panic!(
+                    "prometheus did not stop on SIGTERM: {other:?}; its log:\n{}",
+                    self.log_text()
+                ),
+            }
+        }
     }
 
     /// What Prometheus logged so far (warnings and errors).

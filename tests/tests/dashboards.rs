@@ -1,10 +1,13 @@
 //! The Grafana dashboards and Prometheus rules in `dashboards/`, end to end:
-//! two agentmon "hosts" (network namespaces with their own address and
-//! config), agent traffic on both, and a real Prometheus scraping both and
-//! evaluating the rules. Every panel's query, run the way Grafana runs it,
-//! returns data of the panel's shape; every recording rule produces series;
-//! the alerts this traffic should raise are raised; every metric the
-//! dashboards and rules name is exported and documented.
+//! three agentmon "hosts" (network namespaces with their own address and
+//! config), agent traffic on each, and a real Prometheus scraping two and
+//! receiving the third's remote writes (a laptop that pushes through
+//! Prometheus in agent mode) and evaluating the rules. Every panel's query,
+//! run the way Grafana runs it, returns data of the panel's shape, from
+//! every machine where the panel is per machine; every recording rule
+//! produces series; the alerts this traffic should raise are raised; a
+//! laptop whose agent stops is reported; every metric the dashboards and
+//! rules name is exported and documented.
 //!
 //! The dashboards' static conventions (data source variable, template
 //! variables, panel shapes listed below) are checked without root.
@@ -14,16 +17,16 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
-    process::{ChildStdin, Stdio},
+    process::{ChildStdin, Command, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use agentmon_tests::{
-    Agentmon, ChildGuard, Fleet, Internet, JOB, Metrics, Prometheus, Sample, TEST_PURPOSES,
-    agent_copy, agentmon_metric_names, dashboards, dashboards_dir, default_records,
-    label_values_query, legend_labels, panel_queries, panels, require_root, run_bounded,
-    substitute,
+    Agentmon, ChildGuard, Fleet, Internet, JOB, LOOKBACK_SECONDS, Metrics, Prometheus,
+    RUNBOOK_BASE, Sample, TEST_PURPOSES, agent_copy, agentmon_metric_names, dashboards,
+    dashboards_dir, default_records, label_values_query, legend_labels, panel_queries, panels,
+    require_root, run_bounded, substitute,
 };
 use serde_json::Value;
 
@@ -158,6 +161,58 @@ fn datasource_refs<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a Valu
     }
 }
 
+/// What Grafana's import (from a file or grafana.com) reads: one Prometheus
+/// data source input, and the Grafana version, data source and exactly the
+/// panel types the dashboard uses. Provisioning does not fill inputs in, so
+/// nothing else names `DS_PROMETHEUS`: panels read the `datasource` variable.
+fn check_import_inputs(file: &str, d: &Value) {
+    assert_eq!(
+        d["__inputs"],
+        serde_json::json!([{
+            "name": "DS_PROMETHEUS",
+            "label": "Prometheus",
+            "description": d["__inputs"][0]["description"],
+            "type": "datasource",
+            "pluginId": "prometheus",
+            "pluginName": "Prometheus",
+        }]),
+        "{file}: __inputs"
+    );
+    let mut rest = d.clone();
+    rest.as_object_mut().unwrap().remove("__inputs");
+    assert!(
+        !rest.to_string().contains("DS_PROMETHEUS"),
+        "{file}: DS_PROMETHEUS outside __inputs breaks provisioning"
+    );
+    let requires: BTreeSet<(String, String)> = d["__requires"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{file}: no __requires"))
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (field("type"), field("id"))
+        })
+        .collect();
+    let mut want: BTreeSet<(String, String)> = panels(d)
+        .into_iter()
+        .filter(|p| p["type"] != "row")
+        .map(|p| ("panel".to_owned(), p["type"].as_str().unwrap().to_owned()))
+        .collect();
+    want.insert(("grafana".into(), "grafana".into()));
+    want.insert(("datasource".into(), "prometheus".into()));
+    assert_eq!(requires, want, "{file}: __requires");
+    let grafana = d["__requires"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["type"] == "grafana");
+    assert_eq!(
+        grafana.unwrap()["version"],
+        "10.4.0",
+        "{file}: README says 10.4"
+    );
+}
+
 #[test]
 fn dashboards_follow_the_conventions_and_every_panel_has_a_shape() {
     let all = dashboards();
@@ -216,6 +271,7 @@ fn dashboards_follow_the_conventions_and_every_panel_has_a_shape() {
             let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
             assert!(x + w <= 24, "{file}: {title} is wider than the grid");
         }
+        check_import_inputs(file, d);
         let uid = d["uid"].as_str().unwrap();
         for q in panel_queries(d) {
             let labels = shape(uid, &q.panel)
@@ -293,7 +349,8 @@ fn only(tool: &str) -> String {
 }
 
 /// Host A watches claude-code; host B watches aider, with a geolocation
-/// service in its catalog and a cap of three `dest` values.
+/// service in its catalog and a cap of three `dest` values; host C, the
+/// laptop that pushes, watches codex, with a cap of two `dest` values.
 fn start_fleet() -> Fleet {
     let mut records = default_records();
     records.push("whereami.geo.test=A:198.51.100.40".into());
@@ -307,7 +364,8 @@ fn start_fleet() -> Fleet {
         .iter()
         .map(|f| dashboards_dir().join("rules").join(f))
         .collect();
-    Fleet::start(&records, &config_a, &config_b, &rules)
+    let config_c = format!("[dest]\nmax_per_tool = 2\n\n{}{purposes}", only("codex"));
+    Fleet::start(&records, [&config_a, &config_b, &config_c], &rules)
 }
 
 /// Waits until `am` has TLS probes on OpenSSL and sees `tool` through them.
@@ -332,12 +390,12 @@ fn wait_attached(am: &Agentmon, tool: &str) {
     );
 }
 
-/// curl as Claude Code, reading what to do from stdin: it maps libssl at
-/// once and waits.
-fn waiting_curl(f: &Fleet, curl: &Path) -> (ChildGuard, ChildStdin) {
-    let mut child = f
-        .lab
-        .client_cmd(curl, ["-K", "-"])
+/// curl as an agent (`cmd`: the copy, in a host's namespace), reading what
+/// to do from stdin: it maps libssl at once and waits.
+fn waiting_curl(mut cmd: Command) -> (ChildGuard, ChildStdin) {
+    let mut child = cmd
+        .arg("-K")
+        .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -347,16 +405,80 @@ fn waiting_curl(f: &Fleet, curl: &Path) -> (ChildGuard, ChildStdin) {
     (ChildGuard::from_child(child, "curl -K -"), stdin)
 }
 
-/// Host A: a live Claude Code (kept, for its TLS coverage), a model request
-/// over TLS and telemetry over plain HTTP. Returns what must stay alive.
-fn claude_on_host_a(f: &Fleet) -> (ChildGuard, ChildStdin) {
-    let curl = f.lab.dir().join("a/.local/share/claude/versions/9.9.9");
+/// curl copied to `host_dir`/`exe` as agent `tool`, which `am` watches, on
+/// a host (`cmd` runs a program in its namespace): a live one (kept, for its
+/// TLS coverage), a model request over TLS, then, twice and two scrapes
+/// apart so that the counters grow while scraped, a POST to each of `urls`
+/// over plain HTTP. Returns what must stay alive.
+fn curl_agent(
+    host_dir: &Path,
+    exe: &str,
+    (tool, am): (&str, &Agentmon),
+    cmd: impl Fn(&Path) -> Command,
+    urls: &[&str],
+) -> (ChildGuard, ChildStdin) {
+    let curl = host_dir.join(exe);
     agent_copy(Path::new("/usr/bin/curl"), &curl);
-    let body = f.lab.dir().join("a/body");
+    let body = host_dir.join("body");
     fs::write(&body, vec![b'q'; 20_000]).unwrap();
-    let idle = waiting_curl(f, &curl);
-    wait_attached(&f.a, "claude-code");
-    let (worker, mut stdin) = waiting_curl(f, &curl);
+    let idle = waiting_curl(cmd(&curl));
+    wait_attached(am, tool);
+    model_request(cmd(&curl), &body, (tool, am));
+    for _ in 0..2 {
+        for url in urls {
+            let mut post = cmd(&curl);
+            post.args(["-4", "-s", "--data-binary"])
+                .arg(format!("@{}", body.display()))
+                .arg(url);
+            let out = run_bounded(&mut post, RUN);
+            assert!(out.status.success(), "{url}: {out:?}");
+        }
+        thread::sleep(Duration::from_secs(2));
+    }
+    idle
+}
+
+/// Host A: Claude Code, with telemetry over plain HTTP.
+fn claude_on_host_a(f: &Fleet) -> (ChildGuard, ChildStdin) {
+    curl_agent(
+        &f.lab.dir().join("a"),
+        ".local/share/claude/versions/9.9.9",
+        ("claude-code", &f.a),
+        |curl| f.lab.client_cmd(curl, [] as [&str; 0]),
+        &["http://telemetry.vendor.test/v1/events"],
+    )
+}
+
+/// Host C, the laptop that pushes: Codex, with plain HTTP to the model API,
+/// to another country and to a third destination, which is past its cap.
+fn codex_on_host_c(f: &Fleet) -> (ChildGuard, ChildStdin) {
+    curl_agent(
+        &f.lab.dir().join("c"),
+        ".local/bin/codex",
+        ("codex", &f.c),
+        |curl| f.host_c.cmd(curl, [] as [&str; 0]),
+        &[
+            "http://api.model.test/v1/messages",
+            "http://far.elsewhere.test/upload",
+            "http://api.one.test/v1/messages",
+        ],
+    )
+}
+
+/// A model request over TLS from a waiting curl (`cmd`), with `body`, while
+/// another copy of `tool` lives.
+fn model_request(cmd: Command, body: &Path, (tool, am): (&str, &Agentmon)) {
+    let (worker, mut stdin) = waiting_curl(cmd);
+    // Its first byte only once the daemon tracks it: without this wait,
+    // host C's TLS request was now and then never counted as a request.
+    let tracked = am.wait_for_value("agentmon_agent_processes", &[("tool", tool)], SETTLE, |v| {
+        v >= 2.0
+    });
+    assert!(
+        tracked.is_ok(),
+        "{tool}'s second process not tracked: {:?}",
+        tracked.err().map(|m| m.text().to_owned())
+    );
     let config = format!(
         "url = \"https://api.model.test/v1/messages\"\nipv4\ninsecure\nsilent\nheader = \"Expect:\"\ndata-binary = \"@{}\"\n",
         body.display()
@@ -365,19 +487,6 @@ fn claude_on_host_a(f: &Fleet) -> (ChildGuard, ChildStdin) {
     drop(stdin);
     let out = worker.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
-    // Twice, two scrapes apart, so that the counters grow while scraped.
-    for _ in 0..2 {
-        let out = run_bounded(
-            f.lab
-                .client_cmd(&curl, ["-4", "-s", "--data-binary"])
-                .arg(format!("@{}", body.display()))
-                .arg("http://telemetry.vendor.test/v1/events"),
-            RUN,
-        );
-        assert!(out.status.success(), "{out:?}");
-        thread::sleep(Duration::from_secs(2));
-    }
-    idle
 }
 
 /// Host B: a live aider (kept), a model request over TLS, then plain HTTP to
@@ -446,24 +555,47 @@ fn shapes(samples: &[Sample]) -> BTreeSet<Vec<String>> {
         .collect()
 }
 
-/// Runs `expr` until it returns samples with exactly `labels`; `Err` says
-/// what it returned instead.
-fn check_query(p: &Prometheus, expr: &str, labels: &[&str]) -> Result<Vec<Sample>, String> {
+/// The `instance` values of `samples`.
+fn instances(samples: &[Sample]) -> BTreeSet<&str> {
+    samples
+        .iter()
+        .filter_map(|s| s.labels.get("instance").map(String::as_str))
+        .collect()
+}
+
+/// Panels per machine with data from only some machines: those past their
+/// `dest` cap (B and C).
+const NOT_EVERY_MACHINE: &[(&str, &str)] = &[("agentmon-health", "Destinations past the cap")];
+
+/// Runs `expr` until it returns samples with exactly `labels`, and, if
+/// those include `instance`, from each of `machines`; `Err` says what it
+/// returned instead.
+fn check_query(
+    p: &Prometheus,
+    expr: &str,
+    labels: &[&str],
+    machines: &[&str],
+) -> Result<Vec<Sample>, String> {
     let want: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+    let per_machine = labels.contains(&"instance");
     p.wait_for(expr, SETTLE, |samples| {
-        !samples.is_empty() && shapes(samples) == BTreeSet::from([want.clone()])
+        !samples.is_empty()
+            && shapes(samples) == BTreeSet::from([want.clone()])
+            && (!per_machine || machines.iter().all(|m| instances(samples).contains(m)))
     })
 }
 
 #[test]
-fn every_panel_query_returns_data_from_two_hosts() {
+fn every_panel_query_returns_data_from_three_hosts() {
     if !require_root() {
         return;
     }
-    let f = start_fleet();
+    let mut f = start_fleet();
     let _claude = claude_on_host_a(&f);
     let _aider = aider_on_host_b(&f);
-    let (a, b) = (f.instance_a(), f.instance_b());
+    let _codex = codex_on_host_c(&f);
+    let (a, b, c) = (f.instance_a(), f.instance_b(), f.instance_c());
+    let all = [a.as_str(), b.as_str(), c.as_str()];
 
     // What each daemon counted: each host only its own tool.
     let model = [
@@ -487,33 +619,57 @@ fn every_panel_query_returns_data_from_two_hosts() {
         "agentmon_http_request_bytes_count",
         &[("tool", "aider")],
     );
+    let mut on_c = vec![("tool", "codex")];
+    on_c.extend(model);
+    expect_some(&f.c, "agentmon_http_requests_total", &on_c);
+    let scrape_c = expect_some(
+        &f.c,
+        "agentmon_http_request_bytes_count",
+        &[("tool", "codex")],
+    );
+    expect_some(&f.c, "agentmon_dest_overflow_total", &[("tool", "codex")]);
     let scrape_b = expect_some(&f.b, "agentmon_dest_overflow_total", &[("tool", "aider")]);
     let scrape_a = f.a.scrape();
-    for (m, tool, other) in [
-        (&scrape_a, "claude-code", "aider"),
-        (&scrape_b, "aider", "claude-code"),
+    let tools = ["claude-code", "aider", "codex"];
+    for (m, tool) in [
+        (&scrape_a, "claude-code"),
+        (&scrape_b, "aider"),
+        (&scrape_c, "codex"),
     ] {
-        assert!(
-            m.value("agentmon_egress_bytes_total", &[("tool", tool)])
-                .is_some()
-        );
-        assert_eq!(
-            m.value("agentmon_egress_bytes_total", &[("tool", other)]),
-            None
-        );
+        for t in tools {
+            assert_eq!(
+                m.value("agentmon_egress_bytes_total", &[("tool", t)])
+                    .is_some(),
+                t == tool,
+                "{tool}'s host and {t}"
+            );
+        }
     }
 
+    // Host C's series arrive named after the laptop, `up` included, not
+    // after the loopback address its agent scrapes.
     let p = &f.prometheus;
     let up = format!("up{{job=\"{JOB}\"}} == 1");
-    p.wait_for(&up, SETTLE, |s| s.len() == 2)
-        .unwrap_or_else(|e| panic!("both hosts up: {e}"));
-    // The last scrape carries the traffic of both hosts.
+    p.wait_for(&up, SETTLE, |s| instances(s) == BTreeSet::from(all))
+        .unwrap_or_else(|e| panic!("all three hosts up: {e}"));
+    // The last scrape carries the traffic of every host.
     p.wait_for(
         "count by (instance) (agentmon_http_request_bytes_count)",
         SETTLE,
-        |s| s.len() == 2,
+        |s| instances(s) == BTreeSet::from(all),
     )
-    .unwrap_or_else(|e| panic!("both hosts' requests in Prometheus: {e}"));
+    .unwrap_or_else(|e| {
+        let debug = [
+            "count by (instance) ({job=\"agentmon\"})",
+            "time() - max by (instance) (timestamp(up))",
+            "agentmon_http_request_bytes_count",
+        ]
+        .map(|q| format!("{q}: {:?}", p.query(q)));
+        panic!(
+            "every host's requests in Prometheus: {e}\n{}",
+            debug.join("\n")
+        )
+    });
 
     let mut failures = Vec::new();
     // Template variables, then every panel query as Grafana would send it:
@@ -521,12 +677,12 @@ fn every_panel_query_returns_data_from_two_hosts() {
     let mut checked = 0;
     for (_, d) in dashboards() {
         let uid = d["uid"].as_str().unwrap().to_owned();
-        let instances: Vec<&str> = if uid == "agentmon-machine" {
-            vec![&a, &b]
+        let chosen: Vec<&str> = if uid == "agentmon-machine" {
+            all.to_vec()
         } else {
             vec![".*"]
         };
-        for instance in instances {
+        for instance in chosen {
             let vars = [
                 ("instance", instance),
                 ("tool", ".*"),
@@ -540,8 +696,8 @@ fn every_panel_query_returns_data_from_two_hosts() {
                 };
                 let name = var["name"].as_str().unwrap();
                 let expr = label_values_query(&substitute(definition, &vars)).unwrap();
-                match check_query(p, &expr, &[name]) {
-                    Ok(s) if s.len() >= 2 || instance != ".*" => {}
+                match check_query(p, &expr, &[name], &all) {
+                    Ok(s) if s.len() >= all.len() || instance != ".*" => {}
                     Ok(s) => failures.push(format!("{uid} ${name}: {} values: {s:?}", s.len())),
                     Err(e) => failures.push(format!("{uid} ${name}: {e}")),
                 }
@@ -549,8 +705,14 @@ fn every_panel_query_returns_data_from_two_hosts() {
             for q in panel_queries(&d) {
                 let expr = substitute(&q.expr, &vars);
                 let labels = shape(&uid, &q.panel).unwrap_or_default();
+                // The pushed host, at least, on every panel per machine.
+                let machines = if NOT_EVERY_MACHINE.contains(&(uid.as_str(), q.panel.as_str())) {
+                    &all[1..]
+                } else {
+                    &all[..]
+                };
                 checked += 1;
-                if let Err(e) = check_query(p, &expr, labels) {
+                if let Err(e) = check_query(p, &expr, labels, machines) {
                     failures.push(format!(
                         "{uid} / {} ({}, instance {instance}): want {labels:?}: {e}",
                         q.panel, q.ref_id
@@ -587,7 +749,8 @@ fn every_panel_query_returns_data_from_two_hosts() {
 
     // The alerts this traffic raises: telemetry from claude-code on A, which
     // lists.yml lists as telemetry-disabled; a geolocation lookup and a
-    // country outside the allowlist (DE) on B. None about agentmon itself.
+    // country outside the allowlist (DE) on B, and that country on C. None
+    // about agentmon itself.
     for (alert, instance, tool, dest) in [
         (
             "AgentTelemetryWhileDisabled",
@@ -602,6 +765,12 @@ fn every_panel_query_returns_data_from_two_hosts() {
             "aider",
             "elsewhere.test",
         ),
+        (
+            "AgentEgressToCountryNotAllowed",
+            &c,
+            "codex",
+            "elsewhere.test",
+        ),
     ] {
         let expr = format!(
             "ALERTS{{alertname=\"{alert}\", instance=\"{instance}\", tool=\"{tool}\", dest=\"{dest}\"}}"
@@ -614,11 +783,24 @@ fn every_panel_query_returns_data_from_two_hosts() {
         Ok(s) if s.is_empty() => {}
         other => failures.push(format!("agentmon health alerts: {other:?}")),
     }
+    // Runbook links start at the external label `agentmon_runbook_base`.
+    let link = format!("{RUNBOOK_BASE}#agenttelemetrywhiledisabled");
+    let alerts = p.api("alerts").expect("GET /api/v1/alerts");
+    let links: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["annotations"]["runbook_url"].as_str())
+        .collect();
+    if !links.contains(&link.as_str()) {
+        failures.push(format!("no alert links to {link}: {links:?}"));
+    }
 
     // Metric names: every one the dashboards and rules use is exported, and
     // every exported one is in the reference table of dashboards/README.md.
     let mut exported = families(&scrape_a);
     exported.extend(families(&f.b.scrape()));
+    exported.extend(families(&f.c.scrape()));
     let mut used = BTreeSet::new();
     for (_, d) in dashboards() {
         used.extend(agentmon_metric_names(&d.to_string()));
@@ -645,10 +827,59 @@ fn every_panel_query_returns_data_from_two_hosts() {
         }
     }
 
+    stopped_laptop_is_reported(&mut f, &rules, &mut failures);
+
     assert!(
         failures.is_empty(),
         "{} problems:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Host C's agent-mode Prometheus stops, cleanly (SIGTERM). It sends no
+/// staleness marker: the fleet keeps seeing its last `up` (1), never an
+/// `up == 0`, until the lookback has passed; then AgentmonStoppedReporting's
+/// query names host C, and only it, and the alert is pending. A kill -9 (a
+/// laptop shut without warning) sends nothing either.
+fn stopped_laptop_is_reported(f: &mut Fleet, rules: &[Value], failures: &mut Vec<String>) {
+    let c = f.instance_c();
+    let query = rules
+        .iter()
+        .find(|r| r["name"] == "AgentmonStoppedReporting")
+        .and_then(|r| r["query"].as_str())
+        .expect("AgentmonStoppedReporting is loaded")
+        .to_owned();
+    let status = f.agent_c.stop();
+    let stopped = Instant::now();
+    if !status.success() {
+        failures.push(format!("host C's agent exited with {status} on SIGTERM"));
+    }
+    let p = &f.prometheus;
+    thread::sleep(Duration::from_secs(3));
+    let up = format!("up{{job=\"{JOB}\", instance=\"{c}\"}}");
+    match p.query(&up) {
+        Ok(s) if s.len() == 1 && s[0].value == 1.0 => {}
+        other => failures.push(format!("3 s after the stop, {up}: {other:?}")),
+    }
+    let lookback = Duration::from_secs(LOOKBACK_SECONDS);
+    match p.wait_for(&query, lookback + SETTLE, |s| !s.is_empty()) {
+        Ok(s) if instances(&s) == BTreeSet::from([c.as_str()]) => {
+            let quiet = stopped.elapsed();
+            eprintln!("host C stopped reporting {quiet:?} after its agent stopped");
+        }
+        other => failures.push(format!("after host C's agent stopped, {query}: {other:?}")),
+    }
+    let pending = format!(
+        "ALERTS{{alertname=\"AgentmonStoppedReporting\", alertstate=\"pending\", instance=\"{c}\"}}"
+    );
+    if let Err(e) = p.wait_for(&pending, SETTLE, |s| s.len() == 1) {
+        failures.push(format!(
+            "AgentmonStoppedReporting not pending for host C: {e}"
+        ));
+    }
+    match p.query(&format!("up{{job=\"{JOB}\"}} == 0")) {
+        Ok(s) if s.is_empty() => {}
+        other => failures.push(format!("an up == 0 arrived: {other:?}")),
+    }
 }

@@ -96,21 +96,58 @@ fn example_prometheus_config_is_valid() {
     }
 }
 
+/// The agent-mode config for machines that push: promtool checks it as
+/// agent mode does (no rules, no alerting), and it keeps the job name and
+/// loopback target the dashboards and agentmon's default expect.
 #[test]
-fn example_alertmanager_route_pages_the_on_call() {
+fn example_agent_config_is_valid() {
+    let config = dashboards_dir().join("prometheus-agent.yml");
+    run_ok(
+        "promtool",
+        &["check", "config", "--agent"],
+        std::slice::from_ref(&config),
+    );
+    let text = fs::read_to_string(&config).unwrap();
+    for line in [
+        "  - job_name: agentmon\n",
+        "      - targets: [127.0.0.1:9977]\n",
+        "    agentmon_host: ${HOSTNAME}\n",
+        "        target_label: instance\n",
+    ] {
+        assert!(text.contains(line), "prometheus-agent.yml has no {line:?}");
+    }
+}
+
+/// The Alertmanager example takes agentmon's alerts (`component="agentmon"`)
+/// and no one else's, even another team's page.
+#[test]
+fn example_alertmanager_routes_only_agentmon_alerts() {
     let config = dashboards_dir().join("alertmanager.yml");
     run_ok("amtool", &["check-config"], std::slice::from_ref(&config));
     let file = format!("--config.file={}", config.display());
     for (labels, receiver) in [
         (
-            &["severity=page", "alertname=AgentUploadSpike"][..],
+            &[
+                "component=agentmon",
+                "severity=page",
+                "alertname=AgentUploadSpike",
+            ][..],
             "security-oncall",
         ),
         (
-            &["severity=warning", "alertname=AgentNewDestination"],
+            &[
+                "component=agentmon",
+                "severity=warning",
+                "alertname=AgentNewDestination",
+            ],
             "security-chat",
         ),
-        (&["alertname=SomethingElse"], "security-chat"),
+        (&["severity=page", "alertname=DiskFull"], "default"),
+        (
+            &["severity=warning", "alertname=AgentUploadSpike"],
+            "default",
+        ),
+        (&["alertname=SomethingElse"], "default"),
     ] {
         let verify = format!("--verify.receivers={receiver}");
         let mut args = vec!["config", "routes", "test", file.as_str(), verify.as_str()];
@@ -138,6 +175,10 @@ fn loaded_rules() -> Vec<Value> {
         .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
         .collect()
 }
+
+/// Every alert's runbook link starts here: the external label
+/// `agentmon_runbook_base` if Prometheus has one, else the upstream runbook.
+const RUNBOOK_BASE: &str = "{{ with $externalLabels.agentmon_runbook_base }}{{ . }}{{ else }}https://github.com/agentmon/agentmon/blob/main/dashboards/runbook.md{{ end }}";
 
 /// Headings of runbook.md as GitHub anchors.
 fn runbook_anchors() -> BTreeSet<String> {
@@ -178,12 +219,15 @@ fn alerts_have_a_severity_a_runbook_and_recording_rules_a_level() {
                         "{name} has no {key} annotation"
                     );
                 }
-                let url = rule["annotations"]["runbook_url"].as_str().unwrap();
-                let anchor = url.rsplit_once("/dashboards/runbook.md#").map(|(_, a)| a);
                 assert_eq!(
-                    anchor,
-                    Some(name.to_lowercase().as_str()),
-                    "{name}: runbook_url {url}"
+                    rule["labels"]["component"], "agentmon",
+                    "{name}: the Alertmanager route matches component=\"agentmon\""
+                );
+                let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+                assert_eq!(
+                    url,
+                    format!("{RUNBOOK_BASE}#{}", name.to_lowercase()),
+                    "{name}: runbook_url"
                 );
                 assert!(
                     anchors.contains(&name.to_lowercase()),
