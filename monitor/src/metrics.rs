@@ -355,8 +355,11 @@ impl Metrics {
     /// tool from the start, so an increase from nothing is an increase.
     pub fn start_tools(&self, catalog: &Catalog) {
         for id in 0..catalog.len() as ToolId {
-            self.tls_unseen_connections
-                .with_label_values(&[catalog.name(id)]);
+            let tool = [catalog.name(id)];
+            self.tls_unseen_connections.with_label_values(&tool);
+            // At 0 from the start, so the cap panel and alerts see them.
+            self.dest_overflow.with_label_values(&tool);
+            self.dest_network_overflow.with_label_values(&tool);
         }
     }
 

@@ -563,10 +563,6 @@ fn instances(samples: &[Sample]) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Panels per machine with data from only some machines: those past their
-/// `dest` cap (B and C).
-const NOT_EVERY_MACHINE: &[(&str, &str)] = &[("agentmon-health", "Destinations past the cap")];
-
 /// Runs `expr` until it returns samples with exactly `labels`, and, if
 /// those include `instance`, from each of `machines`; `Err` says what it
 /// returned instead.
@@ -706,13 +702,8 @@ fn every_panel_query_returns_data_from_three_hosts() {
                 let expr = substitute(&q.expr, &vars);
                 let labels = shape(&uid, &q.panel).unwrap_or_default();
                 // The pushed host, at least, on every panel per machine.
-                let machines = if NOT_EVERY_MACHINE.contains(&(uid.as_str(), q.panel.as_str())) {
-                    &all[1..]
-                } else {
-                    &all[..]
-                };
                 checked += 1;
-                if let Err(e) = check_query(p, &expr, labels, machines) {
+                if let Err(e) = check_query(p, &expr, labels, &all) {
                     failures.push(format!(
                         "{uid} / {} ({}, instance {instance}): want {labels:?}: {e}",
                         q.panel, q.ref_id
@@ -749,7 +740,7 @@ fn every_panel_query_returns_data_from_three_hosts() {
 
     // The alerts this traffic raises: telemetry from claude-code on A, which
     // lists.yml lists as telemetry-disabled; a geolocation lookup and a
-    // country outside the allowlist (DE) on B, and that country on C. None
+    // country outside the allowlist (BR) on B, and that country on C. None
     // about agentmon itself.
     for (alert, instance, tool, dest) in [
         (
