@@ -324,7 +324,7 @@ fn dashboards_follow_the_conventions_and_every_panel_has_a_shape() {
 }
 
 /// Every built-in tool; each host's config disables all but its own.
-const TOOLS: [&str; 12] = [
+const TOOLS: [&str; 13] = [
     "claude-code",
     "codex",
     "gemini-cli",
@@ -337,6 +337,7 @@ const TOOLS: [&str; 12] = [
     "continue",
     "cline",
     "windsurf",
+    "qwen-code",
 ];
 
 fn only(tool: &str) -> String {

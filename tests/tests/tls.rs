@@ -10,7 +10,8 @@
 use std::{fs, io::Write, path::Path, process::Stdio, time::Duration};
 
 use agentmon_tests::{
-    ChildGuard, Internet, ServerConn, World, require_root, run_bounded, sum, wait_until, world,
+    ChildGuard, Internet, ServerConn, World, agent_copy, default_records, require_root,
+    run_bounded, sum, wait_until, world, world_with,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
@@ -263,6 +264,48 @@ fn node_with_openssl_inside_its_executable_is_probed() {
     expect_one_post(
         &w,
         ("gemini-cli", "telemetry.vendor.test", "openssl-static"),
+        "telemetry",
+        (conns[0].plain_in, conns[0].plain_out),
+    );
+}
+
+/// Qwen Code from npm (node running its package file) reporting usage
+/// statistics to its vendor's analytics host: the tool is recognised, the
+/// host is telemetry, and the plaintext is exact. The test DNS answers the
+/// real host name with a test address; nothing else is contacted.
+#[test]
+fn qwen_code_usage_statistics_are_telemetry_and_exact() {
+    if !require_root() {
+        return;
+    }
+    const HOST: &str = "gb4w8c3ygj-default-sea.rum.aliyuncs.com";
+    let mut records = default_records();
+    records.push(format!("{HOST}=A:203.0.113.30"));
+    let w = world_with(NETPEER, "", &records);
+    let script = w
+        .lab
+        .dir()
+        .join("lib/node_modules/@qwen-code/qwen-code/cli.js");
+    agent_copy(&Internet::script("node_client.js"), &script);
+    let go = w.lab.dir().join("go");
+    let args = [
+        script.as_os_str(),
+        HOST.as_ref(),
+        "443".as_ref(),
+        "/".as_ref(),
+        "1234".as_ref(),
+        go.as_os_str(),
+    ];
+    let run = ChildGuard::spawn(&mut w.lab.client_cmd("node", args));
+    wait_attached(&w, "qwen-code", "openssl-static");
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.30:443", 1);
+    assert_eq!(conns[0].sni.as_deref(), Some(HOST));
+    expect_one_post(
+        &w,
+        ("qwen-code", "rum.aliyuncs.com", "openssl-static"),
         "telemetry",
         (conns[0].plain_in, conns[0].plain_out),
     );

@@ -20,10 +20,11 @@ fn builtin_has_the_expected_tools_in_order() {
             "amazon-q",
             "continue",
             "cline",
-            "windsurf"
+            "windsurf",
+            "qwen-code"
         ]
     );
-    assert_eq!(catalog.len(), 12);
+    assert_eq!(catalog.len(), 13);
     assert!(!catalog.is_empty());
     assert!(names.iter().all(|n| valid_tool_name(n)));
     assert_eq!(
@@ -32,7 +33,8 @@ fn builtin_has_the_expected_tools_in_order() {
             "CLAUDECODE",
             "CODEX_MANAGED_BY_NPM",
             "GEMINI_CLI",
-            "OPENCODE"
+            "OPENCODE",
+            "QWEN_CODE"
         ]
     );
     assert_eq!(catalog.id("codex"), Some(1));
@@ -186,6 +188,29 @@ fn opencode() {
         "/usr/lib/node_modules/opencode-ai/node_modules/opencode-linux-x64/bin/opencode",
         &["opencode"],
         "opencode",
+    );
+    // npm's layout: the install script's hard link, exec'd by the bin script.
+    assert_strong(
+        "/home/u/.npm-global/lib/node_modules/opencode-ai/bin/opencode.exe",
+        &["/home/u/.npm-global/lib/node_modules/opencode-ai/bin/opencode.exe"],
+        "opencode",
+    );
+}
+
+#[test]
+fn qwen_code() {
+    assert_strong(
+        NODE,
+        &[
+            "node",
+            "/home/u/.npm-global/lib/node_modules/@qwen-code/qwen-code/cli.js",
+        ],
+        "qwen-code",
+    );
+    assert_strong(
+        "/usr/bin/nodejs",
+        &["node", "/home/u/.npm-global/bin/qwen"],
+        "qwen-code",
     );
 }
 

@@ -29,6 +29,19 @@ fn builtin_catalog_hits() {
     let cases = [
         ("api.anthropic.com", "api.anthropic.com", "model-api"),
         ("API.OpenAI.com", "api.openai.com", "model-api"),
+        // Qwen Code: its model APIs, its login and its usage statistics.
+        (
+            "dashscope-intl.aliyuncs.com",
+            "dashscope-intl.aliyuncs.com",
+            "model-api",
+        ),
+        ("portal.qwen.ai", "portal.qwen.ai", "model-api"),
+        ("chat.qwen.ai", "chat.qwen.ai", "auth"),
+        (
+            "gb4w8c3ygj-default-sea.rum.aliyuncs.com",
+            "rum.aliyuncs.com",
+            "telemetry",
+        ),
         ("o4507.ingest.us.sentry.io", "sentry.io", "telemetry"),
         (
             "http-intake.logs.us5.datadoghq.com",
