@@ -188,4 +188,18 @@ fn without_uprobes_tls_is_metadata_only_and_counted_as_unseen() {
         Some(0.0)
     );
     assert!(m.series("agentmon_tls_plaintext_bytes_total").is_empty());
+    // Why, once for the program however many of its connections go unseen.
+    let log = am.log_text();
+    let why: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("closed with no plaintext seen"))
+        .collect();
+    assert_eq!(why.len(), 1, "{log}");
+    assert!(
+        why[0].contains("WARN")
+            && why[0].contains("tool=\"aider\"")
+            && why[0].contains("agentmon runs without uprobes here"),
+        "{}",
+        why[0]
+    );
 }

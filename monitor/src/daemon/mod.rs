@@ -57,6 +57,8 @@ pub struct State<K: KernelPort, P: ProcSource> {
     /// Sweeps left before baselines from the previous run that nothing
     /// took up are dropped.
     resume_sweeps: u8,
+    /// Programs whose unprobed TLS was explained in the log, once each.
+    unseen_tls: HashSet<String>,
 }
 
 pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
@@ -89,6 +91,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             state_file: None,
             save_failed: false,
             resume_sweeps: 0,
+            unseen_tls: HashSet::new(),
         }
     }
 
@@ -225,6 +228,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             metrics,
             log,
             procs,
+            unseen_tls,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
@@ -316,10 +320,13 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                     && closed.conn.names.tls
                     && closed.conn.tls_lib.is_none()
                 {
+                    let tool = catalog.name(closed.conn.tool);
                     metrics
                         .tls_unseen_connections
-                        .with_label_values(&[catalog.name(closed.conn.tool)])
+                        .with_label_values(&[tool])
                         .inc();
+                    let uprobes = kernel.features().uprobes;
+                    explain_unseen_tls(unseen_tls, tool, &closed.conn.proc.exe, uprobes);
                 }
                 if let (Some(closed), Some(log)) = (closed, log.as_mut()) {
                     log_conn(log, catalog, LogEvent::Close, &closed);
@@ -620,6 +627,29 @@ fn labeler<'a>(
         }
         dest
     }
+}
+
+/// Distinct programs whose unprobed TLS is explained, at most: a bound
+/// on memory and on log lines.
+const UNSEEN_TLS_EXPLAINED: usize = 256;
+
+/// Says once per program why a tool's TLS connection closed with no
+/// plaintext seen: what a user of a static agent (Codex's musl binary, a Go
+/// or rustls client) would otherwise only see as a zero.
+fn explain_unseen_tls(explained: &mut HashSet<String>, tool: &str, exe: &str, uprobes: bool) {
+    if explained.len() >= UNSEEN_TLS_EXPLAINED || !explained.insert(exe.to_owned()) {
+        return;
+    }
+    let why = if uprobes {
+        "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables) was found in it or in what it loaded, as for static rustls, Go or symbol-less OpenSSL builds"
+    } else {
+        "agentmon runs without uprobes here (see agentmon_kernel_feature_available)"
+    };
+    warn!(
+        tool,
+        exe,
+        "a TLS connection of this program closed with no plaintext seen: {why}; its bytes and destinations are exact, its plaintext and requests are not seen (agentmon_tls_connections_unseen_total)"
+    );
 }
 
 fn log_conn(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, conn: &ConnReport) {
