@@ -135,6 +135,107 @@ pub fn agentmon_metric_names(text: &str) -> BTreeSet<String> {
     names
 }
 
+/// The label names (besides `__name__`) every query of a panel returns, by
+/// dashboard uid and panel title. Every panel is listed, and only those.
+pub const SHAPES: &[(&str, &str, &[&str])] = &[
+    ("agentmon-fleet", "Machines reporting", &[]),
+    ("agentmon-fleet", "Live agent processes", &[]),
+    ("agentmon-fleet", "Bytes sent", &[]),
+    ("agentmon-fleet", "Destinations", &[]),
+    ("agentmon-fleet", "Bytes sent per tool", &["tool"]),
+    ("agentmon-fleet", "Bytes received per tool", &["tool"]),
+    (
+        "agentmon-fleet",
+        "Top destinations per tool",
+        &["dest", "purpose", "tool"],
+    ),
+    (
+        "agentmon-fleet",
+        "Model API, telemetry and other",
+        &["purpose"],
+    ),
+    ("agentmon-fleet", "Egress by country", &["dest_country"]),
+    ("agentmon-fleet", "Egress by network (ASN)", &["dest_asn"]),
+    (
+        "agentmon-fleet",
+        "Machines ranked by agent egress",
+        &["instance"],
+    ),
+    ("agentmon-fleet", "Live agent processes per tool", &["tool"]),
+    ("agentmon-machine", "Agent processes", &[]),
+    ("agentmon-machine", "Bytes sent", &[]),
+    ("agentmon-machine", "Destinations seen", &[]),
+    ("agentmon-machine", "HTTP requests seen", &[]),
+    ("agentmon-machine", "Agent processes per tool", &["tool"]),
+    ("agentmon-machine", "Bytes sent per tool", &["tool"]),
+    ("agentmon-machine", "Bytes received per tool", &["tool"]),
+    (
+        "agentmon-machine",
+        "Destinations",
+        &["dest", "dest_asn", "dest_country", "purpose", "tool"],
+    ),
+    ("agentmon-machine", "Bytes sent by purpose", &["purpose"]),
+    (
+        "agentmon-machine",
+        "Connections per tool",
+        &["direction", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "HTTP requests",
+        &["dest", "method", "purpose", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "HTTP request sizes (p90)",
+        &["direction", "purpose", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "TLS coverage",
+        &["library", "mode", "tool"],
+    ),
+    (
+        "agentmon-machine",
+        "TLS plaintext bytes",
+        &["direction", "library", "tool"],
+    ),
+    ("agentmon-machine", "DNS answers per tool", &["tool"]),
+    ("agentmon-health", "Up", &["instance"]),
+    (
+        "agentmon-health",
+        "Version and kernel",
+        &["instance", "kernel", "version"],
+    ),
+    ("agentmon-health", "eBPF programs attached", &["instance"]),
+    (
+        "agentmon-health",
+        "TLS probes attached",
+        &["instance", "library"],
+    ),
+    ("agentmon-health", "Kernel events lost", &["instance"]),
+    ("agentmon-health", "Kernel maps full", &["instance", "map"]),
+    ("agentmon-health", "Scrape duration", &["instance"]),
+    ("agentmon-health", "Series per scrape", &["instance"]),
+    (
+        "agentmon-health",
+        "Destinations past the cap",
+        &["instance", "tool"],
+    ),
+    (
+        "agentmon-health",
+        "TLS bytes not tied to a connection",
+        &["instance"],
+    ),
+];
+
+pub fn shape(dashboard: &str, panel: &str) -> Option<&'static [&'static str]> {
+    SHAPES
+        .iter()
+        .find(|(d, p, _)| *d == dashboard && *p == panel)
+        .map(|(_, _, labels)| *labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,8 +45,8 @@ pub use fleet::{
     RUNBOOK_BASE,
 };
 pub use grafana::{
-    PanelQuery, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,
-    legend_labels, panel_queries, panels, substitute,
+    PanelQuery, SHAPES, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,
+    legend_labels, panel_queries, panels, shape, substitute,
 };
 pub use http::{HttpResponse, http_get};
 pub use internet::{
