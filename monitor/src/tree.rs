@@ -146,18 +146,21 @@ impl Tree {
         catalog: &Catalog,
         map: &mut dyn TrackedMap,
     ) -> bool {
-        // A process that is already gone is judged by the path it exec'd.
-        let info = src
+        // A process that is already gone is judged by the path it exec'd;
+        // so is one that has exited but not been reaped yet, whose exe link
+        // and command line a zombie no longer has.
+        let mut info = src
             .read(tgid, catalog.env_names())
             .unwrap_or_else(|| ProcInfo {
                 pid: tgid,
-                ppid: 0,
-                exe: Some(filename.into()),
-                argv: vec![filename.to_owned()],
-                comm: String::new(),
-                env: Vec::new(),
-                uid: None,
+                ..ProcInfo::default()
             });
+        if info.exe.is_none() {
+            info.exe = Some(filename.into());
+        }
+        if info.argv.is_empty() {
+            info.argv = vec![filename.to_owned()];
+        }
         let found = catalog.match_process(&info);
         let current = self.procs.get(&tgid).map(|p| (p.tool, p.root));
         let label = match (current, found) {
@@ -368,6 +371,22 @@ mod tests {
         assert_eq!(tree.get(12).map(|p| p.tool), catalog.id("claude-code"));
     }
 
+    #[test]
+    fn a_zombie_when_its_exec_is_read_is_judged_by_its_path() {
+        // Exited, not yet reaped: /proc still has its stat, but no exe link
+        // and an empty command line.
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map) = (Tree::default(), FakeMap::default());
+        let zombie = FakeProc(vec![ProcInfo {
+            pid: 13,
+            ppid: 1,
+            comm: "9.9.9".into(),
+            ..ProcInfo::default()
+        }]);
+        tree.on_exec(13, TOOL_PENDING, CLAUDE, &zombie, &catalog, &mut map);
+        assert_eq!(tree.get(13).map(|p| p.tool), catalog.id("claude-code"));
+        assert!(map.get(13).is_some());
+    }
     #[test]
     fn children_inherit_the_label_until_they_are_another_tool() {
         let catalog = Catalog::builtin();

@@ -329,6 +329,20 @@ impl Agentmon {
 
     /// Sends SIGHUP, as `systemctl reload` and logrotate do.
     pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Stops the daemon (SIGSTOP): its kernel programs go on, their events
+    /// wait in the ring buffer until [`Agentmon::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = self
             .child
             .as_ref()
@@ -336,11 +350,11 @@ impl Agentmon {
             .expect("agentmon is running");
         // SAFETY: kill has no memory-safety preconditions; the child is not
         // reaped yet, so the pid is still ours.
-        let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+        let sent = unsafe { libc::kill(pid, signal) };
         assert_eq!(
             sent,
             0,
-            "kill -HUP {pid}: {}",
+            "kill -{signal} {pid}: {}",
             std::io::Error::last_os_error()
         );
     }

@@ -245,6 +245,35 @@ fn connection_in_the_first_millisecond_of_an_agent_is_counted() {
 }
 
 #[test]
+fn agent_that_exited_before_agentmon_read_its_exec_is_counted() {
+    if !require_root() {
+        return;
+    }
+    let Setup {
+        lab,
+        _servers,
+        claude,
+    } = setup();
+    let am = Agentmon::start();
+    // A busy daemon reads an exec late: by then a short-lived agent may
+    // have exited and, until its parent reaps it, be a zombie whose /proc
+    // has no exe link and no command line. Stopping the daemon makes that
+    // certain; the kernel programs go on counting meanwhile.
+    am.pause();
+    let agent = ChildGuard::spawn(&mut lab.client_cmd(&claude, tcp_args(REMOTE_TCP_V4, 4444)));
+    let stat = format!("/proc/{}/stat", agent.id());
+    let zombie = || fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z "));
+    assert!(wait_until(RUN, zombie), "the agent did not exit");
+    am.resume();
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    am.expect("agentmon_egress_bytes_total", &tcp, 4444.0);
+    am.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+    // Reaped only now, so the daemon read the exec of a zombie.
+    let counts = PeerCounts::from_output(&agent.wait_output(RUN));
+    assert_eq!(counts.sent, 4444);
+}
+
+#[test]
 fn agent_running_before_agentmon_is_found_and_counted_from_then_on() {
     if !require_root() {
         return;
