@@ -131,8 +131,60 @@ pub struct Conn {
     pub tls_lib: u32,
     pub _pad: u32,
     pub seq: TcpSeq,
+    pub records: Records,
 }
-const _: () = assert!(size_of::<Conn>() == 96 + 56);
+const _: () = assert!(size_of::<Conn>() == 96 + 56 + 56);
+
+/// TLS record framing of a connection whose first bytes were a
+/// ClientHello: record headers are not encrypted, so the packet programs
+/// follow them and derive the plaintext where no probe sees it. TLS 1.3
+/// only: each application-data record carries its plaintext, one content
+/// type byte and a 16-byte tag. Kept by monitor-ebpf's records.rs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    /// Stream offset (as in [`TcpSeq`]) of the next record header's first
+    /// byte not seen yet, each way.
+    pub tx_next: u64,
+    pub rx_next: u64,
+    /// Plaintext of the application-data records, each way.
+    pub tx_plain: u64,
+    pub rx_plain: u64,
+    /// Application-data records counted, each way.
+    pub tx_records: u32,
+    pub rx_records: u32,
+    /// The bytes of a header cut by a packet's end, each way.
+    pub tx_part: [u8; 4],
+    pub rx_part: [u8; 4],
+    pub tx_part_len: u8,
+    pub rx_part_len: u8,
+    /// See [`record_state`]: one byte per way, each written by one program.
+    pub tx_state: u8,
+    pub rx_state: u8,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<Records>() == 56);
+
+/// [`Records::tx_state`] and [`Records::rx_state`].
+pub mod record_state {
+    /// Records are followed this way (the first bytes sent were a ClientHello).
+    pub const FOLLOWED: u8 = 1;
+    /// rx: an application-data record came before the client's first one,
+    /// as only TLS 1.3's encrypted handshake does.
+    pub const TLS13: u8 = 2;
+    /// tx: the client's first application-data record (its TLS 1.3
+    /// Finished) went out.
+    pub const FINISHED: u8 = 4;
+    /// tx: the client sent application data on a connection that is not
+    /// TLS 1.3: nothing is derived.
+    pub const NOT_TLS13: u8 = 8;
+    /// tx: a TLS probe saw this connection's data: its figures are exact,
+    /// the derived ones are not used.
+    pub const PROBED: u8 = 16;
+    /// Framing lost this way (a gap in the stream, or more records in one
+    /// packet than a program follows): nothing more is derived.
+    pub const LOST: u8 = 32;
+}
 
 /// TLS libraries, as attach cookies of the TLS probes and in [`Conn::tls_lib`].
 /// A wire format: never renumber.
@@ -145,6 +197,9 @@ pub mod tls_lib {
     pub const BORINGSSL: u32 = 3;
     /// GnuTLS (libgnutls.so.30).
     pub const GNUTLS: u32 = 4;
+    /// No probe: sizes derived from TLS record framing. Never a probe's
+    /// cookie; the kernel never writes it.
+    pub const RECORD: u32 = 5;
 }
 
 /// A TLS library call in flight on a thread (keyed by the thread's

@@ -21,6 +21,7 @@ mod owner;
 mod packets;
 mod payload;
 mod process;
+mod records;
 mod sockops;
 mod tcp;
 mod tls_calls;

@@ -19,7 +19,7 @@ use monitor_common::{
 use crate::{
     maps::{CONNS, EVENTS, RESOLVED, bump, deferred, tracked},
     packets::{DNS_PORT, Packet, Way},
-    payload, tls_calls,
+    payload, records, tls_calls,
 };
 
 const FIN: u8 = 0x01;
@@ -60,6 +60,10 @@ pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) 
         let capture = match way {
             Way::Out { .. } if flags & conn_flags::FIRST_TX_SEEN == 0 => {
                 unsafe { (*conn).flags |= conn_flags::FIRST_TX_SEEN };
+                if unsafe { (*conn).origin } == origin::CONNECT && records::is_client_hello(ctx, p)
+                {
+                    records::start(conn);
+                }
                 Some(payload_kind::FIRST_TX)
             }
             Way::In if rport == DNS_PORT => Some(payload_kind::DNS),
@@ -75,9 +79,13 @@ pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) 
             let src = payload::Source::Packet(skb, p.payload);
             payload::emit_payload(src, u64::from(p.payload_len), &about);
         }
-        if let Way::Out { tie_tls: true } = way {
-            tls_calls::tie(cookie, tgid);
-        }
+        let tied = match way {
+            Way::Out { tie_tls: true } => tls_calls::tie(cookie, tgid),
+            _ => false,
+        };
+        // SAFETY: a plain read of a live map value.
+        let probed = tied || unsafe { (*conn).tls_lib } != 0;
+        records::follow(ctx, conn, p, way, probed);
     }
     if flags & conn_flags::STATE_CB == 0 && finished(conn) {
         close(cookie, conn);

@@ -207,15 +207,17 @@ fn starts_request(buf: u64, bytes: u64) -> bool {
 /// TLS call of the same process only rarely is): inside a TLS call, the
 /// library's `SSL *` uses `sock`; a write the thread's TLS library made in
 /// memory goes out now, on `sock`.
+/// Returns whether a probed call of this process was on the thread.
 #[inline(always)]
-pub fn tie(sock: u64, tgid: u32) {
+pub fn tie(sock: u64, tgid: u32) -> bool {
     let task = current_task();
     // SAFETY (map reads): copied out of the maps.
     if let Some(call) = unsafe { TLS_CALLS.get(task).copied() } {
         if call.tgid == tgid {
             let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+            return true;
         }
-        return;
+        return false;
     }
     if let Some(pending) = unsafe { TLS_PENDING.get(task).copied() }
         && pending.tgid == tgid
@@ -226,7 +228,9 @@ pub fn tie(sock: u64, tgid: u32) {
         let counted = TlsCall { buf: 0, ..pending };
         let marks = add_plaintext(sock, &counted, pending.len_out);
         send_head(task, sock, tgid, marks.unwrap_or_default());
+        return true;
     }
+    false
 }
 
 /// Keeps the head of a request written in memory, while its buffer is valid.

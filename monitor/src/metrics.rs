@@ -44,6 +44,7 @@ pub struct Metrics {
     pub events_undecoded: IntCounter,
     pub tls_untied_bytes: IntCounter,
     pub tls_unseen_connections: IntCounterVec,
+    pub tls_framing_lost: IntCounterVec,
     pub kernel_map_full: IntCounterVec,
     pub packets_unparsed: IntCounter,
     pub programs_attached: IntGauge,
@@ -106,7 +107,7 @@ impl Metrics {
         )?;
         let tls_plaintext_bytes = counter_vec(
             "agentmon_tls_plaintext_bytes_total",
-            "Plaintext bytes the tool's processes handed to (or got from) a probed TLS library.",
+            "Plaintext bytes the tool's processes handed to (or got from) a probed TLS library; library=\"record\": derived from TLS 1.3 record framing where no probe fits.",
             &["tool", "dest", "direction", "library"],
         )?;
         let http_requests = counter_vec(
@@ -133,7 +134,7 @@ impl Metrics {
             };
         let tls_coverage = gauge_vec(
             "agentmon_tls_coverage",
-            "1 per tool and TLS library it uses: mode=plaintext when its TLS calls are probed, mode=metadata (library=none) when only SNI and sizes are seen.",
+            "1 per tool and TLS library it uses: mode=plaintext when its TLS calls are probed (exact plaintext, request heads), mode=derived (library=record) when no probe fits: TLS 1.3 plaintext sizes from record framing, TLS 1.2 only SNI and sizes.",
             &["tool", "library", "mode"],
         )?;
         let uprobes_attached = gauge_vec(
@@ -166,7 +167,12 @@ impl Metrics {
         registry.register(Box::new(tls_untied_bytes.clone()))?;
         let tls_unseen_connections = counter_vec(
             "agentmon_tls_connections_unseen_total",
-            "The tool's TLS connections (a ClientHello was sent) that closed without any plaintext seen: TLS that no probe covered.",
+            "The tool's TLS connections (a ClientHello was sent) that closed without any plaintext seen: no probe covered them and no size could be derived from their records (TLS 1.2, or no data sent).",
+            &["tool"],
+        )?;
+        let tls_framing_lost = counter_vec(
+            "agentmon_tls_framing_lost_total",
+            "The tool's TLS connections with plaintext derived from record framing (library=\"record\") whose framing was lost on the way (a gap in the stream, or more records in one packet than followed): their derived plaintext stops short.",
             &["tool"],
         )?;
         let packets_unparsed = IntCounter::new(
@@ -220,6 +226,7 @@ impl Metrics {
             events_undecoded,
             tls_untied_bytes,
             tls_unseen_connections,
+            tls_framing_lost,
             kernel_map_full,
             packets_unparsed,
             programs_attached,
@@ -249,6 +256,7 @@ impl Metrics {
             &self.tls_plaintext_bytes,
             &self.http_requests,
             &self.tls_unseen_connections,
+            &self.tls_framing_lost,
             &self.kernel_map_full,
         ];
         let single = vec![
@@ -357,6 +365,7 @@ impl Metrics {
         for id in 0..catalog.len() as ToolId {
             let tool = [catalog.name(id)];
             self.tls_unseen_connections.with_label_values(&tool);
+            self.tls_framing_lost.with_label_values(&tool);
             // At 0 from the start, so the cap panel and alerts see them.
             self.dest_overflow.with_label_values(&tool);
             self.dest_network_overflow.with_label_values(&tool);

@@ -62,6 +62,9 @@ def main():
     p.add_argument("--resolver", choices=["glibc", "raw", "raw-tcp"], default="glibc")
     p.add_argument("--qname-bytes", help="hex of one raw label, sent as <label>.test")
     p.add_argument("--tls", action="store_true")
+    p.add_argument("--tls12", action="store_true", help="TLS 1.2 at most")
+    p.add_argument("--corked-chunk", type=int, default=0, metavar="BYTES",
+                   help="send the request in writes of BYTES held back by TCP_CORK: many records per packet")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--path", default="/")
     p.add_argument("--body", type=int, default=0)
@@ -95,6 +98,8 @@ def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        if a.tls12:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         sock = ctx.wrap_socket(sock, server_hostname=a.sni or a.name)
     for request in a.then:
         path, _, body = request.rpartition(":")
@@ -105,7 +110,14 @@ def main():
     ).encode()
     if a.raw:
         head = b""
-    sock.sendall(head + b"p" * a.body)
+    data = head + b"p" * a.body
+    if a.corked_chunk:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        for i in range(0, len(data), a.corked_chunk):
+            sock.sendall(data[i:i + a.corked_chunk])
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    else:
+        sock.sendall(data)
     if a.raw:
         sock.shutdown(socket.SHUT_WR)
     received = 0

@@ -449,11 +449,33 @@ fn fresh_pin_dir() -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     crate::ensure_bpffs();
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_stale_pins);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     PathBuf::from(format!(
         "/sys/fs/bpf/agentmon-test-{}-{n}",
         std::process::id()
     ))
+}
+
+/// Removes the pins of test runs that were killed before they could: their
+/// programs stay attached (and run for every packet) while pinned.
+fn remove_stale_pins() {
+    let Ok(entries) = fs::read_dir("/sys/fs/bpf") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("agentmon-test-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

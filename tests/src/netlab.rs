@@ -125,6 +125,14 @@ impl NetLab {
     }
 
     /// The client namespace's name.
+    /// Sets the veth pair's MTU at both ends (9000: jumbo frames, more
+    /// bytes per packet).
+    pub fn set_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        ip(&["-n", &self.client, "link", "set", CLIENT_IF, "mtu", &mtu]);
+        ip(&["-n", &self.remote, "link", "set", REMOTE_IF, "mtu", &mtu]);
+    }
+
     pub fn client_ns(&self) -> &str {
         &self.client
     }

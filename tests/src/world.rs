@@ -157,6 +157,25 @@ impl World {
         cmd
     }
 
+    /// aider's HTTPS request with a `body`-byte body to api.model.test, with
+    /// py_client.py's `extra` options; panics unless it succeeds.
+    pub fn aider_tls(&self, body: u64, extra: &[&str]) {
+        let body = body.to_string();
+        let mut args = vec!["--name", "api.model.test", "--tls", "--port", "443"];
+        args.extend(["--body", &body]);
+        args.extend(extra);
+        let out = run_bounded(&mut self.aider_cmd(&args), RUN);
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// Runs `script` with /bin/sh as a child of `agent` (a copy of netpeer)
+    /// in the client namespace; panics unless it succeeds.
+    pub fn agent_shell(&self, agent: &Path, script: &str) {
+        let args = ["exec-child", "--", "/bin/sh", "-c", script];
+        let out = run_bounded(&mut self.lab.client_cmd(agent, args), RUN);
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// py_client.py run as aider (`python3 .../bin/aider ...`).
     pub fn aider(&self, args: &[&str]) -> PeerCounts {
         PeerCounts::from_output(&run_bounded(&mut self.aider_cmd(args), RUN))

@@ -5,12 +5,11 @@
 //! process's first `SSL_write`, which comes after its connect and the
 //! handshake. Expected sizes come from the web server's own plaintext counts.
 
-use std::{fs, path::Path, time::Duration};
+use std::{fs, path::Path};
 
-use agentmon_tests::{Internet, require_root, run_bounded, world};
+use agentmon_tests::{Internet, require_root, world};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
-const RUN: Duration = Duration::from_secs(60);
 
 #[test]
 fn one_shot_clients_of_an_agents_shell_get_their_first_request_counted() {
@@ -30,13 +29,7 @@ node {node} api.model.test 443 /v1/messages 2222",
         py = Internet::script("py_client.py").display(),
         node = Internet::script("node_client.js").display(),
     );
-    let out = run_bounded(
-        &mut w
-            .lab
-            .client_cmd(&claude, ["exec-child", "--", "/bin/sh", "-c", &script]),
-        RUN,
-    );
-    assert!(out.status.success(), "{out:?}");
+    w.agent_shell(&claude, &script);
     let conns = w.server_conns("203.0.113.20:443", 3);
     // node's is the one whose request carried its 2222-byte body.
     let (node, libssl): (Vec<_>, Vec<_>) = conns
@@ -88,4 +81,11 @@ node {node} api.model.test 443 /v1/messages 2222",
         Some(0.0),
         "every connection was seen in plaintext"
     );
+    // Probes saw every connection: no figure is derived from records.
+    let libraries: Vec<_> = m
+        .series("agentmon_tls_plaintext_bytes_total")
+        .into_iter()
+        .map(|(labels, _)| labels["library"].clone())
+        .collect();
+    assert!(!libraries.contains(&"record".to_owned()), "{libraries:?}");
 }

@@ -32,7 +32,7 @@ use crate::{
     saved::{self, Saved, StateFile},
     traffic::{ConnReport, Dest, FlowReport, Names, Traffic},
     tree::Tree,
-    uprobes::TlsProbes,
+    uprobes::{TlsLib, TlsProbes},
 };
 
 /// The event router: applies kernel events to the process trees and the
@@ -327,6 +327,15 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         .inc();
                     let uprobes = kernel.features().uprobes;
                     explain_unseen_tls(unseen_tls, tool, &closed.conn.proc.exe, uprobes);
+                }
+                if let Some(closed) = &closed
+                    && closed.conn.tls_lib == Some(TlsLib::Record)
+                    && closed.conn.framing_lost
+                {
+                    metrics
+                        .tls_framing_lost
+                        .with_label_values(&[catalog.name(closed.conn.tool)])
+                        .inc();
                 }
                 if let (Some(closed), Some(log)) = (closed, log.as_mut()) {
                     log_conn(log, catalog, LogEvent::Close, &closed);
@@ -641,9 +650,9 @@ fn explain_unseen_tls(explained: &mut HashSet<String>, tool: &str, exe: &str, up
         return;
     }
     let why = if uprobes {
-        "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables) was found in it or in what it loaded, as for static rustls, Go or symbol-less OpenSSL builds"
+        "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables) was found in it or in what it loaded, as for static rustls, Go or symbol-less OpenSSL builds, and it was not TLS 1.3 with data, whose sizes agentmon derives from the records"
     } else {
-        "agentmon runs without uprobes here (see agentmon_kernel_feature_available)"
+        "agentmon runs without uprobes here (see agentmon_kernel_feature_available), and it was not TLS 1.3 with data, whose sizes agentmon derives from the records"
     };
     warn!(
         tool,

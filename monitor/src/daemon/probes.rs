@@ -113,9 +113,10 @@ pub fn set_tls_gauges<L>(
                         .set(1);
                 }
             }
+            // No probe: TLS 1.3 sizes come from the records.
             _ => metrics
                 .tls_coverage
-                .with_label_values(&[name, "none", "metadata"])
+                .with_label_values(&[name, TlsLib::Record.label(), "derived"])
                 .set(1),
         }
     }

@@ -12,6 +12,7 @@
 
 #[cfg(test)]
 pub mod fakes;
+pub mod records;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,7 @@ use crate::{
     tree::Proc,
     uprobes::TlsLib,
 };
+use records::Framing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -186,6 +188,8 @@ pub struct OpenConn {
     tls_seen: (u64, u64),
     tls_counted: (u64, u64),
     pub tls_lib: Option<TlsLib>,
+    /// The record framing was lost: derived plaintext stops short.
+    pub framing_lost: bool,
     /// Plaintext sizes of its HTTP requests.
     pub requests: RequestSizes,
 }
@@ -323,13 +327,22 @@ impl OpenConn {
             self.seen.0.max(conn.tx_bytes),
             self.seen.1.max(conn.rx_bytes),
         );
-        self.tls_seen = (
-            self.tls_seen.0.max(conn.tls_tx),
-            self.tls_seen.1.max(conn.tls_rx),
-        );
-        if let Some(lib) = TlsLib::from_wire(conn.tls_lib) {
-            self.tls_lib = Some(lib);
+        // Who sees the plaintext is decided once: a probe, or else the
+        // record framing once the client sent data.
+        if self.tls_lib.is_none() {
+            self.tls_lib = TlsLib::from_wire(conn.tls_lib)
+                .or_else(|| records::unprobed(&conn.records).then_some(TlsLib::Record));
         }
+        let plaintext = match (self.tls_lib, records::framing(&conn.records)) {
+            (Some(TlsLib::Record), Framing::Derived(sent, received)) => (sent, received),
+            (Some(TlsLib::Record), _) => self.tls_seen,
+            _ => (conn.tls_tx, conn.tls_rx),
+        };
+        self.tls_seen = (
+            self.tls_seen.0.max(plaintext.0),
+            self.tls_seen.1.max(plaintext.1),
+        );
+        self.framing_lost = records::lost(&conn.records);
     }
 
     /// TLS plaintext (sent, received) seen so far.
@@ -429,12 +442,16 @@ impl Traffic {
                 // are in the metrics once the connection is labelled.
                 seen: (conn.tx_bytes, conn.rx_bytes),
                 counted: (0, 0),
-                tls_seen: (conn.tls_tx, conn.tls_rx),
+                tls_seen: (0, 0),
                 tls_counted: (0, 0),
-                tls_lib: TlsLib::from_wire(conn.tls_lib),
+                tls_lib: None,
+                framing_lost: false,
                 requests: RequestSizes::default(),
             },
         );
+        if let Some(open) = self.conns.get_mut(&sock) {
+            open.update(conn);
+        }
         let resumed = self
             .resumed_conns
             .remove(&sock)

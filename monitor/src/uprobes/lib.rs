@@ -14,10 +14,12 @@ pub enum TlsLib {
     BoringSsl,
     /// `libgnutls.so.30`.
     GnuTls,
+    /// No library: TLS 1.3 plaintext sizes derived from record framing.
+    Record,
 }
 
 impl TlsLib {
-    /// Every library, for gauges that list them all.
+    /// Every library probes attach to, for gauges that list them all.
     pub const ALL: [TlsLib; 4] = [
         TlsLib::OpenSsl,
         TlsLib::OpenSslStatic,
@@ -44,6 +46,7 @@ impl TlsLib {
             Self::OpenSslStatic => tls_lib::OPENSSL_STATIC,
             Self::BoringSsl => tls_lib::BORINGSSL,
             Self::GnuTls => tls_lib::GNUTLS,
+            Self::Record => tls_lib::RECORD,
         }
     }
 
@@ -54,6 +57,7 @@ impl TlsLib {
             Self::OpenSslStatic => "openssl-static",
             Self::BoringSsl => "boringssl",
             Self::GnuTls => "gnutls",
+            Self::Record => "record",
         }
     }
 }

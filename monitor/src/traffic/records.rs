@@ -1,0 +1,85 @@
+//! TLS plaintext derived from record framing, for connections no probe
+//! sees (monitor-ebpf's records.rs follows the headers; this reads what it
+//! found).
+//!
+//! Egress is exact for TLS 1.3 without padding: every record the client
+//! sends after its Finished is data, except 19-byte ones, taken as its
+//! close_notify alert (a 2-byte write is taken for one too). Ingress also
+//! holds the session tickets the server sends after the handshake: their
+//! headers look like data.
+
+use monitor_common::{Records, record_state as state};
+
+/// What the framing of one connection says about its plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Not a TLS 1.3 client connection.
+    None,
+    /// Nothing decided yet: no data record sent so far.
+    Waiting,
+    /// Plaintext (sent, received) derived from the records.
+    Derived(u64, u64),
+}
+
+pub fn framing(r: &Records) -> Framing {
+    let tx = r.tx_state;
+    if tx & state::FOLLOWED == 0 || tx & state::NOT_TLS13 != 0 {
+        return Framing::None;
+    }
+    if tx & state::FINISHED == 0 || r.tx_records == 0 {
+        return Framing::Waiting;
+    }
+    Framing::Derived(r.tx_plain, r.rx_plain)
+}
+
+/// Whether the derived figures are the ones to use: no probe tied the
+/// connection. A probe ties it at its first data record, in the same
+/// program run that counts that record, so a connection with derived
+/// figures and no tie has none.
+pub fn unprobed(r: &Records) -> bool {
+    r.tx_state & state::PROBED == 0 && matches!(framing(r), Framing::Derived(..))
+}
+
+/// Whether the framing was lost either way, so the derived figures stop
+/// short of the connection's whole plaintext.
+pub fn lost(r: &Records) -> bool {
+    (r.tx_state | r.rx_state) & state::LOST != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(tx_state: u8, tx_records: u32) -> Records {
+        Records {
+            tx_state,
+            rx_state: state::FOLLOWED | state::TLS13,
+            tx_records,
+            tx_plain: 1000,
+            rx_plain: 2000,
+            ..Records::default()
+        }
+    }
+
+    #[test]
+    fn derived_once_data_went_out_on_tls13_and_no_probe_saw_it() {
+        let finished = state::FOLLOWED | state::FINISHED;
+        assert_eq!(framing(&records(finished, 1)), Framing::Derived(1000, 2000));
+        assert_eq!(framing(&records(finished, 0)), Framing::Waiting);
+        assert_eq!(framing(&records(state::FOLLOWED, 0)), Framing::Waiting);
+        assert!(unprobed(&records(finished, 1)));
+        assert!(!unprobed(&records(finished | state::PROBED, 1)));
+        assert!(!unprobed(&records(finished, 0)));
+        let tls12 = state::FOLLOWED | state::NOT_TLS13;
+        assert_eq!(framing(&records(tls12, 0)), Framing::None);
+        assert_eq!(framing(&Records::default()), Framing::None);
+    }
+
+    #[test]
+    fn lost_either_way() {
+        let mut r = records(state::FOLLOWED, 0);
+        assert!(!lost(&r));
+        r.rx_state |= state::LOST;
+        assert!(lost(&r));
+    }
+}

@@ -1,0 +1,192 @@
+//! TLS plaintext sizes where no probe fits, derived from record framing:
+//! agentmon runs with its TLS probes off (`--without uprobes`, as on a
+//! kernel without them, or for a stack no probe knows), and curl, python
+//! and node clients of an agent's shell talk TLS 1.3 to the test internet.
+//! Expected sizes come from the web server's own plaintext counts.
+
+use std::{fs, path::Path};
+
+use agentmon_tests::{Agentmon, Internet, World, require_root, world};
+
+const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+/// What the test server's session tickets may add to a connection's
+/// derived ingress: OpenSSL sends two after the handshake, and their
+/// records look like data.
+const TICKETS_MAX: u64 = 2 * 300;
+
+/// The world's agentmon replaced by one without TLS probes, logging to the
+/// world's connection log.
+fn without_probes(w: &mut World) -> Agentmon {
+    w.am.stop();
+    let am = Agentmon::builder()
+        .config(w.lab.dir().join("agentmon.toml"))
+        .args(["--without", "uprobes", "--connection-log"])
+        .arg(&w.log)
+        .start();
+    am.expect(
+        "agentmon_kernel_feature_available",
+        &[("feature", "uprobes")],
+        0.0,
+    );
+    am
+}
+
+fn plaintext<'a>(direction: &'a str, library: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("tool", "claude-code"),
+        ("dest", "api.model.test"),
+        ("direction", direction),
+        ("library", library),
+    ]
+}
+
+#[test]
+fn tls13_plaintext_no_probe_sees_is_derived_from_the_records() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(NETPEER, "");
+    let am = without_probes(&mut w);
+    let claude = w.as_claude(Path::new(NETPEER));
+    let body = w.lab.dir().join("body");
+    fs::write(&body, vec![b'q'; 4444]).unwrap();
+    // curl ends with a close_notify; python sends 200 kB (records of 16 kB
+    // across many packets) after two keep-alive requests; node is node.
+    let script = format!(
+        "set -e
+curl -sk --ipv4 -H 'Expect:' --data-binary @{body} -o /dev/null https://api.model.test/v1/messages
+python3 {py} --name api.model.test --tls --port 443 --then /a:100 --then /b:30000 --path /v1/messages --body 200000
+node {node} api.model.test 443 /v1/messages 2222",
+        body = body.display(),
+        py = Internet::script("py_client.py").display(),
+        node = Internet::script("node_client.js").display(),
+    );
+    w.agent_shell(&claude, &script);
+    let conns = w.server_conns("203.0.113.20:443", 3);
+    let sent: u64 = conns.iter().map(|c| c.plain_in).sum();
+    let received: u64 = conns.iter().map(|c| c.plain_out).sum();
+    let m = am.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &plaintext("egress", "record"),
+        sent as f64,
+    );
+    let derived = m
+        .value(
+            "agentmon_tls_plaintext_bytes_total",
+            &plaintext("ingress", "record"),
+        )
+        .unwrap_or_default() as u64;
+    assert!(
+        derived > received && derived - received <= 3 * TICKETS_MAX,
+        "ingress derived {derived}, server sent {received}"
+    );
+    assert_eq!(
+        m.value(
+            "agentmon_tls_connections_unseen_total",
+            &[("tool", "claude-code")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.value(
+            "agentmon_tls_framing_lost_total",
+            &[("tool", "claude-code")]
+        ),
+        Some(0.0)
+    );
+    // Each connection's record: exact egress; ingress past the response by
+    // the tickets only.
+    let lines = w.tcp_log_lines();
+    for c in &conns {
+        let line = lines
+            .iter()
+            .find(|l| l["event"] == "close" && l["egress_bytes"].as_u64() == Some(c.raw_in))
+            .unwrap_or_else(|| panic!("no close record for {c:?} in {lines:?}"));
+        assert_eq!(line["tls_library"], "record", "{line}");
+        assert_eq!(line["egress_plaintext_bytes"].as_u64(), Some(c.plain_in));
+        let ingress = line["ingress_plaintext_bytes"].as_u64().unwrap();
+        eprintln!(
+            "{}: plaintext {} / {}, derived {} / {} (ingress + {})",
+            line["exe"],
+            c.plain_in,
+            c.plain_out,
+            c.plain_in,
+            ingress,
+            ingress - c.plain_out.min(ingress)
+        );
+        assert!(
+            ingress > c.plain_out && ingress - c.plain_out <= TICKETS_MAX,
+            "{line}: server sent {}",
+            c.plain_out
+        );
+    }
+}
+
+#[test]
+fn tls12_no_probe_sees_is_metadata_only_and_counted_as_unseen() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(NETPEER, "");
+    let am = without_probes(&mut w);
+    for _ in 0..2 {
+        w.aider_tls(700, &["--tls12"]);
+    }
+    let conns = w.server_conns("203.0.113.20:443", 2);
+    let kernel = [
+        ("tool", "aider"),
+        ("proto", "tcp"),
+        ("dest", "api.model.test"),
+    ];
+    let raw: u64 = conns.iter().map(|c| c.raw_in).sum();
+    am.expect("agentmon_egress_bytes_total", &kernel, raw as f64);
+    let m = am.expect(
+        "agentmon_tls_connections_unseen_total",
+        &[("tool", "aider")],
+        2.0,
+    );
+    assert!(m.series("agentmon_tls_plaintext_bytes_total").is_empty());
+    // Why, once for the program however many of its connections go unseen.
+    let log = am.log_text();
+    let why: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("closed with no plaintext seen"))
+        .collect();
+    assert_eq!(why.len(), 1, "{log}");
+    assert!(
+        why[0].contains("WARN")
+            && why[0].contains("tool=\"aider\"")
+            && why[0].contains("agentmon runs without uprobes here"),
+        "{}",
+        why[0]
+    );
+}
+
+#[test]
+fn framing_lost_to_more_records_in_one_packet_than_followed_is_counted() {
+    if !require_root() {
+        return;
+    }
+    let mut w = world(NETPEER, "");
+    let am = without_probes(&mut w);
+    // 1-byte writes held back by TCP_CORK leave in packets of 8948 bytes
+    // (jumbo frames), each holding about 390 records of 23 bytes.
+    w.lab.set_mtu(9000);
+    w.aider_tls(3000, &["--corked-chunk", "1"]);
+    let conns = w.server_conns("203.0.113.20:443", 1);
+    let m = am.expect("agentmon_tls_framing_lost_total", &[("tool", "aider")], 1.0);
+    let egress = [
+        ("tool", "aider"),
+        ("dest", "api.model.test"),
+        ("direction", "egress"),
+        ("library", "record"),
+    ];
+    let derived = m
+        .value("agentmon_tls_plaintext_bytes_total", &egress)
+        .unwrap_or_default();
+    assert!(
+        derived < conns[0].plain_in as f64,
+        "derived {derived} of {}",
+        conns[0].plain_in
+    );
+}
