@@ -34,7 +34,7 @@ const RUN: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// Every built-in tool; each host's config disables all but its own.
-const TOOLS: [&str; 13] = [
+const TOOLS: [&str; 14] = [
     "claude-code",
     "codex",
     "gemini-cli",
@@ -48,6 +48,7 @@ const TOOLS: [&str; 13] = [
     "cline",
     "windsurf",
     "qwen-code",
+    "crush",
 ];
 
 fn only(tool: &str) -> String {

@@ -1,6 +1,7 @@
 //! TLS stacks no probe fits, with every probe on: a stripped rustls client
 //! where Codex's npm package keeps its native binary, and a static,
-//! stripped Go crypto/tls client where Windsurf keeps its language server.
+//! stripped Go crypto/tls client where Windsurf keeps its language server
+//! and where `go install` puts Crush.
 //! Their TLS 1.3 plaintext sizes come from record framing: egress equal to
 //! what the web server decrypted, ingress past it by the session tickets.
 
@@ -108,7 +109,8 @@ fn rustls_and_go_clients_get_their_plaintext_sizes_from_the_records() {
         .lab
         .dir()
         .join(".windsurf/extensions/codeium/bin/language_server_linux_x64");
-    agent_copy(&go_client(&w), &windsurf);
+    let go = go_client(&w);
+    agent_copy(&go, &windsurf);
     let args = [
         "api.model.test",
         "443",
@@ -117,10 +119,16 @@ fn rustls_and_go_clients_get_their_plaintext_sizes_from_the_records() {
     ];
     let conn = one_connection(&w, w.lab.client_cmd(&windsurf, args), 1);
     derived(&w, "windsurf", &conn);
+    // Crush where `go install` puts it.
+    let crush = w.lab.dir().join("home/go/bin/crush");
+    agent_copy(&go, &crush);
+    let args = ["api.model.test", "443", "/v1/messages", "5555"];
+    let conn = one_connection(&w, w.lab.client_cmd(&crush, args), 2);
+    derived(&w, "crush", &conn);
 
     // The connection log says where each figure came from.
     let lines = w.tcp_log_lines();
-    for tool in ["codex", "windsurf"] {
+    for tool in ["codex", "windsurf", "crush"] {
         let line = lines
             .iter()
             .find(|l| l["tool"] == tool && l["event"] == "close")

@@ -21,10 +21,11 @@ fn builtin_has_the_expected_tools_in_order() {
             "continue",
             "cline",
             "windsurf",
-            "qwen-code"
+            "qwen-code",
+            "crush"
         ]
     );
-    assert_eq!(catalog.len(), 13);
+    assert_eq!(catalog.len(), 14);
     assert!(!catalog.is_empty());
     assert!(names.iter().all(|n| valid_tool_name(n)));
     assert_eq!(
@@ -212,6 +213,19 @@ fn qwen_code() {
         &["node", "/home/u/.npm-global/bin/qwen"],
         "qwen-code",
     );
+}
+
+#[test]
+fn crush() {
+    for exe in [
+        "/usr/bin/crush",
+        "/home/u/go/bin/crush",
+        "/home/linuxbrew/.linuxbrew/Cellar/crush/0.20.0/bin/crush",
+        "/home/u/.npm-global/lib/node_modules/@charmland/crush/bin/crush",
+    ] {
+        assert_strong(exe, &["crush"], "crush");
+    }
+    assert_none("/usr/bin/crushftp", &["crushftp"]);
 }
 
 #[test]

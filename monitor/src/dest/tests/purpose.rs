@@ -42,6 +42,9 @@ fn builtin_catalog_hits() {
             "rum.aliyuncs.com",
             "telemetry",
         ),
+        // Crush: its usage events and its model list.
+        ("data.charm.land", "data.charm.land", "telemetry"),
+        ("catwalk.charm.sh", "catwalk.charm.sh", "update"),
         ("o4507.ingest.us.sentry.io", "sentry.io", "telemetry"),
         (
             "http-intake.logs.us5.datadoghq.com",
