@@ -321,7 +321,7 @@ rules = [
         );
         // The catalog is built with the config, once.
         let catalog = &loaded.agents;
-        assert_eq!(catalog.len(), 13);
+        assert_eq!(catalog.len(), 15);
         assert!(catalog.env_names().contains(&"CLAUDE_FORK".to_owned()));
     }
 

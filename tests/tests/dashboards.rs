@@ -34,7 +34,7 @@ const RUN: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// Every built-in tool; each host's config disables all but its own.
-const TOOLS: [&str; 14] = [
+const TOOLS: [&str; 16] = [
     "claude-code",
     "codex",
     "gemini-cli",
@@ -49,6 +49,8 @@ const TOOLS: [&str; 14] = [
     "windsurf",
     "qwen-code",
     "crush",
+    "amp",
+    "auggie",
 ];
 
 fn only(tool: &str) -> String {

@@ -22,7 +22,7 @@
 //!
 //! The bound per byte counter is therefore `T * 2 * 7 * (M + C + 2)`
 //! series, and twice that for `agentmon_connections_total`: with the
-//! defaults (`C = 64`, `M = 256`) and the 14 built-in tools, 63,112. In
+//! defaults (`C = 64`, `M = 256`) and the 16 built-in tools, 72,128. In
 //! practice a named `dest` has one purpose and one to three networks, `ip`
 //! and `other` one series per network contacted without a name, and one
 //! protocol is in use: a single agent makes tens of series.

@@ -22,10 +22,12 @@ fn builtin_has_the_expected_tools_in_order() {
             "cline",
             "windsurf",
             "qwen-code",
-            "crush"
+            "crush",
+            "amp",
+            "auggie"
         ]
     );
-    assert_eq!(catalog.len(), 14);
+    assert_eq!(catalog.len(), 16);
     assert!(!catalog.is_empty());
     assert!(names.iter().all(|n| valid_tool_name(n)));
     assert_eq!(
@@ -226,6 +228,21 @@ fn crush() {
         assert_strong(exe, &["crush"], "crush");
     }
     assert_none("/usr/bin/crushftp", &["crushftp"]);
+}
+
+#[test]
+fn amp_and_auggie_from_npm() {
+    for (package, bin, tool) in [
+        ("@sourcegraph/amp/dist/main.js", "amp", "amp"),
+        ("@augmentcode/auggie/augment.mjs", "auggie", "auggie"),
+    ] {
+        let script = format!("/home/u/.npm-global/lib/node_modules/{package}");
+        assert_strong(NODE, &["node", &script], tool);
+        let link = format!("/home/u/.npm-global/bin/{bin}");
+        assert_strong("/usr/bin/nodejs", &["node", &link], tool);
+    }
+    // Not a node script: a program called amp is not Amp.
+    assert_none("/usr/bin/amp", &["amp"]);
 }
 
 #[test]

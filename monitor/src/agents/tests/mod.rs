@@ -117,7 +117,7 @@ fn extra_tools_extend_and_disable_removes() {
         ),
     ];
     let catalog = Catalog::new(BUILTIN_CATALOG, &extra, &[unplaced("cursor".to_owned())]).unwrap();
-    assert_eq!(catalog.len(), 14);
+    assert_eq!(catalog.len(), 16);
     assert!(catalog.names().all(|n| n != "cursor"));
     assert_eq!(catalog.names().last(), Some("my-agent"));
     assert_eq!(

@@ -42,6 +42,13 @@ fn builtin_catalog_hits() {
             "rum.aliyuncs.com",
             "telemetry",
         ),
+        // Amp relays model calls; Auggie talks to its tenant's shard.
+        ("ampcode.com", "ampcode.com", "model-api"),
+        (
+            "d16.api.augmentcode.com",
+            "api.augmentcode.com",
+            "model-api",
+        ),
         // Crush: its usage events and its model list.
         ("data.charm.land", "data.charm.land", "telemetry"),
         ("catwalk.charm.sh", "catwalk.charm.sh", "update"),
