@@ -273,41 +273,75 @@ fn node_with_openssl_inside_its_executable_is_probed() {
 /// statistics to its vendor's analytics host: the tool is recognised, the
 /// host is telemetry, and the plaintext is exact. The test DNS answers the
 /// real host name with a test address; nothing else is contacted.
-#[test]
-fn qwen_code_usage_statistics_are_telemetry_and_exact() {
-    if !require_root() {
-        return;
-    }
-    const HOST: &str = "gb4w8c3ygj-default-sea.rum.aliyuncs.com";
-    let mut records = default_records();
-    records.push(format!("{HOST}=A:203.0.113.30"));
-    let w = world_with(NETPEER, "", &records);
-    let script = w
-        .lab
-        .dir()
-        .join("lib/node_modules/@qwen-code/qwen-code/cli.js");
+/// An npm agent's node script (node_client.js at `script` under the lab)
+/// POSTs to `host`, answered at 203.0.113.30 (the `n`-th connection there):
+/// probed in node, exact, and its request labelled `purpose` under `dest`.
+fn npm_agent_post(
+    w: &World,
+    script: &str,
+    (tool, host, dest): (&'static str, &str, &'static str),
+    purpose: &str,
+    n: usize,
+) {
+    let script = w.lab.dir().join(script);
     agent_copy(&Internet::script("node_client.js"), &script);
-    let go = w.lab.dir().join("go");
+    let go = w.lab.dir().join(format!("go-{tool}"));
     let args = [
         script.as_os_str(),
-        HOST.as_ref(),
+        host.as_ref(),
         "443".as_ref(),
         "/".as_ref(),
         "1234".as_ref(),
         go.as_os_str(),
     ];
     let run = ChildGuard::spawn(&mut w.lab.client_cmd("node", args));
-    wait_attached(&w, "qwen-code", "openssl-static");
+    wait_attached(w, tool, "openssl-static");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
-    let conns = w.server_conns("203.0.113.30:443", 1);
-    assert_eq!(conns[0].sni.as_deref(), Some(HOST));
+    let conn = w.server_conns("203.0.113.30:443", n + 1).remove(n);
+    assert_eq!(conn.sni.as_deref(), Some(host));
     expect_one_post(
+        w,
+        (tool, dest, "openssl-static"),
+        purpose,
+        (conn.plain_in, conn.plain_out),
+    );
+}
+
+#[test]
+fn npm_agents_are_probed_and_their_endpoints_labelled() {
+    if !require_root() {
+        return;
+    }
+    // Qwen Code's usage statistics, Amp's relay, an Auggie tenant shard.
+    const QWEN_RUM: &str = "gb4w8c3ygj-default-sea.rum.aliyuncs.com";
+    const AUGGIE_SHARD: &str = "d16.api.augmentcode.com";
+    let mut records = default_records();
+    for host in [QWEN_RUM, "ampcode.com", AUGGIE_SHARD] {
+        records.push(format!("{host}=A:203.0.113.30"));
+    }
+    let w = world_with(NETPEER, "", &records);
+    npm_agent_post(
         &w,
-        ("qwen-code", "rum.aliyuncs.com", "openssl-static"),
+        "lib/node_modules/@qwen-code/qwen-code/cli.js",
+        ("qwen-code", QWEN_RUM, "rum.aliyuncs.com"),
         "telemetry",
-        (conns[0].plain_in, conns[0].plain_out),
+        0,
+    );
+    npm_agent_post(
+        &w,
+        "lib/node_modules/@sourcegraph/amp/dist/main.js",
+        ("amp", "ampcode.com", "ampcode.com"),
+        "model-api",
+        1,
+    );
+    npm_agent_post(
+        &w,
+        "lib/node_modules/@augmentcode/auggie/dist/index.js",
+        ("auggie", AUGGIE_SHARD, "api.augmentcode.com"),
+        "model-api",
+        2,
     );
 }
 
