@@ -184,6 +184,9 @@ pub mod record_state {
     /// Framing lost this way (a gap in the stream, or more records in one
     /// packet than a program follows): nothing more is derived.
     pub const LOST: u8 = 32;
+    /// tx: the probe tied the connection only after data records went out
+    /// (its library was probed late): its figures miss them.
+    pub const PROBED_LATE: u8 = 64;
 }
 
 /// TLS libraries, as attach cookies of the TLS probes and in [`Conn::tls_lib`].

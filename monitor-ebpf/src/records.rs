@@ -84,7 +84,12 @@ pub fn follow(ctx: &SkBuffContext, conn: *mut Conn, p: &Packet, way: Way, probed
             (r.rx_next, r.rx_part, r.rx_part_len)
         };
         let mut st = st;
-        if probed {
+        if probed && st & state::PROBED == 0 {
+            // A probe that ties a connection after data went out missed
+            // that data: the records have it all.
+            if r.tx_records > 0 {
+                st |= state::PROBED_LATE;
+            }
             st |= state::PROBED;
         }
         if end <= next {

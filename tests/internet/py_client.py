@@ -10,9 +10,11 @@ makes each request there on the same connection (keep-alive), one at a time.
 """
 
 import argparse
+import os
 import socket
 import ssl
 import sys
+import time
 
 
 def raw_resolve(qname_labels, tcp=False):
@@ -63,6 +65,8 @@ def main():
     p.add_argument("--qname-bytes", help="hex of one raw label, sent as <label>.test")
     p.add_argument("--tls", action="store_true")
     p.add_argument("--tls12", action="store_true", help="TLS 1.2 at most")
+    p.add_argument("--pause-file", metavar="PATH",
+                   help="after the --then requests, create PATH.waiting and wait for PATH")
     p.add_argument("--corked-chunk", type=int, default=0, metavar="BYTES",
                    help="send the request in writes of BYTES held back by TCP_CORK: many records per packet")
     p.add_argument("--port", type=int, required=True)
@@ -75,8 +79,6 @@ def main():
                    help="a keep-alive request made before the last one")
     a = p.parse_args()
     if a.wait_file:
-        import os
-        import time
         for _ in range(3000):
             if os.path.exists(a.wait_file):
                 break
@@ -104,6 +106,10 @@ def main():
     for request in a.then:
         path, _, body = request.rpartition(":")
         keep_alive_request(sock, host, path, int(body))
+    if a.pause_file:
+        open(a.pause_file + ".waiting", "w").close()
+        while not os.path.exists(a.pause_file):
+            time.sleep(0.01)
     head = (
         f"POST {a.path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {a.body}\r\n"
         "Connection: close\r\n\r\n"

@@ -108,6 +108,15 @@ impl Metrics {
             .collect()
     }
 
+    /// The values `label` takes across the series of `name`.
+    pub fn label_values(&self, name: &str, label: &str) -> BTreeSet<String> {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter_map(|s| s.labels.get(label).cloned())
+            .collect()
+    }
+
     /// Every sample name present (for histograms: `_bucket`, `_sum`, `_count`).
     pub fn names(&self) -> BTreeSet<&str> {
         self.samples.iter().map(|s| s.name.as_str()).collect()

@@ -145,10 +145,6 @@ fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact()
         &[],
         (conns[0].plain_in + conns[0].plain_out) as f64,
     );
-    let libraries: Vec<_> = m
-        .series("agentmon_tls_plaintext_bytes_total")
-        .into_iter()
-        .map(|(labels, _)| labels["library"].clone())
-        .collect();
-    assert!(libraries.iter().all(|l| l == "record"), "{libraries:?}");
+    let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
+    assert_eq!(libraries, ["record".to_owned()].into(), "{libraries:?}");
 }

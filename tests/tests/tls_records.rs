@@ -6,9 +6,10 @@
 
 use std::{fs, path::Path};
 
-use agentmon_tests::{Agentmon, Internet, World, require_root, world};
+use agentmon_tests::{Agentmon, ChildGuard, Internet, World, require_root, wait_until, world};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
+const RUN: std::time::Duration = std::time::Duration::from_secs(60);
 /// What the test server's session tickets may add to a connection's
 /// derived ingress: OpenSSL sends two after the handshake, and their
 /// records look like data.
@@ -189,4 +190,68 @@ fn framing_lost_to_more_records_in_one_packet_than_followed_is_counted() {
         "derived {derived} of {}",
         conns[0].plain_in
     );
+}
+
+#[test]
+fn a_library_probed_after_data_went_out_leaves_the_sizes_to_the_records() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    // agentmon is stopped while aider starts, connects and makes its first
+    // request: no probe is in place for it yet.
+    w.am.pause();
+    let go = w.lab.dir().join("go");
+    let waiting = w.lab.dir().join("go.waiting");
+    let go_arg = go.display().to_string();
+    let mut cmd = w.aider_cmd(&[
+        "--name",
+        "api.model.test",
+        "--tls",
+        "--port",
+        "443",
+        "--then",
+        "/v1/messages:3000",
+        "--pause-file",
+        &go_arg,
+        "--body",
+        "5000",
+    ]);
+    let run = ChildGuard::spawn(&mut cmd);
+    let paused = wait_until(RUN, || waiting.exists());
+    w.am.resume();
+    assert!(paused, "aider did not make its first request");
+    // Its libssl gets probed now, and the probe ties the connection at the
+    // second request: too late for the first.
+    let coverage = [
+        ("tool", "aider"),
+        ("library", "openssl"),
+        ("mode", "plaintext"),
+    ];
+    w.expect("agentmon_tls_coverage", &coverage, 1.0);
+    fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+    let conns = w.server_conns("203.0.113.20:443", 1);
+    let egress = [
+        ("tool", "aider"),
+        ("dest", "api.model.test"),
+        ("direction", "egress"),
+        ("library", "record"),
+    ];
+    let m = w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conns[0].plain_in as f64,
+    );
+    let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
+    assert_eq!(libraries, ["record".to_owned()].into(), "{libraries:?}");
+    // The probe did see the second request: only that one is known.
+    let posts = [
+        ("tool", "aider"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+        ("purpose", "model-api"),
+    ];
+    w.expect("agentmon_http_requests_total", &posts, 1.0);
 }

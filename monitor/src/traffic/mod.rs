@@ -190,6 +190,8 @@ pub struct OpenConn {
     pub tls_lib: Option<TlsLib>,
     /// The record framing was lost: derived plaintext stops short.
     pub framing_lost: bool,
+    /// The probes' own plaintext counts, which request marks refer to.
+    probe_seen: (u64, u64),
     /// Plaintext sizes of its HTTP requests.
     pub requests: RequestSizes,
 }
@@ -330,8 +332,11 @@ impl OpenConn {
         // Who sees the plaintext is decided once: a probe, or else the
         // record framing once the client sent data.
         if self.tls_lib.is_none() {
-            self.tls_lib = TlsLib::from_wire(conn.tls_lib)
-                .or_else(|| records::unprobed(&conn.records).then_some(TlsLib::Record));
+            self.tls_lib = if records::unprobed(&conn.records) {
+                Some(TlsLib::Record)
+            } else {
+                TlsLib::from_wire(conn.tls_lib)
+            };
         }
         let plaintext = match (self.tls_lib, records::framing(&conn.records)) {
             (Some(TlsLib::Record), Framing::Derived(sent, received)) => (sent, received),
@@ -343,6 +348,10 @@ impl OpenConn {
             self.tls_seen.1.max(plaintext.1),
         );
         self.framing_lost = records::lost(&conn.records);
+        self.probe_seen = (
+            self.probe_seen.0.max(conn.tls_tx),
+            self.probe_seen.1.max(conn.tls_rx),
+        );
     }
 
     /// TLS plaintext (sent, received) seen so far.
@@ -446,6 +455,7 @@ impl Traffic {
                 tls_counted: (0, 0),
                 tls_lib: None,
                 framing_lost: false,
+                probe_seen: (0, 0),
                 requests: RequestSizes::default(),
             },
         );
@@ -614,7 +624,8 @@ impl Traffic {
         let mut open = self.conns.remove(&sock)?;
         open.update(conn);
         open.settle(label, counters);
-        let done = open.requests.end([open.tls_seen.0, open.tls_seen.1]);
+        // Request marks are the probes' counts: so is their end.
+        let done = open.requests.end([open.probe_seen.0, open.probe_seen.1]);
         size_request(open.tool, done, counters);
         Some(open.report(sock, self.clock.wall(end_ns)))
     }

@@ -33,11 +33,13 @@ pub fn framing(r: &Records) -> Framing {
 }
 
 /// Whether the derived figures are the ones to use: no probe tied the
-/// connection. A probe ties it at its first data record, in the same
-/// program run that counts that record, so a connection with derived
-/// figures and no tie has none.
+/// connection, or one tied it only after data went out (its library was
+/// probed late), so its figures miss that data. A probe in time ties the
+/// connection at its first data record, in the same program run that
+/// counts that record.
 pub fn unprobed(r: &Records) -> bool {
-    r.tx_state & state::PROBED == 0 && matches!(framing(r), Framing::Derived(..))
+    let probed_in_time = r.tx_state & (state::PROBED | state::PROBED_LATE) == state::PROBED;
+    !probed_in_time && matches!(framing(r), Framing::Derived(..))
 }
 
 /// Whether the framing was lost either way, so the derived figures stop
@@ -69,6 +71,8 @@ mod tests {
         assert_eq!(framing(&records(state::FOLLOWED, 0)), Framing::Waiting);
         assert!(unprobed(&records(finished, 1)));
         assert!(!unprobed(&records(finished | state::PROBED, 1)));
+        let late = finished | state::PROBED | state::PROBED_LATE;
+        assert!(unprobed(&records(late, 1)));
         assert!(!unprobed(&records(finished, 0)));
         let tls12 = state::FOLLOWED | state::NOT_TLS13;
         assert_eq!(framing(&records(tls12, 0)), Framing::None);

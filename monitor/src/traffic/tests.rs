@@ -155,3 +155,46 @@ fn v4_mapped_addresses_become_ipv4() {
     a[12..].copy_from_slice(&[203, 0, 113, 10]);
     assert_eq!(ip(AF_INET6, &a), "203.0.113.10".parse::<IpAddr>().unwrap());
 }
+
+#[test]
+fn a_probe_that_tied_after_data_went_out_leaves_the_sizes_to_the_records() {
+    use monitor_common::{Records, record_state as state, tls_lib};
+    let p = proc(2);
+    let followed = Records {
+        tx_state: state::FOLLOWED | state::FINISHED,
+        rx_state: state::FOLLOWED | state::TLS13,
+        ..Records::default()
+    };
+    let probed = |extra: u8| Conn {
+        tls_tx: 300,
+        tls_rx: 200,
+        tls_lib: tls_lib::OPENSSL,
+        records: Records {
+            tx_state: followed.tx_state | state::PROBED | extra,
+            tx_records: 2,
+            tx_plain: 800,
+            rx_plain: 700,
+            ..followed
+        },
+        ..conn(900, 800, origin::CONNECT)
+    };
+    for (extra, lib, plaintext) in [
+        // Tied at the second request: the probe's figures miss the first.
+        (state::PROBED_LATE, TlsLib::Record, (800, 700)),
+        // Tied at the first: the probe's figures are the exact ones.
+        (0, TlsLib::OpenSsl, (300, 200)),
+    ] {
+        let (mut t, mut c) = (Traffic::default(), Totals::default());
+        // Handshake done, no data yet: who sees it is undecided.
+        let opened = Conn {
+            records: followed,
+            ..conn(0, 0, origin::CONNECT)
+        };
+        t.on_open(1, &opened, &p, || false);
+        let closed = t
+            .on_close(1, &probed(extra), 5, &mut by_sni, &mut c)
+            .unwrap();
+        assert_eq!(closed.conn.tls_lib, Some(lib));
+        assert_eq!(closed.conn.plaintext(), plaintext);
+    }
+}
