@@ -40,22 +40,20 @@ pub fn is_client_hello(ctx: &SkBuffContext, p: &Packet) -> bool {
     h[0] == HANDSHAKE && h[1] == 3 && h[5] == 1
 }
 
-/// Starts following a connection's records at its first byte sent.
+/// Starts following a connection's records at its first byte sent (offset
+/// 0 both ways, where a new `Conn`'s `tx_next` and `rx_next` already are).
 #[inline(always)]
 pub fn start(conn: *mut Conn) {
     // SAFETY: `conn` points into a live map value; the first data packet
     // comes before any record of the peer, so nothing else writes these.
     unsafe {
-        let r = &mut (*conn).records;
-        r.tx_next = 0;
-        r.rx_next = 0;
-        r.tx_state = state::FOLLOWED;
-        r.rx_state = state::FOLLOWED;
+        (*conn).records.tx_state = state::FOLLOWED;
+        (*conn).records.rx_state = state::FOLLOWED;
     }
 }
 
-/// Moves one way's framing over a data packet. `probed`: a TLS probe ties
-/// this packet (or an earlier one) to its library call.
+/// Moves one way's framing over a data packet. `probed` (egress only): a
+/// TLS probe ties this packet (or an earlier one) to its library call.
 #[inline(always)]
 pub fn follow(ctx: &SkBuffContext, conn: *mut Conn, p: &Packet, way: Way, probed: bool) {
     // SAFETY: `conn` points into a live map value. Each way's fields are

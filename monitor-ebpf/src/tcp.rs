@@ -79,12 +79,15 @@ pub fn packet(ctx: &SkBuffContext, owner: *mut SockOwner, p: &Packet, way: Way) 
             let src = payload::Source::Packet(skb, p.payload);
             payload::emit_payload(src, u64::from(p.payload_len), &about);
         }
-        let tied = match way {
-            Way::Out { tie_tls: true } => tls_calls::tie(cookie, tgid),
-            _ => false,
+        // Whether a probe sees this connection: only egress asks (the
+        // first data record goes out in the packet that ties it).
+        let probed = match way {
+            Way::Out { tie_tls } => {
+                // SAFETY: a plain read of a live map value.
+                (tie_tls && tls_calls::tie(cookie, tgid)) || unsafe { (*conn).tls_lib } != 0
+            }
+            Way::In => false,
         };
-        // SAFETY: a plain read of a live map value.
-        let probed = tied || unsafe { (*conn).tls_lib } != 0;
         records::follow(ctx, conn, p, way, probed);
     }
     if flags & conn_flags::STATE_CB == 0 && finished(conn) {

@@ -118,6 +118,25 @@ fn start_agentmon(config: &Path, log: &Path) -> Agentmon {
 }
 
 impl World {
+    /// The world's agentmon stopped, and another started on its config and
+    /// log with `feature` off (the hidden `--without`), which it reports as
+    /// unavailable.
+    pub fn agentmon_without(&mut self, feature: &str) -> Agentmon {
+        self.am.stop();
+        let am = Agentmon::builder()
+            .config(&self.config)
+            .args(["--without", feature, "--connection-log"])
+            .arg(&self.log)
+            .start();
+        let label = feature.replace('-', "_");
+        am.expect(
+            "agentmon_kernel_feature_available",
+            &[("feature", &label)],
+            0.0,
+        );
+        am
+    }
+
     /// Stops agentmon and starts a new one: what runs now was there before it.
     pub fn restart_agentmon(&mut self) {
         self.am.stop();

@@ -28,23 +28,6 @@ fn tcp(lab: &NetLab, claude: &Path, to: std::net::SocketAddr, send: u64) -> Peer
     PeerCounts::from_output(&run_bounded(&mut lab.client_cmd(claude, args), RUN))
 }
 
-/// The world's agentmon stopped, and another started on its config with
-/// `feature` off, which it reports as unavailable.
-fn without(w: &mut agentmon_tests::World, feature: &str) -> Agentmon {
-    w.am.stop();
-    let am = Agentmon::builder()
-        .config(w.lab.dir().join("agentmon.toml"))
-        .args(["--without", feature])
-        .start();
-    let label = feature.replace('-', "_");
-    am.expect(
-        "agentmon_kernel_feature_available",
-        &[("feature", &label)],
-        0.0,
-    );
-    am
-}
-
 fn lab_with_claude() -> (NetLab, ServerGuard, std::path::PathBuf) {
     let lab = NetLab::new();
     let servers = lab.spawn_servers(Path::new(NETPEER), REPLY as usize);
@@ -108,7 +91,7 @@ fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact()
         return;
     }
     let mut w = world(NETPEER, "");
-    let am = without(&mut w, "tls-tie");
+    let am = w.agentmon_without("tls-tie");
     w.aider_tls(2000, &[]);
     let conns = w.server_conns("203.0.113.20:443", 1);
     let kernel = [

@@ -6,7 +6,7 @@
 
 use std::{fs, path::Path};
 
-use agentmon_tests::{Agentmon, ChildGuard, Internet, World, require_root, wait_until, world};
+use agentmon_tests::{ChildGuard, Internet, require_root, wait_until, world};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const RUN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -14,23 +14,6 @@ const RUN: std::time::Duration = std::time::Duration::from_secs(60);
 /// derived ingress: OpenSSL sends two after the handshake, and their
 /// records look like data.
 const TICKETS_MAX: u64 = 2 * 300;
-
-/// The world's agentmon replaced by one without TLS probes, logging to the
-/// world's connection log.
-fn without_probes(w: &mut World) -> Agentmon {
-    w.am.stop();
-    let am = Agentmon::builder()
-        .config(w.lab.dir().join("agentmon.toml"))
-        .args(["--without", "uprobes", "--connection-log"])
-        .arg(&w.log)
-        .start();
-    am.expect(
-        "agentmon_kernel_feature_available",
-        &[("feature", "uprobes")],
-        0.0,
-    );
-    am
-}
 
 fn plaintext<'a>(direction: &'a str, library: &'a str) -> [(&'a str, &'a str); 4] {
     [
@@ -47,7 +30,7 @@ fn tls13_plaintext_no_probe_sees_is_derived_from_the_records() {
         return;
     }
     let mut w = world(NETPEER, "");
-    let am = without_probes(&mut w);
+    let am = w.agentmon_without("uprobes");
     let claude = w.as_claude(Path::new(NETPEER));
     let body = w.lab.dir().join("body");
     fs::write(&body, vec![b'q'; 4444]).unwrap();
@@ -129,7 +112,7 @@ fn tls12_no_probe_sees_is_metadata_only_and_counted_as_unseen() {
         return;
     }
     let mut w = world(NETPEER, "");
-    let am = without_probes(&mut w);
+    let am = w.agentmon_without("uprobes");
     for _ in 0..2 {
         w.aider_tls(700, &["--tls12"]);
     }
@@ -169,7 +152,7 @@ fn framing_lost_to_more_records_in_one_packet_than_followed_is_counted() {
         return;
     }
     let mut w = world(NETPEER, "");
-    let am = without_probes(&mut w);
+    let am = w.agentmon_without("uprobes");
     // 1-byte writes held back by TCP_CORK leave in packets of 8948 bytes
     // (jumbo frames), each holding about 390 records of 23 bytes.
     w.lab.set_mtu(9000);

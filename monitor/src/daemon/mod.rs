@@ -315,27 +315,24 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         &mut counters,
                     );
                 }
-                // TLS that no probe covered: a gap the metric shows.
-                if let Some(closed) = &closed
-                    && closed.conn.names.tls
-                    && closed.conn.tls_lib.is_none()
-                {
+                // TLS that no probe or record covered, or covered short:
+                // gaps the metrics show.
+                if let Some(closed) = &closed {
                     let tool = catalog.name(closed.conn.tool);
-                    metrics
-                        .tls_unseen_connections
-                        .with_label_values(&[tool])
-                        .inc();
-                    let uprobes = kernel.features().uprobes;
-                    explain_unseen_tls(unseen_tls, tool, &closed.conn.proc.exe, uprobes);
-                }
-                if let Some(closed) = &closed
-                    && closed.conn.tls_lib == Some(TlsLib::Record)
-                    && closed.conn.framing_lost
-                {
-                    metrics
-                        .tls_framing_lost
-                        .with_label_values(&[catalog.name(closed.conn.tool)])
-                        .inc();
+                    match closed.conn.tls_lib {
+                        None if closed.conn.names.tls => {
+                            metrics
+                                .tls_unseen_connections
+                                .with_label_values(&[tool])
+                                .inc();
+                            let uprobes = kernel.features().uprobes;
+                            explain_unseen_tls(unseen_tls, tool, &closed.conn.proc.exe, uprobes);
+                        }
+                        Some(TlsLib::Record) if closed.conn.framing_lost => {
+                            metrics.tls_framing_lost.with_label_values(&[tool]).inc();
+                        }
+                        _ => {}
+                    }
                 }
                 if let (Some(closed), Some(log)) = (closed, log.as_mut()) {
                     log_conn(log, catalog, LogEvent::Close, &closed);

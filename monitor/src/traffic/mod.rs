@@ -33,7 +33,6 @@ use crate::{
     tree::Proc,
     uprobes::TlsLib,
 };
-use records::Framing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -329,8 +328,8 @@ impl OpenConn {
             self.seen.0.max(conn.tx_bytes),
             self.seen.1.max(conn.rx_bytes),
         );
-        // Who sees the plaintext is decided once: a probe, or else the
-        // record framing once the client sent data.
+        // Who sees the plaintext is decided once: the records when no probe
+        // tied the connection in time, else the probe.
         if self.tls_lib.is_none() {
             self.tls_lib = if records::unprobed(&conn.records) {
                 Some(TlsLib::Record)
@@ -338,9 +337,8 @@ impl OpenConn {
                 TlsLib::from_wire(conn.tls_lib)
             };
         }
-        let plaintext = match (self.tls_lib, records::framing(&conn.records)) {
-            (Some(TlsLib::Record), Framing::Derived(sent, received)) => (sent, received),
-            (Some(TlsLib::Record), _) => self.tls_seen,
+        let plaintext = match self.tls_lib {
+            Some(TlsLib::Record) => records::derived(&conn.records).unwrap_or_default(),
             _ => (conn.tls_tx, conn.tls_rx),
         };
         self.tls_seen = (

@@ -10,26 +10,10 @@
 
 use monitor_common::{Records, record_state as state};
 
-/// What the framing of one connection says about its plaintext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Not a TLS 1.3 client connection.
-    None,
-    /// Nothing decided yet: no data record sent so far.
-    Waiting,
-    /// Plaintext (sent, received) derived from the records.
-    Derived(u64, u64),
-}
-
-pub fn framing(r: &Records) -> Framing {
-    let tx = r.tx_state;
-    if tx & state::FOLLOWED == 0 || tx & state::NOT_TLS13 != 0 {
-        return Framing::None;
-    }
-    if tx & state::FINISHED == 0 || r.tx_records == 0 {
-        return Framing::Waiting;
-    }
-    Framing::Derived(r.tx_plain, r.rx_plain)
+/// The plaintext (sent, received) derived from the records: `None` until
+/// a TLS 1.3 client sent data after its Finished (and for anything else).
+pub fn derived(r: &Records) -> Option<(u64, u64)> {
+    (r.tx_state & state::FINISHED != 0 && r.tx_records > 0).then_some((r.tx_plain, r.rx_plain))
 }
 
 /// Whether the derived figures are the ones to use: no probe tied the
@@ -39,7 +23,7 @@ pub fn framing(r: &Records) -> Framing {
 /// counts that record.
 pub fn unprobed(r: &Records) -> bool {
     let probed_in_time = r.tx_state & (state::PROBED | state::PROBED_LATE) == state::PROBED;
-    !probed_in_time && matches!(framing(r), Framing::Derived(..))
+    !probed_in_time && derived(r).is_some()
 }
 
 /// Whether the framing was lost either way, so the derived figures stop
@@ -66,17 +50,17 @@ mod tests {
     #[test]
     fn derived_once_data_went_out_on_tls13_and_no_probe_saw_it() {
         let finished = state::FOLLOWED | state::FINISHED;
-        assert_eq!(framing(&records(finished, 1)), Framing::Derived(1000, 2000));
-        assert_eq!(framing(&records(finished, 0)), Framing::Waiting);
-        assert_eq!(framing(&records(state::FOLLOWED, 0)), Framing::Waiting);
+        assert_eq!(derived(&records(finished, 1)), Some((1000, 2000)));
+        assert_eq!(derived(&records(finished, 0)), None);
+        assert_eq!(derived(&records(state::FOLLOWED, 0)), None);
         assert!(unprobed(&records(finished, 1)));
         assert!(!unprobed(&records(finished | state::PROBED, 1)));
         let late = finished | state::PROBED | state::PROBED_LATE;
         assert!(unprobed(&records(late, 1)));
         assert!(!unprobed(&records(finished, 0)));
         let tls12 = state::FOLLOWED | state::NOT_TLS13;
-        assert_eq!(framing(&records(tls12, 0)), Framing::None);
-        assert_eq!(framing(&Records::default()), Framing::None);
+        assert_eq!(derived(&records(tls12, 0)), None);
+        assert_eq!(derived(&Records::default()), None);
     }
 
     #[test]
