@@ -203,6 +203,8 @@ pub mod tls_lib {
     /// No probe: sizes derived from TLS record framing. Never a probe's
     /// cookie; the kernel never writes it.
     pub const RECORD: u32 = 5;
+    /// Go's crypto/tls, found by name in the executable's `.gopclntab`.
+    pub const GO: u32 = 6;
 }
 
 /// A TLS library call in flight on a thread (keyed by the thread's

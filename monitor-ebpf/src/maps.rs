@@ -96,6 +96,21 @@ pub static SSL_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536
 #[map]
 pub static TLS_PENDING: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
 
+/// Go crypto/tls calls in flight, by goroutine (see `go_tls.rs`): a
+/// goroutine can change threads inside a call. LRU: a call whose return
+/// was never seen cannot leak.
+#[map]
+pub static GO_CALLS: LruHashMap<GoCall, TlsCall> = LruHashMap::with_max_entries(16_384, 0);
+
+/// A goroutine of a process: its `g` address, unique while it lives.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GoCall {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub g: u64,
+}
+
 /// Request heads of TLS writes made in memory, by task, until tied.
 #[map]
 pub static TLS_HEADS: LruHashMap<u64, TlsHead> = LruHashMap::with_max_entries(1_024, 0);

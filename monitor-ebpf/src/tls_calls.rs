@@ -125,6 +125,13 @@ fn finish(ctx: &RetProbeContext) {
         }
         n as u64
     };
+    count(task, &call, bytes);
+}
+
+/// Adds a finished call's `bytes` to its connection, or keeps them until
+/// the thread's next packet names it.
+#[inline(always)]
+pub fn count(task: u64, call: &TlsCall, bytes: u64) {
     // SAFETY (map reads): copied out of the maps.
     let sock = match unsafe { SSL_SOCKS.get(call.ssl).copied() } {
         Some(sock) => sock,
@@ -142,14 +149,14 @@ fn finish(ctx: &RetProbeContext) {
         None => {
             let pending = TlsCall {
                 len_out: bytes,
-                ..call
+                ..*call
             };
             let _ = TLS_PENDING.insert(task, pending, 0);
             keep_head(task, call.buf, bytes);
             return;
         }
     };
-    let _ = add_plaintext(sock, &call, bytes);
+    let _ = add_plaintext(sock, call, bytes);
 }
 
 /// Adds plaintext bytes of `call` to the connection `sock`, and copies the
@@ -215,6 +222,11 @@ pub fn tie(sock: u64, tgid: u32) -> bool {
     if let Some(call) = unsafe { TLS_CALLS.get(task).copied() } {
         if call.tgid == tgid {
             let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+            // A Go call ties once: its goroutine may wait and leave the
+            // thread, whose next goroutines send on other sockets.
+            if call.lib == tls_lib::GO {
+                let _ = TLS_CALLS.remove(task);
+            }
             return true;
         }
         return false;

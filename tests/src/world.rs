@@ -221,6 +221,38 @@ impl World {
         self.am.expect(name, labels, want)
     }
 
+    /// Waits until probes for `lib` are attached, and `tool` shows as seen
+    /// in plaintext through it.
+    pub fn wait_probed(&self, tool: &str, lib: &str) {
+        let attached = self.am.wait_for_value(
+            "agentmon_uprobes_attached",
+            &[("library", lib)],
+            Duration::from_secs(15),
+            |v| v > 0.0,
+        );
+        assert!(
+            attached.is_ok(),
+            "no {lib} probes attached:\n{}",
+            self.am.log_text()
+        );
+        let coverage = [("tool", tool), ("library", lib), ("mode", "plaintext")];
+        self.expect("agentmon_tls_coverage", &coverage, 1.0);
+    }
+
+    /// h2_server.js (node's HTTP/2 over TLS) on 203.0.113.20:8443, for as
+    /// long as the guard lives.
+    pub fn h2_server(&self) -> ServerGuard {
+        let ready = self.lab.dir().join("h2.ready");
+        let script = Internet::script("h2_server.js");
+        let mut server = self.lab.remote_cmd("node", [script.as_os_str()]);
+        server
+            .arg(self.lab.dir().join("cert.pem"))
+            .arg(self.lab.dir().join("key.pem"));
+        server.args(["203.0.113.20", "8443"]).arg(&ready);
+        let log = self.lab.dir().join("h2.log");
+        self.lab.spawn_remote("h2_server.js", server, &ready, &log)
+    }
+
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
         crate::json_lines(&self.log)
     }

@@ -89,7 +89,7 @@ fn aider_once_probed(w: &World, args: &[&str]) -> Vec<ServerConn> {
     let mut aider = w.aider_cmd(&["--name", "api.model.test", "--tls", "--port", "443"]);
     aider.args(args).arg("--wait-file").arg(&go);
     let run = ChildGuard::spawn(&mut aider);
-    wait_attached(w, "aider", "openssl");
+    w.wait_probed("aider", "openssl");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
@@ -127,24 +127,6 @@ fn log_line(w: &World, tool: &str) -> serde_json::Value {
     find().unwrap()
 }
 
-/// Waits until probes for `lib` are attached, and the tool shows as seen
-/// in plaintext through it.
-fn wait_attached(w: &World, tool: &str, lib: &str) {
-    let attached = w.am.wait_for_value(
-        "agentmon_uprobes_attached",
-        &[("library", lib)],
-        Duration::from_secs(15),
-        |v| v > 0.0,
-    );
-    assert!(
-        attached.is_ok(),
-        "no {lib} probes attached:\n{}",
-        w.am.log_text()
-    );
-    let coverage = [("tool", tool), ("library", lib), ("mode", "plaintext")];
-    w.expect("agentmon_tls_coverage", &coverage, 1.0);
-}
-
 #[test]
 fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
     if !require_root() {
@@ -164,7 +146,7 @@ fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let curl_run = ChildGuard::from_child(child, "curl");
-    wait_attached(&w, "claude-code", "openssl");
+    w.wait_probed("claude-code", "openssl");
     let config = format!(
         "url = \"https://api.model.test/v1/messages\"\nipv4\ninsecure\nsilent\nheader = \"Expect:\"\ndata-binary = \"@{}\"\n",
         body.display()
@@ -256,7 +238,7 @@ fn node_with_openssl_inside_its_executable_is_probed() {
     let w = world(NETPEER, "");
     let go = w.lab.dir().join("go");
     let run = node_client_as_gemini(&w, "3000", &go);
-    wait_attached(&w, "gemini-cli", "openssl-static");
+    w.wait_probed("gemini-cli", "openssl-static");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
@@ -295,7 +277,7 @@ fn npm_agent_post(
         go.as_os_str(),
     ];
     let run = ChildGuard::spawn(&mut w.lab.client_cmd("node", args));
-    wait_attached(w, tool, "openssl-static");
+    w.wait_probed(tool, "openssl-static");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
@@ -378,7 +360,7 @@ fn bun_single_file_executable_is_probed_by_pattern() {
             go.to_str().unwrap(),
         ],
     ));
-    wait_attached(&w, "claude-code", "boringssl");
+    w.wait_probed("claude-code", "boringssl");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
@@ -413,7 +395,7 @@ fn gnutls_cli_is_probed_through_libgnutls() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let run = ChildGuard::from_child(child, "gnutls-cli");
-    wait_attached(&w, "claude-code", "gnutls");
+    w.wait_probed("claude-code", "gnutls");
     let body = "g".repeat(1500);
     let request = format!(
         "POST /v1/messages HTTP/1.1\r\nHost: api.model.test\r\nContent-Length: {}\r\n\r\n{body}",
@@ -450,7 +432,7 @@ fn agent_running_before_agentmon_gets_its_tls_probed() {
     std::thread::sleep(Duration::from_millis(300));
     // The agent now runs before this agentmon: found by its start-up scan.
     w.restart_agentmon();
-    wait_attached(&w, "gemini-cli", "openssl-static");
+    w.wait_probed("gemini-cli", "openssl-static");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
@@ -470,17 +452,7 @@ fn http2_requests_are_read_with_their_paths_classified() {
         return;
     }
     let w = world(NETPEER, TELEMETRY_PATH);
-    let ready = w.lab.dir().join("h2.ready");
-    let mut server = w
-        .lab
-        .remote_cmd("node", [Internet::script("h2_server.js").to_str().unwrap()]);
-    server
-        .arg(w.lab.dir().join("cert.pem"))
-        .arg(w.lab.dir().join("key.pem"));
-    server.args(["203.0.113.20", "8443"]).arg(&ready);
-    let _server = w
-        .lab
-        .spawn_remote("h2_server.js", server, &ready, &w.lab.dir().join("h2.log"));
+    let _server = w.h2_server();
     let script = w.as_gemini("h2_client.js");
     let go = w.lab.dir().join("go");
     let paths = ["/v1/messages", "/api/event_logging/batch", "/v1/messages"];
@@ -492,7 +464,7 @@ fn http2_requests_are_read_with_their_paths_classified() {
     ];
     args.extend(paths);
     let run = ChildGuard::spawn(&mut w.lab.client_cmd("node", args));
-    wait_attached(&w, "gemini-cli", "openssl-static");
+    w.wait_probed("gemini-cli", "openssl-static");
     fs::write(&go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");

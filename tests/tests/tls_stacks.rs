@@ -1,9 +1,12 @@
-//! TLS stacks no probe fits, with every probe on: a stripped rustls client
-//! where Codex's npm package keeps its native binary, and a static,
-//! stripped Go crypto/tls client where Windsurf keeps its language server
-//! and where `go install` puts Crush.
-//! Their TLS 1.3 plaintext sizes come from record framing: egress equal to
-//! what the web server decrypted, ingress past it by the session tickets.
+//! TLS stacks beyond the C libraries, with every probe on:
+//! - a stripped rustls client where Codex's npm package keeps its native
+//!   binary: no probe fits, so its TLS 1.3 plaintext sizes come from record
+//!   framing: egress equal to what the web server decrypted, ingress past
+//!   it by the session tickets;
+//! - a static, stripped Go crypto/tls client where Windsurf keeps its
+//!   language server and where `go install` puts Crush: probed through the
+//!   names in its `.gopclntab`, exact both ways, with its HTTP/1 and HTTP/2
+//!   requests read.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,7 +15,8 @@ use std::{
 };
 
 use agentmon_tests::{
-    Internet, ServerConn, World, agent_copy, require_root, run_bounded, wait_until, world,
+    ChildGuard, Internet, ServerConn, World, agent_copy, require_root, run_bounded, wait_until,
+    world,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
@@ -29,9 +33,7 @@ const SERVER: &str = "203.0.113.20:443";
 fn one_connection(w: &World, mut cmd: Command, before: usize) -> ServerConn {
     let out = run_bounded(&mut cmd, RUN);
     assert!(out.status.success(), "{out:?}");
-    let arrived = wait_until(SETTLE, || w.net.server_conns().len() > before);
-    assert!(arrived, "web server saw {:?}", w.net.server_conns());
-    w.net.server_conns().remove(before)
+    conns_seen(w, before + 1).remove(before)
 }
 
 /// Checks the derived plaintext of `tool` against the server's counts.
@@ -91,7 +93,7 @@ fn go_client(w: &World) -> PathBuf {
 }
 
 #[test]
-fn rustls_and_go_clients_get_their_plaintext_sizes_from_the_records() {
+fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
     if !require_root() {
         return;
     }
@@ -104,35 +106,165 @@ fn rustls_and_go_clients_get_their_plaintext_sizes_from_the_records() {
     let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
     let conn = one_connection(&w, w.lab.client_cmd(&codex, args), 0);
     derived(&w, "codex", &conn);
+    // The connection log says where the figures came from.
+    let lines = w.tcp_log_lines();
+    let line = lines
+        .iter()
+        .find(|l| l["tool"] == "codex" && l["event"] == "close")
+        .unwrap_or_else(|| panic!("no close record of codex: {lines:?}"));
+    assert_eq!(line["tls_library"], "record", "{line}");
+}
 
+/// The web server's connections, once `n` exist (over IPv4 or IPv6, as
+/// the client's resolver chose).
+fn conns_seen(w: &World, n: usize) -> Vec<ServerConn> {
+    let arrived = wait_until(SETTLE, || w.net.server_conns().len() >= n);
+    assert!(arrived, "web server saw {:?}", w.net.server_conns());
+    w.net.server_conns()
+}
+
+/// Runs the Go client as `agent` with `args` once agentmon has probed its
+/// crypto/tls, as a long-lived agent would be.
+fn go_once_probed(w: &World, agent: &Path, tool: &str, args: &[&str]) {
+    let go = w.lab.dir().join("go");
+    let _ = std::fs::remove_file(&go);
+    let mut cmd = w.lab.client_cmd(agent, ["-wait".as_ref(), go.as_os_str()]);
+    cmd.args(args);
+    let run = ChildGuard::spawn(&mut cmd);
+    w.wait_probed(tool, "go");
+    std::fs::write(&go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The close record of `tool`'s connection the Go probes saw, once
+/// written (an attempt over IPv6 to a server on IPv4 only has none).
+fn probed_close(w: &World, tool: &str) -> serde_json::Value {
+    let find = || {
+        w.tcp_log_lines()
+            .into_iter()
+            .find(|l| l["tool"] == tool && l["event"] == "close" && l["tls_library"] == "go")
+    };
+    assert!(
+        wait_until(SETTLE, || find().is_some()),
+        "no probed close record of {tool}: {:?}",
+        w.log_lines()
+    );
+    find().unwrap()
+}
+
+fn go_plaintext(tool: &'static str, direction: &'static str) -> [(&'static str, &'static str); 4] {
+    [
+        ("tool", tool),
+        ("dest", "api.model.test"),
+        ("direction", direction),
+        ("library", "go"),
+    ]
+}
+
+#[test]
+fn go_crypto_tls_is_probed_exactly_through_its_function_table() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "[log]\npaths = true\n");
+    let go = go_client(&w);
+    // Windsurf's language server: one request on a hand-written tls.Dial.
     let windsurf = w
         .lab
         .dir()
         .join(".windsurf/extensions/codeium/bin/language_server_linux_x64");
-    let go = go_client(&w);
     agent_copy(&go, &windsurf);
-    let args = [
-        "api.model.test",
-        "443",
-        "/exa.language_server_pb/GetChat",
-        "7777",
+    let path = "/exa.language_server_pb/GetChat:7777";
+    go_once_probed(&w, &windsurf, "windsurf", &["api.model.test", "443", path]);
+    let conn = &conns_seen(&w, 1)[0];
+    let egress = go_plaintext("windsurf", "egress");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conn.plain_in as f64,
+    );
+    let ingress = go_plaintext("windsurf", "ingress");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        conn.plain_out as f64,
+    );
+    let request = [
+        ("tool", "windsurf"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
     ];
-    let conn = one_connection(&w, w.lab.client_cmd(&windsurf, args), 1);
-    derived(&w, "windsurf", &conn);
-    // Crush where `go install` puts it.
+    w.expect("agentmon_http_requests_total", &request, 1.0);
+
+    // Crush where `go install` puts it: net/http, two requests kept alive
+    // on one connection, each sized on its own.
     let crush = w.lab.dir().join("home/go/bin/crush");
     agent_copy(&go, &crush);
-    let args = ["api.model.test", "443", "/v1/messages", "5555"];
-    let conn = one_connection(&w, w.lab.client_cmd(&crush, args), 2);
-    derived(&w, "crush", &conn);
+    let posts = [
+        "api.model.test",
+        "443",
+        "/v1/messages:20000",
+        "/v1/messages:300",
+    ];
+    go_once_probed(&w, &crush, "crush", &[&["-http"][..], &posts[..]].concat());
+    let conns = conns_seen(&w, 2);
+    let served = &conns[1].requests;
+    assert_eq!(served.len(), 2, "{:?}", conns[1]);
+    let line = probed_close(&w, "crush");
+    assert_eq!(line["egress_plaintext_bytes"], conns[1].plain_in, "{line}");
+    assert_eq!(
+        line["ingress_plaintext_bytes"], conns[1].plain_out,
+        "{line}"
+    );
+    let record = |(egress, ingress): (u64, u64)| {
+        serde_json::json!({
+            "method": "POST",
+            "purpose": "model-api",
+            "path": "/v1/messages",
+            "egress_bytes": egress,
+            "ingress_bytes": ingress,
+        })
+    };
+    let want = serde_json::json!([record(served[0]), record(served[1])]);
+    assert_eq!(line["requests"], want, "{line}");
+}
 
-    // The connection log says where each figure came from.
-    let lines = w.tcp_log_lines();
-    for tool in ["codex", "windsurf", "crush"] {
-        let line = lines
-            .iter()
-            .find(|l| l["tool"] == tool && l["event"] == "close")
-            .unwrap_or_else(|| panic!("no close record of {tool}: {lines:?}"));
-        assert_eq!(line["tls_library"], "record", "{line}");
+#[test]
+fn go_http2_requests_are_read_with_their_paths_classified() {
+    if !require_root() {
+        return;
     }
+    let telemetry = "[[dest.path]]\nhost = \"api.model.test\"\npath = \"/api/event_logging\"\npurpose = \"telemetry\"\n";
+    let w = world(NETPEER, telemetry);
+    let _server = w.h2_server();
+    let crush = w.lab.dir().join("home/go/bin/crush");
+    agent_copy(&go_client(&w), &crush);
+    let args = [
+        "-h2",
+        "api.model.test",
+        "8443",
+        "/v1/messages:300",
+        "/api/event_logging/batch:300",
+        "/v1/messages:300",
+    ];
+    go_once_probed(&w, &crush, "crush", &args);
+    let requests = |purpose| {
+        [
+            ("tool", "crush"),
+            ("dest", "api.model.test"),
+            ("method", "POST"),
+            ("purpose", purpose),
+        ]
+    };
+    w.expect("agentmon_http_requests_total", &requests("model-api"), 2.0);
+    w.expect("agentmon_http_requests_total", &requests("telemetry"), 1.0);
+    let line = probed_close(&w, "crush");
+    let purposes: Vec<_> = line["requests"]
+        .as_array()
+        .expect("requests in the log")
+        .iter()
+        .map(|r| r["purpose"].clone())
+        .collect();
+    assert_eq!(purposes, ["model-api", "telemetry", "model-api"], "{line}");
 }

@@ -53,12 +53,19 @@ pub const TLS_ENTRY_READ: &str = "tls_read";
 pub const TLS_ENTRY_WRITE_EX: &str = "tls_write_ex";
 pub const TLS_ENTRY_READ_EX: &str = "tls_read_ex";
 pub const TLS_RETURN: &str = "tls_return";
-const TLS_PROGRAMS: [&str; 5] = [
+/// Go's crypto/tls: entries, and the probes on its return instructions.
+pub const GO_TLS_WRITE: &str = "go_tls_write";
+pub const GO_TLS_READ: &str = "go_tls_read";
+pub const GO_TLS_RETURN: &str = "go_tls_return";
+const TLS_PROGRAMS: [&str; 8] = [
     TLS_ENTRY_WRITE,
     TLS_ENTRY_READ,
     TLS_ENTRY_WRITE_EX,
     TLS_ENTRY_READ_EX,
     TLS_RETURN,
+    GO_TLS_WRITE,
+    GO_TLS_READ,
+    GO_TLS_RETURN,
 ];
 
 /// Where in a file a uprobe goes.

@@ -14,17 +14,20 @@ pub enum TlsLib {
     BoringSsl,
     /// `libgnutls.so.30`.
     GnuTls,
+    /// Go's crypto/tls in a Go executable, found by name in `.gopclntab`.
+    Go,
     /// No library: TLS 1.3 plaintext sizes derived from record framing.
     Record,
 }
 
 impl TlsLib {
     /// Every library probes attach to, for gauges that list them all.
-    pub const ALL: [TlsLib; 4] = [
+    pub const ALL: [TlsLib; 5] = [
         TlsLib::OpenSsl,
         TlsLib::OpenSslStatic,
         TlsLib::BoringSsl,
         TlsLib::GnuTls,
+        TlsLib::Go,
     ];
 
     /// The library of a wire id; `None` for 0 (no probe saw the connection)
@@ -35,6 +38,7 @@ impl TlsLib {
             tls_lib::OPENSSL_STATIC => Some(Self::OpenSslStatic),
             tls_lib::BORINGSSL => Some(Self::BoringSsl),
             tls_lib::GNUTLS => Some(Self::GnuTls),
+            tls_lib::GO => Some(Self::Go),
             _ => None,
         }
     }
@@ -46,6 +50,7 @@ impl TlsLib {
             Self::OpenSslStatic => tls_lib::OPENSSL_STATIC,
             Self::BoringSsl => tls_lib::BORINGSSL,
             Self::GnuTls => tls_lib::GNUTLS,
+            Self::Go => tls_lib::GO,
             Self::Record => tls_lib::RECORD,
         }
     }
@@ -57,6 +62,7 @@ impl TlsLib {
             Self::OpenSslStatic => "openssl-static",
             Self::BoringSsl => "boringssl",
             Self::GnuTls => "gnutls",
+            Self::Go => "go",
             Self::Record => "record",
         }
     }

@@ -12,6 +12,7 @@
 //! (`boringssl.rs`), and GnuTLS (`gnutls_record_send`/`_recv`).
 
 pub mod boringssl;
+pub mod golang;
 mod lib;
 pub mod mapped;
 mod needed;
@@ -400,10 +401,10 @@ fn attach_path(file: &Mapped, root: &Path) -> PathBuf {
     }
 }
 
-/// Attaches entry and return probes for every function of `plan`; a
-/// required function that cannot be probed fails the whole file. Entry and
-/// return probes sit at the function's first byte (a return probe must), so
-/// one breakpoint serves both.
+/// Attaches every probe of `plan`, each with a return probe if the plan
+/// wants them; a required probe that cannot be attached fails the whole
+/// file. Entry and return probes sit at the function's first byte (a
+/// return probe must), so one breakpoint serves both.
 fn attach_plan<L>(
     plan: &Plan,
     target: &Path,
@@ -415,10 +416,14 @@ fn attach_plan<L>(
         let entry = attacher.attach(program, target, at, plan.lib, pid);
         let result = entry.and_then(|e| {
             links.push((*program, e));
-            attacher.attach(TLS_RETURN, target, at, plan.lib, pid)
+            if !plan.uretprobes {
+                return Ok(None);
+            }
+            let r = attacher.attach(TLS_RETURN, target, at, plan.lib, pid)?;
+            Ok(Some(r))
         });
         match result {
-            Ok(r) => links.push((TLS_RETURN, r)),
+            Ok(r) => links.extend(r.map(|r| (TLS_RETURN, r))),
             Err(e) if *required => {
                 for (program, link) in links {
                     attacher.detach(program, link);

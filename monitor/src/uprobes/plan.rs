@@ -5,9 +5,10 @@ use std::{collections::HashMap, path::Path};
 
 use tracing::warn;
 
-use super::{ProbeError, TlsLib, boringssl};
+use super::{ProbeError, TlsLib, boringssl, golang};
 use crate::kernel::{
-    ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX,
+    GO_TLS_READ, GO_TLS_RETURN, GO_TLS_WRITE, ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX,
+    TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX,
 };
 
 /// Who a file's probes fire for.
@@ -27,8 +28,11 @@ pub enum Scope {
 pub struct Plan {
     pub lib: TlsLib,
     pub scope: Scope,
-    /// (entry program, where, required)
+    /// (program, where, required)
     pub probes: Vec<(&'static str, ProbeAt, bool)>,
+    /// Whether each probe gets a return probe at the same place (C
+    /// libraries); Go's plan lists probes on its return instructions.
+    pub uretprobes: bool,
 }
 
 fn openssl_plan(lib: TlsLib) -> Plan {
@@ -43,6 +47,7 @@ fn openssl_plan(lib: TlsLib) -> Plan {
             (TLS_ENTRY_WRITE_EX, sym("SSL_write_ex"), false),
             (TLS_ENTRY_READ_EX, sym("SSL_read_ex"), false),
         ],
+        uretprobes: true,
     }
 }
 
@@ -63,6 +68,7 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> 
                 (TLS_ENTRY_WRITE, sym("gnutls_record_send"), true),
                 (TLS_ENTRY_READ, sym("gnutls_record_recv"), true),
             ],
+            uretprobes: true,
         });
     }
     if exe != Some(path) {
@@ -71,7 +77,7 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> 
     if exports_openssl(target) {
         return Some(openssl_plan(TlsLib::OpenSslStatic));
     }
-    bun_plan(target)
+    bun_plan(target).or_else(|| go_plan(target))
 }
 
 /// BoringSSL in a Bun single-file executable: no symbols, so its functions
@@ -91,9 +97,41 @@ fn bun_plan(target: &Path) -> Option<Plan> {
                 (TLS_ENTRY_WRITE, ProbeAt::Offset(found.ssl_write), true),
                 (TLS_ENTRY_READ, ProbeAt::Offset(found.ssl_read), true),
             ],
+            uretprobes: true,
         }),
         Err(e) => {
             warn!(file = %target.display(), "Bun executable, but its BoringSSL was not found ({e}); its TLS is seen as metadata only");
+            None
+        }
+    }
+}
+
+/// Go's crypto/tls in a Go executable (`golang.rs`). Probed per process:
+/// Go tools that agents run (gh, kubectl) are run by developers too, who
+/// must not trap into them. A Go program without crypto/tls is no TLS
+/// library; one that cannot be probed fails soft (metadata, records).
+fn go_plan(target: &Path) -> Option<Plan> {
+    let file = std::fs::File::open(target).ok()?;
+    // SAFETY: read-only map of an executable in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    match golang::locate(&map) {
+        Ok(found) => {
+            let at = ProbeAt::Offset;
+            let mut probes = vec![
+                (GO_TLS_WRITE, at(found.write), true),
+                (GO_TLS_READ, at(found.read), true),
+            ];
+            probes.extend(found.returns.iter().map(|r| (GO_TLS_RETURN, at(*r), true)));
+            Some(Plan {
+                lib: TlsLib::Go,
+                scope: Scope::PerProcess,
+                probes,
+                uretprobes: false,
+            })
+        }
+        Err(golang::GoError::NotGo | golang::GoError::NoTls) => None,
+        Err(e) => {
+            warn!(file = %target.display(), "Go executable, but its crypto/tls cannot be probed ({e}); its TLS 1.3 sizes come from records");
             None
         }
     }
