@@ -147,7 +147,8 @@ pub struct Records {
     /// byte not seen yet, each way.
     pub tx_next: u64,
     pub rx_next: u64,
-    /// Plaintext of the application-data records, each way.
+    /// Plaintext of the application-data records, each way (TLS 1.2: their
+    /// bodies, see [`record_state::NOT_TLS13`]).
     pub tx_plain: u64,
     pub rx_plain: u64,
     /// Application-data records counted, each way.
@@ -161,7 +162,10 @@ pub struct Records {
     /// See [`record_state`]: one byte per way, each written by one program.
     pub tx_state: u8,
     pub rx_state: u8,
-    pub _pad: u32,
+    /// The cipher suite of the server's ServerHello (0 until seen): TLS
+    /// 1.2 records carry a per-suite overhead user space subtracts.
+    pub cipher: u16,
+    pub _pad: u16,
 }
 const _: () = assert!(size_of::<Records>() == 56);
 
@@ -176,7 +180,8 @@ pub mod record_state {
     /// Finished) went out.
     pub const FINISHED: u8 = 4;
     /// tx: the client sent application data on a connection that is not
-    /// TLS 1.3: nothing is derived.
+    /// TLS 1.3 (TLS 1.2): `tx_plain` and `rx_plain` hold the record
+    /// bodies, and user space subtracts the cipher's overhead per record.
     pub const NOT_TLS13: u8 = 8;
     /// tx: a TLS probe saw this connection's data: its figures are exact,
     /// the derived ones are not used.

@@ -38,10 +38,10 @@ pub fn go_tls_return(ctx: ProbeContext) -> u32 {
     let (g, n) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax as i64) };
     let key = GoCall { tgid, _pad: 0, g };
     // SAFETY: copied out before removal.
-    let Some(call) = (unsafe { GO_CALLS.get(&key).copied() }) else {
+    let Some(call) = (unsafe { GO_CALLS.get(key).copied() }) else {
         return 0;
     };
-    let _ = GO_CALLS.remove(&key);
+    let _ = GO_CALLS.remove(key);
     let task = current_task();
     // A write whose packet never came (nothing sent yet) leaves its thread
     // mark; this thread's, if the goroutine did not move.

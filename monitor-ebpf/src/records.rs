@@ -4,7 +4,9 @@
 //! following them in the packets this program sees anyway derives the
 //! plaintext of any TLS 1.3 stack, probed or not: an application-data
 //! record carries its plaintext plus a content type byte and a 16-byte
-//! tag. The work per packet is bounded (`MAX_RECORDS` headers); a gap in
+//! tag. In TLS 1.2 the overhead depends on the cipher suite, which the
+//! ServerHello names in the clear: the bodies are summed here, and user
+//! space subtracts the suite's overhead per record. The work per packet is bounded (`MAX_RECORDS` headers); a gap in
 //! the stream or a packet with more records than that ends the framing
 //! that way (`LOST`), so a figure is derived whole or not at all.
 
@@ -23,6 +25,7 @@ const MAX_RECORDS: u32 = 256;
 const HEADER: u64 = 5;
 const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
+const SERVER_HELLO: u8 = 2;
 /// A TLS 1.3 record's plaintext is its length less this (tag and type).
 const TLS13_OVERHEAD: u64 = 17;
 /// The record of a 2-byte alert (close_notify) in TLS 1.3: not data.
@@ -82,6 +85,9 @@ pub fn follow(ctx: &SkBuffContext, conn: *mut Conn, p: &Packet, way: Way, probed
             (r.rx_next, r.rx_part, r.rx_part_len)
         };
         let mut st = st;
+        if !out && from == 0 {
+            r.cipher = server_cipher(ctx, p);
+        }
         if probed && st & state::PROBED == 0 {
             // A probe that ties a connection after data went out missed
             // that data: the records have it all.
@@ -160,6 +166,29 @@ pub fn follow(ctx: &SkBuffContext, conn: *mut Conn, p: &Packet, way: Way, probed
     }
 }
 
+/// The cipher suite in the ServerHello at the start of `p`, or 0: after
+/// the record and handshake headers (9 bytes), the version (2) and random
+/// (32), a session id of at most 32 bytes, then the suite.
+#[inline(always)]
+fn server_cipher(ctx: &SkBuffContext, p: &Packet) -> u16 {
+    let at = p.payload as usize;
+    let Ok(h) = ctx.load::<[u8; 6]>(at) else {
+        return 0;
+    };
+    if h[0] != HANDSHAKE || h[5] != SERVER_HELLO {
+        return 0;
+    }
+    let Ok(session_id) = ctx.load::<u8>(at + 43) else {
+        return 0;
+    };
+    if session_id > 32 {
+        return 0;
+    }
+    ctx.load::<[u8; 2]>(at + 44 + usize::from(session_id))
+        .map(u16::from_be_bytes)
+        .unwrap_or(0)
+}
+
 /// The length of the record a header starts.
 #[inline(always)]
 fn body_len(h: &[u8; 5]) -> u64 {
@@ -181,29 +210,33 @@ fn header(r: &mut monitor_common::Records, out: bool, st: u8, h: &[u8; 5]) -> u8
 #[inline(always)]
 fn record(r: &mut monitor_common::Records, out: bool, st: u8, body: u64) -> u8 {
     if out {
+        let mut st = st;
         if st & (state::FINISHED | state::NOT_TLS13) == 0 {
             // The client's first: its TLS 1.3 Finished, if the server's
-            // encrypted handshake came before it.
-            return st
-                | if r.rx_state & state::TLS13 != 0 {
-                    state::FINISHED
-                } else {
-                    state::NOT_TLS13
-                };
+            // encrypted handshake came before it; else TLS 1.2 data.
+            if r.rx_state & state::TLS13 != 0 {
+                return st | state::FINISHED;
+            }
+            st |= state::NOT_TLS13;
         }
-        if st & state::FINISHED != 0 && body != TLS13_ALERT_LEN && body > TLS13_OVERHEAD {
+        if st & state::NOT_TLS13 != 0 {
+            // TLS 1.2 hides no content type: every such record is data.
+            r.tx_plain += body;
+            r.tx_records += 1;
+        } else if body != TLS13_ALERT_LEN && body > TLS13_OVERHEAD {
             r.tx_plain += body - TLS13_OVERHEAD;
             r.tx_records += 1;
         }
         return st;
     }
+    if r.tx_state & state::NOT_TLS13 != 0 {
+        r.rx_plain += body;
+        r.rx_records += 1;
+        return st;
+    }
     if r.tx_state & state::FINISHED == 0 {
         // Before the client's Finished: the server's encrypted handshake.
-        return if r.tx_state & state::NOT_TLS13 == 0 {
-            st | state::TLS13
-        } else {
-            st
-        };
+        return st | state::TLS13;
     }
     if body != TLS13_ALERT_LEN && body > TLS13_OVERHEAD {
         r.rx_plain += body - TLS13_OVERHEAD;

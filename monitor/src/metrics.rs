@@ -107,7 +107,7 @@ impl Metrics {
         )?;
         let tls_plaintext_bytes = counter_vec(
             "agentmon_tls_plaintext_bytes_total",
-            "Plaintext bytes the tool's processes handed to (or got from) a probed TLS library; library=\"record\": derived from TLS 1.3 record framing where no probe fits.",
+            "Plaintext bytes the tool's processes handed to (or got from) a probed TLS library; library=\"record\": derived from TLS record framing where no probe fits (TLS 1.3, and TLS 1.2 with AEAD suites).",
             &["tool", "dest", "direction", "library"],
         )?;
         let http_requests = counter_vec(
@@ -134,7 +134,7 @@ impl Metrics {
             };
         let tls_coverage = gauge_vec(
             "agentmon_tls_coverage",
-            "1 per tool and TLS library it uses: mode=plaintext when its TLS calls are probed (exact plaintext, request heads), mode=derived (library=record) when no probe fits: TLS 1.3 plaintext sizes from record framing, TLS 1.2 only SNI and sizes.",
+            "1 per tool and TLS library it uses: mode=plaintext when its TLS calls are probed (exact plaintext, request heads), mode=derived (library=record) when no probe fits: plaintext sizes from record framing (TLS 1.3, TLS 1.2 with AEAD suites), otherwise only SNI and sizes.",
             &["tool", "library", "mode"],
         )?;
         let uprobes_attached = gauge_vec(
@@ -167,7 +167,7 @@ impl Metrics {
         registry.register(Box::new(tls_untied_bytes.clone()))?;
         let tls_unseen_connections = counter_vec(
             "agentmon_tls_connections_unseen_total",
-            "The tool's TLS connections (a ClientHello was sent) that closed without any plaintext seen: no probe covered them and no size could be derived from their records (TLS 1.2, or no data sent).",
+            "The tool's TLS connections (a ClientHello was sent) that closed without any plaintext seen: no probe covered them and no size could be derived from their records (TLS 1.2 with a CBC suite, or no data sent).",
             &["tool"],
         )?;
         let tls_framing_lost = counter_vec(

@@ -65,6 +65,7 @@ def main():
     p.add_argument("--qname-bytes", help="hex of one raw label, sent as <label>.test")
     p.add_argument("--tls", action="store_true")
     p.add_argument("--tls12", action="store_true", help="TLS 1.2 at most")
+    p.add_argument("--ciphers", help="OpenSSL cipher list (TLS 1.2 suites)")
     p.add_argument("--pause-file", metavar="PATH",
                    help="after the --then requests, create PATH.waiting and wait for PATH")
     p.add_argument("--corked-chunk", type=int, default=0, metavar="BYTES",
@@ -102,6 +103,8 @@ def main():
         ctx.verify_mode = ssl.CERT_NONE
         if a.tls12:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if a.ciphers:
+            ctx.set_ciphers(a.ciphers)
         sock = ctx.wrap_socket(sock, server_hostname=a.sni or a.name)
     for request in a.then:
         path, _, body = request.rpartition(":")

@@ -1,12 +1,13 @@
 //! TLS plaintext sizes where no probe fits, derived from record framing:
 //! agentmon runs with its TLS probes off (`--without uprobes`, as on a
 //! kernel without them, or for a stack no probe knows), and curl, python
-//! and node clients of an agent's shell talk TLS 1.3 to the test internet.
+//! and node clients of an agent's shell talk TLS 1.3 to the test internet,
+//! and python TLS 1.2 with AEAD and CBC suites.
 //! Expected sizes come from the web server's own plaintext counts.
 
 use std::{fs, path::Path};
 
-use agentmon_tests::{ChildGuard, Internet, require_root, wait_until, world};
+use agentmon_tests::{ChildGuard, Internet, ServerConn, require_root, wait_until, world};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 const RUN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -22,6 +23,18 @@ fn plaintext<'a>(direction: &'a str, library: &'a str) -> [(&'a str, &'a str); 4
         ("direction", direction),
         ("library", library),
     ]
+}
+
+/// The close record of the server's connection `c`, checked to have its
+/// plaintext from the records with egress exact.
+fn derived_close<'a>(lines: &'a [serde_json::Value], c: &ServerConn) -> &'a serde_json::Value {
+    let line = lines
+        .iter()
+        .find(|l| l["event"] == "close" && l["egress_bytes"].as_u64() == Some(c.raw_in))
+        .unwrap_or_else(|| panic!("no close record for {c:?} in {lines:?}"));
+    assert_eq!(line["tls_library"], "record", "{line}");
+    assert_eq!(line["egress_plaintext_bytes"].as_u64(), Some(c.plain_in));
+    line
 }
 
 #[test]
@@ -82,12 +95,7 @@ node {node} api.model.test 443 /v1/messages 2222",
     // the tickets only.
     let lines = w.tcp_log_lines();
     for c in &conns {
-        let line = lines
-            .iter()
-            .find(|l| l["event"] == "close" && l["egress_bytes"].as_u64() == Some(c.raw_in))
-            .unwrap_or_else(|| panic!("no close record for {c:?} in {lines:?}"));
-        assert_eq!(line["tls_library"], "record", "{line}");
-        assert_eq!(line["egress_plaintext_bytes"].as_u64(), Some(c.plain_in));
+        let line = derived_close(&lines, c);
         let ingress = line["ingress_plaintext_bytes"].as_u64().unwrap();
         eprintln!(
             "{}: plaintext {} / {}, derived {} / {} (ingress + {})",
@@ -107,16 +115,51 @@ node {node} api.model.test 443 /v1/messages 2222",
 }
 
 #[test]
-fn tls12_no_probe_sees_is_metadata_only_and_counted_as_unseen() {
+fn tls12_aead_is_derived_exactly_and_cbc_counted_as_unseen() {
     if !require_root() {
         return;
     }
     let mut w = world(NETPEER, "");
     let am = w.agentmon_without("uprobes");
-    for _ in 0..2 {
-        w.aider_tls(700, &["--tls12"]);
-    }
+    // The default suite (ECDHE with AES256-GCM) then ChaCha20-Poly1305: 24
+    // and 16 bytes a record. Two keep-alive requests, then a 70 kB one.
+    w.aider_tls(700, &["--tls12", "--then", "/a:300", "--then", "/b:70000"]);
+    let chacha = ["--tls12", "--ciphers", "CHACHA20"];
+    w.aider_tls(900, &chacha);
     let conns = w.server_conns("203.0.113.20:443", 2);
+    let lines = w.tcp_log_lines();
+    for c in &conns {
+        let line = derived_close(&lines, c);
+        assert_eq!(line["ingress_plaintext_bytes"].as_u64(), Some(c.plain_out));
+    }
+    let labels = |direction| {
+        [
+            ("tool", "aider"),
+            ("dest", "api.model.test"),
+            ("direction", direction),
+            ("library", "record"),
+        ]
+    };
+    let sent = conns.iter().map(|c| c.plain_in).sum::<u64>() as f64;
+    let received = conns.iter().map(|c| c.plain_out).sum::<u64>() as f64;
+    am.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &labels("egress"),
+        sent,
+    );
+    am.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &labels("ingress"),
+        received,
+    );
+
+    // A CBC suite pads its records: nothing derived, the connections count
+    // as unseen.
+    let cbc = ["--tls12", "--ciphers", "ECDHE+AES128+SHA256"];
+    for _ in 0..2 {
+        w.aider_tls(700, &cbc);
+    }
+    let conns = w.server_conns("203.0.113.20:443", 4);
     let kernel = [
         ("tool", "aider"),
         ("proto", "tcp"),
@@ -129,7 +172,10 @@ fn tls12_no_probe_sees_is_metadata_only_and_counted_as_unseen() {
         &[("tool", "aider")],
         2.0,
     );
-    assert!(m.series("agentmon_tls_plaintext_bytes_total").is_empty());
+    assert_eq!(
+        m.value("agentmon_tls_plaintext_bytes_total", &labels("egress")),
+        Some(sent)
+    );
     // Why, once for the program however many of its connections go unseen.
     let log = am.log_text();
     let why: Vec<&str> = log

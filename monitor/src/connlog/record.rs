@@ -72,7 +72,7 @@ pub struct Record<'a> {
     pub dest_asn_org: Option<&'a str>,
     pub purpose: &'a str,
     /// The TLS library whose probes saw this connection's plaintext;
-    /// `record`: no probe, sizes derived from TLS 1.3 record framing
+    /// `record`: no probe, sizes derived from TLS record framing
     /// (`None`: its TLS is seen as metadata only).
     pub tls_library: Option<&'static str>,
     pub egress_plaintext_bytes: Option<u64>,

@@ -647,9 +647,9 @@ fn explain_unseen_tls(explained: &mut HashSet<String>, tool: &str, exe: &str, up
         return;
     }
     let why = if uprobes {
-        "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables) was found in it or in what it loaded, as for static rustls, Go or symbol-less OpenSSL builds, and it was not TLS 1.3 with data, whose sizes agentmon derives from the records"
+        "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables, Go's crypto/tls) was found in it or in what it loaded, as for static rustls or symbol-less OpenSSL builds, and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
     } else {
-        "agentmon runs without uprobes here (see agentmon_kernel_feature_available), and it was not TLS 1.3 with data, whose sizes agentmon derives from the records"
+        "agentmon runs without uprobes here (see agentmon_kernel_feature_available), and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
     };
     warn!(
         tool,

@@ -16,7 +16,7 @@ pub enum TlsLib {
     GnuTls,
     /// Go's crypto/tls in a Go executable, found by name in `.gopclntab`.
     Go,
-    /// No library: TLS 1.3 plaintext sizes derived from record framing.
+    /// No library: plaintext sizes derived from TLS record framing.
     Record,
 }
 

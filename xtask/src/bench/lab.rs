@@ -94,6 +94,9 @@ pub struct BenchLab {
     /// tls_client.js compiled by Bun, at Claude Code's native path: built
     /// on first use (a second, and 100 MB), see [`BenchLab::bun_claude`].
     bun_claude: OnceCell<PathBuf>,
+    /// tls_client.go built static and stripped where `go install` puts
+    /// Crush: built on first use, see [`BenchLab::go_crush`].
+    go_crush: OnceCell<PathBuf>,
     _servers: Vec<ServerGuard>,
 }
 
@@ -128,6 +131,7 @@ impl BenchLab {
             py_agent,
             node_agent,
             bun_claude: OnceCell::new(),
+            go_crush: OnceCell::new(),
             _servers: Vec::new(),
         };
         this.start_servers()?;
@@ -229,6 +233,32 @@ impl BenchLab {
             );
         }
         Ok(self.bun_claude.get_or_init(|| exe))
+    }
+
+    /// tls_client.go built static and stripped (as Go agents ship) at
+    /// Crush's `go install` path, the first time.
+    pub fn go_crush(&self) -> Result<&Path> {
+        if let Some(exe) = self.go_crush.get() {
+            return Ok(exe);
+        }
+        let exe = self.dir().join("go/home/go/bin/crush");
+        let mut build = Command::new("go");
+        build.args(["build", "-ldflags=-s -w", "-o"]);
+        build.arg(&exe).arg(self.bins.script("tls_client.go"));
+        build.env("CGO_ENABLED", "0").env("HOME", self.dir());
+        build.env(
+            "GOCACHE",
+            std::env::temp_dir().join("agentmon-tests-gocache"),
+        );
+        let out = run_bounded(&mut build, Duration::from_secs(300));
+        if !out.status.success() || !exe.exists() {
+            bail!(
+                "go build (`cargo xtask setup bench` installs golang-go): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(self.go_crush.get_or_init(|| exe))
     }
 
     fn listening(&self, port: u16) -> bool {

@@ -206,9 +206,14 @@ fn scenarios(opts: &Options) -> Scenarios {
             tls::Client::PythonUntracked,
             tls::Client::NodeTracked,
             tls::Client::BunTracked,
+            tls::Client::GoTracked,
         ]
     } else {
-        &[tls::Client::PythonTracked, tls::Client::BunTracked]
+        &[
+            tls::Client::PythonTracked,
+            tls::Client::BunTracked,
+            tls::Client::GoTracked,
+        ]
     };
     out.push((
         Scenario::Tls,
@@ -332,6 +337,10 @@ mod tests {
         both(bun, tls::REQUESTS);
         assert!(with(bun, "probes attached") > 0.0, "{md}");
         assert_eq!(with(bun, "plaintext counted − written"), 0.0, "{md}");
+        let go = tls::Client::GoTracked.name();
+        both(go, tls::REQUESTS);
+        assert!(with(go, "probes attached") > 0.0, "{md}");
+        assert_eq!(with(go, "plaintext counted − written"), 0.0, "{md}");
         let held = growth::Held::name_for(100, 1);
         both(&held, msgs::SENDS);
         assert_eq!(with(&held, "egress counted − sent"), 0.0, "{md}");

@@ -1,7 +1,8 @@
 //! Scenario 4: TLS requests per second (HTTP/1.1 keep-alive, 512-byte
 //! requests, 1 KiB replies) through libssl (Python's ssl module), node's
 //! static OpenSSL and a Bun single-file executable's BoringSSL (as Claude
-//! Code's native binary is built), by tracked clients, with agentmon's
+//! Code's native binary is built) and Go's crypto/tls (as Crush is built),
+//! by tracked clients, with agentmon's
 //! uprobes attached versus no agentmon. And the cost for an untracked libssl
 //! client while an agent keeps the probes on the same library file attached.
 use std::fs;
@@ -24,6 +25,7 @@ pub enum Client {
     PythonUntracked,
     NodeTracked,
     BunTracked,
+    GoTracked,
 }
 
 pub struct Tls {
@@ -39,6 +41,7 @@ impl Client {
             }
             Client::NodeTracked => "node/static OpenSSL, tracked (gemini-cli)",
             Client::BunTracked => "Bun executable/BoringSSL, tracked (claude-code)",
+            Client::GoTracked => "Go executable/crypto/tls, tracked (crush)",
         }
     }
 
@@ -46,6 +49,7 @@ impl Client {
         match self {
             Client::NodeTracked => "openssl-static",
             Client::BunTracked => "boringssl",
+            Client::GoTracked => "go",
             Client::PythonTracked | Client::PythonUntracked => "openssl",
         }
     }
@@ -55,6 +59,7 @@ impl Client {
             Client::PythonTracked => Some("aider"),
             Client::NodeTracked => Some("gemini-cli"),
             Client::BunTracked => Some("claude-code"),
+            Client::GoTracked => Some("crush"),
             Client::PythonUntracked => None,
         }
     }
@@ -95,6 +100,8 @@ impl Variant for Tls {
             }
             // tls_client.js compiled in: the same client as node's row.
             Client::BunTracked => lab.client(lab.bun_claude()?, node_args(secs, &go)),
+            // tls_client.go takes tls_client.js's arguments.
+            Client::GoTracked => lab.client(lab.go_crush()?, node_args(secs, &go)),
         };
         let client = spawn(&mut cmd);
         let lib = self.client.library();

@@ -57,7 +57,7 @@ const PACKAGES: &[DebPackage] = &[
     // Tests only.
     deb("musl-tools", "musl-gcc", &[Test]), // a static musl client
     deb("curl", "curl", &[Test]),           // a glibc client
-    deb("golang-go", "go", &[Test]),        // a static, stripped Go crypto/tls client
+    deb("golang-go", "go", &[Test, Bench]), // a static, stripped Go crypto/tls client
     deb("gnutls-bin", "gnutls-cli", &[Test]), // a GnuTLS client
     deb("prometheus", "promtool", &[Test]), // dashboards/: rule checks, a real Prometheus
     deb("prometheus-alertmanager", "amtool", &[Test]), // dashboards/: the example route

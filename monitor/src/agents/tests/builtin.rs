@@ -243,6 +243,13 @@ fn amp_and_auggie_from_npm() {
     }
     // Not a node script: a program called amp is not Amp.
     assert_none("/usr/bin/amp", &["amp"]);
+    // Amp's native installer.
+    assert_strong("/home/u/.amp/bin/amp", &["amp"], "amp");
+    assert_strong(
+        "/home/u/.bun/bin/bun",
+        &["bun", "/home/u/.amp/bin/amp"],
+        "amp",
+    );
 }
 
 #[test]
