@@ -32,26 +32,33 @@ use crate::{
 /// `gnutls_record_send(session, data, size)`: same argument layout.
 #[uprobe]
 pub fn tls_write(ctx: ProbeContext) -> u32 {
-    enter(&ctx, 1, false)
+    enter(&ctx, 1, None)
 }
 
 /// Hook: uprobe on `SSL_read(ssl, buf, num)` and `gnutls_record_recv`.
 #[uprobe]
 pub fn tls_read(ctx: ProbeContext) -> u32 {
-    enter(&ctx, 0, false)
+    enter(&ctx, 0, None)
 }
 
 /// Hook: uprobe on `SSL_write_ex(ssl, buf, num, size_t *written)` (Python's
 /// ssl module uses the `_ex` calls).
 #[uprobe]
 pub fn tls_write_ex(ctx: ProbeContext) -> u32 {
-    enter(&ctx, 1, true)
+    enter(&ctx, 1, Some(3))
+}
+
+/// Hook: uprobe on OpenSSL 3.3+'s `ssl_write_internal(ssl, buf, num, flags,
+/// size_t *written)`.
+#[uprobe]
+pub fn tls_write_ex2(ctx: ProbeContext) -> u32 {
+    enter(&ctx, 1, Some(4))
 }
 
 /// Hook: uprobe on `SSL_read_ex(ssl, buf, num, size_t *readbytes)`.
 #[uprobe]
 pub fn tls_read_ex(ctx: ProbeContext) -> u32 {
-    enter(&ctx, 0, true)
+    enter(&ctx, 0, Some(3))
 }
 
 /// Hook: uretprobe on every function above: the call's result.
@@ -62,7 +69,7 @@ pub fn tls_return(ctx: RetProbeContext) -> u32 {
 }
 
 #[inline(always)]
-fn enter(ctx: &ProbeContext, write: u32, ex: bool) -> u32 {
+fn enter(ctx: &ProbeContext, write: u32, len_out_arg: Option<usize>) -> u32 {
     // One lookup for a process that maps a file probed for all processes
     // (an agent's own executable) without being tracked.
     let tgid = current_tgid();
@@ -72,11 +79,7 @@ fn enter(ctx: &ProbeContext, write: u32, ex: bool) -> u32 {
     let (Some(ssl), Some(buf)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
         return 0;
     };
-    let len_out = if ex {
-        ctx.arg::<u64>(3).unwrap_or(0)
-    } else {
-        0
-    };
+    let len_out = len_out_arg.and_then(|n| ctx.arg::<u64>(n)).unwrap_or(0);
     // SAFETY: the helper only reads the cookie of the running attachment.
     let lib = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     let call = TlsCall {

@@ -126,13 +126,25 @@ fn conns_seen(w: &World, n: usize) -> Vec<ServerConn> {
 /// Runs the Go client as `agent` with `args` once agentmon has probed its
 /// crypto/tls, as a long-lived agent would be.
 fn go_once_probed(w: &World, agent: &Path, tool: &str, args: &[&str]) {
-    let go = w.lab.dir().join("go");
-    let _ = std::fs::remove_file(&go);
+    let go = go_file(w);
     let mut cmd = w.lab.client_cmd(agent, ["-wait".as_ref(), go.as_os_str()]);
     cmd.args(args);
+    once_probed(w, cmd, tool, "go", &go);
+}
+
+/// The file whose creation lets a waiting client go (none yet).
+fn go_file(w: &World) -> PathBuf {
+    let go = w.lab.dir().join("go");
+    let _ = std::fs::remove_file(&go);
+    go
+}
+
+/// Runs `cmd`, a client that waits for the file `go`, once agentmon has
+/// probed its `lib` for `tool`.
+fn once_probed(w: &World, mut cmd: Command, tool: &str, lib: &str, go: &Path) {
     let run = ChildGuard::spawn(&mut cmd);
-    w.wait_probed(tool, "go");
-    std::fs::write(&go, b"").unwrap();
+    w.wait_probed(tool, lib);
+    std::fs::write(go, b"").unwrap();
     let out = run.wait_output(RUN);
     assert!(out.status.success(), "{out:?}");
 }
@@ -153,13 +165,72 @@ fn probed_close(w: &World, tool: &str) -> serde_json::Value {
     find().unwrap()
 }
 
-fn go_plaintext(tool: &'static str, direction: &'static str) -> [(&'static str, &'static str); 4] {
+fn plaintext(
+    tool: &'static str,
+    lib: &'static str,
+    direction: &'static str,
+) -> [(&'static str, &'static str); 4] {
     [
         ("tool", tool),
         ("dest", "api.model.test"),
         ("direction", direction),
-        ("library", "go"),
+        ("library", lib),
     ]
+}
+
+/// ssl_static_client.c linked statically against Debian's libssl.a and
+/// libcrypto.a (OpenSSL 3), then stripped, at `path`.
+fn static_openssl_client(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut build = Command::new("gcc");
+    build.args(["-static", "-O2", "-o"]).arg(path);
+    build.arg(Internet::script("ssl_static_client.c"));
+    build.args(["-lssl", "-lcrypto"]);
+    let out = run_bounded(&mut build, RUN);
+    assert!(out.status.success(), "gcc: {out:?}");
+    let out = run_bounded(Command::new("strip").arg(path), RUN);
+    assert!(out.status.success(), "strip: {out:?}");
+}
+
+#[test]
+fn stripped_static_openssl_is_probed_through_the_names_it_records() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    // Where Codex's release binary goes (`~/.local/bin/codex`).
+    let codex = w.lab.dir().join("home/.local/bin/codex");
+    static_openssl_client(&codex);
+    let go = go_file(&w);
+    let args = [
+        "203.0.113.20".as_ref(),
+        "443".as_ref(),
+        "api.model.test".as_ref(),
+        "/v1/responses".as_ref(),
+        "23456".as_ref(),
+        go.as_os_str(),
+    ];
+    let cmd = w.lab.client_cmd(&codex, args);
+    once_probed(&w, cmd, "codex", "openssl-static", &go);
+    let conn = &conns_seen(&w, 1)[0];
+    let egress = plaintext("codex", "openssl-static", "egress");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &egress,
+        conn.plain_in as f64,
+    );
+    let ingress = plaintext("codex", "openssl-static", "ingress");
+    w.expect(
+        "agentmon_tls_plaintext_bytes_total",
+        &ingress,
+        conn.plain_out as f64,
+    );
+    let request = [
+        ("tool", "codex"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+    ];
+    w.expect("agentmon_http_requests_total", &request, 1.0);
 }
 
 #[test]
@@ -178,13 +249,13 @@ fn go_crypto_tls_is_probed_exactly_through_its_function_table() {
     let path = "/exa.language_server_pb/GetChat:7777";
     go_once_probed(&w, &windsurf, "windsurf", &["api.model.test", "443", path]);
     let conn = &conns_seen(&w, 1)[0];
-    let egress = go_plaintext("windsurf", "egress");
+    let egress = plaintext("windsurf", "go", "egress");
     w.expect(
         "agentmon_tls_plaintext_bytes_total",
         &egress,
         conn.plain_in as f64,
     );
-    let ingress = go_plaintext("windsurf", "ingress");
+    let ingress = plaintext("windsurf", "go", "ingress");
     w.expect(
         "agentmon_tls_plaintext_bytes_total",
         &ingress,

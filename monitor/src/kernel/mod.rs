@@ -52,13 +52,15 @@ pub const TLS_ENTRY_WRITE: &str = "tls_write";
 pub const TLS_ENTRY_READ: &str = "tls_read";
 pub const TLS_ENTRY_WRITE_EX: &str = "tls_write_ex";
 pub const TLS_ENTRY_READ_EX: &str = "tls_read_ex";
+pub const TLS_ENTRY_WRITE_EX2: &str = "tls_write_ex2";
 pub const TLS_RETURN: &str = "tls_return";
 /// Go's crypto/tls: entries, and the probes on its return instructions.
 pub const GO_TLS_WRITE: &str = "go_tls_write";
 pub const GO_TLS_READ: &str = "go_tls_read";
 pub const GO_TLS_RETURN: &str = "go_tls_return";
-const TLS_PROGRAMS: [&str; 8] = [
+const TLS_PROGRAMS: [&str; 9] = [
     TLS_ENTRY_WRITE,
+    TLS_ENTRY_WRITE_EX2,
     TLS_ENTRY_READ,
     TLS_ENTRY_WRITE_EX,
     TLS_ENTRY_READ_EX,

@@ -16,6 +16,7 @@ pub mod golang;
 mod lib;
 pub mod mapped;
 mod needed;
+pub mod openssl_stripped;
 mod plan;
 
 use std::{

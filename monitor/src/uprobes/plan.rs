@@ -5,10 +5,10 @@ use std::{collections::HashMap, path::Path};
 
 use tracing::warn;
 
-use super::{ProbeError, TlsLib, boringssl, golang};
+use super::{ProbeError, TlsLib, boringssl, golang, openssl_stripped};
 use crate::kernel::{
     GO_TLS_READ, GO_TLS_RETURN, GO_TLS_WRITE, ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX,
-    TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX,
+    TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX, TLS_ENTRY_WRITE_EX2,
 };
 
 /// Who a file's probes fire for.
@@ -77,7 +77,9 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> 
     if exports_openssl(target) {
         return Some(openssl_plan(TlsLib::OpenSslStatic));
     }
-    bun_plan(target).or_else(|| go_plan(target))
+    bun_plan(target)
+        .or_else(|| go_plan(target))
+        .or_else(|| stripped_openssl_plan(target))
 }
 
 /// BoringSSL in a Bun single-file executable: no symbols, so its functions
@@ -132,6 +134,39 @@ fn go_plan(target: &Path) -> Option<Plan> {
         Err(golang::GoError::NotGo | golang::GoError::NoTls) => None,
         Err(e) => {
             warn!(file = %target.display(), "Go executable, but its crypto/tls cannot be probed ({e}); its TLS 1.3 sizes come from records");
+            None
+        }
+    }
+}
+
+/// OpenSSL 3 in an executable without symbols (`openssl_stripped.rs`):
+/// probed per process, as a program that is not only an agent's might be.
+/// Its functions take the `_ex` calls' arguments (the count through a
+/// pointer), so the same programs read them.
+fn stripped_openssl_plan(target: &Path) -> Option<Plan> {
+    let file = std::fs::File::open(target).ok()?;
+    // SAFETY: read-only map of an executable in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    match openssl_stripped::locate(&map) {
+        Ok(found) => {
+            let write = if found.write_has_flags {
+                TLS_ENTRY_WRITE_EX2
+            } else {
+                TLS_ENTRY_WRITE_EX
+            };
+            Some(Plan {
+                lib: TlsLib::OpenSslStatic,
+                scope: Scope::PerProcess,
+                probes: vec![
+                    (TLS_ENTRY_READ_EX, ProbeAt::Offset(found.read), true),
+                    (write, ProbeAt::Offset(found.write), true),
+                ],
+                uretprobes: true,
+            })
+        }
+        Err(openssl_stripped::LocateError::Absent) => None,
+        Err(e) => {
+            warn!(file = %target.display(), "OpenSSL 3 linked in without symbols, but its functions were not found ({e}); its TLS 1.3 sizes come from records");
             None
         }
     }
