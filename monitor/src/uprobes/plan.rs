@@ -74,24 +74,25 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> 
     if exe != Some(path) {
         return None;
     }
-    if exports_openssl(target) {
+    let file = std::fs::File::open(target).ok()?;
+    // SAFETY: a read-only map of an executable that is being run; it is not
+    // written while mapped for execution (ETXTBSY).
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    if exports_openssl(&map) {
         return Some(openssl_plan(TlsLib::OpenSslStatic));
     }
-    bun_plan(target)
-        .or_else(|| go_plan(target))
-        .or_else(|| stripped_openssl_plan(target))
+    bun_plan(&map, target)
+        .or_else(|| go_plan(&map, target))
+        .or_else(|| stripped_openssl_plan(&map, target))
 }
 
 /// BoringSSL in a Bun single-file executable: no symbols, so its functions
 /// are found by pattern; a file that does not match fails soft (metadata).
-fn bun_plan(target: &Path) -> Option<Plan> {
-    let file = std::fs::File::open(target).ok()?;
-    // SAFETY: read-only map of an executable in use.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    if !boringssl::looks_like_bun(&map) {
+fn bun_plan(map: &[u8], target: &Path) -> Option<Plan> {
+    if !boringssl::looks_like_bun(map) {
         return None;
     }
-    match boringssl::locate(&map) {
+    match boringssl::locate(map) {
         Ok(found) => Some(Plan {
             lib: TlsLib::BoringSsl,
             scope: Scope::PerFile,
@@ -112,11 +113,8 @@ fn bun_plan(target: &Path) -> Option<Plan> {
 /// Go tools that agents run (gh, kubectl) are run by developers too, who
 /// must not trap into them. A Go program without crypto/tls is no TLS
 /// library; one that cannot be probed fails soft (metadata, records).
-fn go_plan(target: &Path) -> Option<Plan> {
-    let file = std::fs::File::open(target).ok()?;
-    // SAFETY: read-only map of an executable in use.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    match golang::locate(&map) {
+fn go_plan(map: &[u8], target: &Path) -> Option<Plan> {
+    match golang::locate(map) {
         Ok(found) => {
             let at = ProbeAt::Offset;
             let mut probes = vec![
@@ -143,11 +141,8 @@ fn go_plan(target: &Path) -> Option<Plan> {
 /// probed per process, as a program that is not only an agent's might be.
 /// Its functions take the `_ex` calls' arguments (the count through a
 /// pointer), so the same programs read them.
-fn stripped_openssl_plan(target: &Path) -> Option<Plan> {
-    let file = std::fs::File::open(target).ok()?;
-    // SAFETY: read-only map of an executable in use.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    match openssl_stripped::locate(&map) {
+fn stripped_openssl_plan(map: &[u8], target: &Path) -> Option<Plan> {
+    match openssl_stripped::locate(map) {
         Ok(found) => {
             let write = if found.write_has_flags {
                 TLS_ENTRY_WRITE_EX2
@@ -173,17 +168,9 @@ fn stripped_openssl_plan(target: &Path) -> Option<Plan> {
 }
 
 /// Whether an executable exports OpenSSL's `SSL_write` (node does).
-fn exports_openssl(path: &Path) -> bool {
+fn exports_openssl(map: &[u8]) -> bool {
     use object::{Object, ObjectSymbol};
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: read-only map of an executable that is being run; it is not
-    // written while mapped for execution (ETXTBSY).
-    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
-        return false;
-    };
-    let Ok(elf) = object::File::parse(&*map) else {
+    let Ok(elf) = object::File::parse(map) else {
         return false;
     };
     elf.dynamic_symbols()
