@@ -99,6 +99,9 @@ pub struct TlsProbes<L> {
     own: HashMap<u32, HashMap<FileId, (TlsLib, Links<L>)>>,
     /// Plans with their functions resolved, so a library is parsed once.
     plans: HashMap<FileId, Plan>,
+    /// The same, by build id: another copy of a build (a reinstall, an
+    /// agent's binary in each of several places) is not searched again.
+    by_build: HashMap<Vec<u8>, Plan>,
     /// Files that are not TLS libraries, or whose probes failed: not again.
     skip: HashSet<FileId>,
     /// When each process's maps were last read, and the files it maps.
@@ -114,6 +117,7 @@ impl<L> Default for TlsProbes<L> {
             shared: HashMap::new(),
             own: HashMap::new(),
             plans: HashMap::new(),
+            by_build: HashMap::new(),
             skip: HashSet::new(),
             scanned: HashMap::new(),
             last_attach: None,
@@ -275,6 +279,12 @@ impl<L> TlsProbes<L> {
         if let Some(plan) = self.plans.get(&id) {
             return Some(plan.clone());
         }
+        let build = plan::build_id(target);
+        if let Some(plan) = build.as_ref().and_then(|b| self.by_build.get(b)).cloned() {
+            debug!(file = %file.path.display(), library = plan.lib.label(), "TLS probe points known from another copy of this build");
+            self.plans.insert(id, plan.clone());
+            return Some(plan);
+        }
         let Some(plan) = plan::plan_for(&file.path, exe, target) else {
             self.skip.insert(id);
             return None;
@@ -285,6 +295,9 @@ impl<L> TlsProbes<L> {
         match resolved {
             Ok(resolved) => {
                 self.plans.insert(id, resolved.clone());
+                if let Some(build) = build {
+                    self.by_build.insert(build, resolved.clone());
+                }
                 Some(resolved)
             }
             Err(e) => {

@@ -167,6 +167,21 @@ fn stripped_openssl_plan(map: &[u8], target: &Path) -> Option<Plan> {
     }
 }
 
+/// The build id of an ELF file: the GNU build-id note, or Go's (Go's own
+/// linker writes only that).
+pub fn build_id(path: &Path) -> Option<Vec<u8>> {
+    use object::{Object, ObjectSection};
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: a read-only map of a library or executable in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let elf = object::File::parse(&*map).ok()?;
+    if let Ok(Some(id)) = elf.build_id() {
+        return Some(id.to_vec());
+    }
+    let go = elf.section_by_name(".note.go.buildid")?.data().ok()?;
+    Some(go.to_vec())
+}
+
 /// Whether an executable exports OpenSSL's `SSL_write` (node does).
 fn exports_openssl(map: &[u8]) -> bool {
     use object::{Object, ObjectSymbol};

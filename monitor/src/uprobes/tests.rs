@@ -173,3 +173,33 @@ fn rescans_are_rate_limited() {
     );
     assert_eq!(fake.attached.len(), 20);
 }
+
+#[test]
+fn a_copy_of_a_build_already_searched_is_not_searched_again() {
+    // This test's own executable stands in for libssl (the fake reads no
+    // symbols); the linker gave it a GNU build id.
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe.as_path();
+    assert!(plan::build_id(lib).is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let mut maps = String::new();
+    for name in ["a", "b"] {
+        let copy = dir.path().join(name).join("libssl.so.3");
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &copy).unwrap();
+        let m = std::fs::metadata(&copy).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        maps += &format!(
+            "7f00-7f10 r-xp 00000000 {:02x}:{:02x} {} {}\n",
+            libc::major(m.dev()),
+            libc::minor(m.dev()),
+            m.ino(),
+            copy.display()
+        );
+    }
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    probes.scan(10, &maps, None, Path::new("/"), &mut fake, Instant::now());
+    // Both copies probed for the process, their symbols read from one.
+    assert_eq!(fake.attached.len(), 16);
+    assert_eq!(fake.parsed.len(), 1, "{:?}", fake.parsed);
+}
