@@ -302,29 +302,6 @@ fn go_crypto_tls_is_probed_exactly_through_its_function_table() {
 }
 
 #[test]
-fn go_helpers_of_an_agents_shell_get_their_first_request_counted() {
-    if !require_root() {
-        return;
-    }
-    let w = world(NETPEER, "");
-    let go = go_client(&w);
-    let claude = w.as_claude(Path::new(NETPEER));
-    // Three one-shot runs, nothing waiting for agentmon: each process's
-    // probes attach from its exec event on, before its first write.
-    let one = format!("{} api.model.test 443 /v1/messages:3333", go.display());
-    w.agent_shell(&claude, &format!("set -e\n{one}\n{one}\n{one}"));
-    let conns = conns_seen(&w, 3);
-    let sent = conns.iter().map(|c| c.plain_in).sum::<u64>() as f64;
-    let received = conns.iter().map(|c| c.plain_out).sum::<u64>() as f64;
-    let egress = plaintext("claude-code", "go", "egress");
-    w.expect("agentmon_tls_plaintext_bytes_total", &egress, sent);
-    let ingress = plaintext("claude-code", "go", "ingress");
-    let m = w.expect("agentmon_tls_plaintext_bytes_total", &ingress, received);
-    let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
-    assert!(!libraries.contains("record"), "{libraries:?}");
-}
-
-#[test]
 fn go_http2_requests_are_read_with_their_paths_classified() {
     if !require_root() {
         return;
