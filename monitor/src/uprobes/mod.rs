@@ -32,7 +32,9 @@ pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::needed::{Needed, default_dirs, is_tls_library};
 pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets};
-use crate::kernel::{ProbeAt, TLS_RETURN};
+use crate::kernel::{
+    GO_TLS_READ, GO_TLS_RETURN, ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_RETURN,
+};
 
 /// Why a file gets no probes.
 #[derive(Debug, thiserror::Error)]
@@ -419,35 +421,64 @@ fn attach_path(file: &Mapped, root: &Path) -> PathBuf {
 /// wants them; a required probe that cannot be attached fails the whole
 /// file. Entry and return probes sit at the function's first byte (a
 /// return probe must), so one breakpoint serves both.
+///
+/// Order matters while a process runs: return probes first, then reads,
+/// then writes, each function's return probe before its entry. A write's
+/// entry ties a connection to the probes (its plaintext then comes from
+/// them, not from its records), so when one first fires, every probe that
+/// counts bytes is already in place.
 fn attach_plan<L>(
     plan: &Plan,
     target: &Path,
     pid: Option<NonZeroU32>,
     attacher: &mut dyn Attacher<Link = L>,
 ) -> Result<Links<L>, ProbeError> {
+    let mut order: Vec<_> = plan.probes.iter().collect();
+    order.sort_by_key(|(program, _, _)| attach_rank(program));
     let mut links = Vec::new();
-    for (program, at, required) in &plan.probes {
-        let entry = attacher.attach(program, target, at, plan.lib, pid);
-        let result = entry.and_then(|e| {
-            links.push((*program, e));
-            if !plan.uretprobes {
-                return Ok(None);
+    for (program, at, required) in order {
+        let ret = if plan.uretprobes {
+            match attacher.attach(TLS_RETURN, target, at, plan.lib, pid) {
+                Ok(r) => Some(r),
+                Err(e) if *required => return Err(undo(links, attacher, e)),
+                Err(_) => continue,
             }
-            let r = attacher.attach(TLS_RETURN, target, at, plan.lib, pid)?;
-            Ok(Some(r))
-        });
-        match result {
-            Ok(r) => links.extend(r.map(|r| (TLS_RETURN, r))),
-            Err(e) if *required => {
-                for (program, link) in links {
-                    attacher.detach(program, link);
+        } else {
+            None
+        };
+        match attacher.attach(program, target, at, plan.lib, pid) {
+            Ok(entry) => {
+                links.extend(ret.map(|r| (TLS_RETURN, r)));
+                links.push((*program, entry));
+            }
+            Err(e) => {
+                if let Some(r) = ret {
+                    attacher.detach(TLS_RETURN, r);
                 }
-                return Err(e);
+                if *required {
+                    return Err(undo(links, attacher, e));
+                }
             }
-            Err(_) => {}
         }
     }
     Ok(links)
+}
+
+/// When a program is attached within its plan: see [`attach_plan`].
+fn attach_rank(program: &str) -> u8 {
+    match program {
+        GO_TLS_RETURN => 0,
+        TLS_ENTRY_READ | TLS_ENTRY_READ_EX | GO_TLS_READ => 1,
+        _ => 2,
+    }
+}
+
+/// Detaches `links` (a plan that failed) and passes its error on.
+fn undo<L>(links: Links<L>, attacher: &mut dyn Attacher<Link = L>, e: ProbeError) -> ProbeError {
+    for (program, link) in links {
+        attacher.detach(program, link);
+    }
+    e
 }
 
 /// Path prefix for a process's view of the file system.

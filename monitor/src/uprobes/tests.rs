@@ -203,3 +203,31 @@ fn a_copy_of_a_build_already_searched_is_not_searched_again() {
     assert_eq!(fake.attached.len(), 16);
     assert_eq!(fake.parsed.len(), 1, "{:?}", fake.parsed);
 }
+
+#[test]
+fn returns_then_reads_then_writes_are_attached() {
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    let maps = "7f00-7f10 r-xp 00000000 fe:01 200 /usr/lib/x86_64-linux-gnu/libssl.so.3\n";
+    probes.scan(
+        10,
+        maps,
+        None,
+        Path::new("/proc/10/root"),
+        &mut fake,
+        Instant::now(),
+    );
+    let programs: Vec<&str> = fake.attached.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(
+        programs,
+        [
+            "tls_return",
+            "tls_read",
+            "tls_return",
+            "tls_read_ex",
+            "tls_return",
+            "tls_write",
+            "tls_return",
+            "tls_write_ex",
+        ]
+    );
+}
