@@ -4,6 +4,7 @@
 //! that make agentmon track them.
 use std::cell::OnceCell;
 use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -97,6 +98,9 @@ pub struct BenchLab {
     /// tls_client.go built static and stripped where `go install` puts
     /// Crush: built on first use, see [`BenchLab::go_crush`].
     go_crush: OnceCell<PathBuf>,
+    /// tls_client.c linked statically against OpenSSL and stripped, where
+    /// Codex's release binary goes: built on first use.
+    openssl_codex: OnceCell<PathBuf>,
     _servers: Vec<ServerGuard>,
 }
 
@@ -132,6 +136,7 @@ impl BenchLab {
             node_agent,
             bun_claude: OnceCell::new(),
             go_crush: OnceCell::new(),
+            openssl_codex: OnceCell::new(),
             _servers: Vec::new(),
         };
         this.start_servers()?;
@@ -259,6 +264,30 @@ impl BenchLab {
             );
         }
         Ok(self.go_crush.get_or_init(|| exe))
+    }
+
+    /// tls_client.c linked statically against Debian's libssl.a (OpenSSL
+    /// 3) and stripped, at Codex's release binary path, the first time.
+    pub fn openssl_codex(&self) -> Result<&Path> {
+        if let Some(exe) = self.openssl_codex.get() {
+            return Ok(exe);
+        }
+        let exe = self.dir().join("codex/.local/bin/codex");
+        fs::create_dir_all(exe.parent().unwrap())?;
+        let mut build = Command::new("gcc");
+        build.args(["-static", "-O2", "-o"]).arg(&exe);
+        build.arg(self.bins.script("tls_client.c"));
+        build.args(["-lssl", "-lcrypto"]);
+        let out = run_bounded(&mut build, Duration::from_secs(120));
+        let strip = || run_bounded(Command::new("strip").arg(&exe), Duration::from_secs(60));
+        if !out.status.success() || !strip().status.success() {
+            bail!(
+                "gcc -static (`cargo xtask setup bench` installs libssl-dev): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(self.openssl_codex.get_or_init(|| exe))
     }
 
     fn listening(&self, port: u16) -> bool {

@@ -207,6 +207,7 @@ fn scenarios(opts: &Options) -> Scenarios {
             tls::Client::NodeTracked,
             tls::Client::BunTracked,
             tls::Client::GoTracked,
+            tls::Client::OpensslStrippedTracked,
         ]
     } else {
         &[

@@ -1,8 +1,9 @@
 //! Scenario 4: TLS requests per second (HTTP/1.1 keep-alive, 512-byte
 //! requests, 1 KiB replies) through libssl (Python's ssl module), node's
 //! static OpenSSL and a Bun single-file executable's BoringSSL (as Claude
-//! Code's native binary is built) and Go's crypto/tls (as Crush is built),
-//! by tracked clients, with agentmon's
+//! Code's native binary is built), Go's crypto/tls (as Crush is built) and
+//! OpenSSL 3 linked statically and stripped (as Codex's release binary
+//! carries it), by tracked clients, with agentmon's
 //! uprobes attached versus no agentmon. And the cost for an untracked libssl
 //! client while an agent keeps the probes on the same library file attached.
 use std::fs;
@@ -26,6 +27,7 @@ pub enum Client {
     NodeTracked,
     BunTracked,
     GoTracked,
+    OpensslStrippedTracked,
 }
 
 pub struct Tls {
@@ -42,12 +44,15 @@ impl Client {
             Client::NodeTracked => "node/static OpenSSL, tracked (gemini-cli)",
             Client::BunTracked => "Bun executable/BoringSSL, tracked (claude-code)",
             Client::GoTracked => "Go executable/crypto/tls, tracked (crush)",
+            Client::OpensslStrippedTracked => {
+                "stripped static executable/OpenSSL 3, tracked (codex)"
+            }
         }
     }
 
     fn library(self) -> &'static str {
         match self {
-            Client::NodeTracked => "openssl-static",
+            Client::NodeTracked | Client::OpensslStrippedTracked => "openssl-static",
             Client::BunTracked => "boringssl",
             Client::GoTracked => "go",
             Client::PythonTracked | Client::PythonUntracked => "openssl",
@@ -60,6 +65,7 @@ impl Client {
             Client::NodeTracked => Some("gemini-cli"),
             Client::BunTracked => Some("claude-code"),
             Client::GoTracked => Some("crush"),
+            Client::OpensslStrippedTracked => Some("codex"),
             Client::PythonUntracked => None,
         }
     }
@@ -100,8 +106,11 @@ impl Variant for Tls {
             }
             // tls_client.js compiled in: the same client as node's row.
             Client::BunTracked => lab.client(lab.bun_claude()?, node_args(secs, &go)),
-            // tls_client.go takes tls_client.js's arguments.
+            // tls_client.go and tls_client.c take tls_client.js's arguments.
             Client::GoTracked => lab.client(lab.go_crush()?, node_args(secs, &go)),
+            Client::OpensslStrippedTracked => {
+                lab.client(lab.openssl_codex()?, node_args(secs, &go))
+            }
         };
         let client = spawn(&mut cmd);
         let lib = self.client.library();
@@ -174,7 +183,8 @@ pub fn py_args(script: &Path, secs: f64, go: &Path) -> Vec<String> {
     a
 }
 
-/// tls_client.js's arguments after the script's path, likewise.
+/// tls_client.js's arguments after the script's path, likewise (the Go and
+/// C clients take the same).
 pub fn node_args(secs: f64, go: &Path) -> Vec<String> {
     vec![
         REMOTE_V4.to_string(),

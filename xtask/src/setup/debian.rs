@@ -58,7 +58,7 @@ const PACKAGES: &[DebPackage] = &[
     deb("musl-tools", "musl-gcc", &[Test]), // a static musl client
     deb("curl", "curl", &[Test]),           // a glibc client
     deb("golang-go", "go", &[Test, Bench]), // a static, stripped Go crypto/tls client
-    deb("libssl-dev", "openssl", &[Test]),  // libssl.a: a static, stripped OpenSSL client
+    deb("libssl-dev", "openssl", &[Test, Bench]), // libssl.a: a static, stripped OpenSSL client
     deb("gnutls-bin", "gnutls-cli", &[Test]), // a GnuTLS client
     deb("prometheus", "promtool", &[Test]), // dashboards/: rule checks, a real Prometheus
     deb("prometheus-alertmanager", "amtool", &[Test]), // dashboards/: the example route
