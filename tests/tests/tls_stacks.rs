@@ -178,41 +178,25 @@ fn plaintext(
     ]
 }
 
-/// ssl_static_client.c linked statically against Debian's libssl.a and
-/// libcrypto.a (OpenSSL 3), then stripped, at `path`.
-fn static_openssl_client(path: &Path) {
+/// The test internet's C program `source` built with `flags` at `path`,
+/// with OpenSSL linked in from Debian's libssl.a and libcrypto.a (OpenSSL
+/// 3), and stripped.
+fn cc(source: &str, flags: &[&str], path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut build = Command::new("gcc");
-    build.args(["-static", "-O2", "-o"]).arg(path);
-    build.arg(Internet::script("ssl_static_client.c"));
-    build.args(["-lssl", "-lcrypto"]);
+    build.args(["-O2", "-o"]).arg(path).args(flags);
+    build.arg(Internet::script(source));
+    build.args(["-l:libssl.a", "-l:libcrypto.a"]);
     let out = run_bounded(&mut build, RUN);
     assert!(out.status.success(), "gcc: {out:?}");
     let out = run_bounded(Command::new("strip").arg(path), RUN);
     assert!(out.status.success(), "strip: {out:?}");
 }
 
-#[test]
-fn stripped_static_openssl_is_probed_through_the_names_it_records() {
-    if !require_root() {
-        return;
-    }
-    let w = world(NETPEER, "");
-    // Where Codex's release binary goes (`~/.local/bin/codex`).
-    let codex = w.lab.dir().join("home/.local/bin/codex");
-    static_openssl_client(&codex);
-    let go = go_file(&w);
-    let args = [
-        "203.0.113.20".as_ref(),
-        "443".as_ref(),
-        "api.model.test".as_ref(),
-        "/v1/responses".as_ref(),
-        "23456".as_ref(),
-        go.as_os_str(),
-    ];
-    let cmd = w.lab.client_cmd(&codex, args);
-    once_probed(&w, cmd, "codex", "openssl-static", &go);
-    let conn = &conns_seen(&w, 1)[0];
+/// The server's one connection is `codex`'s, probed in OpenSSL: exact both
+/// ways, and its request read.
+fn expect_codex_probed(w: &World) {
+    let conn = &conns_seen(w, 1)[0];
     let egress = plaintext("codex", "openssl-static", "egress");
     w.expect(
         "agentmon_tls_plaintext_bytes_total",
@@ -231,6 +215,63 @@ fn stripped_static_openssl_is_probed_through_the_names_it_records() {
         ("method", "POST"),
     ];
     w.expect("agentmon_http_requests_total", &request, 1.0);
+}
+
+/// ssl_static_client.c's arguments: one POST to the web server, once `go`
+/// exists.
+fn static_client_args(go: &Path) -> Vec<std::ffi::OsString> {
+    let args = [
+        "203.0.113.20",
+        "443",
+        "api.model.test",
+        "/v1/responses",
+        "23456",
+    ];
+    let mut out: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    out.push(go.into());
+    out
+}
+
+#[test]
+fn stripped_static_openssl_is_probed_through_the_names_it_records() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    // Where Codex's release binary goes (`~/.local/bin/codex`).
+    let codex = w.lab.dir().join("home/.local/bin/codex");
+    cc("ssl_static_client.c", &["-static"], &codex);
+    let go = go_file(&w);
+    let cmd = w.lab.client_cmd(&codex, static_client_args(&go));
+    once_probed(&w, cmd, "codex", "openssl-static", &go);
+    expect_codex_probed(&w);
+}
+
+#[test]
+fn stripped_openssl_in_an_addon_loaded_at_run_time_is_probed() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    // A native add-on with OpenSSL linked in and hidden (only its entry
+    // exported), stripped, loaded by a program at Codex's path as node
+    // loads Copilot CLI's runtime.node.
+    let addon = w.lab.dir().join("home/.local/lib/codex/runtime.node");
+    let flags = [
+        "-shared",
+        "-fPIC",
+        "-Dmain=addon_main",
+        "-Wl,--exclude-libs,ALL",
+    ];
+    cc("ssl_static_client.c", &flags, &addon);
+    let loader = w.lab.dir().join("home/.local/bin/codex");
+    cc("addon_loader.c", &[], &loader);
+    let go = go_file(&w);
+    let mut args = vec![addon.into_os_string()];
+    args.extend(static_client_args(&go));
+    let cmd = w.lab.client_cmd(&loader, args);
+    once_probed(&w, cmd, "codex", "openssl-static", &go);
+    expect_codex_probed(&w);
 }
 
 #[test]

@@ -71,7 +71,9 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> 
             uretprobes: true,
         });
     }
-    if exe != Some(path) {
+    // Else only executables, and native add-ons loaded at run time (node's
+    // `.node` files) link their TLS library in.
+    if exe != Some(path) && !name.ends_with(".node") {
         return None;
     }
     let file = std::fs::File::open(target).ok()?;
