@@ -1,7 +1,7 @@
 //! An agent's short-lived helpers get their TLS seen from their very first
 //! request: one-shot curl, python and node clients run by an agent's shell,
-//! against a server that answers the handshake after 20 ms as a remote API
-//! would. Nothing waits for agentmon: each probe must be in place before the
+//! against a server that answers the handshake after 50 ms as a remote API
+//! would (`HANDSHAKE_DELAY_MS`). Nothing waits for agentmon: each probe must be in place before the
 //! process's first `SSL_write`, which comes after its connect and the
 //! handshake. Expected sizes come from the web server's own plaintext counts.
 

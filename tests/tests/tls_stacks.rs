@@ -113,6 +113,18 @@ fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
         .find(|l| l["tool"] == "codex" && l["event"] == "close")
         .unwrap_or_else(|| panic!("no close record of codex: {lines:?}"));
     assert_eq!(line["tls_library"], "record", "{line}");
+    // And the log says once why, naming the library no probe fits.
+    let log = w.am.log_text();
+    let why: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("derived from its TLS records"))
+        .collect();
+    assert_eq!(why.len(), 1, "{log}");
+    assert!(
+        why[0].contains("tool=\"codex\"") && why[0].contains("it links rustls"),
+        "{}",
+        why[0]
+    );
 }
 
 /// The web server's connections, once `n` exist (over IPv4 or IPv6, as
@@ -340,6 +352,29 @@ fn go_crypto_tls_is_probed_exactly_through_its_function_table() {
     };
     let want = serde_json::json!([record(served[0]), record(served[1])]);
     assert_eq!(line["requests"], want, "{line}");
+}
+
+#[test]
+fn go_helpers_of_an_agents_shell_get_their_first_request_counted() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let go = go_client(&w);
+    let claude = w.as_claude(Path::new(NETPEER));
+    // Three one-shot runs, nothing waiting for agentmon: each process's
+    // probes attach from its exec event on, before its first write.
+    let one = format!("{} api.model.test 443 /v1/messages:3333", go.display());
+    w.agent_shell(&claude, &format!("set -e\n{one}\n{one}\n{one}"));
+    let conns = conns_seen(&w, 3);
+    let sent = conns.iter().map(|c| c.plain_in).sum::<u64>() as f64;
+    let received = conns.iter().map(|c| c.plain_out).sum::<u64>() as f64;
+    let egress = plaintext("claude-code", "go", "egress");
+    w.expect("agentmon_tls_plaintext_bytes_total", &egress, sent);
+    let ingress = plaintext("claude-code", "go", "ingress");
+    let m = w.expect("agentmon_tls_plaintext_bytes_total", &ingress, received);
+    let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
+    assert!(!libraries.contains("record"), "{libraries:?}");
 }
 
 #[test]

@@ -16,6 +16,8 @@ use std::{
 use monitor_common::{Conn, TOOL_PENDING, conn_flags, counter};
 use tracing::{info, warn};
 
+mod explain;
+use self::explain::TlsExplained;
 pub use self::port::KernelPort;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
@@ -58,7 +60,7 @@ pub struct State<K: KernelPort, P: ProcSource> {
     /// took up are dropped.
     resume_sweeps: u8,
     /// Programs whose unprobed TLS was explained in the log, once each.
-    unseen_tls: HashSet<String>,
+    tls_explained: TlsExplained,
 }
 
 pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
@@ -91,7 +93,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             state_file: None,
             save_failed: false,
             resume_sweeps: 0,
-            unseen_tls: HashSet::new(),
+            tls_explained: TlsExplained::default(),
         }
     }
 
@@ -228,7 +230,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             metrics,
             log,
             procs,
-            unseen_tls,
+            tls_explained,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
@@ -326,10 +328,14 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                                 .with_label_values(&[tool])
                                 .inc();
                             let uprobes = kernel.features().uprobes;
-                            explain_unseen_tls(unseen_tls, tool, &closed.conn.proc.exe, uprobes);
+                            tls_explained.unseen(tool, &closed.conn.proc.exe, uprobes);
                         }
-                        Some(TlsLib::Record) if closed.conn.framing_lost => {
-                            metrics.tls_framing_lost.with_label_values(&[tool]).inc();
+                        Some(TlsLib::Record) => {
+                            if closed.conn.framing_lost {
+                                metrics.tls_framing_lost.with_label_values(&[tool]).inc();
+                            }
+                            let uprobes = kernel.features().uprobes;
+                            tls_explained.derived(tool, &closed.conn.proc, uprobes);
                         }
                         _ => {}
                     }
@@ -637,27 +643,6 @@ fn labeler<'a>(
 
 /// Distinct programs whose unprobed TLS is explained, at most: a bound
 /// on memory and on log lines.
-const UNSEEN_TLS_EXPLAINED: usize = 256;
-
-/// Says once per program why a tool's TLS connection closed with no
-/// plaintext seen: what a user of a static agent (Codex's musl binary, a Go
-/// or rustls client) would otherwise only see as a zero.
-fn explain_unseen_tls(explained: &mut HashSet<String>, tool: &str, exe: &str, uprobes: bool) {
-    if explained.len() >= UNSEEN_TLS_EXPLAINED || !explained.insert(exe.to_owned()) {
-        return;
-    }
-    let why = if uprobes {
-        "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables, Go's crypto/tls) was found in it or in what it loaded, as for static rustls or symbol-less OpenSSL builds, and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
-    } else {
-        "agentmon runs without uprobes here (see agentmon_kernel_feature_available), and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
-    };
-    warn!(
-        tool,
-        exe,
-        "a TLS connection of this program closed with no plaintext seen: {why}; its bytes and destinations are exact, its plaintext and requests are not seen (agentmon_tls_connections_unseen_total)"
-    );
-}
-
 fn log_conn(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, conn: &ConnReport) {
     if let Err(e) = log.write_conn(event, catalog.name(conn.conn.tool), conn) {
         warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
