@@ -141,13 +141,17 @@ impl Functions<'_> {
     /// The address range of the function named `name`.
     fn find(&self, name: &str) -> Result<Option<(u64, u64)>, GoError> {
         for i in 0..self.nfunc {
-            let at = self.pcln + 8 * i;
+            let at = i
+                .checked_mul(8)
+                .and_then(|o| o.checked_add(self.pcln))
+                .ok_or_else(short)?;
             let (entry, func) = (u32_at(self.table, at), u32_at(self.table, at + 4));
             let (Some(entry), Some(func), Some(next)) = (entry, func, u32_at(self.table, at + 8))
             else {
                 return Err(short());
             };
-            let name_off = i32_at(self.table, self.pcln + func as usize + 4).ok_or_else(short)?;
+            let func_at = self.pcln.checked_add(func as usize + 4).ok_or_else(short)?;
+            let name_off = i32_at(self.table, func_at).ok_or_else(short)?;
             let name_at = usize::try_from(name_off)
                 .ok()
                 .and_then(|n| self.names.checked_add(n))
@@ -155,10 +159,11 @@ impl Functions<'_> {
             let name_bytes = self.table.get(name_at..).ok_or_else(short)?;
             let name_end = name_bytes.iter().position(|b| *b == 0).ok_or_else(short)?;
             if &name_bytes[..name_end] == name.as_bytes() {
-                return Ok(Some((
-                    self.text_start + u64::from(entry),
-                    self.text_start + u64::from(next),
-                )));
+                let at = |off: u32| self.text_start.checked_add(u64::from(off));
+                return match (at(entry), at(next)) {
+                    (Some(start), Some(end)) if start < end => Ok(Some((start, end))),
+                    _ => Err(GoError::Malformed("function extent")),
+                };
             }
         }
         Ok(None)

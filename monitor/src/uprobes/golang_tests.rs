@@ -103,3 +103,23 @@ fn every_return_instruction_is_found_and_nothing_else() {
 fn a_file_that_is_not_go_says_so() {
     assert_eq!(locate(b"not an ELF file"), Err(GoError::NotGo));
 }
+
+#[test]
+fn hostile_tables_are_refused_without_panics() {
+    // A function count far past the table, offsets at the end of memory,
+    // and a text start that would wrap: errors, never a panic.
+    let mut t = table(0xffff_fff1, u64::MAX - 0x10, &[(WRITE, 0x100)], 0x200);
+    assert_eq!(
+        functions(&t, 0).unwrap().find(WRITE),
+        Err(GoError::Malformed("function extent"))
+    );
+    t[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(functions(&t, 0).map(|f| f.find(READ)).is_ok());
+    t[64..72].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+    assert!(functions(&t, 0).unwrap().find(READ).is_err());
+    for cut in 0..t.len() {
+        if let Ok(f) = functions(&t[..cut], 0) {
+            let _ = f.find(READ);
+        }
+    }
+}

@@ -110,25 +110,31 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     };
     let read = function("ssl_read_internal")?;
     let write = function("ssl_write_internal")?;
+    // Extents from the file: outside .text (or reversed) is no body.
     let body = |(start, end): (u64, u64)| {
-        code.get((start - text_addr) as usize..(end - text_addr) as usize)
-            .unwrap_or_default()
+        let from = usize::try_from(start.checked_sub(text_addr)?).ok()?;
+        let to = usize::try_from(end.checked_sub(text_addr)?).ok()?;
+        code.get(from..to)
     };
     let ssl_read = function("SSL_read")?;
-    if calls(body(ssl_read), ssl_read.0, read.0).is_none() {
+    if body(ssl_read)
+        .and_then(|b| calls(b, ssl_read.0, read.0))
+        .is_none()
+    {
         return Err(LocateError::Unverified {
             caller: "SSL_read",
             callee: "ssl_read_internal",
         });
     }
     let ssl_write = function("SSL_write")?;
-    let Some(r8_set) = calls(body(ssl_write), ssl_write.0, write.0) else {
+    let Some(r8_set) = body(ssl_write).and_then(|b| calls(b, ssl_write.0, write.0)) else {
         return Err(LocateError::Unverified {
             caller: "SSL_write",
             callee: "ssl_write_internal",
         });
     };
     let (text_offset, _) = text.file_range().ok_or(LocateError::NotFound(".text"))?;
+    // Both lie in .text: the callers' checks found calls to them there.
     let offset = |addr: u64| addr - text_addr + text_offset;
     Ok(Found {
         read: offset(read.0),
