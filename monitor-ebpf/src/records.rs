@@ -6,9 +6,10 @@
 //! record carries its plaintext plus a content type byte and a 16-byte
 //! tag. In TLS 1.2 the overhead depends on the cipher suite, which the
 //! ServerHello names in the clear: the bodies are summed here, and user
-//! space subtracts the suite's overhead per record. The work per packet is bounded (`MAX_RECORDS` headers); a gap in
-//! the stream or a packet with more records than that ends the framing
-//! that way (`LOST`), so a figure is derived whole or not at all.
+//! space subtracts the suite's overhead per record. The work per packet is
+//! bounded (`MAX_RECORDS` headers); a gap in the stream or a packet with
+//! more records than that ends the framing that way (`LOST`), so a figure
+//! is derived whole or not at all.
 
 use aya_ebpf::programs::SkBuffContext;
 use monitor_common::{Conn, record_state as state};

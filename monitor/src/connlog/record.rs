@@ -73,7 +73,7 @@ pub struct Record<'a> {
     pub purpose: &'a str,
     /// The TLS library whose probes saw this connection's plaintext;
     /// `record`: no probe, sizes derived from TLS record framing
-    /// (`None`: its TLS is seen as metadata only).
+    /// (`None`: no plaintext size is known).
     pub tls_library: Option<&'static str>,
     pub egress_plaintext_bytes: Option<u64>,
     pub ingress_plaintext_bytes: Option<u64>,

@@ -130,7 +130,10 @@ fn resolved(name: String, path: &Path, result: Result<Checked, uprobes::ProbeErr
         ),
         Err(e) => Check::warn(
             name,
-            format!("{}: {e}: its TLS is seen as metadata only", path.display()),
+            format!(
+                "{}: {e}: its TLS 1.3 sizes come from records",
+                path.display()
+            ),
             "agentmon runs without it; for plaintext sizes and requests, use the distribution's build of this library",
         ),
     }

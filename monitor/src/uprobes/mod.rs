@@ -260,7 +260,7 @@ impl<L> TlsProbes<L> {
                     debug!(pid, file = %file.path.display(), "cannot attach TLS probes for the process: {e}");
                 }
                 Err(e) => {
-                    warn!(file = %file.path.display(), library = plan.lib.label(), "cannot attach TLS probes: {e}; this library's TLS is seen as metadata only");
+                    warn!(file = %file.path.display(), library = plan.lib.label(), "cannot attach TLS probes: {e}; this library's TLS 1.3 sizes come from records");
                     self.skip.insert(id);
                 }
             }
@@ -303,7 +303,7 @@ impl<L> TlsProbes<L> {
                 Some(resolved)
             }
             Err(e) => {
-                warn!(file = %file.path.display(), library = plan.lib.label(), "cannot probe TLS library: {e}; its TLS is seen as metadata only");
+                warn!(file = %file.path.display(), library = plan.lib.label(), "cannot probe TLS library: {e}; its TLS 1.3 sizes come from records");
                 self.skip.insert(id);
                 None
             }

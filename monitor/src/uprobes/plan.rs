@@ -105,7 +105,7 @@ fn bun_plan(map: &[u8], target: &Path) -> Option<Plan> {
             uretprobes: true,
         }),
         Err(e) => {
-            warn!(file = %target.display(), "Bun executable, but its BoringSSL was not found ({e}); its TLS is seen as metadata only");
+            warn!(file = %target.display(), "Bun executable, but its BoringSSL was not found ({e}); its TLS 1.3 sizes come from records");
             None
         }
     }

@@ -220,32 +220,16 @@ impl BenchLab {
     /// The Bun single-file executable at Claude Code's path, compiled from
     /// tls_client.js (so it runs the node row's client) the first time.
     pub fn bun_claude(&self) -> Result<&Path> {
-        if let Some(exe) = self.bun_claude.get() {
-            return Ok(exe);
-        }
         let exe = self.dir().join("bun/.local/share/claude/versions/9.9.9");
-        let bun = Path::new(crate::setup::BUN_DIR).join("bin/bun");
-        let mut build = Command::new(&bun);
+        let mut build = Command::new(Path::new(crate::setup::BUN_DIR).join("bin/bun"));
         build.args(["build", "--compile", "--outfile"]);
         build.arg(&exe).arg(self.bins.script("tls_client.js"));
-        let out = run_bounded(&mut build, Duration::from_secs(120));
-        if !out.status.success() || !exe.exists() {
-            bail!(
-                "{} build --compile (`cargo xtask setup bench` installs bun): {}{}",
-                bun.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(self.bun_claude.get_or_init(|| exe))
+        build_once(&self.bun_claude, exe, vec![build], "installs bun")
     }
 
     /// tls_client.go built static and stripped (as Go agents ship) at
     /// Crush's `go install` path, the first time.
     pub fn go_crush(&self) -> Result<&Path> {
-        if let Some(exe) = self.go_crush.get() {
-            return Ok(exe);
-        }
         let exe = self.dir().join("go/home/go/bin/crush");
         let mut build = Command::new("go");
         build.args(["build", "-ldflags=-s -w", "-o"]);
@@ -255,39 +239,25 @@ impl BenchLab {
             "GOCACHE",
             std::env::temp_dir().join("agentmon-tests-gocache"),
         );
-        let out = run_bounded(&mut build, Duration::from_secs(300));
-        if !out.status.success() || !exe.exists() {
-            bail!(
-                "go build (`cargo xtask setup bench` installs golang-go): {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(self.go_crush.get_or_init(|| exe))
+        build_once(&self.go_crush, exe, vec![build], "installs golang-go")
     }
 
     /// tls_client.c linked statically against Debian's libssl.a (OpenSSL
     /// 3) and stripped, at Codex's release binary path, the first time.
     pub fn openssl_codex(&self) -> Result<&Path> {
-        if let Some(exe) = self.openssl_codex.get() {
-            return Ok(exe);
-        }
         let exe = self.dir().join("codex/.local/bin/codex");
-        fs::create_dir_all(exe.parent().unwrap())?;
         let mut build = Command::new("gcc");
         build.args(["-static", "-O2", "-o"]).arg(&exe);
         build.arg(self.bins.script("tls_client.c"));
         build.args(["-lssl", "-lcrypto"]);
-        let out = run_bounded(&mut build, Duration::from_secs(120));
-        let strip = || run_bounded(Command::new("strip").arg(&exe), Duration::from_secs(60));
-        if !out.status.success() || !strip().status.success() {
-            bail!(
-                "gcc -static (`cargo xtask setup bench` installs libssl-dev): {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(self.openssl_codex.get_or_init(|| exe))
+        let mut strip = Command::new("strip");
+        strip.arg(&exe);
+        build_once(
+            &self.openssl_codex,
+            exe,
+            vec![build, strip],
+            "installs libssl-dev",
+        )
     }
 
     fn listening(&self, port: u16) -> bool {
@@ -387,6 +357,38 @@ pub fn run_client(cmd: &mut Command, secs: f64, what: &str) -> Result<Vec<(Strin
 /// A client started now and awaited later.
 pub fn spawn(cmd: &mut Command) -> ChildGuard {
     ChildGuard::spawn(cmd)
+}
+
+/// The client program `exe`, made by running `steps` the first time it is
+/// asked for and kept in `cell`; `hint` says what `cargo xtask setup bench`
+/// does for the tools the steps need.
+fn build_once<'a>(
+    cell: &'a OnceCell<PathBuf>,
+    exe: PathBuf,
+    steps: Vec<Command>,
+    hint: &str,
+) -> Result<&'a Path> {
+    if let Some(exe) = cell.get() {
+        return Ok(exe);
+    }
+    if let Some(dir) = exe.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    for mut step in steps {
+        let out = run_bounded(&mut step, Duration::from_secs(300));
+        if !out.status.success() {
+            bail!(
+                "{} failed (`cargo xtask setup bench` {hint}): {}{}",
+                step.get_program().to_string_lossy(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    if !exe.exists() {
+        bail!("{} was not built", exe.display());
+    }
+    Ok(cell.get_or_init(|| exe))
 }
 
 #[cfg(test)]
