@@ -371,6 +371,7 @@ pub mod kind {
     pub const CONN_CLOSE: u32 = 5;
     pub const UDP_FLOW: u32 = 6;
     pub const PAYLOAD: u32 = 7;
+    pub const POLICY_BLOCK: u32 = 8;
 }
 
 /// First bytes of every event.
@@ -444,6 +445,55 @@ pub struct UdpFlowEvent {
 }
 const _: () = assert!(size_of::<UdpFlowEvent>() == 16 + 24 + 8);
 
+/// Key of `POLICY_NETS`, an LPM trie: the networks a tool's policy denies.
+/// The prefix length counts the 32 bits of `tool` plus the address's
+/// (IPv4 as IPv4-mapped IPv6: 96 + its prefix).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyNet {
+    pub tool: u32,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PolicyNet>() == 20);
+
+/// Key of `POLICY_HOSTS`: an address a tree resolved from a name its
+/// tool's policy denies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PolicyHost {
+    pub root_tgid: u32,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PolicyHost>() == 20);
+
+/// Value of `POLICY_NETS` and `POLICY_HOSTS`: which rule denies, and on
+/// which remote ports (0: every port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyDeny {
+    /// Index into the daemon's table of rule labels.
+    pub rule: u32,
+    pub ports: [u16; POLICY_PORTS],
+}
+pub const POLICY_PORTS: usize = 6;
+const _: () = assert!(size_of::<PolicyDeny>() == 16);
+
+/// A connect() or sendmsg() the policy refused (`header.tgid` the caller).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PolicyBlockEvent {
+    pub header: EventHeader,
+    pub rule: u32,
+    pub family: u16,
+    pub port: u16,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub proto: u16,
+    pub _pad: [u8; 6],
+    /// IPv4 as IPv4-mapped IPv6.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<PolicyBlockEvent>() == 16 + 16 + 16);
+
 /// Offsets of tracepoint fields, read by the daemon from tracefs `format`
 /// files at load time and handed to the programs as a global, because they
 /// move between kernel versions.
@@ -476,4 +526,7 @@ mod pod {
     unsafe impl aya::Pod for TpOffsets {}
     unsafe impl aya::Pod for SockOwner {}
     unsafe impl aya::Pod for TlsCall {}
+    unsafe impl aya::Pod for PolicyNet {}
+    unsafe impl aya::Pod for PolicyHost {}
+    unsafe impl aya::Pod for PolicyDeny {}
 }

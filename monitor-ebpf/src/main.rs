@@ -21,6 +21,7 @@ mod maps;
 mod owner;
 mod packets;
 mod payload;
+mod policy;
 mod process;
 mod records;
 mod sockops;

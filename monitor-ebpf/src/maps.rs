@@ -7,10 +7,11 @@ use aya_ebpf::{
     },
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::{btf_map, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    Conn, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked, UdpFlow, UdpKey, counter, setting,
+    Conn, PolicyDeny, PolicyHost, PolicyNet, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked,
+    UdpFlow, UdpKey, counter, setting,
 };
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
@@ -118,6 +119,20 @@ pub static TLS_HEADS: LruHashMap<u64, TlsHead> = LruHashMap::with_max_entries(1_
 /// Per-CPU scratch space to build a [`TlsHead`] (too large for the stack).
 #[map]
 pub static TLS_HEAD_SCRATCH: PerCpuArray<TlsHead> = PerCpuArray::with_max_entries(1, 0);
+
+/// Tools whose policy is enforced (1), by tool index (`policy.rs`).
+#[map]
+pub static POLICY_TOOLS: Array<u32> = Array::with_max_entries(1_024, 0);
+
+/// Networks each enforced tool's policy denies (`policy.rs`). Not pinned
+/// (the daemon fills it at every start).
+#[map]
+pub static POLICY_NETS: LpmTrie<PolicyNet, PolicyDeny> = LpmTrie::with_max_entries(65_536, 0);
+
+/// Addresses each tree resolved from names its policy denies.
+#[map]
+pub static POLICY_HOSTS: LruHashMap<PolicyHost, PolicyDeny> =
+    LruHashMap::with_max_entries(16_384, 0);
 
 /// Discrete events for user space.
 #[map]

@@ -49,6 +49,7 @@ use crate::connlog::{LogConfig, LogTable};
 use crate::dest::{self, DestConfig, PathCatalog};
 use crate::geoip::GeoipConfig;
 use crate::origin::Origin;
+use crate::policy::{Policy, PolicyConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
 /// Where the package installs the config, and the systemd unit reads it.
@@ -77,6 +78,9 @@ pub struct Config {
     pub geoip: GeoipConfig,
     #[serde(default)]
     pub dest: DestConfig,
+    /// `[policy]`: which destinations each tool may reach (`policy`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -101,6 +105,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             geoip: GeoipConfig::default(),
             dest: DestConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct Loaded {
     pub dest: dest::Catalog,
     /// The path catalog: built-in entries plus `[[dest.path]]`.
     pub paths: PathCatalog,
+    /// The egress policy (empty: nothing is judged).
+    pub policy: Policy,
 }
 
 impl Loaded {
@@ -126,6 +133,7 @@ impl Loaded {
             agents: agents::Catalog::builtin(),
             dest: dest::Catalog::builtin(),
             paths: PathCatalog::builtin(),
+            policy: Policy::default(),
         }
     }
 }
@@ -231,11 +239,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         .map_err(|e| at(e.origin(), format!("[[dest.path]]: {e}")))?;
     let agents =
         agents::Catalog::with_config(&config.agents).map_err(|e| at(e.origin(), e.to_string()))?;
+    let tools: Vec<&str> = agents.names().collect();
+    let policy = config
+        .policy
+        .build(&tools)
+        .map_err(|(offset, message)| invalid(offset, message))?;
     Ok(Loaded {
         config,
         agents,
         dest,
         paths,
+        policy,
     })
 }
 
@@ -329,7 +343,7 @@ rules = [
     fn unknown_keys_point_at_the_key() {
         assert_eq!(
             err("listen = \"127.0.0.1:9977\"\n\nlissten = \"x\"\n"),
-            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`"
+            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`, `policy`"
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),

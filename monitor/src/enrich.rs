@@ -34,12 +34,18 @@ pub struct Enricher {
 }
 
 /// What labelling a connection also produced.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Labelled {
     /// The tool's `dest` cap turned this name into `other`.
     pub overflow: bool,
     /// The tool's network cap turned its country and ASN into `other`.
     pub network_overflow: bool,
+    /// The country and AS of the address, whatever the caps made of the
+    /// labels: what the policy judges.
+    pub country: String,
+    pub asn: Option<u32>,
+    /// The purpose of the destination's catalog entry (`other` if none).
+    pub purpose: &'static str,
 }
 
 impl Enricher {
@@ -70,7 +76,13 @@ impl Enricher {
 
     /// A DNS answer received by the tree `root` (`tcp`: read from a TCP
     /// stream, length-prefixed). Returns the A/AAAA bindings it carried.
-    pub fn on_dns(&mut self, root: u32, data: &[u8], tcp: bool, now: Instant) -> usize {
+    pub fn on_dns(
+        &mut self,
+        root: u32,
+        data: &[u8],
+        tcp: bool,
+        now: Instant,
+    ) -> Vec<dest::Binding> {
         let bindings = if tcp {
             parse_tcp_read(data)
         } else {
@@ -79,7 +91,12 @@ impl Enricher {
         for binding in &bindings {
             self.bindings.insert(root, binding, now);
         }
-        bindings.len()
+        bindings
+    }
+
+    /// The purpose the catalog gives `host`.
+    pub fn purpose_of(&self, host: &Hostname) -> &'static str {
+        self.catalog.classify(host).purpose.label()
     }
 
     /// Reads the first bytes a client sent: a TLS ClientHello (SNI, ALPN) or
@@ -139,6 +156,9 @@ impl Enricher {
             Labelled {
                 overflow: admitted.overflow,
                 network_overflow,
+                country: geo.country,
+                asn: geo.asn,
+                purpose: classified.purpose.label(),
             },
         )
     }

@@ -3,8 +3,8 @@
 use std::{mem::size_of, ptr::read_unaligned};
 
 use monitor_common::{
-    Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, PayloadEvent, UdpFlowEvent, UdpKey, kind,
-    payload_kind,
+    AF_INET6, Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, IPPROTO_UDP, PayloadEvent,
+    PolicyBlockEvent, UdpFlowEvent, UdpKey, kind, payload_kind,
 };
 
 /// What a payload event holds (`monitor_common::payload_kind`).
@@ -66,6 +66,14 @@ pub enum Event {
         /// See `PayloadEvent::marks`.
         marks: [u64; 2],
         data: Vec<u8>,
+    },
+    /// The policy refused a connect() (or a sendmsg(), `udp`) of `tgid`.
+    PolicyBlock {
+        tgid: u32,
+        /// Index into the rule labels of the policy in force.
+        rule: u32,
+        remote: std::net::SocketAddr,
+        udp: bool,
     },
 }
 
@@ -129,6 +137,17 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 kind: PayloadKind::from_wire(e.kind)?,
                 marks: e.marks,
                 data: e.data[..len].to_vec(),
+            }
+        }
+        kind::POLICY_BLOCK => {
+            let e: PolicyBlockEvent = read(bytes)?;
+            // The kernel writes IPv4 as IPv4-mapped IPv6; this makes it IPv4.
+            let ip = crate::traffic::ip(AF_INET6, &e.addr);
+            Event::PolicyBlock {
+                tgid: header.tgid,
+                rule: e.rule,
+                remote: std::net::SocketAddr::new(ip, e.port),
+                udp: e.proto == IPPROTO_UDP,
             }
         }
         _ => return None,

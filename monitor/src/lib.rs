@@ -30,6 +30,7 @@ pub mod logging;
 pub mod lookup;
 pub mod metrics;
 pub mod origin;
+pub mod policy;
 pub mod procfs;
 pub mod release;
 pub mod requests;

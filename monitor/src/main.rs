@@ -59,6 +59,12 @@ enum Command {
     /// catalog entry behind them, country, network, anycast), from the
     /// config's catalog and GeoIP databases. Looks up, never connects.
     Lookup(LookupArgs),
+    /// The egress policy: learn one from the connection log, or check a log
+    /// against one.
+    Policy {
+        #[command(subcommand)]
+        command: monitor::policy::cli::PolicyCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -122,7 +128,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A command that prints its answer keeps the log to what went wrong.
     logging::init(match cli.command {
-        Command::Lookup(_) => tracing::Level::WARN,
+        Command::Lookup(_) | Command::Policy { .. } => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     });
     let result = match cli.command {
@@ -132,6 +138,11 @@ fn main() -> ExitCode {
             .with_context(|| format!("cannot remove {}", pin_dir.display())),
         Command::Doctor(args) => return doctor(&args),
         Command::Lookup(args) => lookup(&args),
+        Command::Policy { command } => match monitor::policy::cli::run(&command) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +262,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         agents: catalog,
         dest: dest_catalog,
         paths,
+        policy,
     } = source.load()?;
     // Bind first: a taken port is the quickest thing to report.
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
@@ -298,6 +310,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let ring = kernel.take_events().context("ring buffer already taken")?;
     let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
     state.scan();
+    state.set_policy(policy);
     if args.state_dir != std::path::Path::new("none") {
         state.resume(StateFile::new(&args.state_dir));
     }

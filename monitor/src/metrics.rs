@@ -51,6 +51,8 @@ pub struct Metrics {
     pub kernel_features: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub geoip_built: IntGaugeVec,
+    pub policy_violations: IntCounterVec,
+    pub policy_enforced: IntGaugeVec,
 }
 
 impl Metrics {
@@ -204,6 +206,16 @@ impl Metrics {
             "When the GeoIP database in use was built (its metadata's build_epoch), per database; absent while none is loaded.",
             &["database"],
         )?;
+        let policy_violations = counter_vec(
+            "agentmon_policy_violations_total",
+            "Connections (and refused connects) of the tool that its egress policy does not allow: rule is the rule that decided (its name, <tool>:deny:<n>, or <tool>:default for a destination no rule allows). Details in the violations log.",
+            &["tool", "dest", "rule"],
+        )?;
+        let policy_enforced = gauge_vec(
+            "agentmon_policy_enforced",
+            "1 when the tool's policy has enforce = true and the kernel refuses its denied connects; 0 when enforcement was asked for but is not in effect (see the log).",
+            &["tool"],
+        )?;
         // The daemon's own CPU, memory and file descriptors (process_*).
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -233,6 +245,8 @@ impl Metrics {
             kernel_features,
             build_info,
             geoip_built,
+            policy_violations,
+            policy_enforced,
         })
     }
 
@@ -258,6 +272,7 @@ impl Metrics {
             &self.tls_unseen_connections,
             &self.tls_framing_lost,
             &self.kernel_map_full,
+            &self.policy_violations,
         ];
         let single = vec![
             &self.events_lost,

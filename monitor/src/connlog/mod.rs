@@ -11,10 +11,9 @@ mod users;
 
 use std::{io, path::Path, time::Duration};
 
-use self::file::LogFile;
 pub use self::{
     config::{DEFAULT_INTERIM, LogConfig, LogTable, Rotation},
-    file::{MODE, rotated},
+    file::{LogFile, MODE, rotated},
     record::{Event, Record, SCHEMA_VERSION},
     users::Users,
 };

@@ -4,7 +4,6 @@
 use std::{
     collections::BTreeSet,
     fs,
-    net::SocketAddr,
     os::unix::fs::PermissionsExt as _,
     path::Path,
     time::{Duration, SystemTime},
@@ -15,10 +14,9 @@ use serde_json::Value;
 
 use super::{file::LogFile, *};
 use crate::{
-    agents::ToolId,
     clock::{fake::FakeClocks, rfc3339},
     traffic::{
-        Dest, Names, Traffic,
+        Dest, Names, Subject, Traffic,
         fakes::{self, FakeKernel, Totals},
     },
     tree::Proc,
@@ -27,7 +25,7 @@ use crate::{
 const HOUR: Duration = Duration::from_secs(3600);
 const SOCK: u64 = 4099;
 
-fn label(_: ToolId, _: u32, _: &SocketAddr, names: &mut Names) -> Dest {
+fn label(_: &Subject<'_>, names: &mut Names) -> Dest {
     names.dns_name = Some("api.model.test".into());
     names.host = names.dns_name.clone();
     Dest {

@@ -1,6 +1,7 @@
 //! The daemon's state: applies kernel events to the process trees and the
 //! traffic totals, and refreshes the metrics at scrape time.
 
+mod policy;
 mod port;
 mod probes;
 #[cfg(test)]
@@ -8,7 +9,6 @@ mod tests;
 
 use std::{
     collections::{HashMap, HashSet},
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,10 +18,11 @@ use tracing::{info, warn};
 
 mod explain;
 use self::explain::TlsExplained;
+use self::policy::PolicyState;
 pub use self::port::KernelPort;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
-    agents::{Catalog, ToolId},
+    agents::Catalog,
     clock::monotonic_ns,
     config::{Config, Loaded},
     connlog::{ConnLog, Event as LogEvent},
@@ -30,9 +31,10 @@ use crate::{
     exporter::Scrape,
     geoip::GeoIp,
     metrics::Metrics,
+    policy::Policy,
     procfs::ProcSource,
     saved::{self, Saved, StateFile},
-    traffic::{ConnReport, Dest, FlowReport, Names, Traffic},
+    traffic::{ConnReport, Dest, FlowReport, Names, Subject, Traffic},
     tree::Tree,
     uprobes::{TlsLib, TlsProbes},
 };
@@ -61,6 +63,8 @@ pub struct State<K: KernelPort, P: ProcSource> {
     resume_sweeps: u8,
     /// Programs whose unprobed TLS was explained in the log, once each.
     tls_explained: TlsExplained,
+    /// The egress policy, its violations log and its kernel side.
+    policy: PolicyState,
 }
 
 pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
@@ -94,7 +98,20 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             save_failed: false,
             resume_sweeps: 0,
             tls_explained: TlsExplained::default(),
+            policy: PolicyState::default(),
         }
+    }
+
+    /// Puts `policy` in force (at start; a reload goes through
+    /// [`State::reload`]).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy.replace(policy);
+        self.policy.apply(
+            self.kernel.enforcement(),
+            &self.catalog,
+            &self.enricher.geoip,
+            &self.metrics,
+        );
     }
 
     /// Continues from the previous run's saved state in `file` (if any), and
@@ -231,6 +248,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             log,
             procs,
             tls_explained,
+            policy,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
@@ -290,7 +308,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                     sock,
                     &conn,
                     ktime_ns,
-                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut labeler(enricher, metrics, catalog, policy, tree, now),
                     &mut counters,
                 );
                 // Its open event was lost: count it whole now. Its process
@@ -313,7 +331,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         sock,
                         &conn,
                         ktime_ns,
-                        &mut labeler(enricher, metrics, catalog, now),
+                        &mut labeler(enricher, metrics, catalog, policy, tree, now),
                         &mut counters,
                     );
                 }
@@ -354,7 +372,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 PayloadKind::FirstBytes => traffic.named(
                     sock,
                     |names| Enricher::read_first_bytes(&data, names),
-                    &mut labeler(enricher, metrics, catalog, now),
+                    &mut labeler(enricher, metrics, catalog, policy, tree, now),
                     &mut counters,
                 ),
                 PayloadKind::Dns => {
@@ -364,11 +382,13 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         metrics
                             .dns_answers
                             .with_label_values(&[catalog.name(proc.tool)])
-                            .inc_by(answers as u64);
+                            .inc_by(answers.len() as u64);
+                        let tool = catalog.name(proc.tool);
+                        policy.on_dns(kernel.enforcement(), tool, proc.root, &answers, enricher);
                     }
                 }
                 PayloadKind::TlsRequest => {
-                    let mut label = labeler(enricher, metrics, catalog, now);
+                    let mut label = labeler(enricher, metrics, catalog, policy, tree, now);
                     let settled = traffic.settle(sock, &mut label, &mut counters);
                     drop(label);
                     let Some(host) = settled else {
@@ -384,13 +404,19 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                         key,
                         proc,
                         inbound,
-                        &mut labeler(enricher, metrics, catalog, now),
+                        &mut labeler(enricher, metrics, catalog, policy, tree, now),
                         &mut counters,
                     );
                     probe_tls(tls, kernel, tree, procs, key.tgid);
                 }
                 None => kernel.forget_flow(&key),
             },
+            Event::PolicyBlock {
+                tgid,
+                rule,
+                remote,
+                udp,
+            } => policy.blocked(tgid, rule, remote, udp, tree, enricher, catalog, metrics),
         }
     }
 
@@ -404,6 +430,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             traffic,
             metrics,
             log,
+            policy,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
@@ -411,7 +438,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             kernel.counters(),
             monotonic_ns(),
             |tgid| tree.get(tgid),
-            &mut labeler(enricher, metrics, catalog, Instant::now()),
+            &mut labeler(enricher, metrics, catalog, policy, tree, Instant::now()),
             &mut counters,
         );
         if let Some(log) = log {
@@ -471,6 +498,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             agents,
             dest,
             paths,
+            policy,
         } = loaded;
         let keeps_ids = agents.len() >= self.catalog.len()
             && self
@@ -501,10 +529,19 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         if config.log != running.log {
             warn!("new [log] settings take a restart of agentmon; SIGHUP reopens the same log");
         }
+        // After the GeoIP swap: countries and ASNs are expanded from it.
+        self.policy.replace(policy);
+        self.policy.apply(
+            self.kernel.enforcement(),
+            &self.catalog,
+            &self.enricher.geoip,
+            &self.metrics,
+        );
         info!(tools = self.catalog.len(), "config reloaded");
     }
 
     pub fn reopen_logs(&mut self) {
+        self.policy.reopen();
         if let Some(log) = &mut self.log {
             match log.reopen() {
                 Ok(()) => info!(path = %log.path().display(), "reopened the connection log"),
@@ -616,15 +653,20 @@ where
 }
 
 /// The labeler the traffic module calls when a connection's labels are
-/// decided: enrichment, plus the overflow counter when the cap bites.
+/// decided: enrichment, the overflow counter when the cap bites, and the
+/// policy's verdict.
 fn labeler<'a>(
     enricher: &'a mut Enricher,
     metrics: &'a Metrics,
     catalog: &'a Catalog,
+    policy: &'a mut PolicyState,
+    tree: &'a Tree,
     now: Instant,
-) -> impl FnMut(ToolId, u32, &SocketAddr, &mut Names) -> Dest + 'a {
-    move |tool, root, remote, names| {
-        let (dest, labelled) = enricher.label(tool, root, remote, names, now);
+) -> impl FnMut(&Subject<'_>, &mut Names) -> Dest + 'a {
+    move |subject, names| {
+        let tool = subject.proc.tool;
+        let (dest, labelled) = enricher.label(tool, subject.proc.root, &subject.remote, names, now);
+        policy.labelled(subject, names, &dest, &labelled, tree, catalog, metrics);
         if labelled.overflow {
             metrics
                 .dest_overflow

@@ -5,7 +5,7 @@ use monitor_common::{Conn, UdpKey};
 
 use crate::{
     agents::ToolId,
-    kernel::{Features, adopt::Adopted, adopt::Summary},
+    kernel::{Features, adopt::Adopted, adopt::Summary, enforce::Enforcement},
     traffic::KernelCounters,
     tree::TrackedMap,
     uprobes::Attacher,
@@ -46,4 +46,8 @@ pub trait KernelPort {
     }
     /// A clean stop: takes the pinned hooks off (see `kernel/pins.rs`).
     fn release_hooks(&mut self) {}
+    /// Policy enforcement, where the kernel side exists.
+    fn enforcement(&mut self) -> Option<&mut dyn Enforcement> {
+        None
+    }
 }

@@ -13,6 +13,7 @@ use monitor_common::{
 
 use super::*;
 use crate::{
+    agents::ToolId,
     dest::{BUILTIN_CATALOG, BUILTIN_PATHS, Catalog as DestCatalog, PathCatalog},
     geoip::GeoIp,
     kernel::{

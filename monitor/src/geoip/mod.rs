@@ -244,6 +244,52 @@ impl GeoIp {
         }
     }
 
+    /// The networks of `country` (upper case) and of AS `asn`, as far as
+    /// the databases know them, at most `limit` (then `Err` with how many
+    /// were found so far): what enforcement needs to refuse a country or a
+    /// network by address. Read from the file meant for the condition
+    /// (the ASN file for `asn`), each network checked with [`GeoIp::lookup`]
+    /// for the other condition.
+    pub fn networks(
+        &self,
+        country: Option<&str>,
+        asn: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<ipnetwork::IpNetwork>, usize> {
+        let slots = if asn.is_some() {
+            [&self.asn, &self.country]
+        } else {
+            [&self.country, &self.asn]
+        };
+        let Some(reader) = slots.iter().find_map(|s| s.reader.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let Ok(within) = reader.networks(maxminddb::WithinOptions::default()) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        for item in within.flatten() {
+            let (Some(fields), Ok(net)) = (Fields::from_result(&item), item.network()) else {
+                continue;
+            };
+            let geo = || self.lookup(net.ip());
+            let country_ok = country.is_none_or(|c| {
+                fields
+                    .country
+                    .map_or_else(|| geo().country == c, |f| f.to_string() == c)
+            });
+            let asn_ok =
+                asn.is_none_or(|a| fields.asn.map_or_else(|| geo().asn == Some(a), |f| f == a));
+            if country_ok && asn_ok {
+                if found.len() == limit {
+                    return Err(found.len());
+                }
+                found.push(net);
+            }
+        }
+        Ok(found)
+    }
+
     /// The `build_epoch` (Unix seconds) in the metadata of the `kind`
     /// database in use; `None` while none is loaded.
     pub fn build_epoch(&self, kind: Kind) -> Option<u64> {
@@ -380,7 +426,10 @@ impl Fields {
     /// `None` when the address is not in the database or its record does not
     /// decode (a damaged file: the lookup says `unknown`, never panics).
     fn of(reader: &Reader<Vec<u8>>, ip: IpAddr) -> Option<Fields> {
-        let found = reader.lookup(ip).ok()?;
+        Fields::from_result(&reader.lookup(ip).ok()?)
+    }
+
+    fn from_result(found: &maxminddb::LookupResult<'_, Vec<u8>>) -> Option<Fields> {
         if !found.has_data() {
             return None;
         }

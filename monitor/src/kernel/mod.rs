@@ -5,6 +5,7 @@ pub mod tracefs;
 
 pub mod adopt;
 mod closer;
+pub mod enforce;
 pub mod features;
 pub mod pins;
 mod port;
@@ -172,6 +173,8 @@ pub struct Kernel {
     detached: Vec<UProbeLink>,
     closer: LinkCloser,
     pins: Option<Pins>,
+    /// Policy enforcement's hooks and maps; the error if they did not load.
+    enforcer: Result<enforce::Enforcer, String>,
 }
 
 impl Kernel {
@@ -225,6 +228,8 @@ impl Kernel {
             tls_tie,
             uprobes,
         };
+        let enforcer =
+            enforce::Enforcer::load(&mut ebpf, pre.cgroup2.clone()).map_err(|e| e.to_string());
         let mut settings: Array<MapData, u32> = take_map(&mut ebpf, "SETTINGS")?;
         settings
             .set(setting::TLS_TIE, u32::from(tls_tie), 0)
@@ -250,6 +255,7 @@ impl Kernel {
             detached: Vec::new(),
             closer: LinkCloser::new(),
             pins,
+            enforcer,
             ebpf,
         })
     }
@@ -340,6 +346,46 @@ impl Kernel {
     pub fn finish_detaching(&mut self) {
         self.close_detached();
         self.closer.finish();
+    }
+}
+
+impl enforce::Enforcement for Kernel {
+    fn hooks(&mut self, on: bool) -> Result<(), String> {
+        match &mut self.enforcer {
+            Ok(enforcer) => enforcer.hooks(&mut self.ebpf, on),
+            Err(e) if on => Err(format!(
+                "the kernel refused the policy's connect hooks: {e}"
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn set(
+        &mut self,
+        tools: &[crate::agents::ToolId],
+        nets: &[(
+            crate::agents::ToolId,
+            ipnetwork::IpNetwork,
+            monitor_common::PolicyDeny,
+        )],
+    ) -> Result<(), String> {
+        match &mut self.enforcer {
+            Ok(enforcer) => enforcer.set(tools, nets),
+            Err(_) if tools.is_empty() => Ok(()),
+            Err(e) => Err(format!("the kernel refused the policy's maps: {e}")),
+        }
+    }
+
+    fn deny_host(&mut self, root: u32, ip: std::net::IpAddr, deny: monitor_common::PolicyDeny) {
+        if let Ok(enforcer) = &mut self.enforcer {
+            enforcer.deny_host(root, ip, deny);
+        }
+    }
+
+    fn allow_host(&mut self, root: u32, ip: std::net::IpAddr) {
+        if let Ok(enforcer) = &mut self.enforcer {
+            enforcer.allow_host(root, ip);
+        }
     }
 }
 
@@ -469,8 +515,9 @@ fn map_shapes() -> Result<Vec<(String, Shape)>, LoadError> {
     let mut shapes: Vec<(String, Shape)> = object
         .maps
         .iter()
-        // `.rodata`, `.bss` and `.data` hold load-time globals.
-        .filter(|(name, _)| !name.starts_with('.'))
+        // `.rodata`, `.bss` and `.data` hold load-time globals; the policy's
+        // maps are filled afresh at every start (`enforce.rs`).
+        .filter(|(name, _)| !name.starts_with('.') && !name.starts_with("POLICY_"))
         .map(|(name, map)| {
             let shape = Shape {
                 key_size: map.key_size(),

@@ -79,6 +79,9 @@ impl KernelPort for Kernel {
     fn release_hooks(&mut self) {
         Kernel::release_hooks(self);
     }
+    fn enforcement(&mut self) -> Option<&mut dyn crate::kernel::enforce::Enforcement> {
+        Some(self)
+    }
     fn features(&self) -> Features {
         self.features
     }

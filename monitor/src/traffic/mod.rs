@@ -118,10 +118,24 @@ fn size_request(tool: ToolId, done: Option<RequestRecord>, counters: &mut dyn Co
     }
 }
 
-/// Decides a connection's labels from what is known of it.
-/// Arguments: the tool, the root of the process tree (whose DNS answers
-/// name the address), the remote address, and the names seen so far.
-pub type Labeler<'a> = dyn FnMut(ToolId, u32, &SocketAddr, &mut Names) -> Dest + 'a;
+/// What a labeler is told of the connection or flow it labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub pid: u32,
+    /// Its process: the tool, and the root of the tree (whose DNS answers
+    /// name the address).
+    pub proc: &'a Proc,
+    pub proto: Proto,
+    pub remote: SocketAddr,
+    /// The socket cookie of a TCP connection.
+    pub sock: Option<u64>,
+    /// Bytes sent and received so far.
+    pub bytes: (u64, u64),
+}
+
+/// Decides a connection's labels from what is known of it and the names
+/// seen so far.
+pub type Labeler<'a> = dyn FnMut(&Subject<'_>, &mut Names) -> Dest + 'a;
 
 /// Read access to the kernel's counter maps.
 pub trait KernelCounters {
@@ -310,9 +324,17 @@ pub fn ip(family: u16, addr: &[u8; 16]) -> IpAddr {
 
 impl OpenConn {
     /// Decides the labels (once) and counts the connection.
-    fn settle(&mut self, label: &mut Labeler<'_>, counters: &mut dyn Counters) {
+    fn settle(&mut self, sock: u64, label: &mut Labeler<'_>, counters: &mut dyn Counters) {
         if self.dest.is_none() {
-            let dest = label(self.tool, self.proc.root, &self.remote, &mut self.names);
+            let subject = Subject {
+                pid: self.pid,
+                proc: &self.proc,
+                proto: Proto::Tcp,
+                remote: self.remote,
+                sock: Some(sock),
+                bytes: self.seen,
+            };
+            let dest = label(&subject, &mut self.names);
             counters.connection(self.tool, Proto::Tcp, self.direction, &dest);
             self.dest = Some(dest);
         }
@@ -567,7 +589,7 @@ impl Traffic {
                 return;
             }
             name(&mut open.names);
-            open.settle(label, counters);
+            open.settle(sock, label, counters);
             // A plain HTTP request named it: that is a request too.
             if let (Some(method), Some(dest)) = (open.names.http_method, &open.dest) {
                 counters.http_request(open.tool, dest, method, dest.purpose);
@@ -584,7 +606,7 @@ impl Traffic {
         counters: &mut dyn Counters,
     ) -> Option<Option<String>> {
         let open = self.conns.get_mut(&sock)?;
-        open.settle(label, counters);
+        open.settle(sock, label, counters);
         Some(open.names.host.clone())
     }
 
@@ -621,7 +643,7 @@ impl Traffic {
     ) -> Option<ConnReport> {
         let mut open = self.conns.remove(&sock)?;
         open.update(conn);
-        open.settle(label, counters);
+        open.settle(sock, label, counters);
         // Request marks are the probes' counts: so is their end.
         let done = open.requests.end([open.probe_seen.0, open.probe_seen.1]);
         size_request(open.tool, done, counters);
@@ -659,7 +681,15 @@ impl Traffic {
             }
             None => {
                 let remote = SocketAddr::new(ip(key.family, &key.raddr), key.rport);
-                let dest = label(proc.tool, proc.root, &remote, &mut names);
+                let subject = Subject {
+                    pid: key.tgid,
+                    proc,
+                    proto: Proto::Udp,
+                    remote,
+                    sock: None,
+                    bytes: (0, 0),
+                };
+                let dest = label(&subject, &mut names);
                 counters.connection(proc.tool, Proto::Udp, direction, &dest);
                 (dest, UdpFlow::default())
             }
@@ -724,7 +754,7 @@ impl Traffic {
                 open.update(&conn);
             }
             if open.dest.is_some() || now_ns.saturating_sub(open.start_ns) > SETTLE_NS {
-                open.settle(label, counters);
+                open.settle(*sock, label, counters);
             }
         }
         for (key, flow) in kernel.flows() {

@@ -14,7 +14,7 @@ fn proc(tool: ToolId) -> Proc {
 }
 
 /// Labels a connection by its SNI, else `ip`.
-fn by_sni(_tool: ToolId, _root: u32, _remote: &SocketAddr, names: &mut Names) -> Dest {
+fn by_sni(_subject: &Subject<'_>, names: &mut Names) -> Dest {
     Dest {
         name: names.sni.clone().unwrap_or_else(|| "ip".into()),
         country: "US".into(),

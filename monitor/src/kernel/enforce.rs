@@ -1,0 +1,174 @@
+//! Policy enforcement's kernel side (`monitor-ebpf/src/policy.rs`): the
+//! maps that say which tools are enforced and what they may not reach, and
+//! the connect/sendmsg hooks, attached only while some tool is enforced.
+//! Neither maps nor links are pinned: a stopped (or crashed) agentmon
+//! enforces nothing.
+
+use std::{fs::File, net::IpAddr, path::PathBuf};
+
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, MapData,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{CgroupAttachMode, CgroupSockAddr, cgroup_sock_addr::CgroupSockAddrLinkId},
+};
+use ipnetwork::IpNetwork;
+use monitor_common::{PolicyDeny, PolicyHost, PolicyNet};
+
+use super::{LoadError, program, refused, take_map};
+use crate::agents::ToolId;
+
+pub const PROGRAMS: [&str; 4] = [
+    "policy_connect4",
+    "policy_connect6",
+    "policy_sendmsg4",
+    "policy_sendmsg6",
+];
+
+/// What the daemon's policy needs of the kernel (a fake in tests).
+pub trait Enforcement {
+    /// Attaches the hooks (`on`) or takes them off.
+    fn hooks(&mut self, on: bool) -> Result<(), String>;
+    /// Replaces the enforced tools and their denied networks.
+    fn set(
+        &mut self,
+        tools: &[ToolId],
+        nets: &[(ToolId, IpNetwork, PolicyDeny)],
+    ) -> Result<(), String>;
+    /// Denies `ip` to the tree of `root` (it resolved a denied name).
+    fn deny_host(&mut self, root: u32, ip: IpAddr, deny: PolicyDeny);
+    /// Takes such a denial off (the tree resolved an allowed name to `ip`).
+    fn allow_host(&mut self, root: u32, ip: IpAddr);
+}
+
+pub struct Enforcer {
+    tools: Array<MapData, u32>,
+    nets: LpmTrie<MapData, PolicyNet, PolicyDeny>,
+    hosts: HashMap<MapData, PolicyHost, PolicyDeny>,
+    cgroup2: PathBuf,
+    links: Vec<(&'static str, CgroupSockAddrLinkId)>,
+    /// What `set` wrote last, to take it out again.
+    on: Vec<ToolId>,
+    keys: Vec<Key<PolicyNet>>,
+}
+
+impl Enforcer {
+    /// Loads the hooks (without attaching them) and takes the maps.
+    pub fn load(ebpf: &mut Ebpf, cgroup2: PathBuf) -> Result<Enforcer, LoadError> {
+        for name in PROGRAMS {
+            let hook: &mut CgroupSockAddr = program(ebpf, name)?;
+            hook.load().map_err(|e| refused(name, &e))?;
+        }
+        Ok(Enforcer {
+            tools: take_map(ebpf, "POLICY_TOOLS")?,
+            nets: take_map(ebpf, "POLICY_NETS")?,
+            hosts: take_map(ebpf, "POLICY_HOSTS")?,
+            cgroup2,
+            links: Vec::new(),
+            on: Vec::new(),
+            keys: Vec::new(),
+        })
+    }
+
+    pub fn hooks(&mut self, ebpf: &mut Ebpf, on: bool) -> Result<(), String> {
+        if on == !self.links.is_empty() {
+            return Ok(());
+        }
+        if !on {
+            for (name, link) in self.links.drain(..) {
+                if let Ok(hook) = program::<CgroupSockAddr>(ebpf, name) {
+                    let _ = hook.detach(link);
+                }
+            }
+            return Ok(());
+        }
+        let root = File::open(&self.cgroup2).map_err(|e| {
+            format!(
+                "cannot open the cgroup2 root {}: {e}",
+                self.cgroup2.display()
+            )
+        })?;
+        for name in PROGRAMS {
+            let attached = program::<CgroupSockAddr>(ebpf, name)
+                .map_err(|e| e.to_string())
+                .and_then(|hook| {
+                    hook.attach(&root, CgroupAttachMode::Single)
+                        .map_err(|e| refused(name, &e).to_string())
+                });
+            match attached {
+                Ok(link) => self.links.push((name, link)),
+                Err(e) => {
+                    self.hooks(ebpf, false)?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set(
+        &mut self,
+        tools: &[ToolId],
+        nets: &[(ToolId, IpNetwork, PolicyDeny)],
+    ) -> Result<(), String> {
+        for tool in self.on.drain(..) {
+            let _ = self.tools.set(tool, 0, 0);
+        }
+        for key in self.keys.drain(..) {
+            let _ = self.nets.remove(&key);
+        }
+        let keys: Vec<_> = self.hosts.keys().flatten().collect();
+        for key in keys {
+            let _ = self.hosts.remove(&key);
+        }
+        for &(tool, net, deny) in nets {
+            let (addr, prefix) = mapped(net);
+            let key = Key::new(32 + prefix, PolicyNet { tool, addr });
+            self.nets
+                .insert(&key, deny, 0)
+                .map_err(|e| format!("cannot add {net} to the policy map ({e}): the policy denies more networks than the kernel map holds (65536)"))?;
+            self.keys.push(key);
+        }
+        for &tool in tools {
+            self.tools
+                .set(tool, 1, 0)
+                .map_err(|e| format!("cannot enforce tool {tool}: {e}"))?;
+            self.on.push(tool);
+        }
+        Ok(())
+    }
+
+    pub fn deny_host(&mut self, root: u32, ip: IpAddr, deny: PolicyDeny) {
+        let (addr, _) = mapped(IpNetwork::from(ip));
+        let _ = self.hosts.insert(
+            PolicyHost {
+                root_tgid: root,
+                addr,
+            },
+            deny,
+            0,
+        );
+    }
+
+    pub fn allow_host(&mut self, root: u32, ip: IpAddr) {
+        let (addr, _) = mapped(IpNetwork::from(ip));
+        let _ = self.hosts.remove(&PolicyHost {
+            root_tgid: root,
+            addr,
+        });
+    }
+}
+
+/// The network as the kernel keys it: IPv4 as IPv4-mapped IPv6, with its
+/// prefix length counted that way.
+pub fn mapped(net: IpNetwork) -> ([u8; 16], u32) {
+    match net {
+        IpNetwork::V4(n) => (
+            n.network().to_ipv6_mapped().octets(),
+            96 + u32::from(n.prefix()),
+        ),
+        IpNetwork::V6(n) => (n.network().octets(), u32::from(n.prefix())),
+    }
+}
