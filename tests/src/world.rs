@@ -83,19 +83,7 @@ pub fn world_with(netpeer: &str, extra: &str, records: &[String]) -> World {
     let geoip = lab.dir().join("geoip");
     make_geoip(&geoip, &NETS);
     let config = lab.dir().join("agentmon.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[geoip]
-country = "{g}/country.mmdb"
-asn = "{g}/asn.mmdb"
-reload_seconds = 1
-{TEST_PURPOSES}{extra}
-"#,
-            g = geoip.display()
-        ),
-    )
-    .unwrap();
+    fs::write(&config, config_text(&geoip, extra)).unwrap();
     let log = lab.dir().join("connections.jsonl");
     let am = start_agentmon(&config, &log);
     World {
@@ -107,6 +95,19 @@ reload_seconds = 1
         geoip,
         config,
     }
+}
+
+/// The world's config: its GeoIP files, the test hosts' purposes, `extra`.
+fn config_text(geoip: &Path, extra: &str) -> String {
+    format!(
+        r#"[geoip]
+country = "{g}/country.mmdb"
+asn = "{g}/asn.mmdb"
+reload_seconds = 1
+{TEST_PURPOSES}{extra}
+"#,
+        g = geoip.display()
+    )
 }
 
 fn start_agentmon(config: &Path, log: &Path) -> Agentmon {
@@ -135,6 +136,12 @@ impl World {
             0.0,
         );
         am
+    }
+
+    /// Writes the config again with `extra` instead of what the world was
+    /// made with (agentmon reads it at its next SIGHUP).
+    pub fn rewrite_config(&self, extra: &str) {
+        fs::write(&self.config, config_text(&self.geoip, extra)).unwrap();
     }
 
     /// Stops agentmon and starts a new one: what runs now was there before it.

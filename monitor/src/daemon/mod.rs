@@ -369,12 +369,17 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 marks,
                 data,
             } => match kind {
-                PayloadKind::FirstBytes => traffic.named(
-                    sock,
-                    |names| Enricher::read_first_bytes(&data, names),
-                    &mut labeler(enricher, metrics, catalog, policy, tree, now),
-                    &mut counters,
-                ),
+                PayloadKind::FirstBytes => {
+                    if let Some(conn) = kernel.counters().conn(sock) {
+                        traffic.saw(sock, &conn);
+                    }
+                    traffic.named(
+                        sock,
+                        |names| Enricher::read_first_bytes(&data, names),
+                        &mut labeler(enricher, metrics, catalog, policy, tree, now),
+                        &mut counters,
+                    );
+                }
                 PayloadKind::Dns => {
                     if let Some(proc) = tree.get(tgid) {
                         let tcp = traffic.is_open(sock);

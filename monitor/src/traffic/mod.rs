@@ -575,6 +575,19 @@ impl Traffic {
         (conns, flows)
     }
 
+    /// Takes the kernel's latest byte counts of `sock` (before it is
+    /// labelled, so that the policy's verdict says how much it had sent).
+    /// Only the counts: who sees its plaintext is decided later, once a
+    /// probe had its chance to tie it.
+    pub fn saw(&mut self, sock: u64, conn: &Conn) {
+        if let Some(open) = self.conns.get_mut(&sock) {
+            open.seen = (
+                open.seen.0.max(conn.tx_bytes),
+                open.seen.1.max(conn.rx_bytes),
+            );
+        }
+    }
+
     /// The connection whose first bytes named it, to record what they said
     /// and settle its labels.
     pub fn named(
