@@ -162,6 +162,11 @@ pub const SHAPES: &[(&str, &str, &[&str])] = &[
         &["instance"],
     ),
     ("agentmon-fleet", "Live agent processes per tool", &["tool"]),
+    (
+        "agentmon-fleet",
+        "Policy violations by machine",
+        &["dest", "instance", "rule", "tool"],
+    ),
     ("agentmon-machine", "Agent processes", &[]),
     ("agentmon-machine", "Bytes sent", &[]),
     ("agentmon-machine", "Destinations seen", &[]),
@@ -201,6 +206,11 @@ pub const SHAPES: &[(&str, &str, &[&str])] = &[
         &["direction", "library", "tool"],
     ),
     ("agentmon-machine", "DNS answers per tool", &["tool"]),
+    (
+        "agentmon-machine",
+        "Policy violations",
+        &["dest", "rule", "tool"],
+    ),
     ("agentmon-health", "Up", &["instance"]),
     (
         "agentmon-health",

@@ -69,16 +69,25 @@ fn start_fleet() -> Fleet {
     let mut records = default_records();
     records.push("whereami.geo.test=A:198.51.100.40".into());
     let purposes = TEST_PURPOSES;
-    let config_a = format!("{}{purposes}", only("claude-code"));
+    // Egress policies: each host's traffic breaks its own (telemetry on A,
+    // anything but the model API on B, which is enforced against a network
+    // it never reaches, elsewhere.test on C).
+    let policy_a = "[[policy.tool]]\nname = \"*\"\ndeny = [ { host = \"telemetry.vendor.test\", name = \"no-telemetry\" } ]\n";
+    let policy_b = "[[policy.tool]]\nname = \"*\"\ndefault = \"alert\"\nenforce = true\nallow = [ { host = \"api.model.test\" } ]\ndeny = [ { cidr = \"192.0.2.0/24\", name = \"test-net-1\" } ]\n";
+    let policy_c = "[[policy.tool]]\nname = \"*\"\ndeny = [ { domain = \"elsewhere.test\", name = \"not-elsewhere\" } ]\n";
+    let config_a = format!("{}{purposes}{policy_a}", only("claude-code"));
     let config_b = format!(
-        "[dest]\nmax_per_tool = 3\n\n{}{purposes}\n[[dest.entry]]\nhost = \"whereami.geo.test\"\npurpose = \"geolocation\"\n",
+        "[dest]\nmax_per_tool = 3\n\n{}{purposes}\n[[dest.entry]]\nhost = \"whereami.geo.test\"\npurpose = \"geolocation\"\n{policy_b}",
         only("aider")
     );
     let rules: Vec<PathBuf> = ["lists.yml", "fleet.yml", "alerts.yml"]
         .iter()
         .map(|f| dashboards_dir().join("rules").join(f))
         .collect();
-    let config_c = format!("[dest]\nmax_per_tool = 2\n\n{}{purposes}", only("codex"));
+    let config_c = format!(
+        "[dest]\nmax_per_tool = 2\n\n{}{purposes}{policy_c}",
+        only("codex")
+    );
     Fleet::start(&records, [&config_a, &config_b, &config_c], &rules)
 }
 
@@ -464,6 +473,12 @@ fn every_panel_query_returns_data_from_three_hosts() {
             "telemetry.vendor.test",
         ),
         ("AgentGeolocationLookup", &b, "aider", "whereami.geo.test"),
+        (
+            "AgentPolicyViolation",
+            &a,
+            "claude-code",
+            "telemetry.vendor.test",
+        ),
         (
             "AgentEgressToCountryNotAllowed",
             &b,
