@@ -26,13 +26,20 @@
 //! host = "llm.internal.example"
 //! path = "/v1/telemetry"
 //! purpose = "telemetry"
+//! [policy]
+//! violations_log = "/var/log/agentmon/violations.jsonl"
+//! [[policy.tool]]
+//! name = "claude-code"
+//! default = "alert"
+//! allow = [ { host = "llm.internal.example" } ]
 //! ```
 //!
 //! Each table's schema lives beside the code that uses it (`LogConfig` in
 //! `connlog`, `AgentsConfig` in `agents`, `GeoipConfig` in `geoip`,
-//! `DestConfig` in `dest`); this module puts them together, and building a
-//! [`Loaded`] also builds the catalogs, once: a config that would fail later
-//! is rejected before the daemon starts, with `path:line:column: problem`.
+//! `DestConfig` in `dest`, `PolicyConfig` in `policy`); this module puts
+//! them together, and building a [`Loaded`] also builds the catalogs and
+//! the policy, once: a config that would fail later is rejected before the
+//! daemon starts, with `path:line:column: problem`.
 //! Building one touches nothing else, so a running daemon can build a new
 //! one on SIGHUP ([`Source::load`]) and keep its old one when that fails.
 

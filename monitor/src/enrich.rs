@@ -94,6 +94,23 @@ impl Enricher {
         bindings
     }
 
+    /// What the policy judges of a connection to `ip` now named by
+    /// `names.host`, without touching its labels or the caps.
+    pub fn relabel(&self, ip: std::net::IpAddr, names: &Names) -> Labelled {
+        let geo = self.geoip.lookup(ip);
+        let purpose = names
+            .host
+            .as_deref()
+            .and_then(Hostname::parse_str)
+            .map_or("other", |h| self.purpose_of(&h));
+        Labelled {
+            country: geo.country,
+            asn: geo.asn,
+            purpose,
+            ..Labelled::default()
+        }
+    }
+
     /// The purpose the catalog gives `host`.
     pub fn purpose_of(&self, host: &Hostname) -> &'static str {
         self.catalog.classify(host).purpose.label()

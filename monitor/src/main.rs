@@ -138,10 +138,17 @@ fn main() -> ExitCode {
             .with_context(|| format!("cannot remove {}", pin_dir.display())),
         Command::Doctor(args) => return doctor(&args),
         Command::Lookup(args) => lookup(&args),
+        // As diff(1): 0 no violation, 1 violations, 2 trouble (78 a bad config).
         Command::Policy { command } => match monitor::policy::cli::run(&command) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
-            Err(e) => Err(e),
+            Err(e) => {
+                eprintln!("{}agentmon: error: {e:#}", logging::error_prefix());
+                return match exit_code(&e) {
+                    monitor::exit::FAILURE => ExitCode::from(2),
+                    code => ExitCode::from(code),
+                };
+            }
         },
     };
     match result {
@@ -172,10 +179,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let loaded = config::load(path)?;
     println!(
-        "{}: ok; listen {}; tools: {}",
+        "{}: ok; listen {}; tools: {}{}",
         path.display(),
         loaded.config.listen,
-        loaded.agents.names().collect::<Vec<_>>().join(", ")
+        loaded.agents.names().collect::<Vec<_>>().join(", "),
+        loaded.policy.summary()
     );
     Ok(())
 }

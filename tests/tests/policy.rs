@@ -170,8 +170,8 @@ deny = [ {{ host = "telemetry.vendor.test", name = "no-telemetry" }} ]
 /// python run: errno names or `ok`.
 const PROBE: &str = r#"
 import errno, socket, sys, time
-def tcp(addr):
-    s = socket.socket()
+def tcp(addr, family=socket.AF_INET):
+    s = socket.socket(family)
     s.settimeout(5)
     try:
         s.connect(addr)
@@ -189,6 +189,7 @@ def udp(addr):
         return errno.errorcode.get(e.errno, str(e))
 print("far_tcp", tcp(("198.51.100.40", 80)))
 print("far_udp", udp(("198.51.100.40", 9)))
+print("v6_tcp", tcp(("2001:db8::20", 80), socket.AF_INET6))
 # A name the tree resolved earlier, then reached by its address.
 ip = socket.gethostbyname("telemetry.vendor.test")
 time.sleep(1)
@@ -223,6 +224,7 @@ name = "claude-code"
 enforce = true
 deny = [
   {{ cidr = "198.51.100.0/24", name = "no-far" }},
+  {{ cidr = "2001:db8::/32", name = "no-v6" }},
   {{ host = "telemetry.vendor.test", name = "no-telemetry" }},
 ]
 "#,
@@ -245,6 +247,7 @@ deny = [
         pairs(&[
             ("far_tcp", "EPERM"),
             ("far_udp", "EPERM"),
+            ("v6_tcp", "EPERM"),
             ("telemetry_tcp", "EPERM"),
             ("model_tcp", "ok"),
         ])
@@ -255,6 +258,7 @@ deny = [
     let all_ok = pairs(&[
         ("far_tcp", "ok"),
         ("far_udp", "ok"),
+        ("v6_tcp", "ok"),
         ("telemetry_tcp", "ok"),
         ("model_tcp", "ok"),
     ]);
@@ -270,6 +274,7 @@ deny = [
     assert!(wait_until(SETTLE, || seen("198.51.100.40:80") == 1
         && seen("203.0.113.30:80") == 1));
     assert_eq!(seen("203.0.113.20:80"), 2);
+    assert_eq!(seen("[2001:db8::20]:80"), 1, "{:?}", w.net.server_conns());
 
     let v = "agentmon_policy_violations_total";
     w.expect(
@@ -286,8 +291,13 @@ deny = [
         ],
         1.0,
     );
+    w.expect(
+        v,
+        &[("tool", "claude-code"), ("rule", "no-v6"), ("dest", "ip")],
+        1.0,
+    );
     assert!(
-        wait_until(SETTLE, || violations(&w).len() == 3),
+        wait_until(SETTLE, || violations(&w).len() == 4),
         "{:?}",
         violations(&w)
     );

@@ -373,12 +373,23 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                     if let Some(conn) = kernel.counters().conn(sock) {
                         traffic.saw(sock, &conn);
                     }
-                    traffic.named(
-                        sock,
-                        |names| Enricher::read_first_bytes(&data, names),
-                        &mut labeler(enricher, metrics, catalog, policy, tree, now),
-                        &mut counters,
-                    );
+                    let read = |names: &mut Names| Enricher::read_first_bytes(&data, names);
+                    if traffic.is_labelled(sock) {
+                        // A better name than its labels were decided by is
+                        // judged again.
+                        traffic.named_late(sock, read, |subject, names, dest| {
+                            let labelled = enricher.relabel(subject.remote.ip(), names);
+                            policy
+                                .labelled(subject, names, dest, &labelled, tree, catalog, metrics);
+                        });
+                    } else {
+                        traffic.named(
+                            sock,
+                            read,
+                            &mut labeler(enricher, metrics, catalog, policy, tree, now),
+                            &mut counters,
+                        );
+                    }
                 }
                 PayloadKind::Dns => {
                     if let Some(proc) = tree.get(tgid) {

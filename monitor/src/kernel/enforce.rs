@@ -73,7 +73,8 @@ impl Enforcer {
     }
 
     pub fn hooks(&mut self, ebpf: &mut Ebpf, on: bool) -> Result<(), String> {
-        if on == !self.links.is_empty() {
+        // Already as asked.
+        if on != self.links.is_empty() {
             return Ok(());
         }
         if !on {

@@ -28,7 +28,8 @@ pub enum PolicyCommand {
         output: Option<PathBuf>,
     },
     /// Replay the connection log against the config's policy and print
-    /// what would have been a violation (exit 0: none, 1: some).
+    /// what would have been a violation (exit 0: none, 1: some, 2: the log
+    /// or the policy could not be read, 78: the config is invalid).
     Check {
         #[arg(long, value_name = "LOG")]
         from: PathBuf,

@@ -60,11 +60,13 @@ fn ports(port: Option<u16>) -> [u16; POLICY_PORTS] {
     ports
 }
 
+/// A denied network's rule and ports (`None`: every port).
+type Entry = (u32, Option<Vec<u16>>);
+
 /// Builds the kernel side of `policy` for the tools `tools` (id, name).
 pub fn plan(policy: &Policy, tools: &[(ToolId, &str)], geoip: &GeoIp) -> Plan {
     let mut plan = Plan::default();
-    // (tool, network) -> (rule, ports; empty: every port)
-    let mut entries: HashMap<(ToolId, IpNetwork), (u32, Option<Vec<u16>>)> = HashMap::new();
+    let mut entries: HashMap<(ToolId, IpNetwork), Entry> = HashMap::new();
     for &(id, name) in tools {
         if !policy.enforced(name) {
             continue;

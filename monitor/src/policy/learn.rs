@@ -135,11 +135,13 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// (tool, destination, rule, action) of a violation.
+type Found = (String, String, String, &'static str);
+
 /// One line per (tool, destination, rule) the policy does not allow, with
 /// how many connections; empty when everything was allowed.
 pub fn check(policy: &Policy, seen: &[Seen]) -> Vec<String> {
-    let mut found: BTreeMap<(String, String, String, &'static str), (usize, BTreeSet<String>)> =
-        BTreeMap::new();
+    let mut found: BTreeMap<Found, (usize, BTreeSet<String>)> = BTreeMap::new();
     for s in seen {
         let Some(verdict) = policy.judge(&s.tool, &s.target()) else {
             continue;

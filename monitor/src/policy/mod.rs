@@ -145,6 +145,31 @@ impl Policy {
             .unwrap_or(false)
     }
 
+    /// `; policy: <entry> (<n> rules[, enforced]), ...` for
+    /// `agentmon check-config`; empty without a policy.
+    pub fn summary(&self) -> String {
+        let mut names: Vec<&String> = self.scopes.keys().collect();
+        names.sort();
+        let entries: Vec<String> = names
+            .into_iter()
+            .map(|name| {
+                let scope = &self.scopes[name];
+                let rules = scope.allow.len() + scope.deny.len();
+                let enforced = if scope.enforce == Some(true) {
+                    ", enforced"
+                } else {
+                    ""
+                };
+                format!("{name} ({rules} rules{enforced})")
+            })
+            .collect();
+        if entries.is_empty() {
+            String::new()
+        } else {
+            format!("; policy: {}", entries.join(", "))
+        }
+    }
+
     /// Whether any tool is enforced (the connect hooks are attached only
     /// then).
     pub fn enforces_any(&self) -> bool {

@@ -89,7 +89,7 @@ impl Rule {
             && holds(&self.purpose, t.purpose, |p, v| *p == v)
             && holds(&self.country, t.country, |c, v| c.eq_ignore_ascii_case(v))
             && holds(&self.asn, t.asn, |a, v| *a == v)
-            && holds(&self.cidr, t.ip, |n, ip| contains(n, ip))
+            && holds(&self.cidr, t.ip, contains)
             && match (self.port, t.port) {
                 (Some(p), Some(v)) => p == v,
                 _ => true,

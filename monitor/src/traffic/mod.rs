@@ -588,6 +588,48 @@ impl Traffic {
         }
     }
 
+    /// Whether `sock`'s labels are decided.
+    pub fn is_labelled(&self, sock: u64) -> bool {
+        self.conns.get(&sock).is_some_and(|c| c.dest.is_some())
+    }
+
+    /// First bytes of a connection labelled before they came (it sent
+    /// nothing in its first second): its labels stay, the names they give
+    /// go to the log, and, when they name another host than its labels
+    /// were decided by, `judge` sees the connection with the better name.
+    pub fn named_late(
+        &mut self,
+        sock: u64,
+        name: impl FnOnce(&mut Names),
+        judge: impl FnOnce(&Subject<'_>, &Names, &Dest),
+    ) {
+        let Some(open) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        let Some(dest) = &open.dest else { return };
+        let mut late = Names::default();
+        name(&mut late);
+        let better = late.sni.clone().or_else(|| late.http_host.clone());
+        open.names.tls |= late.tls;
+        open.names.sni = open.names.sni.take().or(late.sni);
+        open.names.alpn = open.names.alpn.take().or(late.alpn);
+        open.names.http_host = open.names.http_host.take().or(late.http_host);
+        open.names.http_method = open.names.http_method.or(late.http_method);
+        let Some(better) = better.filter(|b| open.names.host.as_ref() != Some(b)) else {
+            return;
+        };
+        open.names.host = Some(better);
+        let subject = Subject {
+            pid: open.pid,
+            proc: &open.proc,
+            proto: Proto::Tcp,
+            remote: open.remote,
+            sock: Some(sock),
+            bytes: open.seen,
+        };
+        judge(&subject, &open.names, dest);
+    }
+
     /// The connection whose first bytes named it, to record what they said
     /// and settle its labels.
     pub fn named(

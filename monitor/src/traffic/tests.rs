@@ -89,6 +89,29 @@ fn an_unnamed_connection_is_labelled_after_the_settle_time() {
 }
 
 #[test]
+fn a_late_better_name_is_judged_and_logged_but_keeps_the_labels() {
+    let (mut t, mut k, mut c) = (Traffic::default(), FakeKernel::default(), Totals::default());
+    let p = proc(2);
+    t.on_open(1, &conn(0, 0, origin::CONNECT), &p, || false);
+    k.conns.insert(1, conn(7, 0, origin::CONNECT));
+    t.refresh(&mut k, 1_001 + SETTLE_NS, |_| Some(&p), &mut by_sni, &mut c);
+    assert!(t.is_labelled(1));
+    let mut judged = Vec::new();
+    let late = |n: &mut Names| n.sni = Some("late.test".into());
+    t.named_late(1, late, |s, n, d| {
+        judged.push((s.sock, n.host.clone(), d.name.clone(), s.bytes));
+    });
+    assert_eq!(
+        judged,
+        [(Some(1), Some("late.test".into()), "ip".into(), (7, 0))]
+    );
+    // The same name again is nothing new.
+    t.named_late(1, late, |_, _, _| panic!("judged twice"));
+    assert_eq!(t.conns[&1].names.sni.as_deref(), Some("late.test"));
+    assert_eq!(t.conns[&1].dest.as_ref().unwrap().name, "ip");
+}
+
+#[test]
 fn first_use_socket_counts_its_first_bytes_and_finds_its_direction() {
     let (mut t, mut c) = (Traffic::default(), Totals::default());
     t.on_open(1, &conn(0, 77, origin::FIRST_USE), &proc(2), || true);

@@ -139,7 +139,7 @@ pub fn run_all(mut opts: Options, bins: &Bins, only: &[Scenario]) -> Result<Resu
 
 /// Whether bpftrace loads and attaches its script on this kernel.
 fn probe_bpftrace(scratch: &std::path::Path) -> Result<()> {
-    let mut mon = monitor::Monitor::start(Arm::Bpftrace, std::path::Path::new(""), scratch)?;
+    let mut mon = monitor::Monitor::start(Arm::Bpftrace, std::path::Path::new(""), scratch, None)?;
     mon.stop_bpftrace().context("no bpftrace")??;
     Ok(())
 }
@@ -253,7 +253,7 @@ fn scenarios(opts: &Options) -> Scenarios {
     let workloads: &[nonagent::Workload] = if full {
         &nonagent::Workload::ALL
     } else {
-        &[nonagent::Workload::Unix]
+        &[nonagent::Workload::Unix, nonagent::Workload::Connect]
     };
     let secs = opts.secs(5.0);
     out.push((

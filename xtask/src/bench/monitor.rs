@@ -35,7 +35,13 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(arm: Arm, agentmon_bin: &Path, scratch: &Path) -> Result<Self> {
+    /// `config`: the text of agentmon's config file, if it needs one.
+    pub fn start(
+        arm: Arm,
+        agentmon_bin: &Path,
+        scratch: &Path,
+        config: Option<&str>,
+    ) -> Result<Self> {
         let mut monitor = Monitor {
             agentmon: None,
             bpftrace: None,
@@ -47,8 +53,15 @@ impl Monitor {
         match arm {
             Arm::Without => {}
             Arm::Agentmon => {
+                let mut builder = Agentmon::builder().bin(agentmon_bin);
+                if let Some(text) = config {
+                    fs::create_dir_all(scratch)?;
+                    let path = scratch.join("agentmon.toml");
+                    fs::write(&path, text)?;
+                    builder = builder.config(path);
+                }
                 // The guard panics, with the daemon's log, if it does not start.
-                monitor.agentmon = Some(Agentmon::builder().bin(agentmon_bin).start());
+                monitor.agentmon = Some(builder.start());
                 thread::sleep(SETTLE);
             }
             Arm::Bpftrace => monitor.bpftrace = Some(Bpftrace::start(scratch)?),
@@ -58,9 +71,13 @@ impl Monitor {
 
     /// agentmon with the kernel's BPF run-time stats on and, around the
     /// workload, a [`Profiler`].
-    pub fn start_profiled(agentmon_bin: &Path, scratch: &Path) -> Result<Self> {
+    pub fn start_profiled(
+        agentmon_bin: &Path,
+        scratch: &Path,
+        config: Option<&str>,
+    ) -> Result<Self> {
         let stats = BpfStats::enable()?;
-        let mut monitor = Self::start(Arm::Agentmon, agentmon_bin, scratch)?;
+        let mut monitor = Self::start(Arm::Agentmon, agentmon_bin, scratch, config)?;
         monitor._stats = Some(stats);
         monitor.profiling = Some((scratch.to_path_buf(), None));
         Ok(monitor)

@@ -17,7 +17,9 @@ use std::time::Duration;
 use agentmon_tests::{ChildGuard, REMOTE_V4, wait_until};
 use anyhow::{Result, bail};
 
-use super::lab::{SINK_PORT, TLS_PORT, TLS_REPLY_BODY, TLS_REQUEST, get, run_client, spawn};
+use super::lab::{
+    CHURN_PORT, SINK_PORT, TLS_PORT, TLS_REPLY_BODY, TLS_REQUEST, get, remote, run_client, spawn,
+};
 use super::monitor::{Monitor, wait_value};
 use super::runner::{Ctx, Options, Variant};
 use super::stats::{Arm, Recorder, Unit};
@@ -41,14 +43,24 @@ pub enum Workload {
     Bulk,
     PythonTls,
     NodeTls,
+    Connect,
 }
+
+/// The policy the connect workload runs under: every tool enforced, so the
+/// connect and sendmsg hooks are attached, against a network nothing here
+/// reaches.
+const ENFORCED: &str =
+    "[[policy.tool]]\nname = \"*\"\nenforce = true\ndeny = [ { cidr = \"192.0.2.0/24\" } ]\n";
+
+/// Connections per second.
+pub const CONNS: &str = "connections";
 
 pub struct Nonagent {
     pub workload: Workload,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Getppid,
         Workload::DevNull,
         Workload::Pipe,
@@ -57,6 +69,7 @@ impl Workload {
         Workload::Bulk,
         Workload::PythonTls,
         Workload::NodeTls,
+        Workload::Connect,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +82,9 @@ impl Workload {
             Workload::Bulk => "bulk TCP (iperf3)",
             Workload::PythonTls => "TLS through libssl (python), which the agent maps too",
             Workload::NodeTls => "TLS through node, which the agent (gemini-cli) runs too",
+            Workload::Connect => {
+                "TCP connections (connect, 64 B, close) with an enforced egress policy's connect hooks attached"
+            }
         }
     }
 
@@ -78,6 +94,7 @@ impl Workload {
             Workload::Loopback => msgs::SENDS,
             Workload::Bulk => "throughput",
             Workload::PythonTls | Workload::NodeTls => tls::REQUESTS,
+            Workload::Connect => CONNS,
             _ => OPS,
         }
     }
@@ -90,6 +107,10 @@ impl Variant for Nonagent {
 
     fn arms(&self, opts: &Options) -> Vec<Arm> {
         opts.arms(false)
+    }
+
+    fn config(&self) -> Option<&'static str> {
+        (self.workload == Workload::Connect).then_some(ENFORCED)
     }
 
     fn run(&self, ctx: &Ctx, mon: &mut Monitor, rec: &mut Recorder) -> Result<()> {
@@ -109,6 +130,7 @@ impl Variant for Nonagent {
             Workload::Bulk => timed(mon, rec, secs, || bulk::iperf(ctx, &lab.iperf, secs))?.0 / 1e9,
             Workload::PythonTls => tls_client(ctx, mon, rec, false, secs)?,
             Workload::NodeTls => tls_client(ctx, mon, rec, true, secs)?,
+            Workload::Connect => connects(ctx, mon, rec, secs)?,
         };
         let unit = match self.workload {
             Workload::Bulk => Unit::Gbps,
@@ -147,6 +169,45 @@ fn loopback(ctx: &Ctx, mon: &mut Monitor, rec: &mut Recorder, secs: f64) -> Resu
         run_client(&mut cmd, secs, "loadgen msgs on loopback")
     })?;
     Ok(get(&figs, "sends")? / get(&figs, "secs")?)
+}
+
+/// Short connections to the remote churn sink, untracked, while the
+/// policy's connect hooks are attached (checked in the agentmon arm):
+/// connections per second.
+fn connects(ctx: &Ctx, mon: &mut Monitor, rec: &mut Recorder, secs: f64) -> Result<f64> {
+    if let Some(am) = mon.agentmon() {
+        let on = [("tool", "aider")];
+        let enforced = am.wait_for_value(
+            "agentmon_policy_enforced",
+            &on,
+            Duration::from_secs(10),
+            |v| v == 1.0,
+        );
+        if enforced.is_err() {
+            bail!(
+                "the policy's connect hooks are not attached:\n{}",
+                am.log_text()
+            );
+        }
+    }
+    let to = remote(CHURN_PORT);
+    let args = [
+        "churn",
+        "--to",
+        &to,
+        "--secs",
+        &secs.to_string(),
+        "--send",
+        "64",
+        "--threads",
+        "2",
+    ];
+    let mut cmd = ctx.lab.client(&ctx.lab.bins.loadgen, args);
+    let figs = timed(mon, rec, secs, || {
+        run_client(&mut cmd, secs, "loadgen churn, untracked")
+    })?;
+    rec.add("failed connections", Unit::Count, get(&figs, "errors")?);
+    Ok(get(&figs, "conns")? / get(&figs, "secs")?)
 }
 
 /// The TLS scenario's python or node client, untracked: requests per second.

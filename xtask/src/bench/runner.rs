@@ -69,6 +69,10 @@ pub trait Variant {
     /// One measurement. It calls `mon.begin()` and `mon.finish(..)` around
     /// the workload, so agentmon's CPU is taken over the workload only.
     fn run(&self, ctx: &Ctx, mon: &mut Monitor, rec: &mut Recorder) -> Result<()>;
+    /// agentmon's config for this variant (none: the built-in defaults).
+    fn config(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 pub fn run_scenario(
@@ -84,7 +88,7 @@ pub fn run_scenario(
         for rep in 1..=ctx.opts.reps {
             for &arm in &arms {
                 let start = Instant::now();
-                let mut mon = Monitor::start(arm, agentmon, &ctx.scratch)?;
+                let mut mon = Monitor::start(arm, agentmon, &ctx.scratch, v.config())?;
                 let mut rec = Recorder::new(&mut table, &name, arm);
                 v.run(ctx, &mut mon, &mut rec)
                     .with_context(|| format!("{} / {name} / {}", table.key, arm.heading()))?;
@@ -100,7 +104,7 @@ pub fn run_scenario(
             }
         }
         if ctx.opts.profile && arms.contains(&Arm::Agentmon) {
-            let mut mon = Monitor::start_profiled(agentmon, &ctx.scratch)?;
+            let mut mon = Monitor::start_profiled(agentmon, &ctx.scratch, v.config())?;
             let mut discard = Table::new("profile", "");
             let mut rec = Recorder::new(&mut discard, &name, Arm::Agentmon);
             v.run(ctx, &mut mon, &mut rec)
