@@ -22,7 +22,7 @@ use crate::{
         rule::Target,
         violations::{Link, SCHEMA_VERSION, Violation, ViolationLog},
     },
-    traffic::{Dest, Names, Subject},
+    traffic::{Dest, Direction, Names, Subject},
     tree::{Proc, Tree},
 };
 
@@ -132,7 +132,9 @@ impl PolicyState {
         catalog: &Catalog,
         metrics: &Metrics,
     ) {
-        if self.policy.is_empty() {
+        // An egress policy: what the agent reaches, not who reaches it
+        // (a connection it accepted, a flow whose first datagram came in).
+        if self.policy.is_empty() || subject.direction == Direction::Ingress {
             return;
         }
         let tool = catalog.name(subject.proc.tool);

@@ -295,6 +295,37 @@ fn an_agent_connection_is_named_by_its_client_hello_and_counted_to_its_close() {
 }
 
 #[test]
+fn the_policy_judges_what_an_agent_reaches_not_who_reaches_it() {
+    let mut procs = FakeProc::default();
+    procs.add(10, 1, CLAUDE);
+    let mut s = state(FakeKernel::default(), procs);
+    let text = "[[policy.tool]]\nname = \"claude-code\"\ndefault = \"alert\"\n";
+    s.set_policy(
+        crate::config::parse(text, Path::new("a.toml"))
+            .unwrap()
+            .policy,
+    );
+    exec(&mut s, 10);
+    let claude = s.catalog.id("claude-code").unwrap();
+    for (sock, origin) in [(7, origin::CONNECT), (8, origin::ACCEPT)] {
+        let opened = Conn {
+            origin,
+            ..conn(10, claude, 0, 0)
+        };
+        s.kernel.conns.insert(sock, opened);
+        s.handle(Event::ConnOpen { sock, conn: opened }, false);
+        s.kernel.conns.get_mut(&sock).unwrap().tx_bytes = 517;
+        client_hello(&mut s, 10, sock);
+    }
+    // The connection it opened is a violation, judged at its ClientHello
+    // with the bytes sent by then; the one it accepted is not judged.
+    let series = "agentmon_policy_violations_total{dest=\"model.test\",rule=\"claude-code:default\",tool=\"claude-code\"}";
+    assert_eq!(value(&mut s, series), Some(1.0));
+    // No enforcement asked for: the kernel side is left alone.
+    assert_eq!(value(&mut s, "agentmon_policy_enforced"), None);
+}
+
+#[test]
 fn a_plaintext_connection_is_not_counted_as_unseen_tls() {
     let mut procs = FakeProc::default();
     procs.add(10, 1, CLAUDE);

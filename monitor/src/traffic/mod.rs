@@ -126,6 +126,7 @@ pub struct Subject<'a> {
     /// name the address).
     pub proc: &'a Proc,
     pub proto: Proto,
+    pub direction: Direction,
     pub remote: SocketAddr,
     /// The socket cookie of a TCP connection.
     pub sock: Option<u64>,
@@ -330,6 +331,7 @@ impl OpenConn {
                 pid: self.pid,
                 proc: &self.proc,
                 proto: Proto::Tcp,
+                direction: self.direction,
                 remote: self.remote,
                 sock: Some(sock),
                 bytes: self.seen,
@@ -623,6 +625,7 @@ impl Traffic {
             pid: open.pid,
             proc: &open.proc,
             proto: Proto::Tcp,
+            direction: open.direction,
             remote: open.remote,
             sock: Some(sock),
             bytes: open.seen,
@@ -740,6 +743,7 @@ impl Traffic {
                     pid: key.tgid,
                     proc,
                     proto: Proto::Udp,
+                    direction,
                     remote,
                     sock: None,
                     bytes: (0, 0),
