@@ -332,7 +332,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // Before /healthz answers: SIGHUP's default action is to exit.
-        tokio::spawn(on_hangup(hangups()?, state.clone(), source, running));
+        let reload = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(on_hangup(
+            hangups()?,
+            reload.clone(),
+            state.clone(),
+            source,
+            running,
+        ));
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(listen = %config.listen, "serving /metrics and /healthz");
         let reader = state.clone();
@@ -346,6 +353,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(daemon::housekeeping(
             state.clone(),
             config.geoip.reload_seconds.min(interim),
+            reload,
         ));
         if let Some(every) = service::watchdog_interval() {
             tokio::spawn(watchdog(state.clone(), every));
@@ -397,6 +405,8 @@ fn hangups() -> anyhow::Result<tokio::signal::unix::Signal> {
 /// leaves the running one as it was, and says why.
 async fn on_hangup<K, P>(
     mut hangups: tokio::signal::unix::Signal,
+    // Housekeeping's ask: an imported allowlist changed.
+    reload: Arc<tokio::sync::Notify>,
     state: Shared<K, P>,
     source: config::Source,
     running: config::Config,
@@ -404,8 +414,14 @@ async fn on_hangup<K, P>(
     K: daemon::KernelPort,
     P: monitor::procfs::ProcSource,
 {
-    while hangups.recv().await.is_some() {
-        info!("SIGHUP: reloading");
+    loop {
+        tokio::select! {
+            signal = hangups.recv() => match signal {
+                Some(()) => info!("SIGHUP: reloading"),
+                None => return,
+            },
+            () = reload.notified() => {}
+        }
         service::reloading();
         let loaded = source.load();
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());

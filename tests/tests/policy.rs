@@ -164,6 +164,47 @@ deny = [ {{ host = "telemetry.vendor.test", name = "no-telemetry" }} ]
         w.am.log_text()
             .contains("egress policy violation: claude-code reached telemetry.vendor.test")
     );
+
+    // The agent's promise changes: its settings now allow far.elsewhere.test.
+    // agentmon reads the file again by itself and judges by it.
+    let imported = || {
+        w.am.log_text()
+            .matches("imported Claude Code's sandbox allowlist")
+            .count()
+    };
+    let before = imported();
+    fs::write(
+        &settings,
+        r#"{"sandbox": {"enabled": true, "network": {"allowedDomains": ["api.model.test", "far.elsewhere.test"]}}}"#,
+    )
+    .unwrap();
+    assert!(
+        wait_until(SETTLE, || imported() > before),
+        "{}",
+        w.am.log_text()
+    );
+    assert!(
+        w.am.log_text()
+            .contains("a file the egress policy imports an allowlist from changed"),
+        "{}",
+        w.am.log_text()
+    );
+    let out = in_agent(&w, &agent, &curl("far.elsewhere.test"));
+    assert!(out.status.success(), "{out:?}");
+    // Connections are labelled within a second of their first bytes: the
+    // new one is in the log by then, and no violation was added.
+    assert!(
+        wait_until(SETTLE, || w.tcp_log_lines().len() >= 4),
+        "{:?}",
+        w.tcp_log_lines()
+    );
+    let m = w.am.scrape();
+    assert_eq!(
+        m.value(v, &[("tool", "claude-code")]),
+        Some(2.0),
+        "{}",
+        m.text()
+    );
 }
 
 /// What the agent's tree (or anyone) can reach under enforcement, in one

@@ -730,7 +730,14 @@ impl ProcSource for Gone {
 /// the connection log's interim interval if shorter; at most a minute), so
 /// flows of processes that exit are read, logged and released even when
 /// nobody scrapes, interim records go out, and new GeoIP files are picked up.
-pub async fn housekeeping<K: KernelPort, P: ProcSource>(state: Shared<K, P>, every_seconds: u64) {
+///
+/// A file the policy imported an allowlist from that changed asks for a
+/// reload through `reload` (what SIGHUP does), once per change.
+pub async fn housekeeping<K: KernelPort, P: ProcSource>(
+    state: Shared<K, P>,
+    every_seconds: u64,
+    reload: Arc<tokio::sync::Notify>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(every_seconds.clamp(1, 60)));
     loop {
         tick.tick().await;
@@ -739,5 +746,11 @@ pub async fn housekeeping<K: KernelPort, P: ProcSource>(state: Shared<K, P>, eve
         state.write_interim();
         state.sweep();
         state.save();
+        if state.policy.imports_to_reload() {
+            info!(
+                "a file the egress policy imports an allowlist from changed: reloading the config"
+            );
+            reload.notify_one();
+        }
     }
 }

@@ -3,7 +3,10 @@
 //! refused connects reported; the violations metric and log.
 
 use std::{
+    fs,
     net::SocketAddr,
+    os::unix::fs::MetadataExt as _,
+    path::Path,
     time::{Instant, SystemTime},
 };
 
@@ -34,6 +37,19 @@ pub struct PolicyState {
     policy: Policy,
     plan: Plan,
     log: Option<ViolationLog>,
+    /// The imported allowlists' files as they were read (see
+    /// [`PolicyState::imports_changed`]).
+    stamps: Vec<Option<Stamp>>,
+    /// The files' state a reload was last asked for.
+    asked: Option<Vec<Option<Stamp>>>,
+}
+
+/// What tells a file changed: its inode, size and modification time.
+type Stamp = (u64, u64, SystemTime);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.modified().ok()?))
 }
 
 impl PolicyState {
@@ -56,7 +72,26 @@ impl PolicyState {
                 "egress policy loaded"
             );
         }
+        self.stamps = policy.imports.iter().map(|p| stamp(p)).collect();
         self.policy = policy;
+    }
+
+    /// Whether a file an allowlist was imported from changed since it was
+    /// read, and this change was not asked about yet: the agent's promise
+    /// changed, so the config is to be read again (housekeeping asks for a
+    /// reload). A reload that fails leaves the change asked about; the next
+    /// edit asks again.
+    pub fn imports_to_reload(&mut self) -> bool {
+        let now: Vec<Option<Stamp>> = self.policy.imports.iter().map(|p| stamp(p)).collect();
+        if now == self.stamps {
+            self.asked = None;
+            return false;
+        }
+        if self.asked.as_ref() == Some(&now) {
+            return false;
+        }
+        self.asked = Some(now);
+        true
     }
 
     /// Sets the kernel up for the policy in force: at start and after a

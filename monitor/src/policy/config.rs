@@ -155,7 +155,13 @@ impl PolicyConfig {
                         |n| n.get_ref().clone(),
                     );
                     let context = format!("[[policy.tool]] {name:?} {kind} rule {}", i + 1);
-                    rules.extend(build_rule(rule, label, kind, &context)?);
+                    rules.extend(build_rule(
+                        rule,
+                        label,
+                        kind,
+                        &context,
+                        &mut policy.imports,
+                    )?);
                 }
             }
             policy.scopes.insert(name.clone(), scope);
@@ -171,6 +177,7 @@ fn build_rule(
     label: String,
     kind: &str,
     context: &str,
+    imports: &mut Vec<PathBuf>,
 ) -> Result<Vec<Rule>, Invalid> {
     let s = spec.get_ref();
     let bad = |value_at: Option<usize>, problem: String| {
@@ -200,6 +207,9 @@ fn build_rule(
                     || PathBuf::from(sandbox::CLAUDE_MANAGED),
                     |p| p.get_ref().clone(),
                 );
+                if !imports.contains(&path) {
+                    imports.push(path.clone());
+                }
                 let hosts = sandbox::claude_allowed(&path).map_err(|e| {
                     bad(
                         Some(

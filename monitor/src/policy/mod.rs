@@ -65,6 +65,8 @@ pub struct Policy {
     /// By tool name, and [`ALL`].
     pub scopes: HashMap<String, Scope>,
     pub violations_log: Option<PathBuf>,
+    /// Files allowlists were imported from (`from`), watched for changes.
+    pub imports: Vec<PathBuf>,
 }
 
 /// What the policy says of one destination.

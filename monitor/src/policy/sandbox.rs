@@ -1,6 +1,7 @@
 //! Allowlists agents declare for their own sandboxes, imported as allow
 //! rules (`from = "claude-code-sandbox"`), so that what an agent promised
-//! and what the kernel saw are compared all the time.
+//! and what the kernel saw are compared all the time: the daemon reloads
+//! its config when an imported file changes (`daemon::housekeeping`).
 //!
 //! Claude Code's settings (`~/.claude/settings.json`, a project's
 //! `.claude/settings.json`, or the managed `/etc/claude-code/managed-settings.json`)
