@@ -445,6 +445,10 @@ pub struct UdpFlowEvent {
 }
 const _: () = assert!(size_of::<UdpFlowEvent>() == 16 + 24 + 8);
 
+/// `PolicyNet::tool` of the networks the `*` entry of a policy denies:
+/// kept once, for every enforced tool.
+pub const POLICY_ALL: u32 = u32::MAX - 1;
+
 /// Key of `POLICY_NETS`, an LPM trie: the networks a tool's policy denies.
 /// The prefix length counts the 32 bits of `tool` plus the address's
 /// (IPv4 as IPv4-mapped IPv6: 96 + its prefix).

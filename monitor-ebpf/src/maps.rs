@@ -125,9 +125,11 @@ pub static TLS_HEAD_SCRATCH: PerCpuArray<TlsHead> = PerCpuArray::with_max_entrie
 pub static POLICY_TOOLS: Array<u32> = Array::with_max_entries(1_024, 0);
 
 /// Networks each enforced tool's policy denies (`policy.rs`). Not pinned
-/// (the daemon fills it at every start).
+/// (the daemon fills it at every start). Sized for a large country: DB-IP's
+/// country file has 293,238 networks for the US, 57,179 for Germany.
+/// Entries are allocated as inserted (an LPM trie is never preallocated).
 #[map]
-pub static POLICY_NETS: LpmTrie<PolicyNet, PolicyDeny> = LpmTrie::with_max_entries(65_536, 0);
+pub static POLICY_NETS: LpmTrie<PolicyNet, PolicyDeny> = LpmTrie::with_max_entries(1 << 19, 0);
 
 /// Addresses each tree resolved from names its policy denies.
 #[map]

@@ -16,8 +16,8 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use monitor_common::{
-    AF_INET, AF_INET6, EventHeader, IPPROTO_TCP, IPPROTO_UDP, PolicyBlockEvent, PolicyDeny,
-    PolicyHost, PolicyNet, TOOL_PENDING, kind,
+    AF_INET, AF_INET6, EventHeader, IPPROTO_TCP, IPPROTO_UDP, POLICY_ALL, PolicyBlockEvent,
+    PolicyDeny, PolicyHost, PolicyNet, TOOL_PENDING, kind,
 };
 
 use crate::maps::{POLICY_HOSTS, POLICY_NETS, POLICY_TOOLS, emit, tracked};
@@ -76,12 +76,21 @@ fn judge(ctx: &SockAddrContext, v6: bool) -> i32 {
         root_tgid: t.root_tgid,
         addr,
     };
-    let net = Key::new(32 + 128, PolicyNet { tool: t.tool, addr });
+    // The tool's own networks, then those of the policy's `*` entry.
+    let own = Key::new(32 + 128, PolicyNet { tool: t.tool, addr });
+    let all = Key::new(
+        32 + 128,
+        PolicyNet {
+            tool: POLICY_ALL,
+            addr,
+        },
+    );
     // SAFETY: the value is copied out at once.
     let by_name = unsafe { POLICY_HOSTS.get(host).copied() };
     let deny = by_name
         .filter(|d| covers(d, port))
-        .or_else(|| POLICY_NETS.get(&net).copied().filter(|d| covers(d, port)));
+        .or_else(|| POLICY_NETS.get(&own).copied().filter(|d| covers(d, port)))
+        .or_else(|| POLICY_NETS.get(&all).copied().filter(|d| covers(d, port)));
     let Some(deny) = deny else {
         return ALLOW;
     };

@@ -2,7 +2,9 @@
 //! connections judged when they are named (a violation counted, logged
 //! with the process chain), Claude Code's sandbox allowlist imported,
 //! enforcement refusing connects and datagrams of the agent's tree only
-//! (EPERM, the server sees nothing) and failing open when agentmon stops,
+//! (EPERM, the server sees nothing: a denied country, expanded from the
+//! test GeoIP database, a denied IPv6 network and a denied name the tree
+//! resolved) and failing open when agentmon stops,
 //! and a reload with a broken file keeping the policy in force.
 
 use std::{fs, path::Path, process::Output, time::Duration};
@@ -264,7 +266,7 @@ fn enforcement_refuses_the_agents_tree_only_and_fails_open() {
 name = "claude-code"
 enforce = true
 deny = [
-  {{ cidr = "198.51.100.0/24", name = "no-far" }},
+  {{ country = "DE", name = "no-far" }},
   {{ cidr = "2001:db8::/32", name = "no-v6" }},
   {{ host = "telemetry.vendor.test", name = "no-telemetry" }},
 ]

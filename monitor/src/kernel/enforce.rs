@@ -129,7 +129,7 @@ impl Enforcer {
             let key = Key::new(32 + prefix, PolicyNet { tool, addr });
             self.nets
                 .insert(&key, deny, 0)
-                .map_err(|e| format!("cannot add {net} to the policy map ({e}): the policy denies more networks than the kernel map holds (65536)"))?;
+                .map_err(|e| format!("cannot add {net} to the policy map ({e}): the policy denies more networks than the kernel map holds"))?;
             self.keys.push(key);
         }
         for &tool in tools {
