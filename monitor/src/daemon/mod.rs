@@ -102,8 +102,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         }
     }
 
-    /// Puts `policy` in force (at start; a reload goes through
-    /// [`State::reload`]).
+    /// Puts `policy` in force: at start, and from [`State::reload`].
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy.replace(policy);
         self.policy.apply(
@@ -370,7 +369,11 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 data,
             } => match kind {
                 PayloadKind::FirstBytes => {
-                    if let Some(conn) = kernel.counters().conn(sock) {
+                    // What it had sent when judged: read only when a policy
+                    // judges (one map lookup per connection otherwise spared).
+                    if policy.judges()
+                        && let Some(conn) = kernel.counters().conn(sock)
+                    {
                         traffic.saw(sock, &conn);
                     }
                     let read = |names: &mut Names| Enricher::read_first_bytes(&data, names);
@@ -546,13 +549,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             warn!("new [log] settings take a restart of agentmon; SIGHUP reopens the same log");
         }
         // After the GeoIP swap: countries and ASNs are expanded from it.
-        self.policy.replace(policy);
-        self.policy.apply(
-            self.kernel.enforcement(),
-            &self.catalog,
-            &self.enricher.geoip,
-            &self.metrics,
-        );
+        self.set_policy(policy);
         info!(tools = self.catalog.len(), "config reloaded");
     }
 

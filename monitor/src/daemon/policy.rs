@@ -94,6 +94,11 @@ impl PolicyState {
         true
     }
 
+    /// Whether a policy is loaded: connections are judged.
+    pub fn judges(&self) -> bool {
+        !self.policy.is_empty()
+    }
+
     /// Sets the kernel up for the policy in force: at start and after a
     /// reload. Enforcement that cannot be had is a warning and a 0 in
     /// `agentmon_policy_enforced`; the policy is still judged.
@@ -169,7 +174,7 @@ impl PolicyState {
     ) {
         // An egress policy: what the agent reaches, not who reaches it
         // (a connection it accepted, a flow whose first datagram came in).
-        if self.policy.is_empty() || subject.direction == Direction::Ingress {
+        if !self.judges() || subject.direction == Direction::Ingress {
             return;
         }
         let tool = catalog.name(subject.proc.tool);

@@ -162,14 +162,9 @@ impl Enforcer {
     }
 }
 
-/// The network as the kernel keys it: IPv4 as IPv4-mapped IPv6, with its
-/// prefix length counted that way.
-pub fn mapped(net: IpNetwork) -> ([u8; 16], u32) {
-    match net {
-        IpNetwork::V4(n) => (
-            n.network().to_ipv6_mapped().octets(),
-            96 + u32::from(n.prefix()),
-        ),
-        IpNetwork::V6(n) => (n.network().octets(), u32::from(n.prefix())),
-    }
+/// The network's address bytes and prefix as the kernel keys them
+/// (`policy::enforce::mapped`).
+fn mapped(net: IpNetwork) -> ([u8; 16], u32) {
+    let (addr, prefix) = crate::policy::enforce::mapped(net);
+    (addr.to_be_bytes(), prefix)
 }

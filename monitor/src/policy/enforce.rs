@@ -209,15 +209,21 @@ pub fn aggregate(nets: &[IpNetwork]) -> Vec<IpNetwork> {
     out
 }
 
-/// First and last address of `net`, IPv4 as IPv4-mapped IPv6.
-fn range(net: IpNetwork) -> (u128, u128) {
-    let (addr, prefix) = match net {
+/// The network as the kernel keys it: IPv4 as IPv4-mapped IPv6, with its
+/// prefix length counted that way.
+pub fn mapped(net: IpNetwork) -> (u128, u32) {
+    match net {
         IpNetwork::V4(n) => (
             u128::from(n.network().to_ipv6_mapped()),
             96 + u32::from(n.prefix()),
         ),
         IpNetwork::V6(n) => (u128::from(n.network()), u32::from(n.prefix())),
-    };
+    }
+}
+
+/// First and last address of `net`, IPv4 as IPv4-mapped IPv6.
+fn range(net: IpNetwork) -> (u128, u128) {
+    let (addr, prefix) = mapped(net);
     let host = if prefix == 0 {
         u128::MAX
     } else {

@@ -10,9 +10,11 @@
 //! flow: who opened it, when (wall-clock time, see `clock`), and when it was
 //! last reported.
 
+mod conn;
 #[cfg(test)]
 pub mod fakes;
 pub mod records;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -24,12 +26,13 @@ use std::{
 
 use monitor_common::{AF_INET6, Conn, UdpFlow, UdpKey, origin};
 
+pub use self::conn::{ConnReport, OpenConn};
+use self::resume::dest_of;
 use crate::{
     agents::ToolId,
     clock::Clock,
-    dest::purpose::Purpose,
     requests::{Request, RequestRecord, RequestSizes},
-    saved::{SavedConn, SavedDest, SavedFlow, SavedProc},
+    saved::{SavedConn, SavedFlow},
     tree::Proc,
     uprobes::TlsLib,
 };
@@ -179,52 +182,6 @@ impl Logged {
     }
 }
 
-/// A watched TCP connection.
-#[derive(Debug, Clone)]
-pub struct OpenConn {
-    pub tool: ToolId,
-    pub pid: u32,
-    pub proc: Proc,
-    pub direction: Direction,
-    pub remote: SocketAddr,
-    pub local: SocketAddr,
-    pub start_ns: u64,
-    /// `start_ns` as wall-clock time, converted when it was first seen.
-    pub start: SystemTime,
-    logged: Logged,
-    pub names: Names,
-    /// Labels, once decided; bytes are counted from then on.
-    pub dest: Option<Dest>,
-    /// Latest kernel counts, and how much of them is in the metrics.
-    seen: (u64, u64),
-    counted: (u64, u64),
-    /// The same for TLS plaintext, and the library that saw it.
-    tls_seen: (u64, u64),
-    tls_counted: (u64, u64),
-    pub tls_lib: Option<TlsLib>,
-    /// The record framing was lost: derived plaintext stops short.
-    pub framing_lost: bool,
-    /// The probes' own plaintext counts, which request marks refer to.
-    probe_seen: (u64, u64),
-    /// Plaintext sizes of its HTTP requests.
-    pub requests: RequestSizes,
-}
-
-/// A TCP connection's totals at one moment, for the connection log: at its
-/// close, or while it is open.
-#[derive(Debug, Clone)]
-pub struct ConnReport {
-    /// The socket cookie (the key of the kernel's `CONNS`).
-    pub sock: u64,
-    pub conn: OpenConn,
-    pub dest: Dest,
-    /// Bytes since the connection began.
-    pub sent: u64,
-    pub received: u64,
-    /// When these totals were read: its end, for a closed connection.
-    pub at: SystemTime,
-}
-
 /// A UDP flow's totals at one moment, for the connection log: when its
 /// process was found gone, or while it lives.
 #[derive(Debug, Clone)]
@@ -281,134 +238,12 @@ pub struct Traffic {
     clock: Clock,
 }
 
-fn saved_dest(d: &Dest) -> SavedDest {
-    SavedDest {
-        name: d.name.clone(),
-        country: d.country.clone(),
-        asn: d.asn.clone(),
-        purpose: d.purpose.to_owned(),
-    }
-}
-
-/// A saved destination back as labels; an unknown purpose (from another
-/// version) reads as `other`.
-fn dest_of(d: SavedDest) -> Dest {
-    Dest {
-        name: d.name,
-        country: d.country,
-        asn: d.asn,
-        purpose: Purpose::from_label(&d.purpose)
-            .unwrap_or(Purpose::Other)
-            .label(),
-    }
-}
-
-impl SavedFlow {
-    fn key(&self) -> UdpKey {
-        UdpKey {
-            tgid: self.tgid,
-            rport: self.rport,
-            family: self.family,
-            raddr: self.raddr,
-        }
-    }
-}
-
 /// The address in a kernel address field; v4-mapped IPv6 becomes IPv4.
 pub fn ip(family: u16, addr: &[u8; 16]) -> IpAddr {
     if family == AF_INET6 {
         IpAddr::V6(Ipv6Addr::from(*addr)).to_canonical()
     } else {
         IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
-    }
-}
-
-impl OpenConn {
-    /// Decides the labels (once) and counts the connection.
-    fn settle(&mut self, sock: u64, label: &mut Labeler<'_>, counters: &mut dyn Counters) {
-        if self.dest.is_none() {
-            let subject = Subject {
-                pid: self.pid,
-                proc: &self.proc,
-                proto: Proto::Tcp,
-                direction: self.direction,
-                remote: self.remote,
-                sock: Some(sock),
-                bytes: self.seen,
-            };
-            let dest = label(&subject, &mut self.names);
-            counters.connection(self.tool, Proto::Tcp, self.direction, &dest);
-            self.dest = Some(dest);
-        }
-        self.count(counters);
-    }
-
-    fn update(&mut self, conn: &Conn) {
-        // The kernel learns the local port of a connect() at its handshake.
-        if self.local.port() == 0 {
-            self.local.set_port(conn.lport);
-        }
-        self.seen = (
-            self.seen.0.max(conn.tx_bytes),
-            self.seen.1.max(conn.rx_bytes),
-        );
-        // Who sees the plaintext is decided once: the records when no probe
-        // tied the connection in time, else the probe.
-        if self.tls_lib.is_none() {
-            self.tls_lib = if records::unprobed(&conn.records) {
-                Some(TlsLib::Record)
-            } else {
-                TlsLib::from_wire(conn.tls_lib)
-            };
-        }
-        let plaintext = match self.tls_lib {
-            Some(TlsLib::Record) => records::derived(&conn.records).unwrap_or_default(),
-            _ => (conn.tls_tx, conn.tls_rx),
-        };
-        self.tls_seen = (
-            self.tls_seen.0.max(plaintext.0),
-            self.tls_seen.1.max(plaintext.1),
-        );
-        self.framing_lost = records::lost(&conn.records);
-        self.probe_seen = (
-            self.probe_seen.0.max(conn.tls_tx),
-            self.probe_seen.1.max(conn.tls_rx),
-        );
-    }
-
-    /// TLS plaintext (sent, received) seen so far.
-    pub fn plaintext(&self) -> (u64, u64) {
-        self.tls_seen
-    }
-
-    fn report(&self, sock: u64, at: SystemTime) -> ConnReport {
-        ConnReport {
-            sock,
-            conn: self.clone(),
-            dest: self.dest.clone().unwrap_or_default(),
-            sent: self.seen.0,
-            received: self.seen.1,
-            at,
-        }
-    }
-
-    /// Adds what the kernel counted since the last time, once labelled.
-    fn count(&mut self, counters: &mut dyn Counters) {
-        let Some(dest) = &self.dest else { return };
-        let sent = self.seen.0 - self.counted.0;
-        let received = self.seen.1 - self.counted.1;
-        if sent > 0 || received > 0 {
-            counters.bytes(self.tool, Proto::Tcp, dest, sent, received);
-        }
-        self.counted = self.seen;
-        let sent = self.tls_seen.0 - self.tls_counted.0;
-        let received = self.tls_seen.1 - self.tls_counted.1;
-        if let Some(lib) = self.tls_lib
-            && (sent > 0 || received > 0)
-        {
-            counters.tls_bytes(self.tool, dest, lib, sent, received);
-        }
-        self.tls_counted = self.tls_seen;
     }
 }
 
@@ -497,96 +332,13 @@ impl Traffic {
         }
     }
 
-    /// Takes up what the run before a restart had counted.
-    pub fn resume(&mut self, conns: Vec<SavedConn>, flows: Vec<SavedFlow>) {
-        self.resumed_conns = conns.into_iter().map(|c| (c.sock, c)).collect();
-        self.resumed_flows = flows.into_iter().map(|f| (f.key(), f)).collect();
-    }
-
-    /// Forgets the baselines no connection or flow took up: their close
-    /// events were lost while agentmon was down (`agentmon_events_lost_total`).
-    pub fn end_resume(&mut self) -> usize {
-        let left = self.resumed_conns.len() + self.resumed_flows.len();
-        self.resumed_conns.clear();
-        self.resumed_flows.clear();
-        left
-    }
-
-    /// The process of a connection the run before a restart had met, for
-    /// its close when its process is gone too. `id_of` maps tool names.
-    pub fn resumed_proc(
-        &self,
-        sock: u64,
-        start_ns: u64,
-        id_of: impl Fn(&str) -> Option<ToolId>,
-    ) -> Option<Proc> {
-        let saved = self.resumed_conns.get(&sock)?;
-        if saved.start_ns != start_ns {
-            return None;
-        }
-        let p = &saved.proc;
-        Some(Proc {
-            tool: id_of(&p.tool)?,
-            root: p.root,
-            ppid: p.ppid,
-            exe: p.exe.clone(),
-            argv0: p.argv0.clone(),
-            uid: p.uid,
-        })
-    }
-
-    /// What is counted of every open connection and flow, for `saved.rs`.
-    /// `name_of` names tool ids.
-    pub fn save(&self, name_of: impl Fn(ToolId) -> String) -> (Vec<SavedConn>, Vec<SavedFlow>) {
-        let conns = self
-            .conns
-            .iter()
-            .map(|(sock, c)| SavedConn {
-                sock: *sock,
-                start_ns: c.start_ns,
-                inbound: c.direction == Direction::Ingress,
-                counted: c.counted,
-                tls_counted: c.tls_counted,
-                dest: c.dest.as_ref().map(saved_dest),
-                host: c.names.host.clone(),
-                proc: SavedProc {
-                    tool: name_of(c.proc.tool),
-                    root: c.proc.root,
-                    ppid: c.proc.ppid,
-                    exe: c.proc.exe.clone(),
-                    argv0: c.proc.argv0.clone(),
-                    uid: c.proc.uid,
-                },
-            })
-            // Baselines not taken up yet stay for the next run.
-            .chain(self.resumed_conns.values().cloned())
-            .collect();
-        let flows = self
-            .flows
-            .iter()
-            .map(|(key, f)| SavedFlow {
-                tgid: key.tgid,
-                family: key.family,
-                raddr: key.raddr,
-                rport: key.rport,
-                counted: (f.last.tx_bytes, f.last.rx_bytes),
-                dest: saved_dest(&f.dest),
-            })
-            .chain(self.resumed_flows.values().cloned())
-            .collect();
-        (conns, flows)
-    }
-
     /// Takes the kernel's latest byte counts of `sock` (before it is
     /// labelled, so that the policy's verdict says how much it had sent).
     /// Only the counts: who sees its plaintext is decided later, once a
     /// probe had its chance to tie it.
     pub fn saw(&mut self, sock: u64, conn: &Conn) {
         if let Some(open) = self.conns.get_mut(&sock) {
-            open.seen = (
-                open.seen.0.max(conn.tx_bytes),
-                open.seen.1.max(conn.rx_bytes),
-            );
+            open.saw(conn);
         }
     }
 
