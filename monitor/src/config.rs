@@ -32,11 +32,14 @@
 //! name = "claude-code"
 //! default = "alert"
 //! allow = [ { host = "llm.internal.example" } ]
+//! [top]
+//! socket = "/run/agentmon/top.sock"   # what `agentmon top` reads; "none": off
+//! group = "agentmon"
 //! ```
 //!
 //! Each table's schema lives beside the code that uses it (`LogConfig` in
 //! `connlog`, `AgentsConfig` in `agents`, `GeoipConfig` in `geoip`,
-//! `DestConfig` in `dest`, `PolicyConfig` in `policy`); this module puts
+//! `DestConfig` in `dest`, `PolicyConfig` in `policy`, `TopConfig` in `top`); this module puts
 //! them together, and building a [`Loaded`] also builds the catalogs and
 //! the policy, once: a config that would fail later is rejected before the
 //! daemon starts, with `path:line:column: problem`.
@@ -57,6 +60,7 @@ use crate::dest::{self, DestConfig, PathCatalog};
 use crate::geoip::GeoipConfig;
 use crate::origin::Origin;
 use crate::policy::{Policy, PolicyConfig};
+use crate::top::config::TopConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
 /// Where the package installs the config, and the systemd unit reads it.
@@ -88,6 +92,9 @@ pub struct Config {
     /// `[policy]`: which destinations each tool may reach (`policy`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[top]`: the socket `agentmon top` reads (`top::config`).
+    #[serde(default)]
+    pub top: TopConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -113,6 +120,7 @@ impl Default for Config {
             geoip: GeoipConfig::default(),
             dest: DestConfig::default(),
             policy: PolicyConfig::default(),
+            top: TopConfig::default(),
         }
     }
 }
@@ -350,7 +358,7 @@ rules = [
     fn unknown_keys_point_at_the_key() {
         assert_eq!(
             err("listen = \"127.0.0.1:9977\"\n\nlissten = \"x\"\n"),
-            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`, `policy`"
+            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`, `policy`, `top`"
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),

@@ -1,29 +1,16 @@
 //! The `agentmon` command line.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-    sync::{Arc, Mutex},
-};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use monitor::{
-    config::{self, Loaded},
-    connlog::ConnLog,
-    daemon::{self, Shared, State},
-    enrich::Enricher,
-    exporter,
+    config,
     geoip::GeoIp,
-    kernel::{self, Kernel, ring},
-    logging,
-    metrics::Metrics,
-    procfs::RealProc,
-    saved::StateFile,
-    service, web,
+    kernel, logging,
+    run::{DEFAULT_PIN_DIR, RunArgs, run},
+    web,
 };
-use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         command: monitor::policy::cli::PolicyCommand,
     },
+    /// Live view of every agent's traffic: per tool, and per destination of
+    /// the selected tool (reads the running agentmon's socket, no root needed).
+    Top(monitor::top::TopArgs),
 }
 
 #[derive(clap::Args)]
@@ -92,43 +82,15 @@ struct DoctorArgs {
     json: bool,
 }
 
-const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/agentmon";
-const DEFAULT_STATE_DIR: &str = "/var/lib/agentmon/state";
-
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Address for /metrics and /healthz [default: 127.0.0.1:9977, or `listen` in the config].
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<SocketAddr>,
-    /// Config file (TOML); without it the built-in defaults apply.
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// TLS and basic authentication for /metrics: a web-config file in the
-    /// format Prometheus exporters share (overrides `web_config_file`).
-    #[arg(long = "web.config.file", value_name = "PATH")]
-    web_config_file: Option<PathBuf>,
-    /// Write the JSON Lines connection log here (overrides `[log] connections`).
-    #[arg(long, value_name = "PATH")]
-    connection_log: Option<PathBuf>,
-    /// Keep the kernel maps (and, while running, the hooks) pinned here so
-    /// that a restart, even after a crash, goes on counting; `none` to not pin.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_PIN_DIR)]
-    pin_dir: PathBuf,
-    /// Save the exported counters here at every scrape, so that a restart
-    /// continues them; `none` to start at zero.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
-    /// Run as if the kernel lacked these optional features (tests of the
-    /// fallbacks on one kernel).
-    #[arg(long, value_name = "FEATURE", value_delimiter = ',', hide = true)]
-    without: Vec<kernel::Feature>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A command that prints its answer keeps the log to what went wrong.
     logging::init(match cli.command {
         Command::Lookup(_) | Command::Policy { .. } => tracing::Level::WARN,
+        // The screen is the output; the standalone daemon's news would
+        // scribble over it.
+        Command::Top(ref args) if !args.once => tracing::Level::ERROR,
+        Command::Top(_) => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     });
     let result = match cli.command {
@@ -138,6 +100,7 @@ fn main() -> ExitCode {
             .with_context(|| format!("cannot remove {}", pin_dir.display())),
         Command::Doctor(args) => return doctor(&args),
         Command::Lookup(args) => lookup(&args),
+        Command::Top(args) => monitor::top::run(&args),
         // As diff(1): 0 no violation, 1 violations, 2 trouble (78 a bad config).
         Command::Policy { command } => match monitor::policy::cli::run(&command) {
             Ok(true) => Ok(()),
@@ -256,196 +219,4 @@ fn doctor(args: &DoctorArgs) -> ExitCode {
     };
     print!("{text}");
     ExitCode::from(monitor::doctor::exit_code(&checks))
-}
-
-fn run(args: RunArgs) -> anyhow::Result<()> {
-    let source = config::Source {
-        path: args.config.clone(),
-        listen: args.listen,
-        connection_log: args.connection_log.clone(),
-        web_config_file: args.web_config_file.clone(),
-    };
-    let Loaded {
-        config,
-        agents: catalog,
-        dest: dest_catalog,
-        paths,
-        policy,
-    } = source.load()?;
-    // Bind first: a taken port is the quickest thing to report.
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {}: {e}; choose another address with --listen or `listen` in the config",
-            config.listen
-        )
-    })?;
-    listener.set_nonblocking(true)?;
-    // Before the kernel work too: a bad web config is a config error.
-    let web = config
-        .web_config_file
-        .as_deref()
-        .map(web::Watched::load)
-        .transpose()?;
-
-    let pre = kernel::preflight()?;
-    let pin_dir = Some(args.pin_dir.as_path()).filter(|p| *p != std::path::Path::new("none"));
-    let kernel = Kernel::load(&pre, &args.without, pin_dir)?;
-    let metrics = Metrics::new().context("cannot register metrics")?;
-    metrics
-        .build_info
-        .with_label_values(&[
-            env!("CARGO_PKG_VERSION"),
-            env!("AGENTMON_REVISION"),
-            &monitor::release::running(),
-        ])
-        .set(1);
-    let log = match &config.log.connections {
-        Some(path) => Some(
-            ConnLog::open(path, config.log.rotate, config.log.interim).with_context(|| {
-                format!(
-                    "cannot open the connection log {}; fix the path or its permissions",
-                    path.display()
-                )
-            })?,
-        ),
-        None => None,
-    };
-    let geoip = GeoIp::from_config(&config.geoip);
-    let mut enricher = Enricher::new(dest_catalog, paths, &config.dest, geoip);
-    // Paths are kept only for the log; without one they are not read.
-    enricher.keep_paths = config.log.paths && log.is_some();
-    let mut kernel = kernel;
-    let ring = kernel.take_events().context("ring buffer already taken")?;
-    let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
-    state.scan();
-    state.set_policy(policy);
-    if args.state_dir != std::path::Path::new("none") {
-        state.resume(StateFile::new(&args.state_dir));
-    }
-    let state = Arc::new(Mutex::new(state));
-    // What a reload compares the new config with.
-    let running = config.clone();
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        // Before /healthz answers: SIGHUP's default action is to exit.
-        let reload = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(on_hangup(
-            hangups()?,
-            reload.clone(),
-            state.clone(),
-            source,
-            running,
-        ));
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        info!(listen = %config.listen, "serving /metrics and /healthz");
-        let reader = state.clone();
-        let events = tokio::spawn(ring::read_events(ring, move |batch, undecoded| {
-            let mut state = reader.lock().unwrap_or_else(|e| e.into_inner());
-            state.undecoded(undecoded);
-            state.handle_batch(batch);
-        }));
-        // Often enough for the interim records too.
-        let interim = config.log.interim.map_or(u64::MAX, |d| d.as_secs());
-        tokio::spawn(daemon::housekeeping(
-            state.clone(),
-            config.geoip.reload_seconds.min(interim),
-            reload,
-        ));
-        if let Some(every) = service::watchdog_interval() {
-            tokio::spawn(watchdog(state.clone(), every));
-        }
-        let stopping = state.clone();
-        let server = web::serve(listener, exporter::router(state), web, shutdown());
-        // The listener is bound and the programs attached: scrapes queue
-        // until the server polls them, which starts right here.
-        service::ready(&format!("serving /metrics on {}", config.listen));
-        tokio::select! {
-            () = server => {}
-            r = events => {
-                let r = r.context("event reader panicked")?;
-                r.context("reading kernel events failed")?;
-            }
-        }
-        service::stopping();
-        stopping
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .shutdown();
-        info!("stopped");
-        anyhow::Ok(())
-    })
-}
-
-/// Pings systemd's watchdog while the daemon's state can be locked: a
-/// wedged event loop stops the pings and systemd restarts the service.
-async fn watchdog<K, P>(state: Shared<K, P>, every: std::time::Duration)
-where
-    K: daemon::KernelPort,
-    P: monitor::procfs::ProcSource,
-{
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        drop(state.lock().unwrap_or_else(|e| e.into_inner()));
-        service::ping();
-    }
-}
-
-fn hangups() -> anyhow::Result<tokio::signal::unix::Signal> {
-    use tokio::signal::unix::{SignalKind, signal};
-    signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")
-}
-
-/// SIGHUP (`systemctl reload`, logrotate's postrotate): reads the config
-/// and its catalogs again and reopens the logs. A config that does not load
-/// leaves the running one as it was, and says why.
-async fn on_hangup<K, P>(
-    mut hangups: tokio::signal::unix::Signal,
-    // Housekeeping's ask: an imported allowlist changed.
-    reload: Arc<tokio::sync::Notify>,
-    state: Shared<K, P>,
-    source: config::Source,
-    running: config::Config,
-) where
-    K: daemon::KernelPort,
-    P: monitor::procfs::ProcSource,
-{
-    loop {
-        tokio::select! {
-            signal = hangups.recv() => match signal {
-                Some(()) => info!("SIGHUP: reloading"),
-                None => return,
-            },
-            () = reload.notified() => {}
-        }
-        service::reloading();
-        let loaded = source.load();
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-        match loaded {
-            Ok(loaded) => state.reload(loaded, &running),
-            Err(e) => warn!("config not reloaded, keeping the running one: {e}"),
-        }
-        state.reopen_logs();
-        drop(state);
-        service::reloaded("reloaded");
-    }
-}
-
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

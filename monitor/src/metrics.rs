@@ -1,7 +1,7 @@
 //! The exported metrics. Names and labels are a contract with dashboards and
 //! alert rules; label values come from the tool catalog or fixed enums only.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Mutex, time::SystemTime};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -53,6 +53,10 @@ pub struct Metrics {
     pub geoip_built: IntGaugeVec,
     pub policy_violations: IntCounterVec,
     pub policy_enforced: IntGaugeVec,
+    /// When bytes last moved, ms since the epoch, per tool and `dest`: for
+    /// `agentmon top` (not exported: a timestamp per series is what
+    /// Prometheus keeps itself).
+    last_seen: Mutex<HashMap<String, HashMap<String, u64>>>,
 }
 
 impl Metrics {
@@ -247,6 +251,7 @@ impl Metrics {
             geoip_built,
             policy_violations,
             policy_enforced,
+            last_seen: Mutex::default(),
         })
     }
 
@@ -402,6 +407,35 @@ impl Metrics {
         NamedCounters {
             metrics: self,
             catalog,
+            now_ms: crate::clock::unix_ms(SystemTime::now()),
+        }
+    }
+
+    /// When bytes last moved, per (tool, `dest`).
+    pub fn last_seen(&self) -> HashMap<(String, String), u64> {
+        let seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .flat_map(|(tool, dests)| {
+                dests
+                    .iter()
+                    .map(move |(dest, ms)| ((tool.clone(), dest.clone()), *ms))
+            })
+            .collect()
+    }
+
+    fn saw(&self, tool: &str, dest: &str, now_ms: u64) {
+        let mut seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Lookups by &str: a key is allocated once per new destination.
+        match seen.get_mut(tool) {
+            Some(dests) => match dests.get_mut(dest) {
+                Some(ms) => *ms = now_ms,
+                None => {
+                    dests.insert(dest.to_owned(), now_ms);
+                }
+            },
+            None => {
+                seen.insert(tool.to_owned(), HashMap::from([(dest.to_owned(), now_ms)]));
+            }
         }
     }
 }
@@ -410,6 +444,7 @@ impl Metrics {
 pub struct NamedCounters<'a> {
     metrics: &'a Metrics,
     catalog: &'a Catalog,
+    now_ms: u64,
 }
 
 impl Counters for NamedCounters<'_> {
@@ -422,6 +457,9 @@ impl Counters for NamedCounters<'_> {
             &dest.asn,
             dest.purpose,
         ];
+        if sent > 0 || received > 0 {
+            self.metrics.saw(labels[0], &dest.name, self.now_ms);
+        }
         if sent > 0 {
             self.metrics
                 .egress_bytes

@@ -10,7 +10,7 @@ mod tests;
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use monitor_common::{Conn, TOOL_PENDING, conn_flags, counter};
@@ -23,7 +23,7 @@ pub use self::port::KernelPort;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
     agents::Catalog,
-    clock::monotonic_ns,
+    clock::{monotonic_ns, unix_ms},
     config::{Config, Loaded},
     connlog::{ConnLog, Event as LogEvent},
     enrich::Enricher,
@@ -34,6 +34,10 @@ use crate::{
     policy::Policy,
     procfs::ProcSource,
     saved::{self, Saved, StateFile},
+    top::{
+        snapshot::{self, Snapshot},
+        socket::Snapshots,
+    },
     traffic::{ConnReport, Dest, FlowReport, Names, Subject, Traffic},
     tree::Tree,
     uprobes::{TlsLib, TlsProbes},
@@ -65,6 +69,8 @@ pub struct State<K: KernelPort, P: ProcSource> {
     tls_explained: TlsExplained,
     /// The egress policy, its violations log and its kernel side.
     policy: PolicyState,
+    /// When this state was made, for `agentmon top`.
+    started_ms: u64,
 }
 
 pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
@@ -99,6 +105,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             resume_sweeps: 0,
             tls_explained: TlsExplained::default(),
             policy: PolicyState::default(),
+            started_ms: unix_ms(SystemTime::now()),
         }
     }
 
@@ -646,6 +653,19 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
     /// Counts ring-buffer records the decoder could not read.
     pub fn undecoded(&self, n: u64) {
         self.metrics.events_undecoded.inc_by(n);
+    }
+}
+
+impl<K, P> Snapshots for State<K, P>
+where
+    K: KernelPort + Send + 'static,
+    K::Link: Send,
+    P: ProcSource + Send + 'static,
+{
+    /// Refreshes, then takes what `agentmon top` shows.
+    fn snapshot(&mut self) -> Snapshot {
+        self.refresh();
+        snapshot::build(&self.metrics, unix_ms(SystemTime::now()), self.started_ms)
     }
 }
 

@@ -12,6 +12,9 @@ use crate::events::{Event, decode};
 /// `maps::deferred`): the most an event of that kind waits.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
+/// The kernel's event ring, as [`super::Kernel::take_events`] hands it out.
+pub type Events = RingBuf<MapData>;
+
 /// Reads kernel events until the ring buffer fails, handing each batch to
 /// `on_batch` with the number of records that could not be decoded.
 pub async fn read_events(

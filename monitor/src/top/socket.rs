@@ -1,0 +1,151 @@
+//! The local, read-only endpoint `agentmon top` reads: a unix socket that
+//! answers every connection with one JSON snapshot and closes it. agentmon
+//! never reads from it, so there is nothing a client can ask or change;
+//! who may connect is the socket file's group (mode 0660).
+
+use std::{
+    io::{self, Read as _},
+    os::unix::{
+        fs::{FileTypeExt as _, PermissionsExt as _},
+        net::{UnixListener, UnixStream},
+    },
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{io::AsyncWriteExt as _, sync::Semaphore};
+use tracing::{info, warn};
+
+use super::{config::TopConfig, snapshot::Snapshot};
+
+/// What can hand out snapshots: the daemon's state.
+pub trait Snapshots: Send + 'static {
+    fn snapshot(&mut self) -> Snapshot;
+}
+
+/// Readers served at once; more wait in the listen queue.
+const READERS: usize = 4;
+/// A reader that takes longer than this to take its snapshot is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The socket file's mode: owner and group read and write (connecting
+/// needs write permission on the file).
+const MODE: u32 = 0o660;
+
+/// Binds the configured socket. A failure is one warning and no socket:
+/// `top` is a convenience, the exporter goes on.
+pub fn bind(config: &TopConfig) -> Option<UnixListener> {
+    let path = config.socket()?;
+    match try_bind(path, config.group.as_deref()) {
+        Ok(listener) => {
+            info!(socket = %path.display(), "serving snapshots for `agentmon top`");
+            Some(listener)
+        }
+        Err(e) => {
+            warn!(socket = %path.display(),
+                "no socket for `agentmon top`: {e:#}; fix it or set `[top] socket`");
+            None
+        }
+    }
+}
+
+fn try_bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            // Searchable by all: the socket's own mode decides who connects.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    // A socket left by an earlier run is replaced; anything else at the
+    // path (a file, a symlink someone planted) is not touched.
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => anyhow::bail!("{} exists and is not a socket", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let listener = UnixListener::bind(path)?;
+    if let Some(name) = group {
+        let gid = nix::unistd::Group::from_name(name)
+            .ok()
+            .flatten()
+            .with_context(|| format!("group {name:?} does not exist (`[top] group`)"))?
+            .gid;
+        std::os::unix::fs::chown(path, None, Some(gid.as_raw())).with_context(|| {
+            format!("cannot give the socket to group {name:?}: is agentmon a member?")
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(MODE))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Answers connections with snapshots until the runtime stops.
+pub async fn serve<S: Snapshots>(listener: UnixListener, state: Arc<Mutex<S>>) {
+    let listener = match tokio::net::UnixListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("no socket for `agentmon top`: {e}");
+            return;
+        }
+    };
+    let readers = Arc::new(Semaphore::new(READERS));
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = readers.clone().acquire_owned().await else {
+            return;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let snapshot = state.lock().unwrap_or_else(|e| e.into_inner()).snapshot();
+            let mut text = serde_json::to_vec(&snapshot).unwrap_or_default();
+            text.push(b'\n');
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&text)).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Reads one snapshot from the daemon's socket.
+pub fn fetch(path: &Path) -> anyhow::Result<Snapshot> {
+    let mut stream =
+        UnixStream::connect(path).map_err(|e| anyhow::anyhow!(connect_error(path, &e)))?;
+    stream.set_read_timeout(Some(WRITE_TIMEOUT))?;
+    let mut text = Vec::new();
+    stream
+        .read_to_end(&mut text)
+        .with_context(|| format!("cannot read a snapshot from {}", path.display()))?;
+    let snapshot: Snapshot = serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{} sent no snapshot this agentmon understands",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        snapshot.v == super::snapshot::VERSION,
+        "{} sent snapshot version {}, this agentmon reads {}: run the same version as the daemon",
+        path.display(),
+        snapshot.v,
+        super::snapshot::VERSION
+    );
+    Ok(snapshot)
+}
+
+/// What went wrong, and what to do about it.
+fn connect_error(path: &Path, e: &io::Error) -> String {
+    let p = path.display();
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => format!(
+            "cannot read {p}: permission denied; join the socket's group (`sudo adduser $USER agentmon`, then log in again), or run `sudo agentmon top`"
+        ),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => format!(
+            "cannot read {p}: {e}; is agentmon running (`systemctl status agentmon`)? Or give its socket with --socket, or run `sudo agentmon top --standalone`"
+        ),
+        _ => format!("cannot read {p}: {e}"),
+    }
+}
