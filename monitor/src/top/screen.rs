@@ -250,7 +250,9 @@ fn draw_dests(f: &mut Frame<'_>, area: Rect, view: &View, bytes: [&str; 2]) {
     };
     let dests = view.dests(tool);
     let now = view.current.time_ms;
-    let rows = dests.iter().map(|l| dest_row(l, view.rates, now));
+    // What the fixed columns and the spaces between the nine leave.
+    let width = usize::from(area.width).saturating_sub(55 + 8);
+    let rows = dests.iter().map(|l| dest_row(l, view.rates, now, width));
     let table = Table::new(
         rows,
         [
@@ -289,7 +291,7 @@ fn draw_dests(f: &mut Frame<'_>, area: Rect, view: &View, bytes: [&str; 2]) {
     f.render_widget(table, area);
 }
 
-fn dest_row<'a>(l: &DestLine<'a>, rates: bool, now_ms: u64) -> Row<'a> {
+fn dest_row<'a>(l: &DestLine<'a>, rates: bool, now_ms: u64, width: usize) -> Row<'a> {
     let d = l.dest;
     let [sent, received] = byte_cells(rates, l.rate, (d.egress_bytes, d.ingress_bytes));
     let flags = l.flags();
@@ -309,7 +311,7 @@ fn dest_row<'a>(l: &DestLine<'a>, rates: bool, now_ms: u64) -> Row<'a> {
     };
     Row::new(vec![
         Cell::from(flags),
-        Cell::from(d.dest.clone()),
+        Cell::from(view::fit_left(&d.dest, width)),
         Cell::from(dash(&d.country)),
         Cell::from(dash(&d.asn)),
         Cell::from(dash(&d.purpose)),

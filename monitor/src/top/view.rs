@@ -279,6 +279,17 @@ pub fn bytes(n: f64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// `name` in `width` characters: a longer one keeps its end (a host's
+/// domain says more than its first label): `…etry.vendor.test`.
+pub fn fit_left(name: &str, width: usize) -> String {
+    let n = name.chars().count();
+    if n <= width || width == 0 {
+        return name.to_owned();
+    }
+    let tail: String = name.chars().skip(n - (width - 1)).collect();
+    format!("…{tail}")
+}
+
 /// How long ago `then` was, at `now` (both ms since the epoch): `4s`,
 /// `12m`, `3h`, `2d`; `-` when never.
 pub fn ago(now_ms: u64, then_ms: Option<u64>) -> String {
