@@ -159,6 +159,8 @@ fn shipped_config_changes_nothing_and_shows_the_defaults() {
         "anycast_asns",
         "max_per_tool",
         "max_networks_per_tool",
+        "[top]",
+        "socket",
     ] {
         assert!(
             options.contains(key),

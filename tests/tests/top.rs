@@ -188,10 +188,24 @@ fn once_shows_exact_figures_to_the_sockets_group_and_refuses_others_with_the_fix
             ("dest", row["dest"].as_str().unwrap()),
         ];
         let metric = |name| m.value(name, &labels).unwrap_or(0.0) as u64;
-        assert_eq!(row["egress_bytes"], metric("agentmon_egress_bytes_total"), "{row}");
-        assert_eq!(row["ingress_bytes"], metric("agentmon_ingress_bytes_total"), "{row}");
-        assert_eq!(row["connections"], metric("agentmon_connections_total"), "{row}");
+        assert_eq!(
+            row["egress_bytes"],
+            metric("agentmon_egress_bytes_total"),
+            "{row}"
+        );
+        assert_eq!(
+            row["ingress_bytes"],
+            metric("agentmon_ingress_bytes_total"),
+            "{row}"
+        );
+        assert_eq!(
+            row["connections"],
+            metric("agentmon_connections_total"),
+            "{row}"
+        );
     }
+
+    standalone_sees_what_starts_after_it(&w, &agent);
 
     // Outside the group: refused, with what to do.
     let out = top_once("1", &run.socket(), &[]);
@@ -312,7 +326,9 @@ fn the_live_view_sorts_filters_selects_freezes_and_redraws_on_resize_in_a_real_t
 
     // Totals: tools by bytes sent, claude-code first; up selects it.
     t.keys(&["r"]);
-    t.wait("totals", |s| s.lines().next().unwrap_or("").contains("totals"));
+    t.wait("totals", |s| {
+        s.lines().next().unwrap_or("").contains("totals")
+    });
     t.keys(&["Up"]);
     let s = t.wait("claude-code's destinations", |s| {
         s.contains("claude-code: 2 destinations")
@@ -326,12 +342,18 @@ fn the_live_view_sorts_filters_selects_freezes_and_redraws_on_resize_in_a_real_t
     assert!(ip.contains("9.8 KiB") && ip.contains("642 B"), "{s}");
     let tele = line_of(&s, "telemetry.vendor.test");
     assert!(tele.trim_start().starts_with("!T"), "{s}");
-    assert!(row_of(&s, "ip") < row_of(&s, "telemetry.vendor.test"), "by sent:\n{s}");
+    assert!(
+        row_of(&s, "ip") < row_of(&s, "telemetry.vendor.test"),
+        "by sent:\n{s}"
+    );
 
     // Sort by received: the telemetry host answered more than 642 bytes.
     t.keys(&["s"]);
     let s = t.wait("sort by received", |s| s.contains("sort: received"));
-    assert!(row_of(&s, "telemetry.vendor.test") < row_of(&s, "ip"), "{s}");
+    assert!(
+        row_of(&s, "telemetry.vendor.test") < row_of(&s, "ip"),
+        "{s}"
+    );
 
     // Filter tools: only aider, and its destinations.
     t.keys(&["/", "a", "i", "d", "Enter"]);
@@ -358,13 +380,17 @@ fn the_live_view_sorts_filters_selects_freezes_and_redraws_on_resize_in_a_real_t
     assert!(ip.contains("9.8 KiB"), "frozen:\n{s}");
     t.keys(&["f"]);
     t.wait("the new total", |s| {
-        !s.contains("FROZEN") && s.lines().any(|l| l.starts_with("   ip") && l.contains("14.6 KiB"))
+        !s.contains("FROZEN")
+            && s.lines()
+                .any(|l| l.starts_with("   ip") && l.contains("14.6 KiB"))
     });
 
     // Resize: redrawn to the new size, the help line at the bottom.
     let out = t.run(&["resize-window", "-t", "top", "-x", "120", "-y", "40"]);
     assert!(out.status.success(), "{out:?}");
-    let s = t.wait("120x40", |s| s.lines().count() == 40 && s.lines().last() == Some(HELP));
+    let s = t.wait("120x40", |s| {
+        s.lines().count() == 40 && s.lines().last() == Some(HELP)
+    });
     assert!(s.lines().any(|l| l.chars().count() > 100), "{s}");
     let out = t.run(&["resize-window", "-t", "top", "-x", "60", "-y", "12"]);
     assert!(out.status.success(), "{out:?}");
@@ -375,8 +401,46 @@ fn the_live_view_sorts_filters_selects_freezes_and_redraws_on_resize_in_a_real_t
     // q quits: the session ends with its only command.
     t.keys(&["q"]);
     assert!(
-        wait_until(SETTLE, || !t.run(&["has-session", "-t", "top"]).status.success()),
+        wait_until(SETTLE, || !t
+            .run(&["has-session", "-t", "top"])
+            .status
+            .success()),
         "{}",
         t.screen()
     );
+}
+
+/// `top --standalone --once` loads the programs itself (root here): a
+/// connection made after they are attached is in its snapshot, exactly.
+fn standalone_sees_what_starts_after_it(w: &World, agent: &Path) {
+    let err = w.lab.dir().join("standalone.err");
+    let mut cmd = Command::new(agentmon_bin());
+    cmd.args([
+        "top",
+        "--standalone",
+        "--once",
+        "--interval",
+        "5",
+        "--tool",
+        "claude",
+    ])
+    .env("AGENTMON_LOG", "info")
+    .stdout(std::process::Stdio::piped())
+    .stderr(fs::File::create(&err).unwrap());
+    let child = cmd.spawn().unwrap();
+    let attached = wait_until(SETTLE, || {
+        fs::read_to_string(&err).is_ok_and(|t| t.contains("reading kernel events"))
+    });
+    assert!(attached, "{}", fs::read_to_string(&err).unwrap_or_default());
+    claude_traffic(w, agent, 1);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        fs::read_to_string(&err).unwrap_or_default()
+    );
+    let d = dest_words(&text, "ip");
+    let n = d.len();
+    assert_eq!(&d[n - 4..n - 1], ["5000", "321", "1"], "{text}");
 }

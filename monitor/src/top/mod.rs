@@ -66,10 +66,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
         installed.exists().then_some(installed)
     });
     let mut source: Box<dyn FnMut() -> anyhow::Result<Snapshot>> = if args.standalone {
-        let mut take = crate::run::standalone(config)?;
-        // The first snapshot right away would count nothing: the programs
-        // only just started.
-        Box::new(move || take())
+        Box::new(crate::run::standalone(config)?)
     } else {
         let path = match &args.socket {
             Some(path) => path.clone(),

@@ -68,14 +68,13 @@ fn event_loop(
     let mut next = Instant::now() + every;
     loop {
         terminal.draw(|f| draw(f, &screen))?;
-        if event::poll(next.saturating_duration_since(Instant::now()))? {
-            if let Event::Key(key) = event::read()?
-                && key.kind == KeyEventKind::Press
-                && !screen.key(key)
-            {
-                return Ok(());
-            }
-            // A resize needs nothing but the redraw at the loop's top.
+        // A resize needs nothing but the redraw at the loop's top.
+        if event::poll(next.saturating_duration_since(Instant::now()))?
+            && let Event::Key(key) = event::read()?
+            && key.kind == KeyEventKind::Press
+            && !screen.key(key)
+        {
+            return Ok(());
         }
         if Instant::now() >= next {
             next = Instant::now() + every;

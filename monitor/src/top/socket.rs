@@ -51,13 +51,13 @@ pub fn bind(config: &TopConfig) -> Option<UnixListener> {
 }
 
 fn try_bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            // Searchable by all: the socket's own mode decides who connects.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        // Searchable by all: the socket's own mode decides who connects.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
     // A socket left by an earlier run is replaced; anything else at the
     // path (a file, a symlink someone planted) is not touched.

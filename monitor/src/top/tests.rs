@@ -280,7 +280,10 @@ fn byte_and_age_formats_fit_their_columns() {
     assert_eq!(view::bytes(1_023_948.0), "999.9 KiB");
     assert_eq!(view::bytes(1_024_000.0), "1.0 MiB", "not 1000.0 KiB");
     assert_eq!(view::bytes(3.5 * 1024.0 * 1024.0 * 1024.0), "3.5 GiB");
-    assert_eq!(view::fit_left("telemetry.vendor.test", 17), "…etry.vendor.test");
+    assert_eq!(
+        view::fit_left("telemetry.vendor.test", 17),
+        "…etry.vendor.test"
+    );
     assert_eq!(view::fit_left("api.model.test", 17), "api.model.test");
     assert_eq!(view::ago(100_000, None), "-");
     assert_eq!(view::ago(100_000, Some(96_000)), "4s");

@@ -60,7 +60,7 @@ const PACKAGES: &[DebPackage] = &[
     deb("golang-go", "go", &[Test, Bench]), // a static, stripped Go crypto/tls client
     deb("libssl-dev", "openssl", &[Test, Bench]), // libssl.a: a static, stripped OpenSSL client
     deb("gnutls-bin", "gnutls-cli", &[Test]), // a GnuTLS client
-    deb("tmux", "tmux", &[Test]), // a real terminal for `agentmon top`
+    deb("tmux", "tmux", &[Test]),           // a real terminal for `agentmon top`
     deb("prometheus", "promtool", &[Test]), // dashboards/: rule checks, a real Prometheus
     deb("prometheus-alertmanager", "amtool", &[Test]), // dashboards/: the example route
     deb("systemd", "systemd-analyze", &[Test]), // `systemd-analyze verify` of the unit
