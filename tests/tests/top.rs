@@ -333,6 +333,8 @@ fn the_live_view_sorts_filters_selects_freezes_and_redraws_on_resize_in_a_real_t
     let s = t.wait("claude-code's destinations", |s| {
         s.contains("claude-code: 2 destinations")
     });
+    // The screen, for the test's output (`--nocapture`).
+    println!("agentmon top at 80x24, totals:\n{s}");
     assert!(
         row_of(&s, "claude-code") < row_of(&s, "aider"),
         "claude-code sent more:\n{s}"

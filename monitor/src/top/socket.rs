@@ -54,8 +54,7 @@ fn try_bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         // Searchable by all: the socket's own mode decides who connects.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
