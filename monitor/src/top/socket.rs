@@ -93,8 +93,14 @@ pub async fn serve<S: Snapshots>(listener: UnixListener, state: Arc<Mutex<S>>) {
     };
     let readers = Arc::new(Semaphore::new(READERS));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors, say: try again later, not in a
+                // tight loop.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let Ok(permit) = readers.clone().acquire_owned().await else {
             return;
