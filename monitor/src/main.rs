@@ -65,6 +65,10 @@ enum Command {
         #[command(subcommand)]
         command: monitor::policy::cli::PolicyCommand,
     },
+    /// Summarise the connection log (and its rotated files) over a time
+    /// range: per tool, destination, country and purpose, as text, JSON,
+    /// CSV, or an HTML page with charts.
+    Report(monitor::report::ReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -128,7 +132,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A command that prints its answer keeps the log to what went wrong.
     logging::init(match cli.command {
-        Command::Lookup(_) | Command::Policy { .. } => tracing::Level::WARN,
+        Command::Lookup(_) | Command::Policy { .. } | Command::Report(_) => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     });
     let result = match cli.command {
@@ -138,6 +142,7 @@ fn main() -> ExitCode {
             .with_context(|| format!("cannot remove {}", pin_dir.display())),
         Command::Doctor(args) => return doctor(&args),
         Command::Lookup(args) => lookup(&args),
+        Command::Report(args) => monitor::report::run(&args),
         // As diff(1): 0 no violation, 1 violations, 2 trouble (78 a bad config).
         Command::Policy { command } => match monitor::policy::cli::run(&command) {
             Ok(true) => Ok(()),
