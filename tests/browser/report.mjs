@@ -63,6 +63,9 @@ try {
       return { width: box.width, height: box.height };
     }),
     tableRows: document.querySelectorAll('tbody tr').length,
+    // Wider than the window: the reader would have to scroll sideways.
+    pageWidth: document.documentElement.scrollWidth,
+    windowWidth: window.innerWidth,
     images: document.querySelectorAll('img').length,
     scripts: document.querySelectorAll('script').length,
     pwned: Boolean(window.__pwned),

@@ -45,20 +45,20 @@ struct Out {
     stderr: String,
 }
 
-fn report(log: &Path, args: &[&str]) -> Out {
-    let out = run_bounded(
-        Command::new(agentmon_bin())
-            .arg("report")
-            .arg("--log")
-            .arg(log)
-            .args(args),
-        RUN,
-    );
+/// `agentmon report ARGS`.
+fn agentmon_report(args: &[&str]) -> Out {
+    let out = run_bounded(Command::new(agentmon_bin()).arg("report").args(args), RUN);
     Out {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// `agentmon report --log LOG ARGS`.
+fn report(log: &Path, args: &[&str]) -> Out {
+    let log = log.display().to_string();
+    agentmon_report(&[&["--log", log.as_str()], args].concat())
 }
 
 /// The one warning every read of the fixture gives: the damaged line,
@@ -315,17 +315,9 @@ fn bad_input_gets_one_line_that_says_what_to_do() {
     // Without --log, the config names the log.
     let config = tmp.path().join("config.toml");
     fs::write(&config, "listen = \"127.0.0.1:9977\"\n").unwrap();
-    let run = |args: &[&str]| {
-        let out = run_bounded(Command::new(agentmon_bin()).arg("report").args(args), RUN);
-        Out {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
     let config_arg = config.display().to_string();
     one_line(
-        &run(&["--config", &config_arg]),
+        &agentmon_report(&["--config", &config_arg]),
         1,
         "has no `[log] connections`; name the log with --log PATH",
     );
@@ -334,7 +326,7 @@ fn bad_input_gets_one_line_that_says_what_to_do() {
         format!("[log]\nconnections = \"{}\"\n", log.display()),
     )
     .unwrap();
-    let out = run(&["--config", &config_arg, "--format", "csv"]);
+    let out = agentmon_report(&["--config", &config_arg, "--format", "csv"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout.contains("\ntotal,,,,,5,13020,92530,"),

@@ -182,6 +182,10 @@ fn the_html_report_renders_its_charts_in_chromium() {
     assert!(texts(0).contains(&"codex".to_owned()), "{:?}", texts(0));
     // Rows: 3 tools, 6 destinations, 3 countries, 4 purposes.
     assert_eq!(result["tableRows"], 3 + 6 + 3 + 4, "{result}");
+    assert!(
+        result["pageWidth"].as_f64() <= result["windowWidth"].as_f64(),
+        "the page is wider than the window: {result}"
+    );
     let png = fs::read(&screenshot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 20_000,

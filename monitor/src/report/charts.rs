@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plotters::{
-    coord::Shift,
+    coord::{Shift, types::RangedCoordf64},
     prelude::*,
     style::text_anchor::{HPos, Pos, VPos},
 };
@@ -154,6 +154,23 @@ fn nothing(root: &DrawingArea<SVGBackend, Shift>) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The series' names and colors, in a box at `position`.
+fn legend<'a, 'b: 'a>(
+    chart: &mut Plot<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 struct Bar {
     /// The tool, for the per-tool cut.
     group: String,
@@ -226,14 +243,7 @@ fn bar_chart(bars: &[Bar]) -> Result<String, String> {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
@@ -295,7 +305,8 @@ fn over_time(s: &Summary) -> Result<String, String> {
         .max(1) as f64;
     let per = humantime::format_duration(Duration::from_secs(step)).to_string();
     let label_of = move |x: f64| {
-        let t = UNIX_EPOCH + Duration::from_secs(first + x.max(0.0) as u64 * step);
+        // Ticks may fall between buckets: the time at the tick itself.
+        let t = UNIX_EPOCH + Duration::from_secs(first + (x.max(0.0) * step as f64) as u64);
         let text = seconds(t);
         // "2026-11-29T10:00:00Z": the date alone once buckets are days.
         let text = if step >= 86_400 {
@@ -347,13 +358,6 @@ fn over_time(s: &Summary) -> Result<String, String> {
                 )
                 .map_err(|e| e.to_string())?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }

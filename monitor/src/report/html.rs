@@ -30,16 +30,17 @@ pub fn escape(s: &str) -> String {
 }
 
 const STYLE: &str = "
-body { font-family: sans-serif; margin: 2em auto; max-width: 960px; color: #222; padding: 0 1em; }
+body { font-family: sans-serif; margin: 2em auto; max-width: 1040px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 h2 { font-size: 1.15em; margin-top: 2em; }
 figure { margin: 0; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #ddd; }
-table { border-collapse: collapse; width: 100%; font-size: 0.9em; }
+table { border-collapse: collapse; width: 100%; font-size: 0.85em; }
 th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #e4e4e4; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 td.n, td.t { white-space: nowrap; }
-td { overflow-wrap: anywhere; }
+td { overflow-wrap: break-word; }
+.wide { overflow-x: auto; }
 th { background: #f4f4f4; }
 .note { color: #555; }
 ";
@@ -92,7 +93,8 @@ pub fn page(s: &Summary, files: &[PathBuf]) -> Result<String, ChartError> {
 }
 
 fn html_table(table: &Table) -> String {
-    let mut out = String::from("<table>\n<thead><tr>");
+    // A narrow window scrolls the table, not the page.
+    let mut out = String::from("<div class=\"wide\">\n<table>\n<thead><tr>");
     for column in table.columns {
         let _ = write!(out, "<th>{}</th>", escape(column));
     }
@@ -115,6 +117,6 @@ fn html_table(table: &Table) -> String {
             t.last.map(seconds).unwrap_or_default(),
         );
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table>\n</div>\n");
     out
 }

@@ -132,6 +132,15 @@ fn a_total_that_shrinks_adds_nothing_and_is_not_counted_twice() {
 }
 
 #[test]
+fn a_record_read_twice_adds_nothing_the_second_time() {
+    // logrotate's compress interrupted: the same file plain and gzipped.
+    let mut lines = three_records();
+    lines.extend(three_records());
+    let s = summarise(Range::default(), &[], &lines);
+    assert_eq!(s.total, totals(1, 4500, 45, "09:59", "10:10"));
+}
+
+#[test]
 fn tables_group_by_tool_destination_country_and_purpose_biggest_first() {
     let mut lines = three_records();
     lines.push(line("tcp:2", "10:30", "10:20", "codex", "b.test", 9000, 5));
