@@ -33,6 +33,7 @@ pub mod origin;
 pub mod policy;
 pub mod procfs;
 pub mod release;
+pub mod report;
 pub mod requests;
 pub mod run;
 pub mod saved;

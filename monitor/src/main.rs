@@ -55,6 +55,10 @@ enum Command {
     /// Live view of every agent's traffic: per tool, and per destination of
     /// the selected tool (reads the running agentmon's socket, no root needed).
     Top(monitor::top::TopArgs),
+    /// Summarise the connection log (and its rotated files) over a time
+    /// range: per tool, destination, country and purpose, as text, JSON,
+    /// CSV, or an HTML page with charts.
+    Report(monitor::report::ReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,7 +90,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A command that prints its answer keeps the log to what went wrong.
     logging::init(match cli.command {
-        Command::Lookup(_) | Command::Policy { .. } => tracing::Level::WARN,
+        Command::Lookup(_) | Command::Policy { .. } | Command::Report(_) => tracing::Level::WARN,
         // The screen is the output; the standalone daemon's news would
         // scribble over it.
         Command::Top(ref args) if !args.once => tracing::Level::ERROR,
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => return doctor(&args),
         Command::Lookup(args) => lookup(&args),
         Command::Top(args) => monitor::top::run(&args),
+        Command::Report(args) => monitor::report::run(&args),
         // As diff(1): 0 no violation, 1 violations, 2 trouble (78 a bad config).
         Command::Policy { command } => match monitor::policy::cli::run(&command) {
             Ok(true) => Ok(()),

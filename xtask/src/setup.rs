@@ -6,6 +6,7 @@
 //! long, and says what it starts before each slow part, so a terminal is
 //! never silent for long without a reason.
 mod debian;
+mod npm;
 
 use std::fs;
 use std::io::Write as _;
@@ -88,6 +89,7 @@ const STEPS: &[(&str, &[Purpose], StepFn)] = &[
     // Filters its packages by purpose.
     ("python packages", &[Run], python_packages),
     ("bun", &[Test, Bench], bun),
+    ("playwright", &[Test], npm::playwright),
     ("geoip database", &[Run], crate::geoip::install),
 ];
 
@@ -444,30 +446,9 @@ fn bun(step: &Step) -> Result<String> {
             dir.display()
         ));
     }
-    if cmd::which("npm").is_none() {
-        bail!("no npm on PATH; run: apt-get install -y npm");
-    }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let start = Instant::now();
     let spec = format!("bun@{BUN_VERSION}");
-    step.starting(&format!("installing {spec} (npm) into {}", dir.display()));
-    cmd::run_quiet(
-        tool("npm")
-            .args([
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ])
-            .arg("--prefix")
-            .arg(dir)
-            .arg(&spec),
-        &format!(
-            "run `npm install --prefix {} {spec}` by hand to see why",
-            dir.display()
-        ),
-    )?;
+    npm::install(step, dir, &spec)?;
     // The package's install script moves the platform binary to bin/bun.exe;
     // where scripts did not run, the platform package still holds it.
     let modules = dir.join("node_modules");

@@ -4,6 +4,7 @@
 
 mod config;
 mod file;
+pub mod read;
 mod record;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The log's records from connections and flows driven through `Traffic`
-//! with a fake clock, and the file's modes, reopening and rotation.
+//! with a fake clock, the file's modes, reopening and rotation, and the
+//! log read back (rotated files, gzip).
 
 use std::{
     collections::BTreeSet,
@@ -12,7 +13,7 @@ use std::{
 use monitor_common::{AF_INET, Conn, UdpFlow, UdpKey, origin};
 use serde_json::Value;
 
-use super::{file::LogFile, *};
+use super::{file::LogFile, read, *};
 use crate::{
     clock::{fake::FakeClocks, rfc3339},
     traffic::{
@@ -474,4 +475,131 @@ fn rotation_renames_to_dot_1_and_keeps_only_keep_files() {
     file.write_line(&[b'x'; 150]).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().len(), 150);
     assert_eq!(read(&rotated(&path, 1)), [9]);
+}
+
+fn gzip(text: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Every line of `files` as text, and the warnings.
+fn read_all(files: &[std::path::PathBuf]) -> (Vec<String>, Vec<String>) {
+    let (mut lines, mut warnings) = (Vec::new(), Vec::new());
+    read::each_line(files, &mut |w| warnings.push(w), &mut |file, n, line| {
+        let name = file.file_name().unwrap().to_string_lossy();
+        lines.push(format!("{name}:{n}:{}", String::from_utf8_lossy(line)));
+    });
+    (lines, warnings)
+}
+
+#[test]
+fn rotated_files_are_found_beside_the_log_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "connections.jsonl",
+        "connections.jsonl.1",
+        "connections.jsonl.2.gz",
+        "connections.jsonl.10",
+        "connections.jsonl-20261130",
+        "connections.jsonl-20261201.gz",
+        "connections.jsonl.3.xz",
+        "connections.jsonl.bak",
+        "connections.jsonl.1.tmp",
+        "other.jsonl",
+    ];
+    for name in names {
+        fs::write(dir.path().join(name), "").unwrap();
+    }
+    let family = read::family(&dir.path().join("connections.jsonl")).unwrap();
+    let names = |paths: &[std::path::PathBuf]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&family.files),
+        [
+            "connections.jsonl-20261130",
+            "connections.jsonl-20261201.gz",
+            "connections.jsonl.10",
+            "connections.jsonl.2.gz",
+            "connections.jsonl.1",
+            "connections.jsonl",
+        ]
+    );
+    assert_eq!(names(&family.unreadable), ["connections.jsonl.3.xz"]);
+
+    // Just rotated, no new file yet: the rotated ones still make the log.
+    fs::remove_file(dir.path().join("connections.jsonl")).unwrap();
+    let family = read::family(&dir.path().join("connections.jsonl")).unwrap();
+    assert_eq!(family.files.len(), 5);
+    let err = read::family(&dir.path().join("absent.jsonl")).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+}
+
+#[test]
+fn gzip_is_recognised_by_its_bytes_not_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain_gz = dir.path().join("log.2.gz");
+    let real_gz = dir.path().join("log.1");
+    let short = dir.path().join("log");
+    fs::write(&plain_gz, "a\nb\n").unwrap();
+    fs::write(&real_gz, gzip(b"c\r\nd")).unwrap();
+    fs::write(&short, "e").unwrap();
+    let (lines, warnings) = read_all(&[plain_gz, real_gz, short]);
+    assert_eq!(
+        lines,
+        [
+            "log.2.gz:1:a",
+            "log.2.gz:2:b",
+            "log.1:1:c",
+            "log.1:2:d",
+            "log:1:e"
+        ]
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn a_truncated_gzip_file_keeps_the_lines_before_the_break_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (1..=2000)
+        .map(|n| format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", n * 7919 % 10007))
+        .collect();
+    let whole = gzip(text.as_bytes());
+    let cut = dir.path().join("log.1.gz");
+    fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let corrupt = dir.path().join("log.2.gz");
+    let mut garbage = whole[..10].to_vec();
+    garbage.extend_from_slice(&[0xff; 64]);
+    fs::write(&corrupt, garbage).unwrap();
+    let after = dir.path().join("log");
+    fs::write(&after, "after\n").unwrap();
+
+    let (lines, warnings) = read_all(&[cut.clone(), corrupt, after]);
+    let read_before = lines.len() - 1;
+    assert!(read_before > 100 && read_before < 2000, "{read_before}");
+    // What was read is the start of the file, whole lines only.
+    for (n, l) in lines[..read_before].iter().enumerate() {
+        assert_eq!(
+            *l,
+            format!("log.1.gz:{}:{}", n + 1, text.lines().nth(n).unwrap())
+        );
+    }
+    assert_eq!(lines.last().unwrap(), "log:1:after");
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "{}: cannot read past line {read_before} (",
+            cut.display()
+        )) && warnings[0].ends_with("); the lines before it are counted"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("log.2.gz: cannot read past line 0"),
+        "{warnings:?}"
+    );
 }

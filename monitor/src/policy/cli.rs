@@ -1,8 +1,7 @@
 //! `agentmon policy learn` and `agentmon policy check`.
 
 use std::{
-    fs::{self, File},
-    io::BufReader,
+    fs,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -10,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::learn;
-use crate::config;
+use crate::{config, connlog};
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
@@ -87,10 +86,11 @@ pub fn run(command: &PolicyCommand) -> anyhow::Result<bool> {
 }
 
 fn read(from: &Path, since: Option<Duration>) -> anyhow::Result<Vec<learn::Seen>> {
-    let file = File::open(from)
+    // A log that logrotate compressed reads as well as a plain one.
+    let file = connlog::read::open(from)
         .with_context(|| format!("cannot read the connection log {}", from.display()))?;
     let since = since.map(|d| SystemTime::now() - d);
-    let (seen, note) = learn::read(BufReader::new(file), &from.display().to_string(), since);
+    let (seen, note) = learn::read(file, &from.display().to_string(), since);
     if let Some(note) = note {
         eprintln!("agentmon: warning: {note}");
     }

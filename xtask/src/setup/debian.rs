@@ -67,6 +67,7 @@ const PACKAGES: &[DebPackage] = &[
     deb("util-linux", "setpriv", &[Test]),  // agentmon with exactly the unit's capabilities
     deb("libcap2-bin", "capsh", &[Test]),   // capability sets in the tests
     deb("adduser", "adduser", &[Test, Package]), // the package's maintainer scripts
+    deb("chromium", "chromium", &[Test]),   // the HTML report, opened headless (tests/browser)
     // The bench only.
     deb("bpftrace", "bpftrace", &[Bench]), // the reference monitor
     deb("bpftool", "bpftool", &[Bench]),   // per-program BPF stats, by name
