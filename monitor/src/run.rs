@@ -26,6 +26,10 @@ use crate::{
     service, top, web,
 };
 
+/// The log target of the daemon's own lines, as when they were in the
+/// binary: `journalctl` users and the journal test look for `agentmon:`.
+const TARGET: &str = "agentmon";
+
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/agentmon";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/agentmon/state";
 
@@ -156,7 +160,7 @@ async fn serve(
     }
     service::stopping();
     state.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
-    info!("stopped");
+    info!(target: TARGET, "stopped");
     Ok(())
 }
 
@@ -208,7 +212,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             tokio::spawn(top::socket::serve(socket, state.clone()));
         }
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        info!(listen = %config.listen, "serving /metrics and /healthz");
+        info!(target: TARGET, listen = %config.listen, "serving /metrics and /healthz");
         if let Some(every) = service::watchdog_interval() {
             tokio::spawn(watchdog(state.clone(), every));
         }
@@ -245,7 +249,7 @@ pub fn standalone(
             // Runs until the process exits, which detaches everything.
             if let Err(e) = runtime.block_on(serve(started, Arc::default(), std::future::pending()))
             {
-                error!("{e:#}");
+                error!(target: TARGET, "{e:#}");
             }
         })?;
     Ok(move || {
@@ -290,7 +294,7 @@ async fn on_hangup<K, P>(
     loop {
         tokio::select! {
             signal = hangups.recv() => match signal {
-                Some(()) => info!("SIGHUP: reloading"),
+                Some(()) => info!(target: TARGET, "SIGHUP: reloading"),
                 None => return,
             },
             () = reload.notified() => {}
@@ -300,7 +304,7 @@ async fn on_hangup<K, P>(
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         match loaded {
             Ok(loaded) => state.reload(loaded, &running),
-            Err(e) => warn!("config not reloaded, keeping the running one: {e}"),
+            Err(e) => warn!(target: TARGET, "config not reloaded, keeping the running one: {e}"),
         }
         state.reopen_logs();
         drop(state);
@@ -314,7 +318,7 @@ async fn shutdown() {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        error!("cannot install signal handlers");
+        error!(target: TARGET, "cannot install signal handlers");
         return std::future::pending().await;
     };
     tokio::select! {
