@@ -1,8 +1,9 @@
 //! agentmon's developer tasks: `cargo xtask setup | build | run | test |
-//! bench | deb | install | uninstall`. Each prints how long it took; a
+//! bench | fuzz | deb | install | uninstall`. Each prints how long it took; a
 //! failing child's exit code is passed on.
 mod bench;
 mod cmd;
+mod fuzz;
 mod geoip;
 mod package;
 mod setup;
@@ -49,6 +50,10 @@ enum Task {
     /// every scenario without and with agentmon, alternating (needs root;
     /// about half an hour; see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Run the `cargo fuzz` targets in fuzz/ (every parser of untrusted
+    /// bytes) from their seed corpus, N seconds each; installs cargo-fuzz
+    /// first if it is missing.
+    Fuzz(fuzz::FuzzArgs),
     /// Build the Debian package target/debian/agentmon_VERSION_ARCH.deb
     /// (installs cargo-deb first if it is missing).
     Deb,
@@ -83,6 +88,10 @@ fn main() -> ExitCode {
         Task::Run { args } => ("run", tasks::run(args)),
         Task::Test { args } => ("test", tasks::test(args)),
         Task::Bench(args) => ("bench", bench::bench(args)),
+        Task::Fuzz(args) => (
+            "fuzz",
+            tasks::Workspace::find().and_then(|ws| fuzz::fuzz(&ws.root, args)),
+        ),
         Task::Deb => ("deb", package::deb().map(drop)),
         Task::Install => ("install", package::install()),
         Task::Uninstall { purge } => ("uninstall", package::uninstall(*purge)),

@@ -57,7 +57,12 @@ pub fn build_deb(ws: &Workspace) -> Result<PathBuf> {
         ));
         return Ok(deb);
     }
-    cargo_deb(&Step::of("deb", "cargo-deb", &[Purpose::Package]))?;
+    crate::setup::cargo_tool(
+        &Step::of("deb", "cargo-deb", &[Purpose::Package]),
+        "cargo-deb",
+        "deb",
+        CARGO_DEB_VERSION,
+    )?;
     let start = Instant::now();
     step.starting(&format!("building {} (cargo deb)", deb.display()));
     cmd::run_quiet(
@@ -102,60 +107,6 @@ fn up_to_date(out: &Path, inputs: &[PathBuf]) -> bool {
 }
 
 /// `cargo deb --version`, if the subcommand is installed and runs.
-fn cargo_deb_version() -> Option<String> {
-    let out = cmd::output(crate::cargo().args(["deb", "--version"]))?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Installs cargo-deb [`CARGO_DEB_VERSION`] from crates.io unless that
-/// version is there.
-fn cargo_deb(step: &Step) -> Result<()> {
-    let found = cargo_deb_version();
-    if found
-        .as_deref()
-        .is_some_and(|v| v.split_whitespace().any(|w| w == CARGO_DEB_VERSION))
-    {
-        step.done(&format!(
-            "{}: {}",
-            crate::setup::ALREADY,
-            found.unwrap_or_default()
-        ));
-        return Ok(());
-    }
-    let start = Instant::now();
-    step.starting(&format!(
-        "installing cargo-deb {CARGO_DEB_VERSION} ({}; cargo install --locked), about three minutes",
-        found.as_deref().unwrap_or("none installed")
-    ));
-    cmd::run_quiet(
-        crate::cargo()
-            .args([
-                "install",
-                "cargo-deb",
-                "--locked",
-                "--version",
-                CARGO_DEB_VERSION,
-            ])
-            .args(["--force", "-j2"]),
-        &format!(
-            "run `cargo install cargo-deb --locked --version {CARGO_DEB_VERSION}` by hand to see why"
-        ),
-    )?;
-    match cargo_deb_version() {
-        Some(v) if v.contains(CARGO_DEB_VERSION) => {
-            step.done(&format!("installed {v} in {}", crate::secs(start)));
-            Ok(())
-        }
-        other => bail!(
-            "installed cargo-deb {CARGO_DEB_VERSION} but `cargo deb --version` gives {other:?}; \
-             check that {}/bin is on PATH",
-            cmd::cargo_home().display()
-        ),
-    }
-}
-
 /// dpkg as root: directly, or through sudo.
 fn dpkg() -> Result<std::process::Command> {
     if cmd::is_root() {

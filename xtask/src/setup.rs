@@ -510,3 +510,46 @@ mod tests {
         assert!(!is_wanted_bpf_linker("bpf-linker 0.130.0"));
     }
 }
+
+/// `cargo <subcommand> --version`, when that subcommand is installed.
+fn cargo_tool_version(subcommand: &str) -> Option<String> {
+    let out = cmd::output(crate::cargo().args([subcommand, "--version"]))?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Installs the cargo plugin `name` (run as `cargo <subcommand>`) at
+/// `version` from crates.io, unless that version is there.
+pub fn cargo_tool(step: &Step, name: &str, subcommand: &str, version: &str) -> Result<()> {
+    let found = cargo_tool_version(subcommand);
+    if found
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().any(|w| w == version))
+    {
+        step.done(&format!("{ALREADY}: {}", found.unwrap_or_default()));
+        return Ok(());
+    }
+    let start = Instant::now();
+    step.starting(&format!(
+        "installing {name} {version} ({}; cargo install --locked), a few minutes",
+        found.as_deref().unwrap_or("none installed")
+    ));
+    cmd::run_quiet(
+        crate::cargo()
+            .args(["install", name, "--locked", "--version", version])
+            .args(["--force", "-j2"]),
+        &format!("run `cargo install {name} --locked --version {version}` by hand to see why"),
+    )?;
+    match cargo_tool_version(subcommand) {
+        Some(v) if v.contains(version) => {
+            step.done(&format!("installed {v} in {}", crate::secs(start)));
+            Ok(())
+        }
+        other => bail!(
+            "installed {name} {version} but `cargo {subcommand} --version` gives {other:?}; \
+             check that {}/bin is on PATH",
+            cmd::cargo_home().display()
+        ),
+    }
+}

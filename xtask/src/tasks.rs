@@ -14,12 +14,12 @@ use crate::setup::Purpose;
 /// Where cargo puts things, from `cargo metadata` (honours CARGO_TARGET_DIR
 /// and `build.target-dir`).
 pub struct Workspace {
-    root: PathBuf,
+    pub root: PathBuf,
     target: PathBuf,
 }
 
 impl Workspace {
-    fn find() -> Result<Self> {
+    pub fn find() -> Result<Self> {
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let json = cmd::stdout(
             crate::cargo()
@@ -156,8 +156,20 @@ pub fn test(args: &[OsString]) -> Result<()> {
                 .envs(deb.as_ref().map(|d| ("AGENTMON_DEB", d))),
             "tests failed, see above",
         )
+    })?;
+    // A short run of every fuzz target from its seeds: a parser that
+    // panics on what it was given before fails the suite.
+    phase("fuzz", || {
+        let short = crate::fuzz::FuzzArgs {
+            secs: SHORT_FUZZ_SECS,
+            targets: Vec::new(),
+        };
+        crate::fuzz::fuzz(&ws.root, &short)
     })
 }
+
+/// Seconds per fuzz target in `cargo xtask test`.
+const SHORT_FUZZ_SECS: u64 = 15;
 
 #[cfg(test)]
 mod tests {
