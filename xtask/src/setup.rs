@@ -477,40 +477,6 @@ fn bun(step: &Step) -> Result<String> {
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn llvm_major_from_soname() {
-        assert_eq!(llvm_major("libLLVM.so.22.1-rust-1.97.0-nightly"), Some(22));
-        assert_eq!(llvm_major("libLLVM.so.19"), Some(19));
-        assert_eq!(llvm_major("libLLVM-22-rust-1.97.0-nightly.so"), None);
-    }
-
-    #[test]
-    fn nightly_channel_lines() {
-        assert!(is_nightly_channel("nightly-x86_64-unknown-linux-gnu"));
-        assert!(is_nightly_channel(
-            "nightly-x86_64-unknown-linux-gnu (active)"
-        ));
-        assert!(!is_nightly_channel(
-            "nightly-2026-05-01-x86_64-unknown-linux-gnu"
-        ));
-        assert!(!is_nightly_channel(
-            "stable-x86_64-unknown-linux-gnu (default)"
-        ));
-    }
-
-    #[test]
-    fn bpf_linker_versions() {
-        assert!(is_wanted_bpf_linker("bpf-linker 0.13.0"));
-        assert!(is_wanted_bpf_linker("bpf-linker 0.13.2"));
-        assert!(!is_wanted_bpf_linker("bpf-linker 0.9.14"));
-        assert!(!is_wanted_bpf_linker("bpf-linker 0.130.0"));
-    }
-}
-
 /// `cargo <subcommand> --version`, when that subcommand is installed.
 fn cargo_tool_version(subcommand: &str) -> Option<String> {
     let out = cmd::output(crate::cargo().args([subcommand, "--version"]))?;
@@ -551,5 +517,39 @@ pub fn cargo_tool(step: &Step, name: &str, subcommand: &str, version: &str) -> R
              check that {}/bin is on PATH",
             cmd::cargo_home().display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_soname() {
+        assert_eq!(llvm_major("libLLVM.so.22.1-rust-1.97.0-nightly"), Some(22));
+        assert_eq!(llvm_major("libLLVM.so.19"), Some(19));
+        assert_eq!(llvm_major("libLLVM-22-rust-1.97.0-nightly.so"), None);
+    }
+
+    #[test]
+    fn nightly_channel_lines() {
+        assert!(is_nightly_channel("nightly-x86_64-unknown-linux-gnu"));
+        assert!(is_nightly_channel(
+            "nightly-x86_64-unknown-linux-gnu (active)"
+        ));
+        assert!(!is_nightly_channel(
+            "nightly-2026-05-01-x86_64-unknown-linux-gnu"
+        ));
+        assert!(!is_nightly_channel(
+            "stable-x86_64-unknown-linux-gnu (default)"
+        ));
+    }
+
+    #[test]
+    fn bpf_linker_versions() {
+        assert!(is_wanted_bpf_linker("bpf-linker 0.13.0"));
+        assert!(is_wanted_bpf_linker("bpf-linker 0.13.2"));
+        assert!(!is_wanted_bpf_linker("bpf-linker 0.9.14"));
+        assert!(!is_wanted_bpf_linker("bpf-linker 0.130.0"));
     }
 }
