@@ -66,6 +66,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9977";
 /// Where the package installs the config, and the systemd unit reads it.
 pub const DEFAULT_PATH: &str = "/etc/agentmon/config.toml";
 
+/// The config a command reads: the one given with `--config`, else the
+/// installed one if there is one (else `None`: the built-in defaults).
+pub fn given_or_installed(given: Option<&Path>) -> Option<PathBuf> {
+    let installed = Path::new(DEFAULT_PATH);
+    given
+        .map(Path::to_owned)
+        .or_else(|| installed.exists().then(|| installed.to_owned()))
+}
+
 /// The file as written. Strict: unknown keys are errors.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -157,10 +157,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn lookup(args: &LookupArgs) -> anyhow::Result<()> {
-    let path = args.config.clone().or_else(|| {
-        let installed = PathBuf::from(config::DEFAULT_PATH);
-        installed.exists().then_some(installed)
-    });
+    let path = config::given_or_installed(args.config.as_deref());
     let loaded = config::Source {
         path,
         ..Default::default()

@@ -13,11 +13,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::SystemTime,
-};
+use std::{fs, path::PathBuf, time::SystemTime};
 
 use anyhow::Context as _;
 
@@ -134,14 +130,11 @@ fn log_path(args: &ReportArgs) -> anyhow::Result<PathBuf> {
     if let Some(log) = &args.log {
         return Ok(log.clone());
     }
-    let installed = Path::new(config::DEFAULT_PATH);
-    let config = match &args.config {
-        Some(path) => path.clone(),
-        None if installed.exists() => installed.to_owned(),
-        None => anyhow::bail!(
+    let Some(config) = config::given_or_installed(args.config.as_deref()) else {
+        anyhow::bail!(
             "which connection log? Name it with --log PATH (no {} to take `[log] connections` from)",
-            installed.display()
-        ),
+            config::DEFAULT_PATH
+        )
     };
     let loaded = config::load(&config)?;
     loaded.config.log.connections.with_context(|| {

@@ -61,10 +61,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     if !args.once && !std::io::stdout().is_terminal() {
         anyhow::bail!("agentmon top needs a terminal; for a script, use `agentmon top --once`");
     }
-    let config = args.config.clone().or_else(|| {
-        let installed = PathBuf::from(crate::config::DEFAULT_PATH);
-        installed.exists().then_some(installed)
-    });
+    let config = crate::config::given_or_installed(args.config.as_deref());
     let mut source: Box<dyn FnMut() -> anyhow::Result<Snapshot>> = if args.standalone {
         Box::new(crate::run::standalone(config)?)
     } else {

@@ -148,21 +148,16 @@ impl View {
                 }
             })
             .collect();
-        lines.sort_by(|a, b| {
-            let key = |l: &ToolLine<'_>| {
-                let t = l.tool;
-                self.key(
-                    (t.egress_bytes, t.ingress_bytes),
-                    l.rate,
-                    t.connections,
-                    None,
-                )
-            };
-            key(b)
-                .partial_cmp(&key(a))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then_with(|| a.tool.name.cmp(&b.tool.name))
-        });
+        let key = |l: &ToolLine<'_>| {
+            let t = l.tool;
+            self.key(
+                (t.egress_bytes, t.ingress_bytes),
+                l.rate,
+                t.connections,
+                None,
+            )
+        };
+        lines.sort_by(|a, b| self.order(key(a), key(b), a.tool.name.cmp(&b.tool.name)));
         lines
     }
 
@@ -186,26 +181,24 @@ impl View {
                 }
             })
             .collect();
-        lines.sort_by(|a, b| {
-            let key = |l: &DestLine<'_>| {
-                let d = l.dest;
-                self.key(
-                    (d.egress_bytes, d.ingress_bytes),
-                    l.rate,
-                    d.connections,
-                    d.last_seen_ms,
-                )
-            };
-            let by_name = a.dest.dest.cmp(&b.dest.dest);
-            if self.sort == Sort::Name {
-                return by_name;
-            }
-            key(b)
-                .partial_cmp(&key(a))
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(by_name)
-        });
+        let key = |l: &DestLine<'_>| {
+            let d = l.dest;
+            let totals = (d.egress_bytes, d.ingress_bytes);
+            self.key(totals, l.rate, d.connections, d.last_seen_ms)
+        };
+        lines.sort_by(|a, b| self.order(key(a), key(b), a.dest.dest.cmp(&b.dest.dest)));
         lines
+    }
+
+    /// Rows by their sort numbers, largest first, then by name (by name
+    /// alone for `Name`).
+    fn order(&self, a: f64, b: f64, by_name: std::cmp::Ordering) -> std::cmp::Ordering {
+        if self.sort == Sort::Name {
+            return by_name;
+        }
+        b.partial_cmp(&a)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(by_name)
     }
 
     /// The number a row is sorted by (descending); 0 for `Name`.
