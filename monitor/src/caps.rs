@@ -4,12 +4,12 @@
 //! `AmbientCapabilities=`). `run` checks them before loading anything;
 //! `doctor` reports them.
 
-use caps::{CapSet, CapsHashSet};
+use caps::{CapSet, CapsHashSet, errors::CapsError};
 
 pub use caps::Capability;
 use caps::Capability::{
-    CAP_BPF, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN,
-    CAP_SYS_PTRACE, CAP_SYS_RESOURCE,
+    CAP_BPF, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SETPCAP,
+    CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SYS_RESOURCE,
 };
 
 use crate::release::Version;
@@ -49,6 +49,111 @@ pub const MEMLOCK: Need = (
 /// RLIMIT_MEMLOCK (the memcg-based accounting series merged for 5.11).
 pub const MEMLOCK_FREE: Version = Version::new(5, 11);
 
+/// What agentmon still needs once its programs are loaded and attached:
+/// everything else is dropped then ([`keep_only`]). Attaching the cgroup
+/// hooks (CAP_NET_ADMIN), raising RLIMIT_MEMLOCK (CAP_SYS_RESOURCE) and,
+/// as root, all the rest are done by then.
+pub const WHILE_RUNNING: &[Need] = &[
+    (
+        CAP_BPF,
+        "read the BPF maps: where unprivileged BPF is off (the default on Ubuntu, Debian, RHEL and Fedora) the bpf() call itself needs it",
+    ),
+    (
+        CAP_PERFMON,
+        "attach the TLS uprobes to agent processes that start later",
+    ),
+    (
+        CAP_SYS_PTRACE,
+        "read the exe, environ and maps in /proc of agent processes that start later",
+    ),
+    (
+        CAP_DAC_READ_SEARCH,
+        "read the TLS libraries of agent processes that start later, through /proc/<pid>/root",
+    ),
+];
+
+/// Kept besides when the config enforces a policy at start: a reload may
+/// detach and attach the enforcement hooks again.
+pub const ENFORCING: Need = (
+    CAP_NET_ADMIN,
+    "attach the enforcement hooks again when a reload changes which tools are enforced",
+);
+
+/// Optional at start and kept while TLS probes work: kernels with the 2025
+/// fix "perf/core: Require CAP_SYS_ADMIN for uprobes" create uprobes only
+/// for it (`kernel/uprobe_check.rs` finds out at start).
+pub const UPROBES: Need = (
+    CAP_SYS_ADMIN,
+    "create the TLS uprobes, at start and for agent processes that start later (this kernel refuses CAP_PERFMON alone)",
+);
+
+/// What agentmon keeps after start: `enforcing` a policy or not, with
+/// `uprobes` (the TLS probes work) or not.
+pub fn while_running(enforcing: bool, uprobes: bool) -> Vec<Need> {
+    let mut keep = WHILE_RUNNING.to_vec();
+    if enforcing {
+        keep.push(ENFORCING);
+    }
+    if uprobes {
+        keep.push(UPROBES);
+    }
+    keep
+}
+
+/// The capabilities `effective` holds for `keep`: each one, or what the
+/// kernel accepts in its place.
+fn holding(effective: &CapsHashSet, keep: &[Need]) -> CapsHashSet {
+    keep.iter()
+        .filter_map(|(cap, _)| {
+            if effective.contains(cap) {
+                return Some(*cap);
+            }
+            STANDS_IN
+                .iter()
+                .find(|(need, other)| need == cap && effective.contains(other))
+                .map(|(_, other)| *other)
+        })
+        .collect()
+}
+
+/// Drops every capability this thread holds but those for `keep`: from
+/// the effective and permitted sets (so they cannot come back), the
+/// inheritable and ambient ones (agentmon starts no programs), and, when
+/// allowed (root), the bounding set. Capabilities belong to threads: call
+/// it before any other thread starts. Returns what was kept.
+pub fn keep_only(keep: &[Need]) -> Result<CapsHashSet, CapsError> {
+    let effective = caps::read(None, CapSet::Effective)?;
+    let kept = holding(&effective, keep);
+    if effective.contains(&CAP_SETPCAP) {
+        for cap in caps::runtime::thread_all_supported() {
+            if !kept.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap)?;
+            }
+        }
+    }
+    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Inheritable)?;
+    caps::set(None, CapSet::Effective, &kept)?;
+    caps::set(None, CapSet::Permitted, &kept)?;
+    Ok(kept)
+}
+
+/// Whether this thread holds `cap` (unreadable: assumed so, and the
+/// kernel's refusal says why).
+pub fn holds(cap: Capability) -> bool {
+    caps::has_cap(None, CapSet::Effective, cap).unwrap_or(true)
+}
+
+/// `CAP_BPF CAP_PERFMON`, sorted by number: a set as a log line names it.
+pub fn set_names(set: &CapsHashSet) -> String {
+    let mut caps: Vec<Capability> = set.iter().copied().collect();
+    caps.sort_by_key(|c| c.index());
+    caps.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The kernel accepts these in place of others: `bpf_capable()` and
 /// `perfmon_capable()` accept CAP_SYS_ADMIN, and CAP_DAC_OVERRIDE bypasses
 /// every read check CAP_DAC_READ_SEARCH does.
@@ -83,7 +188,7 @@ pub fn missing_from(effective: &CapsHashSet, kernel: Option<Version>) -> Vec<Nee
 }
 
 /// What this process lacks to run agentmon on the running kernel.
-pub fn missing() -> Result<Vec<Need>, caps::errors::CapsError> {
+pub fn missing() -> Result<Vec<Need>, CapsError> {
     let effective = caps::read(None, CapSet::Effective)?;
     Ok(missing_from(&effective, Version::running()))
 }
@@ -155,6 +260,34 @@ mod tests {
             CAP_DAC_OVERRIDE,
         ]);
         assert!(missing_from(&old_style, Some(Version::new(6, 1))).is_empty());
+    }
+
+    #[test]
+    fn after_start_only_the_running_needs_stay_each_through_what_stands_in() {
+        let unit: CapsHashSet = REQUIRED.iter().map(|(c, _)| *c).collect();
+        assert_eq!(
+            set_names(&holding(&unit, &while_running(false, false))),
+            "CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_PERFMON CAP_BPF"
+        );
+        assert_eq!(
+            set_names(&holding(&unit, &while_running(true, false))),
+            "CAP_DAC_READ_SEARCH CAP_NET_ADMIN CAP_SYS_PTRACE CAP_PERFMON CAP_BPF"
+        );
+        // Without CAP_SYS_ADMIN, nothing stands in for it.
+        assert_eq!(holding(&unit, &while_running(false, true)).len(), 4);
+        // Root keeps five, or four without TLS probes.
+        assert_eq!(holding(&caps::all(), &while_running(false, true)).len(), 5);
+        assert_eq!(holding(&caps::all(), &while_running(false, false)).len(), 4);
+        let old_style = set(&[
+            CAP_SYS_ADMIN,
+            CAP_NET_ADMIN,
+            CAP_SYS_PTRACE,
+            CAP_DAC_OVERRIDE,
+        ]);
+        assert_eq!(
+            set_names(&holding(&old_style, &while_running(false, false))),
+            "CAP_DAC_OVERRIDE CAP_SYS_PTRACE CAP_SYS_ADMIN"
+        );
     }
 
     #[test]

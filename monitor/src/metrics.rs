@@ -17,7 +17,7 @@ use crate::{
 
 /// Labels of the byte counters. Values: tool names from the catalog, fixed
 /// enums, and `dest` values bounded per tool (see `dest::cap`).
-const DEST_LABELS: &[&str] = &[
+pub const DEST_LABELS: &[&str] = &[
     "tool",
     "proto",
     "dest",

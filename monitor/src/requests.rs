@@ -159,4 +159,41 @@ mod tests {
             r#"{"method":"GET","purpose":"other","egress_bytes":1,"ingress_bytes":1}"#
         );
     }
+
+    /// One plaintext write on a connection: its size, the request heads
+    /// it holds, and the response bytes read after it.
+    fn write() -> impl proptest::strategy::Strategy<Value = (u64, usize, u64)> {
+        (1..20_000u64, 0..4usize, 0..50_000u64)
+    }
+
+    proptest::proptest! {
+        /// Whatever the writes, the records split the plaintext from the
+        /// first head to the connection's end exactly, one record per
+        /// write with heads, and the log keeps a bounded number.
+        #[test]
+        fn the_records_add_up_to_the_connection(writes in proptest::collection::vec(write(), 0..200)) {
+            let mut sizes = RequestSizes::default();
+            let (mut sent, mut received) = (0u64, 0u64);
+            let mut first = None;
+            let mut records = Vec::new();
+            for &(len, heads, reply) in &writes {
+                let requests = vec![req("POST", None); heads];
+                if heads > 0 {
+                    first.get_or_insert([sent, received]);
+                }
+                records.extend(sizes.begin(&requests, "other", [sent, received]));
+                sent += len;
+                received += reply;
+            }
+            records.extend(sizes.end([sent, received]));
+            let [sent0, received0] = first.unwrap_or([sent, received]);
+            proptest::prop_assert_eq!(records.iter().map(|r| r.egress_bytes).sum::<u64>(), sent - sent0);
+            proptest::prop_assert_eq!(records.iter().map(|r| r.ingress_bytes).sum::<u64>(), received - received0);
+            let with_heads: Vec<u32> = writes.iter().filter(|w| w.1 > 0).map(|w| w.1 as u32).collect();
+            proptest::prop_assert_eq!(records.iter().map(|r| r.heads).collect::<Vec<_>>(), with_heads);
+            proptest::prop_assert_eq!(sizes.logged.len(), records.len().min(MAX_LOGGED));
+            proptest::prop_assert_eq!(&sizes.logged[..], &records[..sizes.logged.len()]);
+            proptest::prop_assert_eq!(sizes.dropped as usize, records.len() - sizes.logged.len());
+        }
+    }
 }

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 use crate::{
     config::{self, Config, Loaded},
     connlog::ConnLog,
-    daemon::{self, Shared, State},
+    daemon::{self, KernelPort as _, Shared, State},
     enrich::Enricher,
     exporter,
     geoip::GeoIp,
@@ -69,6 +69,8 @@ struct Started {
     state: Daemon,
     ring: ring::Events,
     config: Config,
+    /// The capabilities to keep once serving.
+    keep: Vec<crate::caps::Need>,
 }
 
 /// Loads the programs and builds the daemon's state.
@@ -87,6 +89,7 @@ fn start(
     } = loaded;
     let pre = kernel::preflight()?;
     let mut kernel = Kernel::load(&pre, without, pin_dir)?;
+    let keep = crate::caps::while_running(policy.enforces_any(), kernel.features().uprobes);
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics
         .build_info
@@ -122,6 +125,7 @@ fn start(
         state: Arc::new(Mutex::new(state)),
         ring,
         config,
+        keep,
     })
 }
 
@@ -137,6 +141,7 @@ async fn serve(
         state,
         ring,
         config,
+        ..
     } = started;
     let reader = state.clone();
     let events = tokio::spawn(ring::read_events(ring, move |batch, undecoded| {
@@ -190,6 +195,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let pin_dir = Some(args.pin_dir.as_path()).filter(|p| *p != Path::new("none"));
     let state_dir = Some(args.state_dir.as_path()).filter(|p| *p != Path::new("none"));
     let started = start(loaded, pin_dir, state_dir, &args.without)?;
+    let keep = started.keep.clone();
     let state = started.state.clone();
     // What a reload compares the new config with.
     let running = config.clone();
@@ -211,6 +217,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(socket) = top::socket::bind(&config.top) {
             tokio::spawn(top::socket::serve(socket, state.clone()));
         }
+        // Everything that needed more is done, and no other thread runs yet.
+        drop_capabilities(&keep);
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(target: TARGET, listen = %config.listen, "serving /metrics and /healthz");
         if let Some(every) = service::watchdog_interval() {
@@ -222,6 +230,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         service::ready(&format!("serving /metrics on {}", config.listen));
         serve(started, reload, server).await
     })
+}
+
+/// Keeps only the capabilities agentmon needs while it runs (README
+/// "Capabilities"); one line says which. A failure costs a warning: the
+/// daemon goes on with what it had.
+fn drop_capabilities(keep: &[crate::caps::Need]) {
+    match crate::caps::keep_only(keep) {
+        Ok(kept) => info!(
+            target: TARGET,
+            kept = %crate::caps::set_names(&kept),
+            "dropped every capability but those needed while running"
+        ),
+        Err(e) => warn!(
+            target: TARGET,
+            "cannot drop capabilities ({e}); running on with those it started with"
+        ),
+    }
 }
 
 /// `agentmon top --standalone`: the daemon in a thread of this process,

@@ -41,6 +41,8 @@ pub struct Tree {
     procs: HashMap<u32, Proc>,
     /// Kernel entries unknown here at the last sweep (see [`Tree::sweep`]).
     strangers: HashSet<u32>,
+    /// Entries here the kernel no longer had at the last sweep.
+    missing: HashSet<u32>,
 }
 
 impl Tree {
@@ -162,6 +164,13 @@ impl Tree {
             info.argv = vec![filename.to_owned()];
         }
         let found = catalog.match_process(&info);
+        // The kernel keeps a tracked process's label across its execs: one
+        // it saw as untracked (pending) is not the process this table knew
+        // under that pid, whose exit event was lost and whose pid was
+        // recycled. It inherits nothing.
+        if tool_before == TOOL_PENDING && self.procs.remove(&tgid).is_some() {
+            debug!(pid = tgid, "pid recycled: the table's entry was stale");
+        }
         let current = self.procs.get(&tgid).map(|p| (p.tool, p.root));
         let label = match (current, found) {
             // A descendant keeps its root's label unless it is another tool itself.
@@ -213,27 +222,36 @@ impl Tree {
 
     pub fn on_exit(&mut self, tgid: u32) -> Option<Proc> {
         self.strangers.remove(&tgid);
+        self.missing.remove(&tgid);
         self.procs.remove(&tgid)
     }
 
     /// Removes kernel entries this table does not know for two sweeps in a
     /// row: pending processes whose exec event was lost, or processes whose
     /// exit event was. Two strikes, because an entry may be newer than the
-    /// events read so far.
+    /// events read so far. Entries of this table the kernel has not had
+    /// for two sweeps go too: their exit event was lost (the kernel removes
+    /// a process at its exit), and the pid may be another process's now.
     pub fn sweep(&mut self, map: &mut dyn TrackedMap, alive: impl Fn(u32) -> bool) -> usize {
-        let unknown: HashSet<u32> = map
-            .tgids()
-            .into_iter()
+        let in_kernel: HashSet<u32> = map.tgids().into_iter().collect();
+        let unknown: HashSet<u32> = in_kernel
+            .iter()
             .filter(|t| !self.procs.contains_key(t))
+            .copied()
             .collect();
-        let stale: Vec<u32> = unknown.intersection(&self.strangers).copied().collect();
+        let stale = second_strike(&mut self.strangers, unknown);
         for tgid in &stale {
             map.remove(*tgid);
         }
-        self.strangers = unknown
-            .difference(&stale.iter().copied().collect())
+        let missing: HashSet<u32> = self
+            .procs
+            .keys()
+            .filter(|t| !in_kernel.contains(t))
             .copied()
             .collect();
+        for tgid in second_strike(&mut self.missing, missing) {
+            self.procs.remove(&tgid);
+        }
         // Processes that died without an exit event (lost) leave the table too.
         self.procs.retain(|tgid, _| alive(*tgid));
         if !stale.is_empty() {
@@ -264,6 +282,13 @@ impl Tree {
     }
 }
 
+/// The pids in `now` that were in `before` too; `before` becomes the rest.
+fn second_strike(before: &mut HashSet<u32>, now: HashSet<u32>) -> Vec<u32> {
+    let (twice, once): (Vec<u32>, Vec<u32>) = now.into_iter().partition(|t| before.contains(t));
+    *before = once.into_iter().collect();
+    twice
+}
+
 fn display_exe(info: &ProcInfo) -> String {
     info.exe
         .as_ref()
@@ -272,13 +297,15 @@ fn display_exe(info: &ProcInfo) -> String {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
 
     #[derive(Default)]
-    struct FakeMap(BTreeMap<u32, Tracked>);
+    pub(super) struct FakeMap(pub(super) BTreeMap<u32, Tracked>);
 
     impl TrackedMap for FakeMap {
         fn set(&mut self, tgid: u32, value: Tracked) {
@@ -296,10 +323,10 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct FakeProc(Vec<ProcInfo>);
+    pub(super) struct FakeProc(Vec<ProcInfo>);
 
     impl FakeProc {
-        fn add(&mut self, pid: u32, ppid: u32, exe: &str, argv: &[&str]) {
+        pub(super) fn add(&mut self, pid: u32, ppid: u32, exe: &str, argv: &[&str]) {
             self.0.push(ProcInfo {
                 pid,
                 ppid,
@@ -307,6 +334,28 @@ mod tests {
                 argv: argv.iter().map(|s| s.to_string()).collect(),
                 ..ProcInfo::default()
             });
+        }
+
+        pub(super) fn remove(&mut self, pid: u32) {
+            self.0.retain(|p| p.pid != pid);
+        }
+
+        /// `child` starts as a copy of `parent`.
+        pub(super) fn fork(&mut self, parent: u32, child: u32) {
+            let mut info = self.read(parent, &[]).expect("the parent lives");
+            (info.pid, info.ppid) = (child, parent);
+            self.0.push(info);
+        }
+
+        pub(super) fn ppid(&self, pid: u32) -> u32 {
+            self.read(pid, &[]).map_or(0, |p| p.ppid)
+        }
+
+        /// The children of `from` (which exited) now have `to` as parent.
+        pub(super) fn reparent(&mut self, from: u32, to: u32) {
+            for p in self.0.iter_mut().filter(|p| p.ppid == from) {
+                p.ppid = to;
+            }
         }
     }
 

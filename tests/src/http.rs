@@ -3,7 +3,8 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    os::fd::FromRawFd,
     time::Duration,
 };
 
@@ -29,7 +30,66 @@ impl HttpResponse {
 /// `GET path` on `addr` with `Connection: close`; every connect, read and write
 /// bounded by `timeout`.
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    get_on(
+        TcpStream::connect_timeout(&addr, timeout)?,
+        addr,
+        path,
+        timeout,
+    )
+}
+
+/// [`http_get`] from the local address `source` (any of 127.0.0.0/8 on
+/// loopback): a client the server tells apart from the others by address,
+/// as it does the fleet's Prometheus.
+pub fn http_get_from(
+    source: Ipv4Addr,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
+    get_on(connect_from(source, addr)?, addr, path, timeout)
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+pub fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let SocketAddr::V4(to) = addr else {
+        return Err(io::Error::other("an IPv4 server address is needed"));
+    };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket, owned by the TcpStream from here on; the
+    // addresses are valid sockaddr_in values of `len` bytes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let from = sockaddr(source, 0);
+        if libc::bind(fd, (&raw const from).cast(), len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let server = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&raw const server).cast(), len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+fn get_on(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     // One write, so the request goes out as one segment.

@@ -48,7 +48,7 @@ pub use grafana::{
     PanelQuery, SHAPES, agentmon_metric_names, dashboards, dashboards_dir, label_values_query,
     legend_labels, panel_queries, panels, shape, substitute,
 };
-pub use http::{HttpResponse, http_get};
+pub use http::{HttpResponse, connect_from, http_get, http_get_from};
 pub use internet::{
     DNS_V4, FAR_V4, Internet, MODEL_V4, MODEL_V6, REPLY_BODY, ServerConn, TELEMETRY_V4,
     default_records, self_signed_cert,

@@ -8,7 +8,7 @@
 use std::{
     fs,
     io::{Read, Write},
-    net::TcpStream,
+    net::{Ipv4Addr, TcpStream},
     path::{Path, PathBuf},
     process::Command,
     thread,
@@ -16,8 +16,8 @@ use std::{
 };
 
 use agentmon_tests::{
-    Agentmon, CertFiles, Curl, NETS, Prometheus, TempDir, TestCa, agentmon_bin, http_get,
-    make_geoip_built, require_root, run_bounded, served_certificate,
+    Agentmon, CertFiles, Curl, NETS, Prometheus, TempDir, TestCa, agentmon_bin, connect_from,
+    http_get, make_geoip_built, require_root, run_bounded, served_certificate,
 };
 
 const USER: &str = "prometheus";
@@ -26,8 +26,9 @@ const PASSWORD: &str = "correct horse";
 const GEOIP_EPOCH: u64 = 1_767_225_600;
 /// The daemon's header-read and TLS handshake timeouts (`monitor/src/web`).
 const TIMEOUT: Duration = Duration::from_secs(10);
-/// Its connection cap.
+/// Its connection cap, and its share for one client address.
 const MAX_CONNECTIONS: usize = 64;
+const PER_ADDRESS: usize = 16;
 
 /// A bcrypt hash of `password` at the lowest cost, to keep tests quick.
 fn hash(password: &str) -> String {
@@ -378,10 +379,12 @@ fn stalled_clients_time_out_and_free_their_slots() {
     let am = Agentmon::start();
     let addr = am.addr();
     let start = Instant::now();
-    // The cap's worth of clients: half send nothing, half half a header.
+    // The cap's worth of clients, from as many addresses as it takes:
+    // half send nothing, half half a header.
     let mut stalled: Vec<TcpStream> = (0..MAX_CONNECTIONS)
         .map(|i| {
-            let mut s = TcpStream::connect(addr).unwrap();
+            let source = Ipv4Addr::new(127, 0, 1, (i / PER_ADDRESS) as u8 + 1);
+            let mut s = connect_from(source, addr).unwrap();
             if i % 2 == 1 {
                 s.write_all(b"GET /metrics HTTP/1.1\r\nHost: agentm")
                     .unwrap();
@@ -390,7 +393,8 @@ fn stalled_clients_time_out_and_free_their_slots() {
         })
         .collect();
     thread::sleep(Duration::from_millis(500));
-    // One more is closed at once, so a scrape now fails fast...
+    // One more, from an address of its own, is closed at once, so a
+    // scrape now fails fast...
     let r = http_get(addr, "/metrics", Duration::from_secs(3));
     assert!(r.is_err(), "a scrape past the cap: {r:?}");
     assert!(start.elapsed() < TIMEOUT - Duration::from_secs(2));

@@ -1,8 +1,10 @@
 //! agentmon with exactly the capabilities its systemd unit grants, as a
 //! user that is not root: it captures an agent's bytes exactly, and with any
 //! one capability taken away it stops at once with one line naming it.
+//! Once attached, it keeps only what it needs while running, in every
+//! thread.
 
-use std::{fs, path::Path, process::Command, time::Duration};
+use std::{collections::BTreeMap, fs, path::Path, process::Command, time::Duration};
 
 use agentmon_tests::{
     Agentmon, NetLab, PeerCounts, REMOTE_TCP_V4, agent_copy, agentmon_bin, require_root,
@@ -31,6 +33,15 @@ fn unit_capabilities() -> Vec<String> {
         "this test cannot hand on {not:?}"
     );
     ours
+}
+
+/// The unit's set without CAP_SYS_ADMIN, which is optional (TLS probes)
+/// and stands in for CAP_BPF and CAP_PERFMON.
+fn unit_capabilities_but_sys_admin() -> Vec<String> {
+    unit_capabilities()
+        .into_iter()
+        .filter(|c| c != "CAP_SYS_ADMIN")
+        .collect()
 }
 
 fn unit_capabilities_as_written() -> Vec<String> {
@@ -96,6 +107,120 @@ fn the_units_capabilities_are_enough_to_capture_an_agent_of_another_user() {
     am.expect("agentmon_egress_bytes_total", &tcp, 70_000.0);
     am.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
     am.expect("agentmon_agent_processes", &[("tool", "claude-code")], 0.0);
+    // The agent started after agentmon had dropped what it no longer
+    // needs: that is what it captured with.
+    assert_holds_only_what_it_needs(am.pid().unwrap(), &["CapEff", "CapPrm"]);
+}
+
+#[test]
+fn without_cap_sys_admin_it_runs_and_says_in_one_line_that_tls_probes_are_off() {
+    if !require_root() {
+        return;
+    }
+    let am = Agentmon::builder()
+        .under(setpriv(&unit_capabilities_but_sys_admin()))
+        .start();
+    let m = am.expect(
+        "agentmon_kernel_feature_available",
+        &[("feature", "uprobes")],
+        0.0,
+    );
+    assert_eq!(
+        m.value(
+            "agentmon_kernel_feature_available",
+            &[("feature", "sock_ops")]
+        ),
+        Some(1.0)
+    );
+    let log = am.log_text();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS probes unavailable"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("this kernel creates uprobes only for CAP_SYS_ADMIN"),
+        "{}",
+        lines[0]
+    );
+    // Without TLS probes it keeps four capabilities, not five.
+    let pid = am.pid().unwrap();
+    let threads = thread_caps(pid);
+    let main = threads
+        .iter()
+        .find(|(tid, _)| *tid == pid.to_string())
+        .unwrap();
+    assert_eq!(main.1["CapEff"], WHILE_RUNNING & !SYS_ADMIN, "{main:x?}");
+}
+
+/// The main thread holds exactly [`WHILE_RUNNING`] in `sets`, and no
+/// thread more (the uprobe closing thread holds none); none can hand any
+/// on (inheritable, ambient).
+fn assert_holds_only_what_it_needs(pid: u32, sets: &[&str]) {
+    let threads = thread_caps(pid);
+    for (tid, caps) in &threads {
+        for set in sets {
+            if *tid == pid.to_string() {
+                assert_eq!(caps[*set], WHILE_RUNNING, "main thread {set}: {caps:x?}");
+            }
+            assert_eq!(
+                caps[*set] & !WHILE_RUNNING,
+                0,
+                "thread {tid} {set}: {caps:x?}"
+            );
+        }
+        assert_eq!(caps["CapInh"], 0, "thread {tid}: {caps:x?}");
+        assert_eq!(caps["CapAmb"], 0, "thread {tid}: {caps:x?}");
+    }
+    assert!(
+        threads.len() > 1,
+        "the closing thread is missing: {threads:x?}"
+    );
+}
+
+/// CAP_DAC_READ_SEARCH (2), CAP_SYS_PTRACE (19), CAP_SYS_ADMIN (21, for
+/// the TLS uprobes), CAP_PERFMON (38) and CAP_BPF (39): what agentmon
+/// keeps once its programs are attached.
+const WHILE_RUNNING: u64 = 1 << 2 | 1 << 19 | SYS_ADMIN | 1 << 38 | 1 << 39;
+const SYS_ADMIN: u64 = 1 << 21;
+
+/// Each thread of `pid` and its capability sets (`CapEff` and the like).
+fn thread_caps(pid: u32) -> Vec<(String, BTreeMap<String, u64>)> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut threads: Vec<_> = tasks
+        .map(|t| {
+            let tid = t.unwrap().file_name().to_string_lossy().into_owned();
+            let status = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+            let caps = status
+                .lines()
+                .filter_map(|l| l.split_once(":\t"))
+                .filter(|(k, _)| k.starts_with("Cap"))
+                .map(|(k, v)| (k.to_owned(), u64::from_str_radix(v.trim(), 16).unwrap()))
+                .collect();
+            (tid, caps)
+        })
+        .collect();
+    threads.sort();
+    assert!(!threads.is_empty());
+    threads
+}
+
+#[test]
+fn run_as_root_no_thread_keeps_more_than_the_five_it_needs_nor_can_regain_others() {
+    if !require_root() {
+        return;
+    }
+    let am = Agentmon::start();
+    assert_holds_only_what_it_needs(am.pid().unwrap(), &["CapEff", "CapPrm", "CapBnd"]);
+    let log = am.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("dropped every capability but those needed while running"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("kept=CAP_DAC_READ_SEARCH CAP_SYS_PTRACE CAP_SYS_ADMIN CAP_PERFMON CAP_BPF"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -103,7 +228,7 @@ fn each_capability_taken_away_stops_it_with_one_line_naming_it() {
     if !require_root() {
         return;
     }
-    let caps = unit_capabilities();
+    let caps = unit_capabilities_but_sys_admin();
     // CAP_SYS_RESOURCE, where this machine has it, is needed only before 5.11.
     let needed = caps.iter().filter(|c| *c != "CAP_SYS_RESOURCE");
     for missing in needed {

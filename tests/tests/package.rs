@@ -15,10 +15,10 @@ use std::{
 use agentmon_tests::{TempDir, agentmon_bin, in_ci, require_root, run_bounded};
 
 const RUN: Duration = Duration::from_secs(120);
-/// The capabilities of the unit's ambient and bounding sets
-/// (/work/notes: the decision; README "Capabilities").
-const CAPABILITIES: &str =
-    "CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_SYS_RESOURCE";
+/// The capabilities of the unit's ambient and bounding sets (README
+/// "Least privilege"); CAP_SYS_ADMIN for the TLS uprobes, which this
+/// kernel creates only for it.
+const CAPABILITIES: &str = "CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_SYS_RESOURCE CAP_SYS_ADMIN";
 
 fn packaging() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging")

@@ -273,8 +273,24 @@ deny = [
 "#,
         header = policy_header(&w)
     );
+    // Started without enforcement, agentmon dropped CAP_NET_ADMIN: a
+    // reload cannot attach the hooks, says so, and the gauge says 0.
     reload(&w, &extra);
+    w.expect("agentmon_policy_enforced", &[("tool", "claude-code")], 0.0);
+    let log = w.am.log_text();
+    assert!(
+        log.contains("enforcement is off, violations are only reported: agentmon dropped CAP_NET_ADMIN after start, when no tool was enforced; restart it to enforce"),
+        "{log}"
+    );
+    // Started with it, agentmon keeps CAP_NET_ADMIN (so later reloads can
+    // attach and detach the hooks).
+    w.restart_agentmon();
     w.expect("agentmon_policy_enforced", &[("tool", "claude-code")], 1.0);
+    let status = fs::read_to_string(format!("/proc/{}/status", w.am.pid().unwrap())).unwrap();
+    let eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    // CAP_NET_ADMIN is bit 12.
+    let bits = u64::from_str_radix(eff["CapEff:".len()..].trim(), 16).unwrap();
+    assert_eq!(bits >> 12 & 1, 1, "{eff}");
     let script = w.lab.dir().join("probe.py");
     fs::write(&script, PROBE).unwrap();
     let agent = w.as_claude(Path::new(NETPEER));

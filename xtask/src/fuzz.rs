@@ -26,6 +26,8 @@ pub const TARGETS: &[&str] = &[
     "procfs",
     "elf_scan",
     "config",
+    "connlog",
+    "exposition",
 ];
 
 /// The cargo-fuzz release installed when missing.

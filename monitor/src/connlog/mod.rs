@@ -15,7 +15,7 @@ use std::{io, path::Path, time::Duration};
 pub use self::{
     config::{DEFAULT_INTERIM, LogConfig, LogTable, Rotation},
     file::{LogFile, MODE, rotated},
-    record::{Event, Record, SCHEMA_VERSION},
+    record::{Event, Process, Record, SCHEMA_VERSION},
     users::Users,
 };
 use crate::traffic::{ConnReport, FlowReport};
@@ -69,7 +69,8 @@ impl ConnLog {
     }
 }
 
-fn line(record: &Record<'_>) -> io::Result<Vec<u8>> {
+/// One record as its line in the log, newline included.
+pub fn line(record: &Record<'_>) -> io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(record)?;
     line.push(b'\n');
     Ok(line)

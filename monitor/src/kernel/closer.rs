@@ -74,6 +74,11 @@ impl LinkCloser {
 }
 
 fn work(rx: &Mutex<Receiver<UProbeLink>>) {
+    // Closing needs no capability, and this thread starts before the
+    // daemon drops its own (which a thread can do only for itself).
+    if let Err(e) = crate::caps::keep_only(&[]) {
+        warn!("the uprobe closing thread cannot drop its capabilities ({e})");
+    }
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
         match next {

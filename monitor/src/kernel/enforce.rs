@@ -85,6 +85,9 @@ impl Enforcer {
             }
             return Ok(());
         }
+        if !crate::caps::holds(crate::caps::ENFORCING.0) {
+            return Err("agentmon dropped CAP_NET_ADMIN after start, when no tool was enforced; restart it to enforce (systemctl restart agentmon)".to_owned());
+        }
         let root = File::open(&self.cgroup2).map_err(|e| {
             format!(
                 "cannot open the cgroup2 root {}: {e}",

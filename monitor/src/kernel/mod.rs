@@ -10,6 +10,7 @@ pub mod features;
 pub mod pins;
 mod port;
 pub mod ring;
+mod uprobe_check;
 
 use std::{
     fs::{self, File},
@@ -221,8 +222,12 @@ impl Kernel {
                 hooks
             }
         };
-        let uprobes =
-            Feature::Uprobes.wanted(disabled) && optional(Feature::Uprobes, load_tls(&mut ebpf));
+        let uprobes = Feature::Uprobes.wanted(disabled)
+            && optional(
+                Feature::Uprobes,
+                load_tls(&mut ebpf)
+                    .and_then(|()| uprobe_check::uprobes_allowed(&mut ebpf, TLS_PROGRAMS[0])),
+            );
         let features = Features {
             sock_ops,
             tls_tie,

@@ -4,9 +4,12 @@
 //! (`config`, `tls`, `auth`, re-read on change by `watch`), and limits that
 //! keep slow or stalled clients from holding the daemon's connections:
 //!
-//! - at most [`MAX_CONNECTIONS`] at once; one more is closed at once (a
-//!   queue would only hand the stall to the next client), and the slots of
-//!   stalled ones come free through the timeouts below;
+//! - at most [`MAX_CONNECTIONS`] at once, and at most
+//!   [`slots::PER_ADDRESS`] from one client address (so that a flood from
+//!   one address leaves room for the fleet's Prometheus); one more is
+//!   closed at once (a queue would only hand the stall to the next
+//!   client), and the slots of stalled ones come free through the
+//!   timeouts below;
 //! - the TLS handshake within [`HANDSHAKE_TIMEOUT`];
 //! - each request's headers within [`HEADER_READ_TIMEOUT`] (hyper's timer,
 //!   which also closes a kept-alive connection idle that long);
@@ -21,6 +24,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod slots;
 pub mod tls;
 pub mod watch;
 
@@ -67,14 +71,15 @@ pub async fn serve(
     let (stop, stopping) = signal::channel(false);
     let plain = Arc::new(Settings::plain());
     tokio::pin!(shutdown);
-    let mut full_warned = false;
+    let per_address = slots::PerAddress::default();
+    let (mut full_warned, mut address_warned) = (false, false);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: give connections
                 // in progress a moment to end rather than spin.
@@ -94,11 +99,23 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        let Some(share) = per_address.take(peer.ip(), slots::PER_ADDRESS) else {
+            if !address_warned {
+                warn!(
+                    client = %peer.ip(),
+                    "{} connections open from one address: closing its new ones until some end \
+                     (this warning is given once)",
+                    slots::PER_ADDRESS
+                );
+                address_warned = true;
+            }
+            continue;
+        };
         let settings = web.as_mut().map_or_else(|| plain.clone(), Watched::current);
         let (router, stopping) = (router.clone(), stopping.clone());
         tokio::spawn(async move {
             connection(stream, settings, router, stopping).await;
-            drop(slot);
+            drop((slot, share));
         });
     }
     let _ = stop.send(true);

@@ -70,3 +70,43 @@ fn network_cap_admits_combinations_up_to_the_cap() {
         .count();
     assert_eq!(over, 3);
 }
+
+/// A connection's `dest` as the cap sees it: one of a few tools, and a
+/// name from a small pool (so that names repeat), or `ip`/`other`.
+fn seen() -> impl proptest::strategy::Strategy<Value = (u32, String)> {
+    use proptest::prelude::*;
+    let name = prop_oneof![
+        8 => (0..40u32).prop_map(|n| format!("n{n}.test")),
+        1 => Just("ip".to_owned()),
+        1 => Just("other".to_owned()),
+    ];
+    (0..3u32, name)
+}
+
+proptest::proptest! {
+    /// Per tool, the first `cap` distinct names keep their label every
+    /// time, every later name is `other` and counted, `ip` and `other`
+    /// always pass uncounted, and no tool's names touch another's.
+    #[test]
+    fn the_first_names_of_each_tool_are_admitted_and_the_rest_counted(
+        max in 0..12usize,
+        conns in proptest::collection::vec(seen(), 0..300),
+    ) {
+        let mut cap = DestCap::new(max);
+        let mut firsts: std::collections::HashMap<u32, Vec<&str>> = Default::default();
+        for (tool, dest) in &conns {
+            let (label, overflow) = admit(&mut cap, *tool, dest);
+            let firsts = firsts.entry(*tool).or_default();
+            let special = dest == "ip" || dest == "other";
+            if !special && !firsts.contains(&dest.as_str()) && firsts.len() < max {
+                firsts.push(dest);
+            }
+            let admitted = special || firsts.contains(&dest.as_str());
+            proptest::prop_assert_eq!(label, if admitted { dest.as_str() } else { "other" });
+            proptest::prop_assert_eq!(overflow, !admitted);
+        }
+        for (tool, firsts) in &firsts {
+            proptest::prop_assert_eq!(cap.admitted(*tool), firsts.len());
+        }
+    }
+}
