@@ -10,10 +10,18 @@ malicious resolver or on-path attacker can send a client): a CNAME to a name
 with quotes, braces, newlines and control bytes, an overlong name, and an
 answer name that is not the question. Every such chain still ends in an
 A record, so the client connects somewhere and agentmon must cope.
+
+Names ending in `crafted.test` get answers built byte by byte, shapes no DNS
+library writes (see `crafted_reply`): `loop` (compression pointers that
+loop), `many` (1,000 answers), `dotlabel` (a label holding a '.', spelling
+the question when joined), `long` (a name past 255 bytes through a
+compression pointer) and `ctl` (an owner name with a NUL and upper case).
+None binds the question name to an address.
 """
 
 import argparse
 import socket
+import struct
 import socketserver
 import sys
 import threading
@@ -26,6 +34,62 @@ HOSTILE_LABELS = [
     b"brace{label=\"x\"}",
     b"a" * 63,
 ]
+
+
+# The lab's netpeer sink: the address the crafted answers point at.
+CRAFTED_TARGET = bytes([203, 0, 113, 10])
+
+
+def crafted_reply(query, shape):
+    """A reply to the raw `query` in the crafted `shape`, or None."""
+    end = 12
+    while query[end]:
+        end += 1 + query[end]
+    question = query[12 : end + 5]
+    out = bytearray(query[:2] + b"\x81\x80" + b"\x00\x01")
+    records = []
+
+    def record(owner, rtype, rdata, at):
+        # `owner` and `rdata` may be callables of their own offset (pointers to themselves).
+        owner = owner(at) if callable(owner) else owner
+        rdata_at = at + len(owner) + 10
+        rdata = rdata(rdata_at) if callable(rdata) else rdata
+        return owner + struct.pack(">HHIH", rtype, 1, 300, len(rdata)) + rdata
+
+    qname_ptr = b"\xc0\x0c"
+    # "crafted.test" inside the question: after the first label.
+    rest_ptr = struct.pack(">H", 0xC000 | (12 + 1 + query[12]))
+    if shape == "loop":
+        records = [
+            # A CNAME whose target points at itself.
+            (qname_ptr, 5, lambda at: struct.pack(">H", 0xC000 | at)),
+            # An owner "a" followed by a pointer back to its own start: a.a.a...
+            (lambda at: b"\x01a" + struct.pack(">H", 0xC000 | at), 1, CRAFTED_TARGET),
+        ]
+    elif shape == "many":
+        # 1,000 addresses for the question; the target only in the last one.
+        records = [(qname_ptr, 1, bytes([192, 0, 2, 1 + i % 254])) for i in range(999)]
+        records.append((qname_ptr, 1, CRAFTED_TARGET))
+    elif shape == "dotlabel":
+        # One label "dotlabel.crafted", then "test": joined, the question.
+        records = [(b"\x10dotlabel.crafted\x04test\x00", 1, CRAFTED_TARGET)]
+    elif shape == "long":
+        # Four 63-byte labels and a pointer to "crafted.test": 270 bytes.
+        long_name = b"".join(b"\x3f" + bytes([c]) * 63 for c in b"wxyz") + rest_ptr
+        # Its A record's owner points back at the CNAME's target, just before it.
+        records = [
+            (qname_ptr, 5, long_name),
+            (lambda at: struct.pack(">H", 0xC000 | (at - len(long_name))), 1, CRAFTED_TARGET),
+        ]
+    elif shape == "ctl":
+        # "CTL\0.crafted.test": the question once lowercased and stripped of the NUL.
+        records = [(b"\x04CTL\x00" + rest_ptr, 1, CRAFTED_TARGET)]
+    else:
+        return None
+    out += struct.pack(">HHH", len(records), 0, 0) + question
+    for owner, rtype, rdata in records:
+        out += record(owner, rtype, rdata, len(out))
+    return bytes(out)
 
 
 def parse_records(specs):
@@ -97,6 +161,9 @@ def main():
         except Exception as e:  # a broken query gets no answer
             print(f"dns_server: bad query: {e}", file=sys.stderr)
             return None
+        qname = str(request.q.qname).lower()
+        if qname.endswith(".crafted.test."):
+            return crafted_reply(data, qname.split(".")[0])
         return answer(request, zone, args.ttl, args.hostile_target).pack()
 
     class Udp(socketserver.BaseRequestHandler):
