@@ -334,6 +334,15 @@ pub struct PayloadEvent {
 }
 const _: () = assert!(size_of::<PayloadEvent>() == 16 + 32 + PAYLOAD_LEN);
 
+/// Entries each bounded kernel map holds (`with_max_entries` on the eBPF
+/// side); user space exports them with the fill levels.
+pub mod capacity {
+    pub const TRACKED: u32 = 65_536;
+    pub const CONNS: u32 = 65_536;
+    pub const RESOLVED: u32 = 16_384;
+    pub const UDP_FLOWS: u32 = 16_384;
+}
+
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Ring buffer full: an event could not be sent.

@@ -11,13 +11,13 @@ use aya_ebpf::{
 };
 use monitor_common::{
     Conn, PolicyDeny, PolicyHost, PolicyNet, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked,
-    UdpFlow, UdpKey, counter, setting,
+    UdpFlow, UdpKey, capacity, counter, setting,
 };
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
 /// are added by the fork program before they first run.
 #[map]
-pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(65_536, 0);
+pub static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(capacity::TRACKED, 0);
 
 /// The owner of every socket a tracked process created, in the socket
 /// itself (socket storage): a packet of any other socket costs one lookup
@@ -70,17 +70,17 @@ impl SockStorage {
 
 /// Open TCP connections of tracked processes, keyed by socket cookie.
 #[map]
-pub static CONNS: HashMap<u64, Conn> = HashMap::with_max_entries(65_536, 0);
+pub static CONNS: HashMap<u64, Conn> = HashMap::with_max_entries(capacity::CONNS, 0);
 
 /// The tool user space resolved a connection to, for connections opened
 /// while their process was pending (labelled `TOOL_PENDING` in `CONNS`).
 /// Written by user space, read only while a connection's label is pending.
 #[map]
-pub static RESOLVED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16_384, 0);
+pub static RESOLVED: LruHashMap<u64, u32> = LruHashMap::with_max_entries(capacity::RESOLVED, 0);
 
 /// UDP traffic per (tracked process, remote address).
 #[map]
-pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(16_384, 0);
+pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(capacity::UDP_FLOWS, 0);
 
 /// TLS library calls in flight, keyed by the thread's task address (see
 /// `tls.rs`). LRU: a call whose return was never seen cannot leak.

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub packets_unparsed: IntCounter,
     pub programs_attached: IntGauge,
     pub kernel_features: IntGaugeVec,
+    pub kernel_map_entries: IntGaugeVec,
+    pub kernel_map_capacity: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub geoip_built: IntGaugeVec,
     pub policy_violations: IntCounterVec,
@@ -191,6 +193,16 @@ impl Metrics {
             "1 when an optional kernel feature is in use, 0 when agentmon runs without it (see the log line at start).",
             &["feature"],
         )?;
+        let kernel_map_entries = gauge_vec(
+            "agentmon_kernel_map_entries",
+            "Entries in a bounded kernel map at the last housekeeping tick; against agentmon_kernel_map_capacity, how full it is.",
+            &["map"],
+        )?;
+        let kernel_map_capacity = gauge_vec(
+            "agentmon_kernel_map_capacity",
+            "Entries a bounded kernel map holds at most; past it, agentmon_kernel_map_full_total counts what went uncounted.",
+            &["map"],
+        )?;
         let programs_attached = IntGauge::new(
             "agentmon_bpf_programs_attached",
             "eBPF programs agentmon has loaded and attached.",
@@ -247,6 +259,8 @@ impl Metrics {
             packets_unparsed,
             programs_attached,
             kernel_features,
+            kernel_map_entries,
+            kernel_map_capacity,
             build_info,
             geoip_built,
             policy_violations,

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 mod explain;
 use self::explain::TlsExplained;
 use self::policy::PolicyState;
-pub use self::port::KernelPort;
+pub use self::port::{KernelPort, MapFill};
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
     agents::Catalog,
@@ -493,6 +493,16 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         ] {
             let total = kernel.counter(index);
             Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
+        }
+        for (map, entries, capacity) in kernel.fill() {
+            metrics
+                .kernel_map_entries
+                .with_label_values(&[map])
+                .set(entries as i64);
+            metrics
+                .kernel_map_capacity
+                .with_label_values(&[map])
+                .set(i64::from(capacity));
         }
     }
 

@@ -11,6 +11,9 @@ use crate::{
     uprobes::Attacher,
 };
 
+/// A kernel map's name, its entries now and its capacity.
+pub type MapFill = (&'static str, usize, u32);
+
 pub trait KernelPort {
     /// What a TLS probe attachment is, to detach it later.
     type Link;
@@ -27,6 +30,10 @@ pub trait KernelPort {
     fn resolve(&mut self, sock: u64, tool: ToolId);
     /// Every connection the kernel watches.
     fn conns(&self) -> Vec<(u64, Conn)>;
+    /// The bounded maps' entries and capacities, by map name.
+    fn fill(&self) -> Vec<MapFill> {
+        Vec::new()
+    }
     /// Stops watching a connection (no close event follows).
     fn forget_conn(&mut self, sock: u64);
     /// Stops watching a UDP flow.

@@ -7,13 +7,13 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData},
     programs::uprobe::UProbeLinkId,
 };
-use monitor_common::{Conn, Tracked, UdpFlow, UdpKey};
+use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, capacity};
 use tracing::warn;
 
 use super::{Features, Kernel, ProbeAt, adopt};
 use crate::{
     agents::ToolId,
-    daemon::KernelPort,
+    daemon::{KernelPort, MapFill},
     traffic::KernelCounters,
     tree::TrackedMap,
     uprobes::{Attacher, ProbeError, TlsLib},
@@ -102,6 +102,18 @@ impl KernelPort for Kernel {
     }
     fn conns(&self) -> Vec<(u64, Conn)> {
         self.conns.iter().filter_map(Result::ok).collect()
+    }
+    fn fill(&self) -> Vec<MapFill> {
+        vec![
+            ("tracked", self.tracked.keys().count(), capacity::TRACKED),
+            ("conns", self.conns.keys().count(), capacity::CONNS),
+            ("resolved", self.resolved.keys().count(), capacity::RESOLVED),
+            (
+                "udp_flows",
+                self.udp_flows.keys().count(),
+                capacity::UDP_FLOWS,
+            ),
+        ]
     }
     fn forget_conn(&mut self, sock: u64) {
         let _ = self.conns.remove(&sock);

@@ -7,7 +7,7 @@
 //! ```text
 //! loadgen sink  --listen ADDR:PORT --ready-file PATH [--close-after N] [--threads T]
 //! loadgen msgs  --to ADDR:PORT --size N --secs S [--nagle]
-//! loadgen churn --to ADDR:PORT --secs S [--rate R] [--threads T] [--send N]
+//! loadgen churn --to ADDR:PORT --secs S [--rate R] [--threads T] [--send N] [--count N]
 //! loadgen hold  --to ADDR:PORT --conns N [--procs P] [--send N] --ready-file PATH --stop-file PATH
 //! loadgen names --to ADDR:PORT --hosts N
 //! loadgen getppid|devnull|pipe|unix --secs S
@@ -32,6 +32,10 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -207,11 +211,15 @@ fn churn(f: &Flags) -> Result<()> {
     let (to, secs) = (f.addr("to")?, f.secs()?);
     let threads = f.num("threads", Some(2))?.max(1);
     let rate = f.num("rate", Some(0))?;
+    // At most this many connections in all (0: as many as `secs` allow).
+    let count = f.num("count", Some(0))?;
+    let started = Arc::new(AtomicU64::new(0));
     let send = usize::try_from(f.num("send", Some(64))?).map_err(|e| e.to_string())?;
     let start = Instant::now();
     let end = start + secs;
     let workers: Vec<_> = (0..threads)
         .map(|_| {
+            let started = started.clone();
             thread::spawn(move || {
                 // Each thread paces itself to its share of the rate.
                 let interval =
@@ -221,7 +229,7 @@ fn churn(f: &Flags) -> Result<()> {
                 let mut next = start;
                 loop {
                     let now = Instant::now();
-                    if now >= end {
+                    if now >= end || (count > 0 && started.fetch_add(1, Relaxed) >= count) {
                         break;
                     }
                     if let Some(interval) = interval {
