@@ -129,6 +129,17 @@ fn stat(stderr: &str, key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// git keeps no empty folder, and libFuzzer stops at a missing one.
+    #[test]
+    fn every_target_has_a_committed_seed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for target in super::TARGETS {
+            let seeds = root.join("fuzz/corpus").join(target);
+            let n = std::fs::read_dir(&seeds).map_or(0, Iterator::count);
+            assert!(n > 0, "no seed in {}", seeds.display());
+        }
+    }
+
     #[test]
     fn reads_libfuzzers_final_stats() {
         let text =
