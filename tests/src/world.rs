@@ -4,14 +4,15 @@
 
 use std::{
     fs,
+    io::Write,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Output, Stdio},
     time::Duration,
 };
 
 use crate::{
-    Agentmon, Internet, Metrics, NetLab, PeerCounts, ServerConn, ServerGuard, agent_copy,
-    default_records, run_bounded, wait_until,
+    Agentmon, ChildGuard, Internet, Metrics, NetLab, PeerCounts, ServerConn, ServerGuard,
+    agent_copy, default_records, run_bounded, wait_until,
 };
 
 const RUN: Duration = Duration::from_secs(60);
@@ -244,6 +245,28 @@ impl World {
         );
         let coverage = [("tool", tool), ("library", lib), ("mode", "plaintext")];
         self.expect("agentmon_tls_coverage", &coverage, 1.0);
+    }
+
+    /// Runs `curl` (an agent's copy) once with `config` (a curl config
+    /// file's text) given only after its libssl is probed: curl reads its
+    /// config from stdin, so it starts, maps libssl and waits until then.
+    pub fn curl_probed(&self, curl: &Path, config: &str) -> Output {
+        let mut child = self
+            .lab
+            .client_cmd(curl, ["-K", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", curl.display()));
+        let mut stdin = child.stdin.take().expect("piped");
+        let run = ChildGuard::from_child(child, "curl");
+        self.wait_probed("claude-code", "openssl");
+        stdin.write_all(config.as_bytes()).unwrap();
+        drop(stdin);
+        let out = run.wait_output(Duration::from_secs(60));
+        assert!(out.status.success(), "{out:?}");
+        out
     }
 
     /// h2_server.js (node's HTTP/2 over TLS) on 203.0.113.20:8443, for as

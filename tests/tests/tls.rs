@@ -136,25 +136,11 @@ fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
     let curl = w.as_claude(Path::new("/usr/bin/curl"));
     let body = w.lab.dir().join("body");
     fs::write(&body, vec![b'q'; 40_000]).unwrap();
-    // curl reads what to do from stdin: it starts, maps libssl, and waits.
-    let mut cmd = w.lab.client_cmd(&curl, ["-K", "-"]);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let curl_run = ChildGuard::from_child(child, "curl");
-    w.wait_probed("claude-code", "openssl");
     let config = format!(
         "url = \"https://api.model.test/v1/messages\"\nipv4\ninsecure\nsilent\nheader = \"Expect:\"\ndata-binary = \"@{}\"\n",
         body.display()
     );
-    stdin.write_all(config.as_bytes()).unwrap();
-    drop(stdin);
-    let out = curl_run.wait_output(RUN);
-    assert!(out.status.success(), "{out:?}");
+    w.curl_probed(&curl, &config);
     let conns = w.server_conns("203.0.113.20:443", 1);
     let m = expect_one_post(
         &w,
