@@ -164,6 +164,18 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A size line of /proc/PID/status in KiB (`VmRSS`, `VmHWM`, ...); panics
+/// naming the process when it is gone.
+pub fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("process {pid} is gone: {e}"));
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {key} in {status}"));
+    value.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` has passed; checks
 /// once more at the deadline. Returns whether it held, so the caller can assert
 /// with a message that says what was awaited.

@@ -5,7 +5,9 @@
 
 use std::{path::Path, time::Duration};
 
-use agentmon_tests::{Agentmon, Metrics, NetLab, REMOTE_V4, agent_copy, require_root, run_bounded};
+use agentmon_tests::{
+    Agentmon, Metrics, NetLab, REMOTE_V4, agent_copy, require_root, run_bounded, status_kib,
+};
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 const CONNS: u64 = 100_000;
@@ -27,16 +29,6 @@ fn figure(out: &str, key: &str) -> u64 {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key}= in {out:?}"))
-}
-
-/// A line of /proc/PID/status in KiB (`VmHWM`, `VmRSS`).
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {key} in {status}"));
-    line.trim().trim_end_matches("kB").trim().parse().unwrap()
 }
 
 #[test]

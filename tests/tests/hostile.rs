@@ -17,7 +17,8 @@ use std::{
 };
 
 use agentmon_tests::{
-    ChildGuard, Metrics, PeerCounts, World, labels, require_root, run_bounded, wait_until, world,
+    ChildGuard, Metrics, PeerCounts, World, labels, require_root, run_bounded, status_kib,
+    wait_until, world,
 };
 use serde_json::Value;
 
@@ -413,11 +414,7 @@ fn check_all(w: &World) -> Metrics {
             .unwrap_or_else(|| panic!("no {name} in {status}"))
     };
     assert!(!field("State:").starts_with('Z'), "agentmon exited");
-    let rss: u64 = field("VmRSS:")
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
+    let rss = status_kib(pid, "VmRSS");
     eprintln!("agentmon VmRSS: {rss} kB");
     assert!(rss < MAX_RSS_KIB, "agentmon's RSS is {rss} kB");
     assert!(!w.am.log_text().contains("panicked"), "{}", w.am.log_text());
