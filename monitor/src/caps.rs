@@ -22,7 +22,7 @@ pub const REQUIRED: &[Need] = &[
     (CAP_BPF, "create the BPF maps and load the eBPF programs"),
     (
         CAP_PERFMON,
-        "attach the process tracepoints and the TLS uprobes, and read the current task in packet programs to tie TLS calls to sockets",
+        "attach the process tracepoints (and the TLS uprobes on kernels without the 2025 fix that asks CAP_SYS_ADMIN for them), and read the current task in packet programs to tie TLS calls to sockets",
     ),
     (
         CAP_NET_ADMIN,
@@ -60,7 +60,7 @@ pub const WHILE_RUNNING: &[Need] = &[
     ),
     (
         CAP_PERFMON,
-        "attach the TLS uprobes to agent processes that start later",
+        "attach the TLS uprobes to agent processes that start later, on kernels without the 2025 fix that asks CAP_SYS_ADMIN for them",
     ),
     (
         CAP_SYS_PTRACE,
@@ -104,16 +104,19 @@ pub fn while_running(enforcing: bool, uprobes: bool) -> Vec<Need> {
 /// kernel accepts in its place.
 fn holding(effective: &CapsHashSet, keep: &[Need]) -> CapsHashSet {
     keep.iter()
-        .filter_map(|(cap, _)| {
-            if effective.contains(cap) {
-                return Some(*cap);
-            }
-            STANDS_IN
-                .iter()
-                .find(|(need, other)| need == cap && effective.contains(other))
-                .map(|(_, other)| *other)
-        })
+        .filter_map(|(cap, _)| held_as(effective, *cap))
         .collect()
+}
+
+/// `cap` if `effective` has it, else what `effective` has in its place.
+fn held_as(effective: &CapsHashSet, cap: Capability) -> Option<Capability> {
+    if effective.contains(&cap) {
+        return Some(cap);
+    }
+    STANDS_IN
+        .iter()
+        .find(|(need, other)| *need == cap && effective.contains(other))
+        .map(|(_, other)| *other)
 }
 
 /// Drops every capability this thread holds but those for `keep`: from
@@ -148,10 +151,11 @@ pub fn holds(cap: Capability) -> bool {
 pub fn set_names(set: &CapsHashSet) -> String {
     let mut caps: Vec<Capability> = set.iter().copied().collect();
     caps.sort_by_key(|c| c.index());
-    caps.iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    join(caps.into_iter())
+}
+
+fn join(caps: impl Iterator<Item = Capability>) -> String {
+    caps.map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 /// The kernel accepts these in place of others: `bpf_capable()` and
@@ -175,15 +179,9 @@ pub fn needed(kernel: Option<Version>) -> Vec<Need> {
 /// The needs that `effective` does not meet, directly or through a
 /// capability the kernel accepts in its place.
 pub fn missing_from(effective: &CapsHashSet, kernel: Option<Version>) -> Vec<Need> {
-    let has = |cap: Capability| {
-        effective.contains(&cap)
-            || STANDS_IN
-                .iter()
-                .any(|(need, other)| *need == cap && effective.contains(other))
-    };
     needed(kernel)
         .into_iter()
-        .filter(|(cap, _)| !has(*cap))
+        .filter(|(cap, _)| held_as(effective, *cap).is_none())
         .collect()
 }
 
@@ -195,11 +193,7 @@ pub fn missing() -> Result<Vec<Need>, CapsError> {
 
 /// `CAP_BPF CAP_PERFMON`: names as systemd and capsh write them.
 pub fn names(needs: &[Need]) -> String {
-    needs
-        .iter()
-        .map(|(cap, _)| cap.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    join(needs.iter().map(|(cap, _)| *cap))
 }
 
 /// One line: what is missing and why.
