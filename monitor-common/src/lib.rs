@@ -403,8 +403,10 @@ pub const EXEC_FILENAME_LEN: usize = 256;
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
     pub header: EventHeader,
-    /// Tool the process had before this exec ([`TOOL_PENDING`] if none).
-    pub tool: u32,
+    /// 1 when the kernel tracked nothing under this pid before this exec
+    /// (it is pending from now on); 0 when the process was tracked or
+    /// pending already, as the child of a tracked or pending parent.
+    pub untracked: u32,
     /// Length of `filename` without its NUL.
     pub filename_len: u32,
     /// The path handed to execve (may be relative), NUL-terminated.

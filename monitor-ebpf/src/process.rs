@@ -68,19 +68,20 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = current_tgid();
-    let tool = match tracked(tgid) {
-        Some(entry) => entry.tool,
-        None => {
-            let pending = Tracked {
-                tool: TOOL_PENDING,
-                root_tgid: tgid,
-            };
-            if TRACKED.insert(tgid, pending, 0).is_err() {
-                bump(counter::TRACKED_FULL);
-            }
-            TOOL_PENDING
+    let before = tracked(tgid);
+    let untracked = before.is_none();
+    // A pending process that execs waits for its own judgment: rooted at
+    // itself, user space's verdict on its pending parent (read from an
+    // earlier event) does not undo it. A labelled one keeps its label.
+    if before.is_none_or(|t| t.tool == TOOL_PENDING && t.root_tgid != tgid) {
+        let pending = Tracked {
+            tool: TOOL_PENDING,
+            root_tgid: tgid,
+        };
+        if TRACKED.insert(tgid, pending, 0).is_err() {
+            bump(counter::TRACKED_FULL);
         }
-    };
+    }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         bump(counter::EVENTS_LOST);
         return Ok(());
@@ -94,7 +95,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
             tgid,
             ktime_ns: bpf_ktime_get_ns(),
         };
-        (*event).tool = tool;
+        (*event).untracked = untracked as u32;
         (*event).filename_len = 0;
         (*event).filename[0] = 0;
         // `filename` is a __data_loc: low 16 bits offset, high 16 bits length.

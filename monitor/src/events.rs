@@ -34,8 +34,9 @@ impl PayloadKind {
 pub enum Event {
     Exec {
         tgid: u32,
-        /// Tool before the exec, `TOOL_PENDING` if the process was untracked.
-        tool: u32,
+        /// The kernel tracked nothing under this pid before the exec: a
+        /// table entry under it is a recycled pid's.
+        untracked: bool,
         filename: String,
     },
     Fork {
@@ -94,7 +95,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
             let len = (e.filename_len as usize).min(e.filename.len());
             Event::Exec {
                 tgid: header.tgid,
-                tool: e.tool,
+                untracked: e.untracked != 0,
                 filename: String::from_utf8_lossy(&e.filename[..len]).into_owned(),
             }
         }
@@ -176,7 +177,7 @@ mod tests {
                 tgid: 42,
                 ktime_ns: 7,
             },
-            tool: 3,
+            untracked: 1,
             filename_len: 9,
             filename,
         };
@@ -184,7 +185,7 @@ mod tests {
             decode(&bytes_of(&e)),
             Some(Event::Exec {
                 tgid: 42,
-                tool: 3,
+                untracked: true,
                 filename: "/bin/true".into()
             })
         );

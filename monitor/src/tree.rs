@@ -136,27 +136,28 @@ impl Tree {
         }
     }
 
-    /// A process exec'd. `tool_before` is its kernel label before the exec
-    /// (`TOOL_PENDING` when it was not tracked and is now pending). Returns
+    /// A process exec'd. `untracked`: the kernel did not track it before
+    /// the exec (it is pending now). Returns
     /// whether it became the root of a new tree (it was not tracked before).
     pub fn on_exec(
         &mut self,
         tgid: u32,
-        tool_before: u32,
+        untracked: bool,
         filename: &str,
         src: &dyn ProcSource,
         catalog: &Catalog,
         map: &mut dyn TrackedMap,
     ) -> bool {
-        // A process that is already gone is judged by the path it exec'd;
-        // so is one that has exited but not been reaped yet, whose exe link
-        // and command line a zombie no longer has.
-        let mut info = src
-            .read(tgid, catalog.env_names())
-            .unwrap_or_else(|| ProcInfo {
-                pid: tgid,
-                ..ProcInfo::default()
-            });
+        // A process that is already gone (or has exec'd again since) is
+        // judged by the path it exec'd; so is one that has exited but not
+        // been reaped yet, whose exe link and command line a zombie no
+        // longer has.
+        let read = src.read(tgid, catalog.env_names());
+        let gone = read.is_none();
+        let mut info = read.unwrap_or_else(|| ProcInfo {
+            pid: tgid,
+            ..ProcInfo::default()
+        });
         if info.exe.is_none() {
             info.exe = Some(filename.into());
         }
@@ -164,11 +165,12 @@ impl Tree {
             info.argv = vec![filename.to_owned()];
         }
         let found = catalog.match_process(&info);
-        // The kernel keeps a tracked process's label across its execs: one
-        // it saw as untracked (pending) is not the process this table knew
-        // under that pid, whose exit event was lost and whose pid was
-        // recycled. It inherits nothing.
-        if tool_before == TOOL_PENDING && self.procs.remove(&tgid).is_some() {
+        // The kernel keeps a tracked (or pending) process's label across its
+        // execs and forks: one it did not track at all is not the process
+        // this table knew under that pid, whose exit event was lost and
+        // whose pid was recycled. It inherits nothing. A pending one may be
+        // the child of an agent this table has judged since, and keeps it.
+        if untracked && self.procs.remove(&tgid).is_some() {
             debug!(pid = tgid, "pid recycled: the table's entry was stale");
         }
         let current = self.procs.get(&tgid).map(|p| (p.tool, p.root));
@@ -186,14 +188,20 @@ impl Tree {
                 if current.is_none_or(|c| c.0 != tool) {
                     info!(pid = tgid, tool = catalog.name(tool), exe = %display_exe(&info), "tracking agent process");
                 }
-                self.track(map, &info, tool, root);
+                if gone {
+                    // Its children, forked before it went, inherit from the
+                    // table. The kernel forgot it at its exit, and a label
+                    // set now would outlive it; after a later exec, that
+                    // exec's event sets the label.
+                    self.remember(&info, tool, root);
+                } else {
+                    self.track(map, &info, tool, root);
+                }
                 current.is_none()
             }
-            None if tool_before == TOOL_PENDING => {
-                map.remove(tgid);
-                false
-            }
-            // The kernel had a label we do not know (a lost event): drop it.
+            None if gone => false,
+            // Pending and no agent, or a label we do not know (a lost
+            // event): drop it.
             None => {
                 map.remove(tgid);
                 false
@@ -202,25 +210,44 @@ impl Tree {
     }
 
     /// A tracked or pending process forked. The kernel already tracks the
-    /// child with the parent's label; confirm or undo that.
+    /// child with the parent's label; confirm or undo that. A child the
+    /// kernel no longer has has exited since: a label set now would outlive
+    /// it, so only the table hears of it (for its own children's forks).
     pub fn on_fork(&mut self, parent: u32, child: u32, map: &mut dyn TrackedMap) {
+        // A new process: what this table knew under its pid was another's,
+        // whose exit event was lost.
+        self.procs.remove(&child);
         match self.procs.get(&parent).cloned() {
             Some(p) => {
-                map.set(
-                    child,
-                    Tracked {
-                        tool: p.tool,
-                        root_tgid: p.root,
-                    },
-                );
+                if map.get(child).is_some() {
+                    map.set(
+                        child,
+                        Tracked {
+                            tool: p.tool,
+                            root_tgid: p.root,
+                        },
+                    );
+                }
                 self.procs.insert(child, Proc { ppid: parent, ..p });
             }
-            // The parent was pending and turned out not to be an agent.
-            None => map.remove(child),
+            // The parent was pending and turned out not to be an agent. A
+            // child that has exec'd since is pending on its own account
+            // (the kernel rooted it at itself): its exec event judges it.
+            None => {
+                let own = map
+                    .get(child)
+                    .is_some_and(|t| t.tool == TOOL_PENDING && t.root_tgid == child);
+                if !own {
+                    map.remove(child);
+                }
+            }
         }
     }
 
-    pub fn on_exit(&mut self, tgid: u32) -> Option<Proc> {
+    /// A tracked process exited. The kernel removed its entry then; one
+    /// there now was set by this table from an event read late.
+    pub fn on_exit(&mut self, tgid: u32, map: &mut dyn TrackedMap) -> Option<Proc> {
+        map.remove(tgid);
         self.strangers.remove(&tgid);
         self.missing.remove(&tgid);
         self.procs.remove(&tgid)
@@ -268,6 +295,10 @@ impl Tree {
                 root_tgid: root,
             },
         );
+        self.remember(info, tool, root);
+    }
+
+    fn remember(&mut self, info: &ProcInfo, tool: ToolId, root: u32) {
         self.procs.insert(
             info.pid,
             Proc {
@@ -390,7 +421,7 @@ mod tests {
                     root_tgid: pid,
                 },
             );
-            tree.on_exec(pid, TOOL_PENDING, "", &procs, &catalog, &mut map);
+            tree.on_exec(pid, true, "", &procs, &catalog, &mut map);
         }
         let claude = tool(&catalog, "claude-code");
         assert_eq!(
@@ -409,14 +440,7 @@ mod tests {
     fn a_process_gone_before_its_exec_is_read_is_judged_by_its_path() {
         let catalog = Catalog::builtin();
         let (mut tree, mut map) = (Tree::default(), FakeMap::default());
-        tree.on_exec(
-            12,
-            TOOL_PENDING,
-            CLAUDE,
-            &FakeProc::default(),
-            &catalog,
-            &mut map,
-        );
+        tree.on_exec(12, true, CLAUDE, &FakeProc::default(), &catalog, &mut map);
         assert_eq!(tree.get(12).map(|p| p.tool), catalog.id("claude-code"));
     }
 
@@ -432,7 +456,7 @@ mod tests {
             comm: "9.9.9".into(),
             ..ProcInfo::default()
         }]);
-        tree.on_exec(13, TOOL_PENDING, CLAUDE, &zombie, &catalog, &mut map);
+        tree.on_exec(13, true, CLAUDE, &zombie, &catalog, &mut map);
         assert_eq!(tree.get(13).map(|p| p.tool), catalog.id("claude-code"));
         assert!(map.get(13).is_some());
     }
@@ -442,12 +466,12 @@ mod tests {
         let (mut tree, mut map, mut procs) =
             (Tree::default(), FakeMap::default(), FakeProc::default());
         procs.add(10, 1, CLAUDE, &[CLAUDE]);
-        tree.on_exec(10, TOOL_PENDING, "", &procs, &catalog, &mut map);
+        tree.on_exec(10, true, "", &procs, &catalog, &mut map);
         let claude = tool(&catalog, "claude-code");
         // claude forks a shell, which execs bash: still claude-code.
         tree.on_fork(10, 20, &mut map);
         procs.add(20, 10, "/usr/bin/bash", &["bash", "-c", "make"]);
-        tree.on_exec(20, claude, "/usr/bin/bash", &procs, &catalog, &mut map);
+        tree.on_exec(20, false, "/usr/bin/bash", &procs, &catalog, &mut map);
         assert_eq!(
             tree.get(20).map(|p| (p.tool, p.root, p.ppid)),
             Some((claude, 10, 10))
@@ -455,7 +479,7 @@ mod tests {
         // The shell runs codex: a tree of its own.
         tree.on_fork(20, 30, &mut map);
         procs.add(30, 20, CODEX, &["codex"]);
-        tree.on_exec(30, claude, CODEX, &procs, &catalog, &mut map);
+        tree.on_exec(30, false, CODEX, &procs, &catalog, &mut map);
         let codex = tool(&catalog, "codex");
         assert_eq!(
             map.0.get(&30),
@@ -466,8 +490,51 @@ mod tests {
         );
         assert_eq!(tree.counts().get(&claude), Some(&2));
         assert_eq!(tree.counts().get(&codex), Some(&1));
-        assert_eq!(tree.on_exit(20).map(|p| p.tool), Some(claude));
+        assert_eq!(tree.on_exit(20, &mut map).map(|p| p.tool), Some(claude));
         assert_eq!(tree.counts().get(&claude), Some(&1));
+    }
+
+    #[test]
+    fn a_pending_childs_exec_keeps_the_label_its_parent_got_since() {
+        // Claude Code forks a shell that execs before user space has read
+        // Claude's exec: the kernel saw the shell as pending, not untracked.
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map, mut procs) =
+            (Tree::default(), FakeMap::default(), FakeProc::default());
+        procs.add(10, 1, CLAUDE, &[CLAUDE]);
+        procs.add(20, 10, "/usr/bin/bash", &["bash"]);
+        let pending = Tracked {
+            tool: TOOL_PENDING,
+            root_tgid: 10,
+        };
+        map.set(10, pending);
+        map.set(20, pending);
+        tree.on_exec(10, true, CLAUDE, &procs, &catalog, &mut map);
+        tree.on_fork(10, 20, &mut map);
+        tree.on_exec(20, false, "/usr/bin/bash", &procs, &catalog, &mut map);
+        let claude = tool(&catalog, "claude-code");
+        assert_eq!(
+            map.get(20).map(|t| (t.tool, t.root_tgid)),
+            Some((claude, 10))
+        );
+        assert_eq!(tree.get(20).map(|p| p.tool), Some(claude));
+    }
+
+    #[test]
+    fn an_untracked_exec_under_a_recycled_pid_inherits_nothing() {
+        // Claude's shell (20) exited and its exit event was lost; pid 20 now
+        // belongs to a process of no agent.
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map, mut procs) =
+            (Tree::default(), FakeMap::default(), FakeProc::default());
+        procs.add(10, 1, CLAUDE, &[CLAUDE]);
+        tree.on_exec(10, true, CLAUDE, &procs, &catalog, &mut map);
+        tree.on_fork(10, 20, &mut map);
+        map.remove(20);
+        procs.add(20, 1, "/usr/bin/python3", &["python3"]);
+        tree.on_exec(20, true, "/usr/bin/python3", &procs, &catalog, &mut map);
+        assert_eq!(map.get(20), None);
+        assert!(tree.get(20).is_none());
     }
 
     #[test]

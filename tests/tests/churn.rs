@@ -1,7 +1,8 @@
 //! Process churn under an agent: 10,000 forks leave nothing behind in the
 //! kernel's table of tracked processes or in agentmon's, and a connection
 //! made after them is counted exactly; a process that execs from one
-//! tool's binary into another's counts for the tool it became.
+//! tool's binary into another's counts for the tool it became; an agent's
+//! whole tree that ran while agentmon read no event counts when it reads.
 
 use std::{path::Path, time::Duration};
 
@@ -90,4 +91,27 @@ fn a_process_that_execs_into_another_tool_counts_for_the_one_it_became() {
     let claude_tcp = [("tool", "claude-code"), ("proto", "tcp")];
     let m = w.expect("agentmon_ingress_bytes_total", &codex_tcp, REPLY as f64);
     assert_eq!(m.value("agentmon_egress_bytes_total", &claude_tcp), None);
+}
+
+#[test]
+fn an_agents_tree_that_ran_while_agentmon_read_nothing_counts_when_it_reads() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let claude = w.as_claude(Path::new(NETPEER));
+    // A busy daemon reads the agent's exec after its shell has exec'd and
+    // started a program of its own: the kernel saw both as pending, not
+    // as untracked, and they belong to the agent. Stopping the daemon makes
+    // that certain; the kernel programs go on counting meanwhile.
+    w.am.pause();
+    let to = REMOTE_TCP_V4.to_string();
+    let script = format!("{NETPEER} tcp --to {to} --send 6000 --expect {REPLY}");
+    let args = ["exec-child", "--", "/bin/sh", "-c", &script];
+    let out = run_bounded(&mut w.lab.client_cmd(&claude, args), SETTLE);
+    w.am.resume();
+    assert_eq!(PeerCounts::from_output(&out).sent, 6000, "{out:?}");
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    w.expect("agentmon_egress_bytes_total", &tcp, 6000.0);
+    w.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
 }

@@ -262,12 +262,12 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         match event {
             Event::Exec {
                 tgid,
-                tool,
+                untracked,
                 filename,
             } => {
                 let source: &dyn ProcSource = if superseded { &Gone } else { procs };
-                let new_root =
-                    tree.on_exec(tgid, tool, &filename, source, catalog, kernel.tracked());
+                let tracked = kernel.tracked();
+                let new_root = tree.on_exec(tgid, untracked, &filename, source, catalog, tracked);
                 // Sockets it had before this exec made it an agent's.
                 if new_root {
                     adopt_sockets(kernel, traffic, tree, tgid);
@@ -277,7 +277,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             }
             Event::Fork { parent, child } => tree.on_fork(parent, child, kernel.tracked()),
             Event::Exit { tgid } => {
-                tree.on_exit(tgid);
+                tree.on_exit(tgid, kernel.tracked());
                 tls.exited(tgid, now, kernel.probes());
             }
             Event::ConnOpen { sock, conn } => {

@@ -249,7 +249,7 @@ fn exec(s: &mut State<FakeKernel, FakeProc>, tgid: u32) {
     s.handle(
         Event::Exec {
             tgid,
-            tool: TOOL_PENDING,
+            untracked: true,
             filename: String::new(),
         },
         false,
