@@ -58,6 +58,7 @@ use crate::agents::{self, AgentsConfig};
 use crate::connlog::{LogConfig, LogTable};
 use crate::dest::{self, DestConfig, PathCatalog};
 use crate::geoip::GeoipConfig;
+use crate::kernel::MapSizes;
 use crate::origin::Origin;
 use crate::policy::{Policy, PolicyConfig};
 use crate::top::config::TopConfig;
@@ -104,6 +105,9 @@ pub struct Config {
     /// `[top]`: the socket `agentmon top` reads (`top::config`).
     #[serde(default)]
     pub top: TopConfig,
+    /// `[kernel]`: the bounded kernel maps' sizes (`kernel::sizes`).
+    #[serde(default)]
+    pub kernel: MapSizes,
 }
 
 fn default_listen() -> SocketAddr {
@@ -130,6 +134,7 @@ impl Default for Config {
             dest: DestConfig::default(),
             policy: PolicyConfig::default(),
             top: TopConfig::default(),
+            kernel: MapSizes::default(),
         }
     }
 }

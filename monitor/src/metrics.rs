@@ -46,6 +46,7 @@ pub struct Metrics {
     pub tls_unseen_connections: IntCounterVec,
     pub tls_framing_lost: IntCounterVec,
     pub kernel_map_full: IntCounterVec,
+    pub log_records_dropped: IntCounterVec,
     pub packets_unparsed: IntCounter,
     pub programs_attached: IntGauge,
     pub kernel_features: IntGaugeVec,
@@ -107,6 +108,11 @@ impl Metrics {
             "agentmon_dns_answers_total",
             "A and AAAA records in DNS answers the tool's processes received.",
             &["tool"],
+        )?;
+        let log_records_dropped = counter_vec(
+            "agentmon_log_records_dropped_total",
+            "Records agentmon could not write to a log file (log=connections or violations): the disk was full or the path could not be written; the metrics still count them.",
+            &["log"],
         )?;
         let kernel_map_full = counter_vec(
             "agentmon_kernel_map_full_total",
@@ -256,6 +262,7 @@ impl Metrics {
             tls_unseen_connections,
             tls_framing_lost,
             kernel_map_full,
+            log_records_dropped,
             packets_unparsed,
             programs_attached,
             kernel_features,

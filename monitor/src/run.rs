@@ -88,7 +88,7 @@ fn start(
         policy,
     } = loaded;
     let pre = kernel::preflight()?;
-    let mut kernel = Kernel::load(&pre, without, pin_dir)?;
+    let mut kernel = Kernel::load(&pre, without, pin_dir, &config.kernel)?;
     let keep = crate::caps::while_running(policy.enforces_any(), kernel.features().uprobes);
     let metrics = Metrics::new().context("cannot register metrics")?;
     metrics

@@ -31,6 +31,17 @@ fn figure(out: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {out:?}"))
 }
 
+/// Waits until every entry has left the `conns` map.
+fn wait_conns_empty(am: &Agentmon, timeout: Duration) {
+    am.wait_for_value(
+        "agentmon_kernel_map_entries",
+        &[("map", "conns")],
+        timeout,
+        |v| v == 0.0,
+    )
+    .unwrap_or_else(|m| panic!("conns still holds entries:\n{}", m.text()));
+}
+
 #[test]
 fn a_burst_of_100000_connections_is_counted_exactly_within_the_memory_ceiling() {
     if !require_root() {
@@ -126,13 +137,7 @@ fn a_burst_of_100000_connections_is_counted_exactly_within_the_memory_ceiling() 
             "{map}"
         );
     }
-    am.wait_for_value(
-        "agentmon_kernel_map_entries",
-        &[("map", "conns")],
-        Duration::from_secs(20),
-        |v| v == 0.0,
-    )
-    .unwrap_or_else(|m| panic!("conns still holds entries:\n{}", m.text()));
+    wait_conns_empty(&am, Duration::from_secs(20));
 
     let peak_kib = status_kib(pid, "VmHWM");
     let now_kib = status_kib(pid, "VmRSS");
@@ -228,12 +233,59 @@ fn past_the_conns_map_the_rest_is_counted_as_lost_and_memory_stays_bounded() {
     // The holds close everything at the stop file and exit by themselves;
     // every entry leaves the map as its connection closes.
     std::fs::write(&stop, b"stop").unwrap();
-    am.wait_for_value(
-        "agentmon_kernel_map_entries",
-        &conns,
-        Duration::from_secs(60),
-        |v| v == 0.0,
-    )
-    .unwrap_or_else(|m| panic!("conns still holds entries:\n{}", m.text()));
+    wait_conns_empty(&am, Duration::from_secs(60));
     drop((holds, sinks));
+}
+
+#[test]
+fn a_conns_map_sized_in_the_config_holds_that_many_and_counts_the_rest() {
+    if !require_root() {
+        return;
+    }
+    const SIZE: u64 = 2_048;
+    const HELD: u64 = 3_000;
+    let lab = NetLab::new();
+    let listen = format!("{REMOTE_V4}:7205");
+    let ready = lab.dir().join("sink.ready");
+    let mut sink = lab.remote_cmd(LOADGEN, ["sink", "--listen", &listen]);
+    sink.arg("--ready-file").arg(&ready);
+    let _sink = lab.spawn_remote("loadgen sink", sink, &ready, &lab.dir().join("sink.log"));
+    let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
+    agent_copy(Path::new(LOADGEN), &claude);
+    let config = lab.dir().join("agentmon.toml");
+    std::fs::write(&config, format!("[kernel]\nconns = {SIZE}\n")).unwrap();
+    let am = Agentmon::builder().config(&config).start();
+    let (stop, ready) = (lab.dir().join("stop"), lab.dir().join("hold.ready"));
+    let held = HELD.to_string();
+    let args = ["hold", "--to", &listen, "--conns", &held, "--send", "100"];
+    let mut hold = lab.client_cmd(&claude, args);
+    hold.arg("--ready-file")
+        .arg(&ready)
+        .arg("--stop-file")
+        .arg(&stop);
+    let hold = lab.spawn_remote("loadgen hold", hold, &ready, &lab.dir().join("hold.log"));
+    let conns = [("map", "conns")];
+    let m = am.expect("agentmon_kernel_map_entries", &conns, SIZE as f64);
+    assert_eq!(
+        m.value("agentmon_kernel_map_capacity", &conns),
+        Some(SIZE as f64)
+    );
+    let m = am.expect(
+        "agentmon_kernel_map_full_total",
+        &conns,
+        (HELD - SIZE) as f64,
+    );
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    assert_eq!(m.value("agentmon_events_lost_total", &[]), Some(0.0));
+    assert_eq!(
+        m.value("agentmon_connections_total", &tcp),
+        Some(SIZE as f64)
+    );
+    assert_eq!(
+        m.value("agentmon_egress_bytes_total", &tcp),
+        Some((SIZE * SEND) as f64)
+    );
+    std::fs::write(&stop, b"stop").unwrap();
+    wait_conns_empty(&am, Duration::from_secs(60));
+    drop(hold);
 }

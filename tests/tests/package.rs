@@ -161,6 +161,9 @@ fn shipped_config_changes_nothing_and_shows_the_defaults() {
         "max_networks_per_tool",
         "[top]",
         "socket",
+        "[kernel]",
+        "conns",
+        "udp_flows",
     ] {
         assert!(
             options.contains(key),

@@ -59,13 +59,20 @@ impl ConnLog {
     pub fn write_conn(&mut self, event: Event, tool: &str, report: &ConnReport) -> io::Result<()> {
         let user = report.conn.proc.uid.and_then(|uid| self.users.name(uid));
         let line = line(&Record::conn(event, tool, user, report))?;
-        self.file.write_line(&line)
+        self.file.write_line(&line);
+        Ok(())
     }
 
     pub fn write_flow(&mut self, event: Event, tool: &str, report: &FlowReport) -> io::Result<()> {
         let user = report.proc.uid.and_then(|uid| self.users.name(uid));
         let line = line(&Record::flow(event, tool, user, report))?;
-        self.file.write_line(&line)
+        self.file.write_line(&line);
+        Ok(())
+    }
+
+    /// See [`LogFile::follow_path`] and [`LogFile::take_dropped`].
+    pub fn file(&mut self) -> &mut LogFile {
+        &mut self.file
     }
 }
 

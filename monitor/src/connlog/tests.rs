@@ -424,25 +424,88 @@ fn reopen_after_a_rename_starts_a_new_file_and_the_old_one_keeps_its_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("connections.jsonl");
     let mut file = LogFile::open(&path, None).unwrap();
-    file.write_line(b"1\n").unwrap();
+    file.write_line(b"1\n");
     fs::rename(&path, rotated(&path, 1)).unwrap();
     // Until the reopen, lines follow the renamed file.
-    file.write_line(b"2\n").unwrap();
+    file.write_line(b"2\n");
     file.reopen().unwrap();
-    file.write_line(b"3\n").unwrap();
+    file.write_line(b"3\n");
     assert_eq!(fs::read_to_string(rotated(&path, 1)).unwrap(), "1\n2\n");
     assert_eq!(fs::read_to_string(&path).unwrap(), "3\n");
     assert_eq!(mode(&path), 0o640);
 
-    // A reopen that fails keeps the old file.
+    // A folder moved away is made again.
     let moved = dir.path().join("moved");
     let nested = dir.path().join("d");
-    fs::create_dir(&nested).unwrap();
     let mut file = LogFile::open(&nested.join("c.jsonl"), None).unwrap();
     fs::rename(&nested, &moved).unwrap();
+    file.reopen().unwrap();
+    file.write_line(b"new\n");
+    assert_eq!(fs::read_to_string(nested.join("c.jsonl")).unwrap(), "new\n");
+    assert_eq!(mode(&nested) & 0o777, 0o750);
+
+    // A reopen that fails (a link now at the path) keeps the old file.
+    fs::rename(nested.join("c.jsonl"), moved.join("old")).unwrap();
+    std::os::unix::fs::symlink(moved.join("old"), nested.join("c.jsonl")).unwrap();
     assert!(file.reopen().is_err());
-    file.write_line(b"kept\n").unwrap();
-    assert_eq!(fs::read_to_string(moved.join("c.jsonl")).unwrap(), "kept\n");
+    file.write_line(b"kept\n");
+    assert_eq!(
+        fs::read_to_string(moved.join("old")).unwrap(),
+        "new\nkept\n"
+    );
+}
+
+#[test]
+fn links_fifos_and_hard_links_are_refused_and_left_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, "secret\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let hard = dir.path().join("hard.jsonl");
+    fs::hard_link(&victim, &hard).unwrap();
+    let fifo = dir.path().join("fifo.jsonl");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for (path, what) in [
+        (&link, "a symbolic link"),
+        (&hard, "a file with other hard links"),
+        (&fifo, "a FIFO"),
+    ] {
+        let err = LogFile::open(path, None).err().expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(what) && text.contains(&path.display().to_string()),
+            "{text}"
+        );
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "secret\n");
+    assert_eq!(mode(&victim), 0o600);
+}
+
+#[test]
+fn a_removed_log_is_written_again_at_its_path_by_housekeeping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs/connections.jsonl");
+    let mut file = LogFile::open(&path, None).unwrap();
+    file.write_line(b"1\n");
+    file.follow_path();
+    fs::remove_dir_all(dir.path().join("logs")).unwrap();
+    file.follow_path();
+    file.write_line(b"2\n");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "2\n");
+    assert_eq!(mode(&path), 0o640);
+    // Replaced by another file: the new one is written.
+    fs::rename(&path, dir.path().join("logs/old")).unwrap();
+    fs::write(&path, "").unwrap();
+    file.follow_path();
+    file.write_line(b"3\n");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "3\n");
+    assert_eq!(file.take_dropped(), 0);
 }
 
 #[test]
@@ -456,7 +519,7 @@ fn rotation_renames_to_dot_1_and_keeps_only_keep_files() {
     let mut file = LogFile::open(&path, Some(rotate)).unwrap();
     // 30-byte lines: three fit in 100 bytes, the fourth starts a new file.
     for n in 0..10 {
-        file.write_line(format!("{n:028}\n").as_bytes()).unwrap();
+        file.write_line(format!("{n:028}\n").as_bytes());
     }
     let read = |p: &Path| -> Vec<u64> {
         fs::read_to_string(p)
@@ -472,7 +535,7 @@ fn rotation_renames_to_dot_1_and_keeps_only_keep_files() {
     assert_eq!(rotated(&path, 2), dir.path().join("connections.jsonl.2"));
     assert_eq!(mode(&path), 0o640);
     // A line longer than max_bytes still goes whole into a file of its own.
-    file.write_line(&[b'x'; 150]).unwrap();
+    file.write_line(&[b'x'; 150]);
     assert_eq!(fs::metadata(&path).unwrap().len(), 150);
     assert_eq!(read(&rotated(&path, 1)), [9]);
 }

@@ -565,6 +565,9 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         if config.log != running.log {
             warn!("new [log] settings take a restart of agentmon; SIGHUP reopens the same log");
         }
+        if config.kernel != running.kernel {
+            warn!("new [kernel] map sizes take a restart of agentmon");
+        }
         // After the GeoIP swap: countries and ASNs are expanded from it.
         self.set_policy(policy);
         info!(tools = self.catalog.len(), "config reloaded");
@@ -581,9 +584,25 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         }
     }
 
+    /// New files for logs whose path was removed or replaced, and the
+    /// count of records the logs dropped.
+    fn follow_logs(&mut self) {
+        let dropped = &self.metrics.log_records_dropped;
+        if let Some(log) = &mut self.log {
+            log.file().follow_path();
+            dropped
+                .with_label_values(&["connections"])
+                .inc_by(log.file().take_dropped());
+        }
+        if let Some(n) = self.policy.follow_log() {
+            dropped.with_label_values(&["violations"]).inc_by(n);
+        }
+    }
+
     /// Housekeeping: drops kernel entries of processes whose events were
     /// lost, expired DNS bindings, and picks up new GeoIP files.
     pub fn sweep(&mut self) {
+        self.follow_logs();
         self.enricher.expire(Instant::now());
         self.enricher.geoip.reload_if_changed();
         // Libraries an idle agent dlopened since (e.g. Python's `import ssl`).

@@ -152,6 +152,16 @@ impl PolicyState {
         }
     }
 
+    /// Housekeeping for the violations log, if there is one: see
+    /// [`crate::connlog::LogFile::follow_path`]; returns the records it
+    /// dropped since the last call.
+    pub fn follow_log(&mut self) -> Option<u64> {
+        self.log.as_mut().map(|log| {
+            log.file().follow_path();
+            log.file().take_dropped()
+        })
+    }
+
     pub fn reopen(&mut self) {
         if let Some(log) = &mut self.log
             && let Err(e) = log.reopen()

@@ -10,6 +10,7 @@ pub mod features;
 pub mod pins;
 mod port;
 pub mod ring;
+pub mod sizes;
 mod uprobe_check;
 
 use std::{
@@ -34,6 +35,7 @@ use tracing::{info, warn};
 use self::closer::LinkCloser;
 pub use self::features::{Feature, Features};
 use self::pins::{Pins, Shape};
+pub use self::sizes::MapSizes;
 use self::tracefs::TracefsError;
 use crate::uprobes::TlsLib;
 
@@ -153,7 +155,7 @@ pub fn mount_points<'a>(mounts: &'a str, fstype: &'a str) -> impl Iterator<Item 
 /// agentmon uses.
 pub fn probe(pre: &Preflight) -> Result<(Features, usize), LoadError> {
     // No pins: a probe must not share a running agentmon's maps.
-    let kernel = Kernel::load(pre, &[], None)?;
+    let kernel = Kernel::load(pre, &[], None, &MapSizes::default())?;
     Ok((kernel.features, kernel.programs_attached))
 }
 
@@ -176,6 +178,7 @@ pub struct Kernel {
     pins: Option<Pins>,
     /// Policy enforcement's hooks and maps; the error if they did not load.
     enforcer: Result<enforce::Enforcer, String>,
+    sizes: MapSizes,
 }
 
 impl Kernel {
@@ -187,13 +190,17 @@ impl Kernel {
         pre: &Preflight,
         disabled: &[Feature],
         pin_dir: Option<&Path>,
+        sizes: &MapSizes,
     ) -> Result<Self, LoadError> {
         let offsets = tracefs::offsets(&pre.tracefs)?;
-        let shapes = map_shapes()?;
+        let shapes = map_shapes(sizes)?;
         let variant = format!("{disabled:?}");
         let pins = pin_dir.and_then(|dir| Pins::open(dir, OBJECT, &variant, &shapes));
         let mut loader = EbpfLoader::new();
         loader.override_global("OFFSETS", &offsets, true);
+        for (name, _, size) in sizes.maps() {
+            loader.map_max_entries(name, size);
+        }
         if let Some(pins) = &pins {
             for (name, _) in &shapes {
                 loader.map_pin_path(name.as_str(), pins.map(name));
@@ -261,6 +268,7 @@ impl Kernel {
             closer: LinkCloser::new(),
             pins,
             enforcer,
+            sizes: *sizes,
             ebpf,
         })
     }
@@ -514,7 +522,8 @@ fn attach_sock_ops(ebpf: &mut Ebpf, root: &File, pins: Option<&Pins>) -> Result<
 
 /// The shape of every named map in agentmon's object, to pin them and to
 /// check maps an earlier run pinned.
-fn map_shapes() -> Result<Vec<(String, Shape)>, LoadError> {
+/// The maps' shapes as loaded: the object's, with `sizes` applied.
+fn map_shapes(sizes: &MapSizes) -> Result<Vec<(String, Shape)>, LoadError> {
     let object =
         aya_obj::Object::parse(OBJECT).map_err(|e| required("agentmon's eBPF object", &e))?;
     let mut shapes: Vec<(String, Shape)> = object
@@ -524,10 +533,11 @@ fn map_shapes() -> Result<Vec<(String, Shape)>, LoadError> {
         // maps are filled afresh at every start (`enforce.rs`).
         .filter(|(name, _)| !name.starts_with('.') && !name.starts_with("POLICY_"))
         .map(|(name, map)| {
+            let sized = sizes.maps().into_iter().find(|m| m.0 == name.as_str());
             let shape = Shape {
                 key_size: map.key_size(),
                 value_size: map.value_size(),
-                max_entries: map.max_entries(),
+                max_entries: sized.map_or(map.max_entries(), |m| m.2),
                 flags: map.map_flags(),
             };
             (name.clone(), shape)

@@ -7,7 +7,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData},
     programs::uprobe::UProbeLinkId,
 };
-use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, capacity};
+use monitor_common::{Conn, Tracked, UdpFlow, UdpKey};
 use tracing::warn;
 
 use super::{Features, Kernel, ProbeAt, adopt};
@@ -104,15 +104,12 @@ impl KernelPort for Kernel {
         self.conns.iter().filter_map(Result::ok).collect()
     }
     fn fill(&self) -> Vec<MapFill> {
+        let s = &self.sizes;
         vec![
-            ("tracked", self.tracked.keys().count(), capacity::TRACKED),
-            ("conns", self.conns.keys().count(), capacity::CONNS),
-            ("resolved", self.resolved.keys().count(), capacity::RESOLVED),
-            (
-                "udp_flows",
-                self.udp_flows.keys().count(),
-                capacity::UDP_FLOWS,
-            ),
+            ("tracked", self.tracked.keys().count(), s.tracked),
+            ("conns", self.conns.keys().count(), s.conns),
+            ("resolved", self.resolved.keys().count(), s.resolved),
+            ("udp_flows", self.udp_flows.keys().count(), s.udp_flows),
         ]
     }
     fn forget_conn(&mut self, sock: u64) {

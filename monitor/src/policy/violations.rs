@@ -80,6 +80,12 @@ impl ViolationLog {
     pub fn write(&mut self, v: &Violation) -> io::Result<()> {
         let mut line = serde_json::to_vec(v)?;
         line.push(b'\n');
-        self.file.write_line(&line)
+        self.file.write_line(&line);
+        Ok(())
+    }
+
+    /// See [`LogFile::follow_path`] and [`LogFile::take_dropped`].
+    pub fn file(&mut self) -> &mut LogFile {
+        &mut self.file
     }
 }

@@ -11,7 +11,8 @@
 //! Layout: `runner` (the A/B loop), `monitor` (the arms: nothing, agentmon,
 //! bpftrace; agentmon's CPU and RSS), `lab` (servers and tracked copies),
 //! `profile` (bpf_stats, threads, perf), `stats` (figures and tables),
-//! `report` (the markdown), one file per scenario.
+//! `report` (the markdown), one file per scenario. The soak runs only when
+//! asked for (`--only soak`), and briefly in smoke mode.
 mod bulk;
 mod churn;
 mod growth;
@@ -22,6 +23,7 @@ mod nonagent;
 mod profile;
 mod report;
 mod runner;
+mod soak;
 mod stats;
 mod tls;
 
@@ -43,6 +45,7 @@ pub enum Scenario {
     Tls,
     Growth,
     Nonagent,
+    Soak,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +63,9 @@ pub struct BenchArgs {
     /// Leave out the profiling runs (bpf_stats, perf).
     #[arg(long)]
     pub no_profile: bool,
+    /// Minutes the soak runs (`--only soak`).
+    #[arg(long, default_value_t = 60.0)]
+    pub soak_mins: f64,
     /// Where to write the markdown [default: target/bench/results.md].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -92,6 +98,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         reps: args.reps.unwrap_or(if args.smoke { 1 } else { 5 }).max(1),
         profile: !args.no_profile && !args.smoke,
         bpftrace: false,
+        soak_secs: if args.smoke {
+            SMOKE_SOAK_SECS
+        } else {
+            args.soak_mins * 60.0
+        },
     };
     let results = run_all(opts, &bins, &args.only)?;
     let md = report::markdown(&results, &machine);
@@ -128,9 +139,15 @@ pub fn run_all(mut opts: Options, bins: &Bins, only: &[Scenario]) -> Result<Resu
         lab: &lab,
         opts: &opts,
         scratch,
+        notes: Default::default(),
     };
     for (scenario, table, variants) in scenarios(&opts) {
-        if only.is_empty() || only.contains(&scenario) {
+        let wanted = if only.is_empty() {
+            scenario != Scenario::Soak || opts.smoke
+        } else {
+            only.contains(&scenario)
+        };
+        if wanted {
             run_scenario(&ctx, table, variants, &mut results)?;
         }
     }
@@ -143,6 +160,9 @@ fn probe_bpftrace(scratch: &std::path::Path) -> Result<()> {
     mon.stop_bpftrace().context("no bpftrace")??;
     Ok(())
 }
+
+/// The soak's length in smoke mode: one cycle or two.
+const SMOKE_SOAK_SECS: f64 = 6.0;
 
 type Scenarios = Vec<(Scenario, Table, Vec<Box<dyn Variant>>)>;
 
@@ -273,6 +293,22 @@ fn scenarios(opts: &Options) -> Scenarios {
             .map(|&workload| Box::new(nonagent::Nonagent { workload }) as Box<dyn Variant>)
             .collect(),
     ));
+
+    out.push((
+        Scenario::Soak,
+        Table::new(
+            "soak",
+            format!(
+                "7. Soak ({}: short connections, small messages, TLS through libssl, \
+                 {} processes with a connection each and untracked traffic, in cycles)",
+                soak::Soak::name_for(opts.soak_secs),
+                soak::FANOUT
+            ),
+        ),
+        vec![Box::new(soak::Soak {
+            secs: opts.soak_secs,
+        })],
+    ));
     out
 }
 
@@ -297,6 +333,7 @@ mod tests {
             reps: 1,
             profile: false,
             bpftrace: false,
+            soak_secs: SMOKE_SOAK_SECS,
         };
         let start = std::time::Instant::now();
         let r = run_all(opts, &bins, &[]).unwrap();
@@ -353,6 +390,12 @@ mod tests {
         both(unix.name(), nonagent::AGENT_RATE);
         assert!(with(unix.name(), "probes attached") > 0.0, "{md}");
         assert_eq!(with(unix.name(), nonagent::AGENT_PLAINTEXT), 0.0, "{md}");
+        let soak = soak::Soak::name_for(SMOKE_SOAK_SECS);
+        assert!(with(&soak, "cycles") >= 1.0, "{md}");
+        assert_eq!(with(&soak, soak::COUNTED), 0.0, "{md}");
+        assert_eq!(with(&soak, soak::CONNS), 0.0, "{md}");
+        assert_eq!(with(&soak, soak::PLAINTEXT), 0.0, "{md}");
+        assert_eq!(with(&soak, soak::DRAINED), 1.0, "{md}");
         if r.notes.iter().all(|n| !n.contains("bpftrace")) {
             let v = r.median(msgs::TRACKED, "bpftrace counted − sent", Arm::Bpftrace);
             assert_eq!(v, Some(0.0), "{md}");

@@ -2,6 +2,7 @@
 //! bpftrace reference where it has that arm), alternating, `reps` times, a
 //! fresh daemon for every with-agentmon run; then, unless turned off, once
 //! more with agentmon and the profilers, for the cost breakdown.
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,6 +25,8 @@ pub struct Options {
     pub profile: bool,
     /// Whether bpftrace runs here; without it the reference arm is left out.
     pub bpftrace: bool,
+    /// How long the soak runs (a few seconds in smoke mode).
+    pub soak_secs: f64,
 }
 
 impl Options {
@@ -49,9 +52,15 @@ pub struct Ctx<'a> {
     pub opts: &'a Options,
     /// Files of the current run (bpftrace output, perf data).
     pub scratch: PathBuf,
+    /// Lines for the report's notes (the soak's series).
+    pub notes: RefCell<Vec<String>>,
 }
 
 impl Ctx<'_> {
+    pub fn note(&self, line: String) {
+        self.notes.borrow_mut().push(line);
+    }
+
     /// A fresh path in the lab's folder (ready, stop and go files).
     pub fn file(&self, what: &str) -> PathBuf {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,5 +128,6 @@ pub fn run_scenario(
         }
     }
     results.tables.push(table);
+    results.notes.append(&mut ctx.notes.borrow_mut());
     Ok(())
 }
