@@ -372,7 +372,7 @@ rules = [
     fn unknown_keys_point_at_the_key() {
         assert_eq!(
             err("listen = \"127.0.0.1:9977\"\n\nlissten = \"x\"\n"),
-            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`, `policy`, `top`"
+            "/etc/agentmon.toml:3:1: unknown field `lissten`, expected one of `listen`, `web_config_file`, `log`, `agents`, `geoip`, `dest`, `policy`, `top`, `kernel`"
         );
         assert_eq!(
             err("[log]\n  connection = \"/tmp/x\"\n"),

@@ -114,6 +114,11 @@ impl Metrics {
             "Records agentmon could not write to a log file (log=connections or violations): the disk was full or the path could not be written; the metrics still count them.",
             &["log"],
         )?;
+        // 0 from the start, with or without the logs, so an alert on an
+        // increase sees the first drop.
+        for log in ["connections", "violations"] {
+            log_records_dropped.with_label_values(&[log]);
+        }
         let kernel_map_full = counter_vec(
             "agentmon_kernel_map_full_total",
             "Times a kernel map was full, so a connection, flow or process went uncounted.",

@@ -138,13 +138,37 @@ impl StateFile {
     }
 
     /// Replaces the file atomically (write, then rename): a crash leaves the
-    /// old state or the new one, never half of one.
+    /// old state or the new one, never half of one. The file names the
+    /// hosts agents reached, so it is made 0600 (its folder, if missing,
+    /// 0750 as the unit's StateDirectoryMode); the
+    /// temporary file is made afresh, never opened through a link someone
+    /// planted at its name, and the rename replaces a link at the path
+    /// rather than following it.
     pub fn save(&self, saved: &Saved) -> io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
         if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir)?;
+            if let Some(up) = dir.parent() {
+                fs::create_dir_all(up)?;
+            }
+            match fs::DirBuilder::new().mode(0o750).create(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
         }
         let tmp = self.path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec(saved)?)?;
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        file.write_all(&serde_json::to_vec(saved)?)?;
+        drop(file);
         fs::rename(&tmp, &self.path)
     }
 }
@@ -200,5 +224,32 @@ mod tests {
         assert!(!dir.path().join("state.json.tmp").exists());
         fs::write(file.path(), br#"{"version":99}"#).unwrap();
         assert!(file.load().unwrap_err().contains("version 99"));
+    }
+
+    #[test]
+    fn the_state_is_private_and_never_written_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "root:secret\n").unwrap();
+        let state = dir.path().join("state");
+        let file = StateFile::new(&state);
+        fs::create_dir_all(&state).unwrap();
+        std::os::unix::fs::symlink(&victim, state.join("state.json.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, file.path()).unwrap();
+        let saved = Saved {
+            version: VERSION,
+            boot_id: "b".into(),
+            tools: Vec::new(),
+            counters: Vec::new(),
+            conns: Vec::new(),
+            flows: Vec::new(),
+        };
+        file.save(&saved).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root:secret\n");
+        let meta = fs::symlink_metadata(file.path()).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(file.load().unwrap().map(|s| s.version), Some(VERSION));
     }
 }

@@ -2,7 +2,9 @@
 //! kernel's table of tracked processes or in agentmon's, and a connection
 //! made after them is counted exactly; a process that execs from one
 //! tool's binary into another's counts for the tool it became; an agent's
-//! whole tree that ran while agentmon read no event counts when it reads.
+//! whole tree that ran while agentmon read no event counts when it reads;
+//! a pid an agent's child had, recycled for an unrelated process, gives
+//! that process nothing of the agent's.
 
 use std::{path::Path, time::Duration};
 
@@ -114,4 +116,53 @@ fn an_agents_tree_that_ran_while_agentmon_read_nothing_counts_when_it_reads() {
     let tcp = [("tool", "claude-code"), ("proto", "tcp")];
     w.expect("agentmon_egress_bytes_total", &tcp, 6000.0);
     w.expect("agentmon_ingress_bytes_total", &tcp, REPLY as f64);
+}
+
+#[test]
+fn a_recycled_pid_of_an_agents_child_gives_an_unrelated_process_nothing() {
+    if !require_root() {
+        return;
+    }
+    let w = world(NETPEER, "");
+    let claude = w.as_claude(Path::new(NETPEER));
+    let (first, second) = (
+        w.lab.dir().join("first.pid"),
+        w.lab.dir().join("second.pid"),
+    );
+    let to = REMOTE_TCP_V4.to_string();
+    // In a pid namespace of its own: Claude Code's child writes its pid and
+    // exits; the next pid handed out is set back to it (ns_last_pid), and
+    // a process of no agent, forked by the namespace's init, gets it and
+    // sends. agentmon reads all of it late, as a busy daemon would.
+    let script = format!(
+        "set -e\n\
+         {claude} exec-child -- /bin/sh -c 'echo $$ > {first}'\n\
+         pid=$(cat {first})\n\
+         echo $((pid - 1)) > /proc/sys/kernel/ns_last_pid\n\
+         /bin/sh -c 'echo $$ > {second}; exec {NETPEER} tcp --to {to} --send 4321 --expect {REPLY}'\n",
+        claude = claude.display(),
+        first = first.display(),
+        second = second.display(),
+    );
+    let args = ["--pid", "--fork", "--mount-proc", "/bin/sh", "-c", &script];
+    w.am.pause();
+    let out = run_bounded(&mut w.lab.client_cmd("unshare", args), SETTLE);
+    w.am.resume();
+    assert_eq!(PeerCounts::from_output(&out).sent, 4321, "{out:?}");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_owned();
+    assert_eq!(read(&first), read(&second), "the pid was not recycled");
+
+    // The agent's own next connection counts, and nothing before it did.
+    w.agent_shell(
+        &claude,
+        &format!("{NETPEER} tcp --to {to} --send 1000 --expect {REPLY}"),
+    );
+    let tcp = [("tool", "claude-code"), ("proto", "tcp")];
+    let m = w.expect("agentmon_egress_bytes_total", &tcp, 1000.0);
+    assert_eq!(
+        m.value("agentmon_connections_total", &tcp),
+        Some(1.0),
+        "{}",
+        m.text()
+    );
 }

@@ -468,6 +468,46 @@ fn geoip_database_is_reloaded_and_a_corrupt_one_is_refused() {
     // Reported once, not at every poll (the interval is 1 s).
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(warnings(), 1, "{}", w.am.log_text());
+
+    // Deleted while running, then garbage in its place: one line each, and
+    // the last good database stays in use.
+    let country = w.geoip.join("country.mmdb");
+    fs::remove_file(&country).unwrap();
+    assert!(
+        wait_until(SETTLE, || warnings() == 2),
+        "{}",
+        w.am.log_text()
+    );
+    let garbage: Vec<u8> = (0..65_536u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    fs::write(&bad, &garbage).unwrap();
+    fs::rename(&bad, &country).unwrap();
+    assert!(
+        wait_until(SETTLE, || warnings() == 3),
+        "{}",
+        w.am.log_text()
+    );
+    send();
+    w.expect(
+        "agentmon_egress_bytes_total",
+        &by("FR", "AS64510"),
+        before + 100.0,
+    );
+    // A good one again is taken.
+    make_geoip(&next, &["203.0.113.0/24=DE:64511:Beispiel-DE"]);
+    fs::rename(next.join("country.mmdb"), &country).unwrap();
+    assert!(
+        wait_until(SETTLE, || {
+            send();
+            w.am.scrape()
+                .value("agentmon_egress_bytes_total", &by("DE", "AS64510"))
+                .is_some()
+        }),
+        "the good database was not picked up:\n{}",
+        w.am.log_text()
+    );
+    assert_eq!(warnings(), 3, "{}", w.am.log_text());
 }
 
 #[test]

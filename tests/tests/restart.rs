@@ -217,3 +217,33 @@ fn maps_pinned_by_an_incompatible_version_are_replaced_with_one_warning() {
     assert!(!old.exists());
     assert!(pins.0.join("maps-v1/CONNS").exists());
 }
+
+#[test]
+fn maps_of_another_configured_size_are_replaced_at_the_next_start() {
+    if !require_root() {
+        return;
+    }
+    let pins = Pins::new("sizes");
+    let state = TempDir::new("state");
+    let start = |conns: u32| {
+        let config = state.path().join(format!("agentmon-{conns}.toml"));
+        fs::write(&config, format!("[kernel]\nconns = {conns}\n")).unwrap();
+        Agentmon::builder()
+            .pin_dir(&pins.0)
+            .state_dir(state.path())
+            .config(&config)
+            .start()
+    };
+    let conns = [("map", "conns")];
+    let mut first = start(65_536);
+    first.expect("agentmon_kernel_map_capacity", &conns, 65_536.0);
+    first.stop();
+    let second = start(4_096);
+    second.expect("agentmon_kernel_map_capacity", &conns, 4_096.0);
+    let log = second.log_text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("replacing maps pinned by an incompatible agentmon"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains("other [kernel] sizes"), "{warning}");
+}

@@ -85,7 +85,7 @@ impl Pins {
         if !stale.is_empty() {
             let names: Vec<String> = stale.iter().map(|p| p.display().to_string()).collect();
             warn!(
-                "replacing maps pinned by an incompatible agentmon ({}): counting starts afresh",
+                "replacing maps pinned by an incompatible agentmon ({}; another build, or other [kernel] sizes): counting starts afresh",
                 names.join(", ")
             );
             for dir in &stale {

@@ -6,7 +6,7 @@
 use std::{
     io::{self, Read as _},
     os::unix::{
-        fs::{FileTypeExt as _, PermissionsExt as _},
+        fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _},
         net::{UnixListener, UnixStream},
     },
     path::Path,
@@ -66,19 +66,42 @@ fn try_bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    let listener = UnixListener::bind(path)?;
+    // Made, given its group and mode in a folder only agentmon can enter,
+    // then renamed into place: no chown or chmod ever goes through a path
+    // someone else could swap for a link meanwhile.
+    let private = path.with_file_name(format!(".agentmon-top-{}", std::process::id()));
+    match std::fs::remove_dir_all(&private) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("cannot create {}", private.display()))?;
+    let made = private.join("top.sock");
+    let bound = bind_private(&made, group).and_then(|listener| {
+        std::fs::rename(&made, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = bound?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn bind_private(made: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
+    let listener = UnixListener::bind(made)?;
     if let Some(name) = group {
         let gid = nix::unistd::Group::from_name(name)
             .ok()
             .flatten()
             .with_context(|| format!("group {name:?} does not exist (`[top] group`)"))?
             .gid;
-        std::os::unix::fs::chown(path, None, Some(gid.as_raw())).with_context(|| {
+        std::os::unix::fs::chown(made, None, Some(gid.as_raw())).with_context(|| {
             format!("cannot give the socket to group {name:?}: is agentmon a member?")
         })?;
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(MODE))?;
-    listener.set_nonblocking(true)?;
+    std::fs::set_permissions(made, std::fs::Permissions::from_mode(MODE))?;
     Ok(listener)
 }
 
@@ -152,5 +175,39 @@ fn connect_error(path: &Path, e: &io::Error) -> String {
             "cannot read {p}: {e}; is agentmon running (`systemctl status agentmon`)? Or give its socket with --socket, or run `sudo agentmon top --standalone`"
         ),
         _ => format!("cannot read {p}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_made_0660_in_place_and_nothing_else_at_its_path_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("top.sock");
+        let meta = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+        let listener = try_bind(&path, None).unwrap();
+        assert!(meta(&path).file_type().is_socket());
+        assert_eq!(meta(&path).permissions().mode() & 0o777, MODE);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "the private folder is gone");
+        drop(listener);
+        // An earlier run's socket is replaced.
+        try_bind(&path, None).unwrap();
+
+        // A link someone planted, and a file: refused, left as they are.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        for planted in [&link, &victim] {
+            let e = try_bind(planted, None).unwrap_err().to_string();
+            assert!(e.contains("is not a socket"), "{e}");
+        }
+        assert!(meta(&link).file_type().is_symlink());
+        assert_eq!(meta(&victim).permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "x");
     }
 }
