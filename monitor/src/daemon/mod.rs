@@ -17,7 +17,9 @@ use monitor_common::{Conn, TOOL_PENDING, conn_flags, counter};
 use tracing::{info, warn};
 
 mod explain;
+mod logs;
 use self::explain::TlsExplained;
+use self::logs::{log_conn, log_flow};
 use self::policy::PolicyState;
 pub use self::port::{KernelPort, MapFill};
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
@@ -38,7 +40,7 @@ use crate::{
         snapshot::{self, Snapshot},
         socket::Snapshots,
     },
-    traffic::{ConnReport, Dest, FlowReport, Names, Subject, Traffic},
+    traffic::{Dest, Names, Subject, Traffic},
     tree::Tree,
     uprobes::{TlsLib, TlsProbes},
 };
@@ -573,32 +575,6 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         info!(tools = self.catalog.len(), "config reloaded");
     }
 
-    pub fn reopen_logs(&mut self) {
-        self.policy.reopen();
-        if let Some(log) = &mut self.log {
-            match log.reopen() {
-                Ok(()) => info!(path = %log.path().display(), "reopened the connection log"),
-                Err(e) => warn!(path = %log.path().display(), error = %e,
-                    "cannot reopen the connection log; still writing to the old file"),
-            }
-        }
-    }
-
-    /// New files for logs whose path was removed or replaced, and the
-    /// count of records the logs dropped.
-    fn follow_logs(&mut self) {
-        let dropped = &self.metrics.log_records_dropped;
-        if let Some(log) = &mut self.log {
-            log.file().follow_path();
-            dropped
-                .with_label_values(&["connections"])
-                .inc_by(log.file().take_dropped());
-        }
-        if let Some(n) = self.policy.follow_log() {
-            dropped.with_label_values(&["violations"]).inc_by(n);
-        }
-    }
-
     /// Housekeeping: drops kernel entries of processes whose events were
     /// lost, expired DNS bindings, and picks up new GeoIP files.
     pub fn sweep(&mut self) {
@@ -742,20 +718,6 @@ fn labeler<'a>(
                 .inc();
         }
         dest
-    }
-}
-
-/// Distinct programs whose unprobed TLS is explained, at most: a bound
-/// on memory and on log lines.
-fn log_conn(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, conn: &ConnReport) {
-    if let Err(e) = log.write_conn(event, catalog.name(conn.conn.tool), conn) {
-        warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
-    }
-}
-
-fn log_flow(log: &mut ConnLog, catalog: &Catalog, event: LogEvent, flow: &FlowReport) {
-    if let Err(e) = log.write_flow(event, catalog.name(flow.proc.tool), flow) {
-        warn!(path = %log.path().display(), error = %e, "cannot write the connection log");
     }
 }
 
