@@ -130,10 +130,13 @@ pub struct Conn {
     /// The [`tls_lib`] whose probes saw them (0: none).
     pub tls_lib: u32,
     pub _pad: u32,
+    /// The TLS session (`SSL *`, GnuTLS session, Go `*tls.Conn`) last tied
+    /// to this connection: its `SSL_SOCKS` entry is removed at the close.
+    pub ssl: u64,
     pub seq: TcpSeq,
     pub records: Records,
 }
-const _: () = assert!(size_of::<Conn>() == 96 + 56 + 56);
+const _: () = assert!(size_of::<Conn>() == 104 + 56 + 56);
 
 /// TLS record framing of a connection whose first bytes were a
 /// ClientHello: record headers are not encrypted, so the packet programs
@@ -361,7 +364,37 @@ pub mod counter {
     /// Socket storage for a tracked process's new socket could not be
     /// allocated: that socket is not counted.
     pub const SOCKS_FULL: u32 = 6;
+    /// Keys added to each LRU map by the kernel, at `LRU_CREATED + lru::*`.
+    pub const LRU_CREATED: u32 = 7;
+    /// Keys the kernel removed from each LRU map, at `LRU_DELETED + lru::*`.
+    /// What was added and is neither there nor removed was evicted.
+    pub const LRU_DELETED: u32 = LRU_CREATED + super::lru::LEN;
+    pub const LEN: u32 = LRU_DELETED + super::lru::LEN;
+}
+
+/// The LRU maps: a full LRU map makes room by dropping its least recently
+/// used entry, which no helper reports. agentmon counts the keys added and
+/// removed (kernel and user space) and the keys there now; the difference
+/// is `agentmon_kernel_map_evictions_total{map}`.
+pub mod lru {
+    pub const RESOLVED: u32 = 0;
+    pub const TLS_CALLS: u32 = 1;
+    pub const SSL_SOCKS: u32 = 2;
+    pub const TLS_PENDING: u32 = 3;
+    pub const GO_CALLS: u32 = 4;
+    pub const TLS_HEADS: u32 = 5;
+    pub const POLICY_HOSTS: u32 = 6;
     pub const LEN: u32 = 7;
+    /// Metric label and kernel map name, by index.
+    pub const NAMES: [(&str, &str); LEN as usize] = [
+        ("resolved", "RESOLVED"),
+        ("tls_calls", "TLS_CALLS"),
+        ("ssl_socks", "SSL_SOCKS"),
+        ("tls_pending", "TLS_PENDING"),
+        ("go_calls", "GO_CALLS"),
+        ("tls_heads", "TLS_HEADS"),
+        ("policy_hosts", "POLICY_HOSTS"),
+    ];
 }
 
 /// Indexes of the `SETTINGS` array, written by the loader.
@@ -541,6 +574,7 @@ mod pod {
     unsafe impl aya::Pod for TpOffsets {}
     unsafe impl aya::Pod for SockOwner {}
     unsafe impl aya::Pod for TlsCall {}
+    unsafe impl aya::Pod for TlsHead {}
     unsafe impl aya::Pod for PolicyNet {}
     unsafe impl aya::Pod for PolicyHost {}
     unsafe impl aya::Pod for PolicyDeny {}

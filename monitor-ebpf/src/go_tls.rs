@@ -11,10 +11,12 @@
 //! rewrite a return address on a stack Go may move.
 
 use aya_ebpf::{macros::uprobe, programs::ProbeContext};
-use monitor_common::{TlsCall, tls_lib};
+use monitor_common::{TlsCall, lru, tls_lib};
 
 use crate::{
-    maps::{GO_CALLS, GoCall, TLS_CALLS, current_task, current_tgid, tracked},
+    maps::{
+        GO_CALLS, GoCall, TLS_CALLS, current_task, current_tgid, lru_insert, lru_remove, tracked,
+    },
     tls_calls,
 };
 
@@ -41,13 +43,13 @@ pub fn go_tls_return(ctx: ProbeContext) -> u32 {
     let Some(call) = (unsafe { GO_CALLS.get(key).copied() }) else {
         return 0;
     };
-    let _ = GO_CALLS.remove(key);
+    lru_remove(&GO_CALLS, lru::GO_CALLS, &key);
     let task = current_task();
     // A write whose packet never came (nothing sent yet) leaves its thread
     // mark; this thread's, if the goroutine did not move.
     // SAFETY: copied out of the map.
     if call.write == 1 && unsafe { TLS_CALLS.get(task).copied() }.is_some_and(|c| c == call) {
-        let _ = TLS_CALLS.remove(task);
+        lru_remove(&TLS_CALLS, lru::TLS_CALLS, &task);
     }
     if n > 0 {
         tls_calls::count(task, &call, n as u64);
@@ -72,12 +74,17 @@ fn enter(ctx: &ProbeContext, write: u32) -> u32 {
         tgid,
         _pad: 0,
     };
-    let _ = GO_CALLS.insert(GoCall { tgid, _pad: 0, g }, call, 0);
+    lru_insert(
+        &GO_CALLS,
+        lru::GO_CALLS,
+        &GoCall { tgid, _pad: 0, g },
+        &call,
+    );
     // Only a write ties: its first record goes out from this thread before
     // the goroutine can wait. A read waits on this thread's goroutine
     // scheduler, which runs others that send on other sockets meanwhile.
     if write == 1 {
-        let _ = TLS_CALLS.insert(current_task(), call, 0);
+        lru_insert(&TLS_CALLS, lru::TLS_CALLS, &current_task(), &call);
     }
     0
 }

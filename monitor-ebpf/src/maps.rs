@@ -217,6 +217,25 @@ pub fn add_to(index: u32, n: u64) {
     }
 }
 
+/// Puts `value` under `key` in the LRU map `which` (`monitor_common::lru`),
+/// counting a key that was not there: with the removals, user space can
+/// tell how many keys the map dropped to make room.
+#[inline(always)]
+pub fn lru_insert<K, V>(map: &LruHashMap<K, V>, which: u32, key: &K, value: &V) {
+    let new = map.get_ptr(key).is_none();
+    if map.insert(key, value, 0).is_ok() && new {
+        bump(counter::LRU_CREATED + which);
+    }
+}
+
+/// Removes `key` from the LRU map `which`, counting it if it was there.
+#[inline(always)]
+pub fn lru_remove<K, V>(map: &LruHashMap<K, V>, which: u32, key: &K) {
+    if map.remove(key).is_ok() {
+        bump(counter::LRU_DELETED + which);
+    }
+}
+
 /// Submit flags for an event user space must see at once (exec, fork, exit,
 /// connection opens): it reads /proc of that process while it still lives.
 /// Forced, because the default (wake when user space has caught up) never

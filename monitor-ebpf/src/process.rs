@@ -10,7 +10,10 @@ use monitor_common::{
     EventHeader, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, TOOL_PENDING, Tracked, counter, kind,
 };
 
-use crate::maps::{EVENTS, PROMPT, TRACKED, bump, current_tgid, emit, off, tracked};
+use crate::{
+    maps::{EVENTS, PROMPT, TRACKED, bump, current_task, current_tgid, emit, off, tracked},
+    tls_calls,
+};
 
 const CLONE_THREAD: u64 = 0x0001_0000;
 
@@ -111,8 +114,9 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
 }
 
 /// Hook: tracepoint `sched:sched_process_exit`, fired for every exiting
-/// thread. Only the last thread of a tracked process (`group_dead`, or the
-/// leader on kernels without that field) removes it from `TRACKED`.
+/// thread. A tracked process's thread takes its TLS state with it; only
+/// the last thread (`group_dead`, or the leader on kernels without that
+/// field) removes the process from `TRACKED`.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     match try_sched_process_exit(&ctx) {
@@ -122,6 +126,10 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let tgid = current_tgid();
+    if tracked(tgid).is_none() {
+        return Ok(());
+    }
+    tls_calls::thread_exit(current_task());
     let group_dead_off = off!(exit_group_dead);
     let group_dead = if group_dead_off == NO_FIELD as usize {
         let pid: i32 = unsafe { ctx.read_at(off!(exit_pid))? };
@@ -129,7 +137,7 @@ fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     } else {
         unsafe { ctx.read_at::<u8>(group_dead_off)? != 0 }
     };
-    if !group_dead || tracked(tgid).is_none() {
+    if !group_dead {
         return Ok(());
     }
     let _ = TRACKED.remove(tgid);

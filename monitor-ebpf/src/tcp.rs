@@ -12,12 +12,12 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use monitor_common::{
-    Conn, ConnEvent, EventHeader, SockOwner, TOOL_PENDING, TcpSeq, conn_flags, counter, kind,
+    Conn, ConnEvent, EventHeader, SockOwner, TOOL_PENDING, TcpSeq, conn_flags, counter, kind, lru,
     origin, payload_kind, sock_status,
 };
 
 use crate::{
-    maps::{CONNS, EVENTS, RESOLVED, bump, deferred, tracked},
+    maps::{CONNS, EVENTS, RESOLVED, SSL_SOCKS, bump, deferred, lru_remove, tracked},
     packets::{DNS_PORT, Packet, Way},
     payload, records, tls_calls,
 };
@@ -319,9 +319,16 @@ fn finished(conn: *const Conn) -> bool {
 #[inline(always)]
 pub fn close(cookie: u64, conn: *const Conn) {
     emit_conn(kind::CONN_CLOSE, cookie, conn);
-    // SAFETY: a plain read of a live map value before removing it.
-    if unsafe { (*conn).tool } == TOOL_PENDING {
-        let _ = RESOLVED.remove(cookie);
+    // SAFETY: plain reads of a live map value before removing it.
+    let ssl = unsafe { (*conn).ssl };
+    // Whether its label came from there or not (user space may answer
+    // after the kernel found the owner's tool itself).
+    lru_remove(&RESOLVED, lru::RESOLVED, &cookie);
+    // The session's tie goes with its socket, unless the session moved on
+    // to another socket since.
+    // SAFETY: copied out of the map.
+    if ssl != 0 && unsafe { SSL_SOCKS.get(ssl).copied() } == Some(cookie) {
+        lru_remove(&SSL_SOCKS, lru::SSL_SOCKS, &ssl);
     }
     let _ = CONNS.remove(cookie);
 }

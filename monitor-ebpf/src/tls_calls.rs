@@ -18,12 +18,12 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, payload_kind, tls_lib};
+use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, lru, payload_kind, tls_lib};
 
 use crate::{
     maps::{
         CONNS, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to, atomic_add,
-        current_task, current_tgid, tls_tie, tracked,
+        bump, current_task, current_tgid, lru_insert, lru_remove, tls_tie, tracked,
     },
     payload,
 };
@@ -91,7 +91,7 @@ fn enter(ctx: &ProbeContext, write: u32, len_out_arg: Option<usize>) -> u32 {
         tgid,
         _pad: 0,
     };
-    let _ = TLS_CALLS.insert(current_task(), call, 0);
+    lru_insert(&TLS_CALLS, lru::TLS_CALLS, &current_task(), &call);
     0
 }
 
@@ -102,7 +102,7 @@ fn finish(ctx: &RetProbeContext) {
     let Some(call) = (unsafe { TLS_CALLS.get(task).copied() }) else {
         return;
     };
-    let _ = TLS_CALLS.remove(task);
+    lru_remove(&TLS_CALLS, lru::TLS_CALLS, &task);
     let bytes = if call.len_out != 0 {
         // `_ex`: 1 on success, the count in *len_out.
         if ctx.ret::<i32>() != 1 {
@@ -154,7 +154,7 @@ pub fn count(task: u64, call: &TlsCall, bytes: u64) {
                 len_out: bytes,
                 ..*call
             };
-            let _ = TLS_PENDING.insert(task, pending, 0);
+            lru_insert(&TLS_PENDING, lru::TLS_PENDING, &task, &pending);
             keep_head(task, call.buf, bytes);
             return;
         }
@@ -224,11 +224,11 @@ pub fn tie(sock: u64, tgid: u32) -> bool {
     // SAFETY (map reads): copied out of the maps.
     if let Some(call) = unsafe { TLS_CALLS.get(task).copied() } {
         if call.tgid == tgid {
-            let _ = SSL_SOCKS.insert(call.ssl, sock, 0);
+            tie_session(call.ssl, sock);
             // A Go call ties once: its goroutine may wait and leave the
             // thread, whose next goroutines send on other sockets.
             if call.lib == tls_lib::GO {
-                let _ = TLS_CALLS.remove(task);
+                lru_remove(&TLS_CALLS, lru::TLS_CALLS, &task);
             }
             return true;
         }
@@ -237,8 +237,8 @@ pub fn tie(sock: u64, tgid: u32) -> bool {
     if let Some(pending) = unsafe { TLS_PENDING.get(task).copied() }
         && pending.tgid == tgid
     {
-        let _ = TLS_PENDING.remove(task);
-        let _ = SSL_SOCKS.insert(pending.ssl, sock, 0);
+        lru_remove(&TLS_PENDING, lru::TLS_PENDING, &task);
+        tie_session(pending.ssl, sock);
         // Its buffer may be reused by now: the head was kept at return.
         let counted = TlsCall { buf: 0, ..pending };
         let marks = add_plaintext(sock, &counted, pending.len_out);
@@ -246,6 +246,39 @@ pub fn tie(sock: u64, tgid: u32) -> bool {
         return true;
     }
     false
+}
+
+/// Forgets what the exiting thread `task` left in the TLS maps: a call in
+/// flight, and a write made in memory that no packet carried, whose bytes
+/// are counted as untied.
+#[inline(always)]
+pub fn thread_exit(task: u64) {
+    lru_remove(&TLS_CALLS, lru::TLS_CALLS, &task);
+    // SAFETY: copied out of the map.
+    if let Some(pending) = unsafe { TLS_PENDING.get(task).copied() } {
+        add_to(counter::TLS_UNTIED_BYTES, pending.len_out);
+        lru_remove(&TLS_PENDING, lru::TLS_PENDING, &task);
+    }
+    lru_remove(&TLS_HEADS, lru::TLS_HEADS, &task);
+}
+
+/// Ties TLS session `ssl` to connection `sock`, which takes the tie with it
+/// when it closes (`tcp::close`): a session outlives none of its sockets.
+#[inline(always)]
+fn tie_session(ssl: u64, sock: u64) {
+    // SAFETY: copied out of the map.
+    let had = unsafe { SSL_SOCKS.get(ssl).copied() };
+    if had == Some(sock) {
+        return;
+    }
+    if SSL_SOCKS.insert(ssl, sock, 0).is_ok() && had.is_none() {
+        bump(counter::LRU_CREATED + lru::SSL_SOCKS);
+    }
+    if let Some(conn) = CONNS.get_ptr_mut(sock) {
+        // SAFETY: live map value; only this connection's packets and TLS
+        // calls write its session.
+        unsafe { (*conn).ssl = ssl };
+    }
 }
 
 /// Keeps the head of a request written in memory, while its buffer is valid.
@@ -267,8 +300,7 @@ fn keep_head(task: u64, buf: u64, bytes: u64) {
         );
         (*head).len = if copied == 0 { len } else { 0 };
         // By reference: a 1 KiB value must not be copied onto the BPF stack.
-        #[expect(clippy::needless_borrows_for_generic_args, reason = "see above")]
-        let _ = TLS_HEADS.insert(task, &*head, 0);
+        lru_insert(&TLS_HEADS, lru::TLS_HEADS, &task, &*head);
     }
 }
 
@@ -287,5 +319,5 @@ fn send_head(task: u64, sock: u64, tgid: u32, marks: [u64; 2]) {
         marks,
     };
     payload::emit_payload(payload::Source::Kernel(data), len, &about);
-    let _ = TLS_HEADS.remove(task);
+    lru_remove(&TLS_HEADS, lru::TLS_HEADS, &task);
 }

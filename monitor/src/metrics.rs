@@ -46,6 +46,7 @@ pub struct Metrics {
     pub tls_unseen_connections: IntCounterVec,
     pub tls_framing_lost: IntCounterVec,
     pub kernel_map_full: IntCounterVec,
+    pub kernel_map_evictions: IntCounterVec,
     pub log_records_dropped: IntCounterVec,
     pub packets_unparsed: IntCounter,
     pub programs_attached: IntGauge,
@@ -122,6 +123,11 @@ impl Metrics {
         let kernel_map_full = counter_vec(
             "agentmon_kernel_map_full_total",
             "Times a kernel map was full, so a connection, flow or process went uncounted.",
+            &["map"],
+        )?;
+        let kernel_map_evictions = counter_vec(
+            "agentmon_kernel_map_evictions_total",
+            "Entries an LRU kernel map dropped to make room since agentmon started: TLS calls, sessions or request heads (tls_*, ssl_socks, go_calls) whose bytes or requests went uncounted, labels of pending connections (resolved), addresses of names a policy denies (policy_hosts).",
             &["map"],
         )?;
         let tls_plaintext_bytes = counter_vec(
@@ -267,6 +273,7 @@ impl Metrics {
             tls_unseen_connections,
             tls_framing_lost,
             kernel_map_full,
+            kernel_map_evictions,
             log_records_dropped,
             packets_unparsed,
             programs_attached,
@@ -303,6 +310,7 @@ impl Metrics {
             &self.tls_unseen_connections,
             &self.tls_framing_lost,
             &self.kernel_map_full,
+            &self.kernel_map_evictions,
             &self.policy_violations,
         ];
         let single = vec![

@@ -384,6 +384,18 @@ deny = [
     let named = lines.iter().find(|l| l["rule"] == "no-telemetry").unwrap();
     assert_eq!(named["dns_name"], "telemetry.vendor.test");
     assert_eq!(named["remote_addr"], "203.0.113.30");
+    // The agent's tree is gone: the denial of the address its name had is
+    // taken out at housekeeping, not left to age out of the LRU map.
+    let hosts = [("map", "policy_hosts")];
+    let m = w.expect("agentmon_kernel_map_entries", &hosts, 0.0);
+    assert_eq!(
+        m.value("agentmon_kernel_map_capacity", &hosts),
+        Some(16_384.0)
+    );
+    assert_eq!(
+        m.value("agentmon_kernel_map_evictions_total", &hosts),
+        Some(0.0)
+    );
 
     // Fail open: with agentmon gone, nothing is refused.
     w.am.stop();

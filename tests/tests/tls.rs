@@ -158,6 +158,18 @@ fn curl_through_libssl_gives_plaintext_sizes_and_the_request() {
     assert_eq!(m.value("agentmon_egress_bytes_total", &kernel), Some(sent));
     // Every call was tied to its connection through its own socket syscall.
     assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
+    // Curl is gone: its session's tie went with its connection, and the
+    // TLS maps hold nothing and dropped nothing.
+    let m =
+        w.am.expect("agentmon_kernel_map_entries", &[("map", "ssl_socks")], 0.0);
+    for map in ["tls_calls", "tls_pending", "tls_heads", "resolved"] {
+        let map = [("map", map)];
+        assert_eq!(m.value("agentmon_kernel_map_entries", &map), Some(0.0));
+        assert_eq!(
+            m.value("agentmon_kernel_map_evictions_total", &map),
+            Some(0.0)
+        );
+    }
 }
 
 #[test]

@@ -32,6 +32,7 @@ use crate::{
     events::{Event, PayloadKind},
     exporter::Scrape,
     geoip::GeoIp,
+    kernel::evictions::Evictions,
     metrics::Metrics,
     policy::Policy,
     procfs::ProcSource,
@@ -73,6 +74,8 @@ pub struct State<K: KernelPort, P: ProcSource> {
     policy: PolicyState,
     /// When this state was made, for `agentmon top`.
     started_ms: u64,
+    /// What the LRU maps dropped (see `kernel/evictions.rs`).
+    evictions: Evictions,
 }
 
 pub type Shared<K, P> = Arc<Mutex<State<K, P>>>;
@@ -91,6 +94,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             .set(kernel.programs_attached() as i64);
         metrics.set_features(&kernel.features());
         metrics.start_tools(&catalog);
+        let evictions = Evictions::new(kernel.resumed());
         Self {
             kernel,
             catalog,
@@ -108,6 +112,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             tls_explained: TlsExplained::default(),
             policy: PolicyState::default(),
             started_ms: unix_ms(SystemTime::now()),
+            evictions,
         }
     }
 
@@ -312,6 +317,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 ktime_ns,
             } => {
                 enricher.closed(sock);
+                // Its label may have come after the kernel's close.
+                kernel.unresolve(sock);
                 let mut closed = traffic.on_close(
                     sock,
                     &conn,
@@ -459,6 +466,7 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             metrics,
             log,
             policy,
+            evictions,
             ..
         } = self;
         let mut counters = metrics.counters(catalog);
@@ -495,6 +503,22 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         ] {
             let total = kernel.counter(index);
             Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
+        }
+        for count in kernel.lru_counts() {
+            let evicted = evictions.update(&count);
+            let map = [count.map];
+            Metrics::raise_to(
+                &metrics.kernel_map_evictions.with_label_values(&map),
+                evicted,
+            );
+            metrics
+                .kernel_map_entries
+                .with_label_values(&map)
+                .set(count.entries as i64);
+            metrics
+                .kernel_map_capacity
+                .with_label_values(&map)
+                .set(i64::from(count.capacity));
         }
         for (map, entries, capacity) in kernel.fill() {
             metrics
@@ -594,6 +618,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         let procs = &self.procs;
         self.tree
             .sweep(self.kernel.tracked(), |tgid| procs.alive(tgid));
+        self.policy
+            .forget_gone_trees(self.kernel.enforcement(), &self.tree);
         self.end_orphans();
         if self.resume_sweeps > 0 {
             self.resume_sweeps -= 1;

@@ -3,8 +3,9 @@
 //! refused connects reported; the violations metric and log.
 
 use std::{
+    collections::{HashMap, HashSet},
     fs,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::MetadataExt as _,
     path::Path,
     time::{Instant, SystemTime},
@@ -42,6 +43,10 @@ pub struct PolicyState {
     stamps: Vec<Option<Stamp>>,
     /// The files' state a reload was last asked for.
     asked: Option<Vec<Option<Stamp>>>,
+    /// Addresses of denied names refused in the kernel, by tree root: taken
+    /// out once the tree is gone, so that the kernel's LRU map only ever
+    /// makes room by dropping denials of live trees (which it counts).
+    denied: HashMap<u32, HashSet<IpAddr>>,
 }
 
 /// What tells a file changed: its inode, size and modification time.
@@ -122,6 +127,7 @@ impl PolicyState {
         let result = match kernel {
             Some(k) => k
                 .set(&self.plan.tools, &self.plan.nets)
+                .inspect(|()| self.denied.clear())
                 .and_then(|()| k.hooks(wanted))
                 .inspect_err(|_| {
                     let _ = k.hooks(false);
@@ -310,10 +316,36 @@ impl PolicyState {
                     debug!(tool, root, name = %b.name.as_str(), addr = %b.addr, rule = %v.rule, "refusing a denied name's address to its tree");
                     let deny = self.plan.deny(&v);
                     kernel.deny_host(root, b.addr, deny);
+                    self.denied.entry(root).or_default().insert(b.addr);
                 }
-                _ => kernel.allow_host(root, b.addr),
+                _ => {
+                    kernel.allow_host(root, b.addr);
+                    if let Some(addrs) = self.denied.get_mut(&root) {
+                        addrs.remove(&b.addr);
+                    }
+                }
             }
         }
+    }
+
+    /// Takes the denials of trees no process of which is left out of the
+    /// kernel (at housekeeping).
+    pub fn forget_gone_trees(&mut self, kernel: Option<&mut dyn Enforcement>, tree: &Tree) {
+        let Some(kernel) = kernel else { return };
+        let live: HashSet<u32> = tree
+            .pids()
+            .into_iter()
+            .filter_map(|pid| tree.get(pid).map(|p| p.root))
+            .collect();
+        self.denied.retain(|root, addrs| {
+            if live.contains(root) {
+                return true;
+            }
+            for addr in addrs.iter() {
+                kernel.allow_host(*root, *addr);
+            }
+            false
+        });
     }
 
     fn report(&mut self, v: Violation, metrics: &Metrics) {

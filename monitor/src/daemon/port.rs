@@ -5,7 +5,7 @@ use monitor_common::{Conn, UdpKey};
 
 use crate::{
     agents::ToolId,
-    kernel::{Features, adopt::Adopted, adopt::Summary, enforce::Enforcement},
+    kernel::{Features, adopt::Adopted, adopt::Summary, enforce::Enforcement, evictions::LruCount},
     traffic::KernelCounters,
     tree::TrackedMap,
     uprobes::Attacher,
@@ -28,10 +28,16 @@ pub trait KernelPort {
     /// Tells the kernel the tool of a connection opened while its process
     /// was pending, so the label survives a later exec of the owner.
     fn resolve(&mut self, sock: u64, tool: ToolId);
+    /// Forgets that label once the connection closed.
+    fn unresolve(&mut self, sock: u64);
     /// Every connection the kernel watches.
     fn conns(&self) -> Vec<(u64, Conn)>;
     /// The bounded maps' entries and capacities, by map name.
     fn fill(&self) -> Vec<MapFill> {
+        Vec::new()
+    }
+    /// The LRU maps' figures, to count their evictions.
+    fn lru_counts(&self) -> Vec<LruCount> {
         Vec::new()
     }
     /// Stops watching a connection (no close event follows).

@@ -106,6 +106,9 @@ impl KernelPort for FakeKernel {
     fn resolve(&mut self, sock: u64, tool: ToolId) {
         self.resolved.insert(sock, tool);
     }
+    fn unresolve(&mut self, sock: u64) {
+        self.resolved.remove(&sock);
+    }
     fn conns(&self) -> Vec<(u64, Conn)> {
         self.conns.iter().map(|(k, v)| (*k, *v)).collect()
     }

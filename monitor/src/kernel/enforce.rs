@@ -112,10 +112,13 @@ impl Enforcer {
         Ok(())
     }
 
+    /// Replaces the enforced tools and networks; says how many addresses
+    /// of denied names it took out of `POLICY_HOSTS` (even on an error).
     pub fn set(
         &mut self,
         tools: &[ToolId],
         nets: &[(ToolId, IpNetwork, PolicyDeny)],
+        hosts_removed: &mut u64,
     ) -> Result<(), String> {
         for tool in self.on.drain(..) {
             let _ = self.tools.set(tool, 0, 0);
@@ -125,7 +128,9 @@ impl Enforcer {
         }
         let keys: Vec<_> = self.hosts.keys().flatten().collect();
         for key in keys {
-            let _ = self.hosts.remove(&key);
+            if self.hosts.remove(&key).is_ok() {
+                *hosts_removed += 1;
+            }
         }
         for &(tool, net, deny) in nets {
             let (addr, prefix) = mapped(net);
@@ -144,24 +149,35 @@ impl Enforcer {
         Ok(())
     }
 
-    pub fn deny_host(&mut self, root: u32, ip: IpAddr, deny: PolicyDeny) {
+    /// Whether a key was added (not there before).
+    pub fn deny_host(&mut self, root: u32, ip: IpAddr, deny: PolicyDeny) -> bool {
         let (addr, _) = mapped(IpNetwork::from(ip));
-        let _ = self.hosts.insert(
-            PolicyHost {
-                root_tgid: root,
-                addr,
-            },
-            deny,
-            0,
-        );
-    }
-
-    pub fn allow_host(&mut self, root: u32, ip: IpAddr) {
-        let (addr, _) = mapped(IpNetwork::from(ip));
-        let _ = self.hosts.remove(&PolicyHost {
+        let key = PolicyHost {
             root_tgid: root,
             addr,
-        });
+        };
+        let new = self.hosts.get(&key, 0).is_err();
+        self.hosts.insert(key, deny, 0).is_ok() && new
+    }
+
+    /// Whether a key was removed.
+    pub fn allow_host(&mut self, root: u32, ip: IpAddr) -> bool {
+        let (addr, _) = mapped(IpNetwork::from(ip));
+        self.hosts
+            .remove(&PolicyHost {
+                root_tgid: root,
+                addr,
+            })
+            .is_ok()
+    }
+
+    /// The denied names' addresses held, and how many the map holds.
+    pub fn hosts_fill(&self) -> (u64, u32) {
+        let entries = self.hosts.keys().filter(Result::is_ok).count() as u64;
+        let capacity = aya::maps::IterableMap::map(&self.hosts)
+            .info()
+            .map_or(0, |info| info.max_entries());
+        (entries, capacity)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod tracefs;
 pub mod adopt;
 mod closer;
 pub mod enforce;
+pub mod evictions;
 pub mod features;
 pub mod pins;
 mod port;
@@ -29,7 +30,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
-use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, setting};
+use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, lru, setting};
 use tracing::{info, warn};
 
 use self::closer::LinkCloser;
@@ -179,6 +180,8 @@ pub struct Kernel {
     /// Policy enforcement's hooks and maps; the error if they did not load.
     enforcer: Result<enforce::Enforcer, String>,
     sizes: MapSizes,
+    /// The LRU maps, to count what they evict.
+    lru: evictions::LruMaps,
 }
 
 impl Kernel {
@@ -276,6 +279,7 @@ impl Kernel {
             pins,
             enforcer,
             sizes: *sizes,
+            lru: evictions::LruMaps::take(&mut ebpf)?,
             ebpf,
         })
     }
@@ -390,21 +394,30 @@ impl enforce::Enforcement for Kernel {
         )],
     ) -> Result<(), String> {
         match &mut self.enforcer {
-            Ok(enforcer) => enforcer.set(tools, nets),
+            Ok(enforcer) => {
+                let mut removed = 0;
+                let set = enforcer.set(tools, nets, &mut removed);
+                self.lru.removed(lru::POLICY_HOSTS, removed);
+                set
+            }
             Err(_) if tools.is_empty() => Ok(()),
             Err(e) => Err(format!("the kernel refused the policy's maps: {e}")),
         }
     }
 
     fn deny_host(&mut self, root: u32, ip: std::net::IpAddr, deny: monitor_common::PolicyDeny) {
-        if let Ok(enforcer) = &mut self.enforcer {
-            enforcer.deny_host(root, ip, deny);
+        if let Ok(enforcer) = &mut self.enforcer
+            && enforcer.deny_host(root, ip, deny)
+        {
+            self.lru.added(lru::POLICY_HOSTS);
         }
     }
 
     fn allow_host(&mut self, root: u32, ip: std::net::IpAddr) {
-        if let Ok(enforcer) = &mut self.enforcer {
-            enforcer.allow_host(root, ip);
+        if let Ok(enforcer) = &mut self.enforcer
+            && enforcer.allow_host(root, ip)
+        {
+            self.lru.removed(lru::POLICY_HOSTS, 1);
         }
     }
 }

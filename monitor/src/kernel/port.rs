@@ -7,10 +7,10 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData},
     programs::uprobe::UProbeLinkId,
 };
-use monitor_common::{Conn, Tracked, UdpFlow, UdpKey};
+use monitor_common::{Conn, Tracked, UdpFlow, UdpKey, lru};
 use tracing::warn;
 
-use super::{Features, Kernel, ProbeAt, adopt};
+use super::{Features, Kernel, ProbeAt, adopt, evictions::LruCount};
 use crate::{
     agents::ToolId,
     daemon::{KernelPort, MapFill},
@@ -98,7 +98,15 @@ impl KernelPort for Kernel {
         Kernel::counter(self, index)
     }
     fn resolve(&mut self, sock: u64, tool: ToolId) {
-        let _ = self.resolved.insert(sock, tool, 0);
+        let new = self.resolved.get(&sock, 0).is_err();
+        if self.resolved.insert(sock, tool, 0).is_ok() && new {
+            self.lru.added(lru::RESOLVED);
+        }
+    }
+    fn unresolve(&mut self, sock: u64) {
+        if self.resolved.remove(&sock).is_ok() {
+            self.lru.removed(lru::RESOLVED, 1);
+        }
     }
     fn conns(&self) -> Vec<(u64, Conn)> {
         self.conns.iter().filter_map(Result::ok).collect()
@@ -108,9 +116,22 @@ impl KernelPort for Kernel {
         vec![
             ("tracked", self.tracked.keys().count(), s.tracked),
             ("conns", self.conns.keys().count(), s.conns),
-            ("resolved", self.resolved.keys().count(), s.resolved),
             ("udp_flows", self.udp_flows.keys().count(), s.udp_flows),
         ]
+    }
+    fn lru_counts(&self) -> Vec<LruCount> {
+        self.lru.counts(
+            |index| Kernel::counter(self, index),
+            || {
+                let resolved = self.resolved.keys().filter(Result::is_ok).count() as u64;
+                let mut user = vec![(lru::RESOLVED, resolved, self.sizes.resolved)];
+                if let Ok(enforcer) = &self.enforcer {
+                    let (entries, capacity) = enforcer.hosts_fill();
+                    user.push((lru::POLICY_HOSTS, entries, capacity));
+                }
+                user
+            },
+        )
     }
     fn forget_conn(&mut self, sock: u64) {
         let _ = self.conns.remove(&sock);
