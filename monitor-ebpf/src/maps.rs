@@ -88,9 +88,27 @@ pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(capac
 pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
 
 /// The socket cookie behind each `SSL *` (or GnuTLS session) of tracked
-/// processes, learned from the packet a TLS call sends.
+/// processes, learned from the packet a TLS call sends; removed when the
+/// socket closes.
 #[map]
-pub static SSL_SOCKS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65_536, 0);
+pub static SSL_SOCKS: LruHashMap<Session, u64> = LruHashMap::with_max_entries(65_536, 0);
+
+/// A TLS session of a process. By process: two processes may hold
+/// sessions at the same address (Go's heaps start at the same place).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub ssl: u64,
+}
+
+impl Session {
+    #[inline(always)]
+    pub fn new(tgid: u32, ssl: u64) -> Self {
+        Self { tgid, _pad: 0, ssl }
+    }
+}
 
 /// A TLS write made in memory, waiting for the thread's next packet to learn
 /// its socket; `len_out` holds its byte count. Keyed by task address.

@@ -17,7 +17,7 @@ use monitor_common::{
 };
 
 use crate::{
-    maps::{CONNS, EVENTS, RESOLVED, SSL_SOCKS, bump, deferred, lru_remove, tracked},
+    maps::{CONNS, EVENTS, RESOLVED, SSL_SOCKS, Session, bump, deferred, lru_remove, tracked},
     packets::{DNS_PORT, Packet, Way},
     payload, records, tls_calls,
 };
@@ -320,15 +320,16 @@ fn finished(conn: *const Conn) -> bool {
 pub fn close(cookie: u64, conn: *const Conn) {
     emit_conn(kind::CONN_CLOSE, cookie, conn);
     // SAFETY: plain reads of a live map value before removing it.
-    let ssl = unsafe { (*conn).ssl };
+    let (tgid, ssl) = unsafe { ((*conn).tgid, (*conn).ssl) };
     // Whether its label came from there or not (user space may answer
     // after the kernel found the owner's tool itself).
     lru_remove(&RESOLVED, lru::RESOLVED, &cookie);
     // The session's tie goes with its socket, unless the session moved on
     // to another socket since.
     // SAFETY: copied out of the map.
-    if ssl != 0 && unsafe { SSL_SOCKS.get(ssl).copied() } == Some(cookie) {
-        lru_remove(&SSL_SOCKS, lru::SSL_SOCKS, &ssl);
+    let session = Session::new(tgid, ssl);
+    if ssl != 0 && unsafe { SSL_SOCKS.get(session).copied() } == Some(cookie) {
+        lru_remove(&SSL_SOCKS, lru::SSL_SOCKS, &session);
     }
     let _ = CONNS.remove(cookie);
 }

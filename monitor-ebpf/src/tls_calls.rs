@@ -22,8 +22,8 @@ use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, lru, payload_kind, tls_lib}
 
 use crate::{
     maps::{
-        CONNS, SSL_SOCKS, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to, atomic_add,
-        bump, current_task, current_tgid, lru_insert, lru_remove, tls_tie, tracked,
+        CONNS, SSL_SOCKS, Session, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to,
+        atomic_add, bump, current_task, current_tgid, lru_insert, lru_remove, tls_tie, tracked,
     },
     payload,
 };
@@ -136,7 +136,7 @@ fn finish(ctx: &RetProbeContext) {
 #[inline(always)]
 pub fn count(task: u64, call: &TlsCall, bytes: u64) {
     // SAFETY (map reads): copied out of the maps.
-    let sock = match unsafe { SSL_SOCKS.get(call.ssl).copied() } {
+    let sock = match unsafe { SSL_SOCKS.get(Session::new(call.tgid, call.ssl)).copied() } {
         Some(sock) => sock,
         // A read on a session no write has tied yet (the peer spoke first),
         // or any call on a kernel without the tie: counted as untied,
@@ -224,7 +224,7 @@ pub fn tie(sock: u64, tgid: u32) -> bool {
     // SAFETY (map reads): copied out of the maps.
     if let Some(call) = unsafe { TLS_CALLS.get(task).copied() } {
         if call.tgid == tgid {
-            tie_session(call.ssl, sock);
+            tie_session(tgid, call.ssl, sock);
             // A Go call ties once: its goroutine may wait and leave the
             // thread, whose next goroutines send on other sockets.
             if call.lib == tls_lib::GO {
@@ -238,7 +238,7 @@ pub fn tie(sock: u64, tgid: u32) -> bool {
         && pending.tgid == tgid
     {
         lru_remove(&TLS_PENDING, lru::TLS_PENDING, &task);
-        tie_session(pending.ssl, sock);
+        tie_session(tgid, pending.ssl, sock);
         // Its buffer may be reused by now: the head was kept at return.
         let counted = TlsCall { buf: 0, ..pending };
         let marks = add_plaintext(sock, &counted, pending.len_out);
@@ -265,13 +265,14 @@ pub fn thread_exit(task: u64) {
 /// Ties TLS session `ssl` to connection `sock`, which takes the tie with it
 /// when it closes (`tcp::close`): a session outlives none of its sockets.
 #[inline(always)]
-fn tie_session(ssl: u64, sock: u64) {
+fn tie_session(tgid: u32, ssl: u64, sock: u64) {
+    let key = Session::new(tgid, ssl);
     // SAFETY: copied out of the map.
-    let had = unsafe { SSL_SOCKS.get(ssl).copied() };
+    let had = unsafe { SSL_SOCKS.get(key).copied() };
     if had == Some(sock) {
         return;
     }
-    if SSL_SOCKS.insert(ssl, sock, 0).is_ok() && had.is_none() {
+    if SSL_SOCKS.insert(key, sock, 0).is_ok() && had.is_none() {
         bump(counter::LRU_CREATED + lru::SSL_SOCKS);
     }
     if let Some(conn) = CONNS.get_ptr_mut(sock) {

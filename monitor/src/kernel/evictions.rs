@@ -64,7 +64,8 @@ impl LruMaps {
         let mut kernel: Vec<(u32, Box<dyn Keys>)> = Vec::new();
         let tls_calls: HashMap<MapData, u64, TlsCall> = take_map(ebpf, "TLS_CALLS")?;
         kernel.push((lru::TLS_CALLS, Box::new(tls_calls)));
-        let ssl_socks: HashMap<MapData, u64, u64> = take_map(ebpf, "SSL_SOCKS")?;
+        // monitor-ebpf's `Session`: tgid, padding, session address.
+        let ssl_socks: HashMap<MapData, [u8; 16], u64> = take_map(ebpf, "SSL_SOCKS")?;
         kernel.push((lru::SSL_SOCKS, Box::new(ssl_socks)));
         let pending: HashMap<MapData, u64, TlsCall> = take_map(ebpf, "TLS_PENDING")?;
         kernel.push((lru::TLS_PENDING, Box::new(pending)));

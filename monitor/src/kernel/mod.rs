@@ -201,15 +201,8 @@ impl Kernel {
         let pins = pin_dir.and_then(|dir| Pins::open(dir, OBJECT, &variant, &shapes));
         let mut loader = EbpfLoader::new();
         loader.override_global("OFFSETS", &offsets, true);
-        // Only sizes the config changed: with an override, the Go TLS
-        // probes' per-request marks came out wrong in about a third of
-        // the runs of tls_stacks.rs (not understood yet); the built-in
-        // sizes load as compiled.
-        let built_in = MapSizes::default().maps();
-        for ((name, _, size), (_, _, default)) in sizes.maps().into_iter().zip(built_in) {
-            if size != default {
-                loader.map_max_entries(name, size);
-            }
+        for (name, _, size) in sizes.maps() {
+            loader.map_max_entries(name, size);
         }
         if let Some(pins) = &pins {
             for (name, _) in &shapes {
