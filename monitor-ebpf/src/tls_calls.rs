@@ -150,16 +150,33 @@ pub fn count(task: u64, call: &TlsCall, bytes: u64) {
         // next; or the socket's queue held the data back. The thread's
         // next packet on a socket of this process ties it.
         None => {
-            let pending = TlsCall {
-                len_out: bytes,
-                ..*call
-            };
-            lru_insert(&TLS_PENDING, lru::TLS_PENDING, &task, &pending);
+            keep_pending(task, call, bytes);
             keep_head(task, call.buf, bytes);
             return;
         }
     };
     let _ = add_plaintext(sock, call, bytes);
+}
+
+/// Keeps a write made in memory until the thread's next packet. Another
+/// such write of the same session before that packet adds to it (both go
+/// out on one socket); one of another session is counted as untied, as
+/// the thread's next packet can tie only one.
+#[inline(always)]
+fn keep_pending(task: u64, call: &TlsCall, bytes: u64) {
+    let mut pending = TlsCall {
+        len_out: bytes,
+        ..*call
+    };
+    // SAFETY: copied out of the map.
+    if let Some(before) = unsafe { TLS_PENDING.get(task).copied() } {
+        if before.ssl == call.ssl && before.tgid == call.tgid {
+            pending.len_out += before.len_out;
+        } else {
+            add_to(counter::TLS_UNTIED_BYTES, before.len_out);
+        }
+    }
+    lru_insert(&TLS_PENDING, lru::TLS_PENDING, &task, &pending);
 }
 
 /// Adds plaintext bytes of `call` to the connection `sock`, and copies the

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Fills agentmon's per-thread TLS maps: N threads each make a TLS session in
-memory (client and server objects over memory BIOs, no socket) and write one
-request head with it, which no packet ever carries; then all of them wait
-until standard input closes, and exit.
+memory (client and server objects over memory BIOs, no socket) and write a
+request head with it W times, which no packet ever carries; then all of them
+wait until standard input closes, and exit.
 
-    py_heads.py --threads N --cert CERT --key KEY --udp ADDR:PORT
+    py_heads.py --threads N --writes W --cert CERT --key KEY --udp ADDR:PORT
 
 It first sends one datagram to ADDR:PORT (agentmon looks for TLS libraries
 when a process uses the network), prints `ready`, and waits for a line on
@@ -51,6 +51,7 @@ def session(server_ctx, client_ctx):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--writes", type=int, default=1)
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--udp", required=True)
@@ -75,7 +76,8 @@ def main():
     def run():
         try:
             client = session(server_ctx, client_ctx)
-            client.write(HEAD)
+            for _ in range(args.writes):
+                client.write(HEAD)
         except Exception as e:  # noqa: BLE001 - reported by the main thread
             failed.append(repr(e))
         written.release()

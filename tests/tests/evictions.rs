@@ -1,9 +1,9 @@
 //! The LRU maps under more than they hold: aider (Python, OpenSSL) keeps
-//! 1,200 threads alive, each with a request head written in memory that no
-//! packet carries, against `TLS_HEADS`' 1,024 entries. What the map dropped
-//! is counted exactly in `agentmon_kernel_map_evictions_total{map}`, a map
-//! with room drops nothing, and the threads' exit empties both maps and
-//! counts their never-sent bytes as untied.
+//! 1,200 threads alive, each with two request heads written in memory that
+//! no packet carries, against `TLS_HEADS`' 1,024 entries. What the map
+//! dropped is counted exactly in `agentmon_kernel_map_evictions_total{map}`,
+//! a map with room drops nothing, and the threads' exit empties both maps
+//! and counts every never-sent byte (both writes) as untied.
 
 use std::{
     fs,
@@ -19,6 +19,8 @@ use agentmon_tests::{
 };
 
 const THREADS: u64 = 1_200;
+/// Writes per thread: the second adds to the first's pending count.
+const WRITES: u64 = 2;
 const HEADS_CAPACITY: f64 = 1_024.0;
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -48,8 +50,9 @@ fn an_lru_map_past_its_size_counts_what_it_evicted() {
 
     let udp = REMOTE_UDP_V4.to_string();
     let threads = THREADS.to_string();
+    let writes = WRITES.to_string();
     let mut cmd = lab.client_cmd("python3", [aider.as_os_str()]);
-    cmd.args(["--threads", &threads, "--udp", &udp])
+    cmd.args(["--threads", &threads, "--writes", &writes, "--udp", &udp])
         .arg("--cert")
         .arg(&ca.files.cert)
         .arg("--key")
@@ -103,10 +106,10 @@ fn an_lru_map_past_its_size_counts_what_it_evicted() {
     assert_eq!(value(&m, "agentmon_kernel_map_entries", "tls_calls"), 0.0);
     assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
 
-    // The threads exit: each takes its entries along, and its write, which
-    // never left the machine, is counted as untied.
+    // The threads exit: each takes its entries along, and its writes, which
+    // never left the machine, are counted as untied.
     drop(stdin.take());
-    let untied = THREADS as f64 * head_len;
+    let untied = (THREADS * WRITES) as f64 * head_len;
     let m = am.expect("agentmon_tls_untied_bytes_total", &[], untied);
     for map in ["tls_pending", "tls_heads", "tls_calls"] {
         assert_eq!(value(&m, "agentmon_kernel_map_entries", map), 0.0, "{map}");
