@@ -5,6 +5,8 @@
 //! constants are never renumbered; add new ones at the end.
 #![no_std]
 
+pub mod framing;
+
 /// Tool id stored for a process that has exec'd but that user space has not
 /// classified yet. Such a process is tracked provisionally so that nothing it
 /// does in its first microseconds is missed; user space then either gives it a
@@ -142,7 +144,7 @@ const _: () = assert!(size_of::<Conn>() == 104 + 56 + 56);
 /// ClientHello: record headers are not encrypted, so the packet programs
 /// follow them and derive the plaintext where no probe sees it. TLS 1.3
 /// only: each application-data record carries its plaintext, one content
-/// type byte and a 16-byte tag. Kept by monitor-ebpf's records.rs.
+/// type byte and a 16-byte tag. Kept by [`framing`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Records {
@@ -344,6 +346,12 @@ pub mod capacity {
     pub const CONNS: u32 = 65_536;
     pub const RESOLVED: u32 = 16_384;
     pub const UDP_FLOWS: u32 = 16_384;
+    pub const TLS_CALLS: u32 = 8_192;
+    pub const SSL_SOCKS: u32 = 65_536;
+    pub const TLS_PENDING: u32 = 8_192;
+    pub const GO_CALLS: u32 = 16_384;
+    pub const TLS_HEADS: u32 = 1_024;
+    pub const POLICY_HOSTS: u32 = 16_384;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.

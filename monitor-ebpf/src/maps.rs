@@ -85,13 +85,15 @@ pub static UDP_FLOWS: HashMap<UdpKey, UdpFlow> = HashMap::with_max_entries(capac
 /// TLS library calls in flight, keyed by the thread's task address (see
 /// `tls.rs`). LRU: a call whose return was never seen cannot leak.
 #[map]
-pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> =
+    LruHashMap::with_max_entries(capacity::TLS_CALLS, 0);
 
 /// The socket cookie behind each `SSL *` (or GnuTLS session) of tracked
 /// processes, learned from the packet a TLS call sends; removed when the
 /// socket closes.
 #[map]
-pub static SSL_SOCKS: LruHashMap<Session, u64> = LruHashMap::with_max_entries(65_536, 0);
+pub static SSL_SOCKS: LruHashMap<Session, u64> =
+    LruHashMap::with_max_entries(capacity::SSL_SOCKS, 0);
 
 /// A TLS session of a process. By process: two processes may hold
 /// sessions at the same address (Go's heaps start at the same place).
@@ -113,13 +115,15 @@ impl Session {
 /// A TLS write made in memory, waiting for the thread's next packet to learn
 /// its socket; `len_out` holds its byte count. Keyed by task address.
 #[map]
-pub static TLS_PENDING: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(8_192, 0);
+pub static TLS_PENDING: LruHashMap<u64, TlsCall> =
+    LruHashMap::with_max_entries(capacity::TLS_PENDING, 0);
 
 /// Go crypto/tls calls in flight, by goroutine (see `go_tls.rs`): a
 /// goroutine can change threads inside a call. LRU: a call whose return
 /// was never seen cannot leak.
 #[map]
-pub static GO_CALLS: LruHashMap<GoCall, TlsCall> = LruHashMap::with_max_entries(16_384, 0);
+pub static GO_CALLS: LruHashMap<GoCall, TlsCall> =
+    LruHashMap::with_max_entries(capacity::GO_CALLS, 0);
 
 /// A goroutine of a process: its `g` address, unique while it lives.
 #[repr(C)]
@@ -132,7 +136,8 @@ pub struct GoCall {
 
 /// Request heads of TLS writes made in memory, by task, until tied.
 #[map]
-pub static TLS_HEADS: LruHashMap<u64, TlsHead> = LruHashMap::with_max_entries(1_024, 0);
+pub static TLS_HEADS: LruHashMap<u64, TlsHead> =
+    LruHashMap::with_max_entries(capacity::TLS_HEADS, 0);
 
 /// Per-CPU scratch space to build a [`TlsHead`] (too large for the stack).
 #[map]
@@ -152,7 +157,7 @@ pub static POLICY_NETS: LpmTrie<PolicyNet, PolicyDeny> = LpmTrie::with_max_entri
 /// Addresses each tree resolved from names its policy denies.
 #[map]
 pub static POLICY_HOSTS: LruHashMap<PolicyHost, PolicyDeny> =
-    LruHashMap::with_max_entries(16_384, 0);
+    LruHashMap::with_max_entries(capacity::POLICY_HOSTS, 0);
 
 /// Discrete events for user space.
 #[map]

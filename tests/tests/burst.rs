@@ -238,7 +238,7 @@ fn past_the_conns_map_the_rest_is_counted_as_lost_and_memory_stays_bounded() {
 }
 
 #[test]
-fn a_conns_map_sized_in_the_config_holds_that_many_and_counts_the_rest() {
+fn maps_sized_in_the_config_hold_that_many_and_conns_counts_the_rest() {
     if !require_root() {
         return;
     }
@@ -253,8 +253,32 @@ fn a_conns_map_sized_in_the_config_holds_that_many_and_counts_the_rest() {
     let claude = lab.dir().join("home/.local/share/claude/versions/9.9.9");
     agent_copy(Path::new(LOADGEN), &claude);
     let config = lab.dir().join("agentmon.toml");
-    std::fs::write(&config, format!("[kernel]\nconns = {SIZE}\n")).unwrap();
+    // Every other sizable map off its built-in size too: each must reach
+    // the kernel.
+    let others = [
+        ("resolved", 8_192),
+        ("tls_calls", 4_096),
+        ("ssl_socks", 32_768),
+        ("tls_pending", 2_048),
+        ("go_calls", 4_096),
+        ("tls_heads", 2_048),
+        ("policy_hosts", 4_096),
+    ];
+    let mut toml = format!("[kernel]\nconns = {SIZE}\n");
+    for (map, size) in others {
+        toml += &format!("{map} = {size}\n");
+    }
+    std::fs::write(&config, toml).unwrap();
     let am = Agentmon::builder().config(&config).start();
+    let m = am.expect(
+        "agentmon_kernel_map_capacity",
+        &[("map", "tls_heads")],
+        2_048.0,
+    );
+    for (map, size) in others {
+        let capacity = m.value("agentmon_kernel_map_capacity", &[("map", map)]);
+        assert_eq!(capacity, Some(f64::from(size)), "{map}");
+    }
     let (stop, ready) = (lab.dir().join("stop"), lab.dir().join("hold.ready"));
     let held = HELD.to_string();
     let args = ["hold", "--to", &listen, "--conns", &held, "--send", "100"];

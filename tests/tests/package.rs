@@ -164,6 +164,12 @@ fn shipped_config_changes_nothing_and_shows_the_defaults() {
         "[kernel]",
         "conns",
         "udp_flows",
+        "tls_calls",
+        "ssl_socks",
+        "tls_pending",
+        "go_calls",
+        "tls_heads",
+        "policy_hosts",
     ] {
         assert!(
             options.contains(key),

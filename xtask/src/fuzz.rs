@@ -21,6 +21,7 @@ use crate::{
 pub const TARGETS: &[&str] = &[
     "dns",
     "client_hello",
+    "tls_records",
     "http1",
     "h2",
     "procfs",

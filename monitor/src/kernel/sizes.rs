@@ -1,8 +1,9 @@
 //! `[kernel]`: how many entries the bounded kernel maps hold. The defaults
 //! fit a developer machine with room to spare; a build server running many
 //! agents may want more, a small VM less. Past a map's size, what it would
-//! have held is counted in `agentmon_kernel_map_full_total{map}`, never
-//! silently lost. Sizes take effect at start (the kernel fixes a map's size
+//! have held is counted in `agentmon_kernel_map_full_total{map}` (or, for
+//! the LRU maps, what they forgot in `agentmon_kernel_map_evictions_total`),
+//! never silently lost. Sizes take effect at start (the kernel fixes a map's size
 //! when it is made); a pinned map of another size is replaced, and counting
 //! starts afresh.
 
@@ -16,58 +17,58 @@ pub const MIN: u32 = 1_024;
 /// `conns` alone (about 280 bytes an entry).
 pub const MAX: u32 = 1_048_576;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MapSizes {
+/// Declares the sizable maps: the config key (also the map's name in
+/// metrics), the map's name in the eBPF object and its built-in size.
+macro_rules! sizes {
+    ($($(#[$doc:meta])* $key:ident: $object:literal = $default:expr;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        // A key left out keeps its built-in size (`Default`).
+        #[serde(default, deny_unknown_fields)]
+        pub struct MapSizes {
+            $(
+                $(#[$doc])*
+                #[serde(deserialize_with = "size")]
+                pub $key: u32,
+            )*
+        }
+
+        impl Default for MapSizes {
+            fn default() -> Self {
+                Self { $($key: $default,)* }
+            }
+        }
+
+        impl MapSizes {
+            /// (the map's name in the eBPF object, its name in metrics, its size).
+            pub fn maps(&self) -> Vec<(&'static str, &'static str, u32)> {
+                vec![$(($object, stringify!($key), self.$key),)*]
+            }
+        }
+    };
+}
+
+sizes! {
     /// Processes of agents' trees (and pending ones).
-    #[serde(default = "tracked", deserialize_with = "size")]
-    pub tracked: u32,
+    tracked: "TRACKED" = capacity::TRACKED;
     /// TCP connections of agents' trees, open at once.
-    #[serde(default = "conns", deserialize_with = "size")]
-    pub conns: u32,
+    conns: "CONNS" = capacity::CONNS;
     /// Labels user space gave connections opened while their process was
     /// pending, newest kept (LRU).
-    #[serde(default = "resolved", deserialize_with = "size")]
-    pub resolved: u32,
+    resolved: "RESOLVED" = capacity::RESOLVED;
     /// UDP flows of agents' trees.
-    #[serde(default = "udp_flows", deserialize_with = "size")]
-    pub udp_flows: u32,
-}
-
-fn tracked() -> u32 {
-    capacity::TRACKED
-}
-fn conns() -> u32 {
-    capacity::CONNS
-}
-fn resolved() -> u32 {
-    capacity::RESOLVED
-}
-fn udp_flows() -> u32 {
-    capacity::UDP_FLOWS
-}
-
-impl Default for MapSizes {
-    fn default() -> Self {
-        Self {
-            tracked: tracked(),
-            conns: conns(),
-            resolved: resolved(),
-            udp_flows: udp_flows(),
-        }
-    }
-}
-
-impl MapSizes {
-    /// (the map's name in the eBPF object, its name in metrics, its size).
-    pub fn maps(&self) -> [(&'static str, &'static str, u32); 4] {
-        [
-            ("TRACKED", "tracked", self.tracked),
-            ("CONNS", "conns", self.conns),
-            ("RESOLVED", "resolved", self.resolved),
-            ("UDP_FLOWS", "udp_flows", self.udp_flows),
-        ]
-    }
+    udp_flows: "UDP_FLOWS" = capacity::UDP_FLOWS;
+    /// Threads of agents inside a TLS library call (LRU).
+    tls_calls: "TLS_CALLS" = capacity::TLS_CALLS;
+    /// Agents' TLS sessions, each tied to its socket (LRU).
+    ssl_socks: "SSL_SOCKS" = capacity::SSL_SOCKS;
+    /// Threads whose in-memory TLS write waits for its socket (LRU).
+    tls_pending: "TLS_PENDING" = capacity::TLS_PENDING;
+    /// Go `crypto/tls` calls in flight, by goroutine (LRU).
+    go_calls: "GO_CALLS" = capacity::GO_CALLS;
+    /// Request heads written before their socket was known (LRU).
+    tls_heads: "TLS_HEADS" = capacity::TLS_HEADS;
+    /// Addresses of names the policy denies, per tree (LRU).
+    policy_hosts: "POLICY_HOSTS" = capacity::POLICY_HOSTS;
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -99,6 +100,17 @@ mod tests {
         assert_eq!(d.kernel.conns, 65_536);
         let d: Doc = toml::from_str("[kernel]\nconns = 4096\n").unwrap();
         assert_eq!((d.kernel.conns, d.kernel.tracked), (4096, 65_536));
+        let d: Doc = toml::from_str("[kernel]\ntls_heads = 4096\n").unwrap();
+        let sizes = d.kernel.maps();
+        assert!(
+            sizes.contains(&("TLS_HEADS", "tls_heads", 4096)),
+            "{sizes:?}"
+        );
+        assert!(
+            sizes.contains(&("SSL_SOCKS", "ssl_socks", 65_536)),
+            "{sizes:?}"
+        );
+        assert_eq!(sizes.len(), 10);
     }
 
     #[test]
