@@ -155,45 +155,76 @@ fn open(skb: *mut __sk_buff, owner: *mut SockOwner, p: &Packet, way: Way) -> Opt
 /// Keeps the connection's label equal to its owner's tool: a label still
 /// pending takes what user space resolved; a process that exec'd into
 /// another tool hands the connection over (the old tool's part ends here,
-/// the new one's starts with this packet).
+/// the new one's starts with this packet). User space may have resolved a
+/// pending label before such an exec: the owner's tool now decides.
 #[inline(always)]
 fn follow_owner(cookie: u64, conn: *mut Conn) {
     // SAFETY: `conn` points into a live map value.
-    let (label, tgid) = unsafe { ((*conn).tool, (*conn).tgid) };
+    let (mut label, tgid) = unsafe { ((*conn).tool, (*conn).tgid) };
+    // Gone from `TRACKED` reads as pending: nothing to follow. (A plain
+    // value, not an Option: the verifier refuses reading the register of
+    // an Option's unset payload.)
+    let now = tracked(tgid).map_or(TOOL_PENDING, |t| t.tool);
     if label == TOOL_PENDING {
         // SAFETY: copied out of the map.
-        let resolved = match unsafe { RESOLVED.get(cookie).copied() } {
-            Some(tool) => tool,
-            None => match tracked(tgid) {
-                Some(t) => t.tool,
-                None => return,
-            },
-        };
-        unsafe { (*conn).tool = resolved };
-        return;
+        label = unsafe { RESOLVED.get(cookie).copied() }.unwrap_or(now);
+        if label == TOOL_PENDING {
+            return;
+        }
+        unsafe { (*conn).tool = label };
     }
-    let Some(now) = tracked(tgid) else { return };
-    if now.tool == TOOL_PENDING || now.tool == label {
+    if now == TOOL_PENDING || now == label {
         return;
     }
     emit_conn(kind::CONN_CLOSE, cookie, conn);
     // SAFETY: as above; this CPU rewrites the value it just reported.
     unsafe {
-        (*conn).tool = now.tool;
+        (*conn).tool = now;
         (*conn).start_ns = bpf_ktime_get_ns();
-        (*conn).tx_bytes = 0;
-        (*conn).rx_bytes = 0;
         (*conn).tls_tx = 0;
         (*conn).tls_rx = 0;
         (*conn).tls_lib = 0;
-        (*conn).flags &= conn_flags::STATE_CB;
-        (*conn).seq = TcpSeq {
-            tx_fin: UNSEEN,
-            rx_fin: UNSEEN,
-            ..TcpSeq::default()
-        };
+        (*conn).flags &= !conn_flags::FIRST_TX_SEEN;
     }
+    rebase(conn);
     emit_conn(kind::CONN_OPEN, cookie, conn);
+}
+
+/// Starts the connection's counts again where the part just reported
+/// ended: what the peer acknowledged and what arrived so far. Bytes in
+/// flight (sent, not yet acknowledged) count for the new part when their
+/// acknowledgement comes, so no byte is lost between the two; the
+/// anchors stay, so the new part needs no packet to find its bases.
+#[inline(always)]
+fn rebase(conn: *mut Conn) {
+    // SAFETY: `conn` points into a live map value.
+    unsafe {
+        let (tx, rx) = ((*conn).tx_bytes, (*conn).rx_bytes);
+        let s = &mut (*conn).seq;
+        s.tx_base = s.tx_base.wrapping_add(tx as u32);
+        s.rx_base = s.rx_base.wrapping_add(rx as u32);
+        s.tx_sent = s.tx_sent.saturating_sub(tx);
+        s.tx_acked = s.tx_acked.saturating_sub(tx);
+        s.rx_seen = s.rx_seen.saturating_sub(rx);
+        s.rx_acked = s.rx_acked.saturating_sub(rx);
+        if s.tx_fin != UNSEEN {
+            s.tx_fin = s.tx_fin.saturating_sub(tx);
+        }
+        if s.rx_fin != UNSEEN {
+            s.rx_fin = s.rx_fin.saturating_sub(rx);
+        }
+        // Record framing goes on in the new offsets; the plaintext derived
+        // from it is the new part's own.
+        let r = &mut (*conn).records;
+        r.tx_next = r.tx_next.saturating_sub(tx);
+        r.rx_next = r.rx_next.saturating_sub(rx);
+        r.tx_plain = 0;
+        r.rx_plain = 0;
+        r.tx_records = 0;
+        r.rx_records = 0;
+        (*conn).tx_bytes = 0;
+        (*conn).rx_bytes = 0;
+    }
 }
 
 /// Moves the connection's counters on by one packet's sequence and

@@ -458,6 +458,21 @@ fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
     if !require_root() {
         return;
     }
+    socket_handed_over(false);
+}
+
+/// The same hand-over, all of it before agentmon reads an event: the
+/// connection opens while claude is pending, user space labels it claude
+/// from its opening event, and only codex's packets come after.
+#[test]
+fn socket_handed_over_before_agentmon_read_its_opening_loses_no_byte() {
+    if !require_root() {
+        return;
+    }
+    socket_handed_over(true);
+}
+
+fn socket_handed_over(paused: bool) {
     let Setup {
         lab,
         _servers,
@@ -470,8 +485,9 @@ fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
     let am = Agentmon::start();
     let hold = lab.dir().join("go");
     let to = REMOTE_TCP_V4.to_string();
-    // claude connects and sends 1000 bytes, then execs codex, which gets the
-    // socket and, once agentmon knows it as codex, sends 5000 more.
+    // claude connects and sends 1000 bytes, then (once they are
+    // acknowledged) execs codex, which gets the socket and, once agentmon
+    // knows it as codex, sends 5000 more.
     let mut args: Vec<String> = ["tcp", "--to", &to, "--send", "1000", "--hand-over"]
         .map(String::from)
         .to_vec();
@@ -483,7 +499,16 @@ fn socket_passed_to_another_agent_counts_for_the_process_that_uses_it() {
         "--send-after".into(),
         "5000".into(),
     ]);
+    if paused {
+        am.pause();
+    }
     let agent = ChildGuard::spawn(&mut lab.client_cmd(&claude, &args));
+    if paused {
+        let exe = format!("/proc/{}/exe", agent.id());
+        let execd = wait_until(SETTLE, || fs::read_link(&exe).is_ok_and(|p| p == codex));
+        am.resume();
+        assert!(execd, "the agent did not exec codex");
+    }
     am.expect("agentmon_agent_processes", &[("tool", "codex")], 1.0);
     fs::write(&hold, b"").unwrap();
     let counts = PeerCounts::from_output(&agent.wait_output(RUN));

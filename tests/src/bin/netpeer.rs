@@ -266,6 +266,11 @@ fn hand_over(stream: &TcpStream, program: &[OsString]) -> Failure {
         return usage("--hand-over needs PROGRAM [ARGS...]");
     };
     let fd = stream.as_raw_fd();
+    // What this process sent is acknowledged before the other takes over:
+    // tests count it for this process's tool.
+    if let Err(e) = wait_acknowledged(fd) {
+        return e;
+    }
     // SAFETY: clearing FD_CLOEXEC on a descriptor this process owns.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
         return io_fail("fcntl(F_SETFD)", io::Error::last_os_error());
@@ -275,6 +280,28 @@ fn hand_over(stream: &TcpStream, program: &[OsString]) -> Failure {
         .args(["--fd", &fd.to_string()])
         .exec();
     io_fail(&format!("exec {path:?}"), err)
+}
+
+/// Waits until the peer acknowledged every byte written to TCP socket `fd`
+/// (SIOCOUTQ: bytes not yet acknowledged, on a TCP socket).
+fn wait_acknowledged(fd: std::os::fd::RawFd) -> Result<()> {
+    let deadline = Instant::now() + TCP_IO_TIMEOUT;
+    loop {
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer.
+        if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut unacked) } != 0 {
+            return Err(io_fail("ioctl(SIOCOUTQ)", io::Error::last_os_error()));
+        }
+        if unacked == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "{unacked} bytes not acknowledged within {TCP_IO_TIMEOUT:?}"
+            )));
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn send_all(stream: &mut TcpStream, total: usize, buf: &[u8]) -> Result<usize> {
