@@ -245,7 +245,13 @@ pub fn add_to(index: u32, n: u64) {
 /// tell how many keys the map dropped to make room.
 #[inline(always)]
 pub fn lru_insert<K, V>(map: &LruHashMap<K, V>, which: u32, key: &K, value: &V) {
-    let new = map.get_ptr(key).is_none();
+    lru_put(map, which, key, value, map.get_ptr(key).is_none());
+}
+
+/// [`lru_insert`] for a caller that looked `key` up already: `new` says
+/// it was not there.
+#[inline(always)]
+pub fn lru_put<K, V>(map: &LruHashMap<K, V>, which: u32, key: &K, value: &V, new: bool) {
     if map.insert(key, value, 0).is_ok() && new {
         bump(counter::LRU_CREATED + which);
     }

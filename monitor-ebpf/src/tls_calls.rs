@@ -23,7 +23,7 @@ use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, lru, payload_kind, tls_lib}
 use crate::{
     maps::{
         CONNS, SSL_SOCKS, Session, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to,
-        atomic_add, bump, current_task, current_tgid, lru_insert, lru_remove, tls_tie, tracked,
+        atomic_add, current_task, current_tgid, lru_insert, lru_put, lru_remove, tls_tie, tracked,
     },
     payload,
 };
@@ -169,14 +169,21 @@ fn keep_pending(task: u64, call: &TlsCall, bytes: u64) {
         ..*call
     };
     // SAFETY: copied out of the map.
-    if let Some(before) = unsafe { TLS_PENDING.get(task).copied() } {
+    let before = unsafe { TLS_PENDING.get(task).copied() };
+    if let Some(before) = before {
         if before.ssl == call.ssl && before.tgid == call.tgid {
             pending.len_out += before.len_out;
         } else {
             add_to(counter::TLS_UNTIED_BYTES, before.len_out);
         }
     }
-    lru_insert(&TLS_PENDING, lru::TLS_PENDING, &task, &pending);
+    lru_put(
+        &TLS_PENDING,
+        lru::TLS_PENDING,
+        &task,
+        &pending,
+        before.is_none(),
+    );
 }
 
 /// Adds plaintext bytes of `call` to the connection `sock`, and copies the
@@ -289,9 +296,7 @@ fn tie_session(tgid: u32, ssl: u64, sock: u64) {
     if had == Some(sock) {
         return;
     }
-    if SSL_SOCKS.insert(key, sock, 0).is_ok() && had.is_none() {
-        bump(counter::LRU_CREATED + lru::SSL_SOCKS);
-    }
+    lru_put(&SSL_SOCKS, lru::SSL_SOCKS, &key, &sock, had.is_none());
     if let Some(conn) = CONNS.get_ptr_mut(sock) {
         // SAFETY: live map value; only this connection's packets and TLS
         // calls write its session.

@@ -504,23 +504,15 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             let total = kernel.counter(index);
             Metrics::raise_to(&metrics.kernel_map_full.with_label_values(&[map]), total);
         }
-        for count in kernel.lru_counts() {
+        let lru = kernel.lru_counts().into_iter().map(|count| {
             let evicted = evictions.update(&count);
-            let map = [count.map];
             Metrics::raise_to(
-                &metrics.kernel_map_evictions.with_label_values(&map),
+                &metrics.kernel_map_evictions.with_label_values(&[count.map]),
                 evicted,
             );
-            metrics
-                .kernel_map_entries
-                .with_label_values(&map)
-                .set(count.entries as i64);
-            metrics
-                .kernel_map_capacity
-                .with_label_values(&map)
-                .set(i64::from(count.capacity));
-        }
-        for (map, entries, capacity) in kernel.fill() {
+            (count.map, count.entries as usize, count.capacity)
+        });
+        for (map, entries, capacity) in kernel.fill().into_iter().chain(lru) {
             metrics
                 .kernel_map_entries
                 .with_label_values(&[map])

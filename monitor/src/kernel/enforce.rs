@@ -173,11 +173,7 @@ impl Enforcer {
 
     /// The denied names' addresses held, and how many the map holds.
     pub fn hosts_fill(&self) -> (u64, u32) {
-        let entries = self.hosts.keys().filter(Result::is_ok).count() as u64;
-        let capacity = aya::maps::IterableMap::map(&self.hosts)
-            .info()
-            .map_or(0, |info| info.max_entries());
-        (entries, capacity)
+        super::evictions::fill(&self.hosts)
     }
 }
 

@@ -33,20 +33,23 @@ pub struct LruCount {
     pub capacity: u32,
 }
 
+/// The keys a hash map holds (a walk), and how many it can hold.
+pub fn fill<K: Pod, V: Pod>(map: &HashMap<MapData, K, V>) -> (u64, u32) {
+    let entries = map.keys().filter(Result::is_ok).count() as u64;
+    let capacity = IterableMap::map(map)
+        .info()
+        .map_or(0, |info| info.max_entries());
+    (entries, capacity)
+}
+
 /// A map whose keys can be counted, whatever their type.
 trait Keys: Send + Sync {
-    fn count(&self) -> usize;
-    fn capacity(&self) -> u32;
+    fn fill(&self) -> (u64, u32);
 }
 
 impl<K: Pod + Send + Sync, V: Pod + Send + Sync> Keys for HashMap<MapData, K, V> {
-    fn count(&self) -> usize {
-        self.keys().filter(Result::is_ok).count()
-    }
-    fn capacity(&self) -> u32 {
-        IterableMap::map(self)
-            .info()
-            .map_or(0, |info| info.max_entries())
+    fn fill(&self) -> (u64, u32) {
+        fill(self)
     }
 }
 
@@ -105,7 +108,10 @@ impl LruMaps {
         let mut walked: Vec<(u32, u64, u32)> = self
             .kernel
             .iter()
-            .map(|(i, map)| (*i, map.count() as u64, map.capacity()))
+            .map(|(i, map)| {
+                let (entries, capacity) = map.fill();
+                (*i, entries, capacity)
+            })
             .collect();
         walked.extend(user());
         walked

@@ -123,8 +123,8 @@ impl KernelPort for Kernel {
         self.lru.counts(
             |index| Kernel::counter(self, index),
             || {
-                let resolved = self.resolved.keys().filter(Result::is_ok).count() as u64;
-                let mut user = vec![(lru::RESOLVED, resolved, self.sizes.resolved)];
+                let (resolved, capacity) = super::evictions::fill(&self.resolved);
+                let mut user = vec![(lru::RESOLVED, resolved, capacity)];
                 if let Ok(enforcer) = &self.enforcer {
                     let (entries, capacity) = enforcer.hosts_fill();
                     user.push((lru::POLICY_HOSTS, entries, capacity));
