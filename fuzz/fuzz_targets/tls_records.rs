@@ -78,6 +78,10 @@ fn feed(segments: &[Segment], seed: Option<u8>) -> Records {
         if s.gap {
             *off += 1;
         }
+        // The packet programs follow packets with payload only.
+        if s.bytes.is_empty() {
+            continue;
+        }
         let Some(rng) = rng.as_mut() else {
             framing::follow(&mut r, &s.bytes, *off, s.out, s.probed);
             *off += s.bytes.len() as u64;

@@ -77,7 +77,8 @@ pub fn start(r: &mut Records) {
 /// Moves one way's framing over a data packet `p` whose first byte is at
 /// stream offset `from`. `probed` (egress only): a TLS probe ties this
 /// packet (or an earlier one) to its library call. Each way's fields are
-/// written for that way only; the other way's state is read.
+/// written for that way only; the other way's state is read. `p` carries
+/// payload: the programs never call this for a packet without any.
 #[inline(always)]
 pub fn follow(r: &mut Records, p: &impl Payload, from: u64, out: bool, probed: bool) {
     let st = if out { r.tx_state } else { r.rx_state };
