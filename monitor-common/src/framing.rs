@@ -74,6 +74,19 @@ pub fn start(r: &mut Records) {
     r.rx_state = state::FOLLOWED;
 }
 
+/// Moves the framing to stream offsets that start `tx` and `rx` bytes
+/// further on (a connection handed to another tool counts from there),
+/// and starts the plaintext totals afresh: what follows is the new part's.
+#[inline(always)]
+pub fn rebase(r: &mut Records, tx: u64, rx: u64) {
+    r.tx_next = r.tx_next.saturating_sub(tx);
+    r.rx_next = r.rx_next.saturating_sub(rx);
+    r.tx_plain = 0;
+    r.rx_plain = 0;
+    r.tx_records = 0;
+    r.rx_records = 0;
+}
+
 /// Moves one way's framing over a data packet `p` whose first byte is at
 /// stream offset `from`. `probed` (egress only): a TLS probe ties this
 /// packet (or an earlier one) to its library call. Each way's fields are
@@ -300,6 +313,35 @@ mod tests {
 
     fn concat(records: &[Vec<u8>]) -> Vec<u8> {
         records.concat()
+    }
+
+    #[test]
+    fn rebased_framing_goes_on_and_counts_only_what_follows() {
+        let hello = client_hello();
+        let server = concat(&[server_hello(0x1301), rec(APPLICATION_DATA, 1000)]);
+        let first = concat(&[rec(APPLICATION_DATA, 1), rec(APPLICATION_DATA, 117)]);
+        let mut r = feed(&[(true, hello.clone()), (false, server.clone())], 1460);
+        follow(&mut r, &first.as_slice(), hello.len() as u64, true, false);
+        assert_eq!((r.tx_plain, r.tx_records), (100, 1));
+        // Handed over after everything so far: the new part starts at 0.
+        rebase(
+            &mut r,
+            (hello.len() + first.len()) as u64,
+            server.len() as u64,
+        );
+        let more = concat(&[rec(APPLICATION_DATA, 53), rec(APPLICATION_DATA, 217)]);
+        follow(&mut r, &more.as_slice(), 0, true, false);
+        follow(
+            &mut r,
+            &rec(APPLICATION_DATA, 317).as_slice(),
+            0,
+            false,
+            false,
+        );
+        assert_eq!((r.tx_plain, r.tx_records), (36 + 200, 2));
+        assert_eq!((r.rx_plain, r.rx_records), (300, 1));
+        assert_eq!(r.tx_next, more.len() as u64);
+        assert_eq!(r.tx_state & state::LOST, 0);
     }
 
     #[test]

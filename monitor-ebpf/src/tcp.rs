@@ -12,8 +12,8 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use monitor_common::{
-    Conn, ConnEvent, EventHeader, SockOwner, TOOL_PENDING, TcpSeq, conn_flags, counter, kind, lru,
-    origin, payload_kind, sock_status,
+    Conn, ConnEvent, EventHeader, SockOwner, TOOL_PENDING, TcpSeq, conn_flags, counter, framing,
+    kind, lru, origin, payload_kind, sock_status,
 };
 
 use crate::{
@@ -213,15 +213,7 @@ fn rebase(conn: *mut Conn) {
         if s.rx_fin != UNSEEN {
             s.rx_fin = s.rx_fin.saturating_sub(rx);
         }
-        // Record framing goes on in the new offsets; the plaintext derived
-        // from it is the new part's own.
-        let r = &mut (*conn).records;
-        r.tx_next = r.tx_next.saturating_sub(tx);
-        r.rx_next = r.rx_next.saturating_sub(rx);
-        r.tx_plain = 0;
-        r.rx_plain = 0;
-        r.tx_records = 0;
-        r.rx_records = 0;
+        framing::rebase(&mut (*conn).records, tx, rx);
         (*conn).tx_bytes = 0;
         (*conn).rx_bytes = 0;
     }
