@@ -436,6 +436,9 @@ pub struct EventHeader {
 const _: () = assert!(size_of::<EventHeader>() == 16);
 
 pub const EXEC_FILENAME_LEN: usize = 256;
+/// Bytes of the new program's command line an exec event carries: enough
+/// for an interpreter and the script it runs (`python3 .../bin/aider`).
+pub const EXEC_ARGS_LEN: usize = 256;
 
 /// A process called execve. Sent for every exec on the machine so that user
 /// space can recognise agents; the process is tracked as [`TOOL_PENDING`]
@@ -452,8 +455,16 @@ pub struct ExecEvent {
     pub filename_len: u32,
     /// The path handed to execve (may be relative), NUL-terminated.
     pub filename: [u8; EXEC_FILENAME_LEN],
+    /// Length of the command line read into `args`; 0 when it could not
+    /// be read (no kernel BTF to find it by).
+    pub args_len: u32,
+    pub _pad: u32,
+    /// The start of the command line as `/proc/<pid>/cmdline` has it
+    /// (NUL-separated), read in the kernel: a process that is gone before
+    /// user space reads /proc is still judged by its script.
+    pub args: [u8; EXEC_ARGS_LEN],
 }
-const _: () = assert!(size_of::<ExecEvent>() == 16 + 8 + EXEC_FILENAME_LEN);
+const _: () = assert!(size_of::<ExecEvent>() == 16 + 8 + EXEC_FILENAME_LEN + 8 + EXEC_ARGS_LEN);
 
 /// A tracked (or pending) process forked a new process (not a thread).
 /// `header.tgid` is the parent.
@@ -551,8 +562,9 @@ pub struct PolicyBlockEvent {
 const _: () = assert!(size_of::<PolicyBlockEvent>() == 16 + 16 + 16);
 
 /// Offsets of tracepoint fields, read by the daemon from tracefs `format`
-/// files at load time and handed to the programs as a global, because they
-/// move between kernel versions.
+/// files at load time, and of the three kernel struct fields the exec
+/// program follows to the command line, read from the kernel's BTF; handed
+/// to the programs as a global, because they move between kernel builds.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TpOffsets {
@@ -564,9 +576,14 @@ pub struct TpOffsets {
     /// sched:sched_process_exit; `exit_group_dead` is [`NO_FIELD`] on kernels without it.
     pub exit_pid: u32,
     pub exit_group_dead: u32,
-    pub _pad: u32,
+    /// `task_struct.mm`, `mm_struct.arg_start` and `mm_struct.arg_end`;
+    /// [`NO_FIELD`] without kernel BTF (then exec events carry no command
+    /// line).
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
 }
-const _: () = assert!(size_of::<TpOffsets>() == 6 * 4);
+const _: () = assert!(size_of::<TpOffsets>() == 8 * 4);
 
 /// Marks a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;

@@ -10,8 +10,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    Conn, PolicyDeny, PolicyHost, PolicyNet, SockOwner, TlsCall, TlsHead, TpOffsets, Tracked,
-    UdpFlow, UdpKey, capacity, counter, setting,
+    Conn, NO_FIELD, PolicyDeny, PolicyHost, PolicyNet, SockOwner, TlsCall, TlsHead, TpOffsets,
+    Tracked, UdpFlow, UdpKey, capacity, counter, setting,
 };
 
 /// Tracked processes: tgid -> tool. Roots are added by user space; children
@@ -175,7 +175,9 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     exec_filename: 0,
     exit_pid: 0,
     exit_group_dead: 0,
-    _pad: 0,
+    task_mm: NO_FIELD,
+    mm_arg_start: NO_FIELD,
+    mm_arg_end: NO_FIELD,
 };
 
 /// What the loader found this kernel allows, written once before any probe

@@ -2,16 +2,20 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
+    helpers::{
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use monitor_common::{
-    EventHeader, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, TOOL_PENDING, Tracked, counter, kind,
+    EXEC_ARGS_LEN, EventHeader, ExecEvent, ExitEvent, ForkEvent, NO_FIELD, TOOL_PENDING, Tracked,
+    counter, kind,
 };
 
 use crate::{
     maps::{EVENTS, PROMPT, TRACKED, bump, current_task, current_tgid, emit, off, tracked},
+    payload::bounded,
     tls_calls,
 };
 
@@ -108,9 +112,50 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
                 (*event).filename_len = name.len() as u32;
             }
         }
+        (*event).args_len = 0;
+        (*event)._pad = 0;
+        let len = read_args(&mut (*event).args);
+        (*event).args_len = len;
     }
     entry.submit(PROMPT);
     Ok(())
+}
+
+/// Copies the start of the new program's command line (the strings execve
+/// just put on its stack, `mm->arg_start..arg_end`) into `dst`; returns the
+/// bytes copied, 0 without the struct offsets (no kernel BTF) or on a
+/// fault. User space reads /proc too; this is for a process gone by then.
+#[inline(always)]
+fn read_args(dst: &mut [u8; EXEC_ARGS_LEN]) -> u32 {
+    let task_mm = off!(task_mm);
+    if task_mm == NO_FIELD as usize {
+        return 0;
+    }
+    let task = current_task() as *const u8;
+    // SAFETY: kernel reads through the helper, which fails soft on a bad
+    // address; the offsets come from this kernel's BTF.
+    unsafe {
+        let Ok(mm) = bpf_probe_read_kernel(task.add(task_mm) as *const u64) else {
+            return 0;
+        };
+        let mm = mm as *const u8;
+        if mm.is_null() {
+            return 0;
+        }
+        let (Ok(start), Ok(end)) = (
+            bpf_probe_read_kernel(mm.add(off!(mm_arg_start)) as *const u64),
+            bpf_probe_read_kernel(mm.add(off!(mm_arg_end)) as *const u64),
+        ) else {
+            return 0;
+        };
+        let len = bounded(end.saturating_sub(start), EXEC_ARGS_LEN);
+        if len == 0 {
+            return 0;
+        }
+        let copied =
+            generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), len, start as *const _);
+        if copied == 0 { len } else { 0 }
+    }
 }
 
 /// Hook: tracepoint `sched:sched_process_exit`, fired for every exiting

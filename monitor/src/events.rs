@@ -2,6 +2,7 @@
 
 use std::{mem::size_of, ptr::read_unaligned};
 
+use crate::procfs::parse_cmdline;
 use monitor_common::{
     AF_INET6, Conn, ConnEvent, EventHeader, ExecEvent, ForkEvent, IPPROTO_UDP, PayloadEvent,
     PolicyBlockEvent, UdpFlowEvent, UdpKey, kind, payload_kind,
@@ -38,6 +39,9 @@ pub enum Event {
         /// table entry under it is a recycled pid's.
         untracked: bool,
         filename: String,
+        /// The command line as the kernel read it at the exec (possibly
+        /// cut short); empty without kernel BTF.
+        argv: Vec<String>,
     },
     Fork {
         parent: u32,
@@ -93,10 +97,12 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         kind::EXEC => {
             let e: ExecEvent = read(bytes)?;
             let len = (e.filename_len as usize).min(e.filename.len());
+            let args = (e.args_len as usize).min(e.args.len());
             Event::Exec {
                 tgid: header.tgid,
                 untracked: e.untracked != 0,
                 filename: String::from_utf8_lossy(&e.filename[..len]).into_owned(),
+                argv: parse_cmdline(&e.args[..args]),
             }
         }
         kind::FORK => {
@@ -157,7 +163,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
 
 #[cfg(test)]
 mod tests {
-    use monitor_common::EXEC_FILENAME_LEN;
+    use monitor_common::{EXEC_ARGS_LEN, EXEC_FILENAME_LEN};
 
     use super::*;
 
@@ -171,6 +177,8 @@ mod tests {
     fn decodes_exec_with_its_filename() {
         let mut filename = [0u8; EXEC_FILENAME_LEN];
         filename[..9].copy_from_slice(b"/bin/true");
+        let mut args = [0u8; EXEC_ARGS_LEN];
+        args[..13].copy_from_slice(b"true\0--help\0\0");
         let e = ExecEvent {
             header: EventHeader {
                 kind: kind::EXEC,
@@ -180,13 +188,17 @@ mod tests {
             untracked: 1,
             filename_len: 9,
             filename,
+            args_len: 12,
+            _pad: 0,
+            args,
         };
         assert_eq!(
             decode(&bytes_of(&e)),
             Some(Event::Exec {
                 tgid: 42,
                 untracked: true,
-                filename: "/bin/true".into()
+                filename: "/bin/true".into(),
+                argv: vec!["true".into(), "--help".into()],
             })
         );
     }

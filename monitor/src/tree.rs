@@ -23,6 +23,31 @@ pub trait TrackedMap {
     fn get(&self, tgid: u32) -> Option<Tracked>;
 }
 
+/// An exec event: what the kernel saw when `tgid` exec'd.
+#[derive(Debug, Clone, Copy)]
+pub struct Exec<'a> {
+    pub tgid: u32,
+    /// The kernel did not track it before the exec (it is pending now).
+    pub untracked: bool,
+    /// The path handed to execve.
+    pub filename: &'a str,
+    /// The command line read at the exec (possibly cut short); empty
+    /// without kernel BTF.
+    pub argv: &'a [String],
+}
+
+impl<'a> Exec<'a> {
+    /// An exec whose command line the kernel did not read.
+    pub fn of_path(tgid: u32, untracked: bool, filename: &'a str) -> Self {
+        Self {
+            tgid,
+            untracked,
+            filename,
+            argv: &[],
+        }
+    }
+}
+
 /// What the daemon knows of one tracked process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proc {
@@ -136,22 +161,24 @@ impl Tree {
         }
     }
 
-    /// A process exec'd. `untracked`: the kernel did not track it before
-    /// the exec (it is pending now). Returns
-    /// whether it became the root of a new tree (it was not tracked before).
+    /// A process exec'd (see [`Exec`]). Returns whether it became the root
+    /// of a new tree (it was not tracked before).
     pub fn on_exec(
         &mut self,
-        tgid: u32,
-        untracked: bool,
-        filename: &str,
+        exec: &Exec,
         src: &dyn ProcSource,
         catalog: &Catalog,
         map: &mut dyn TrackedMap,
     ) -> bool {
+        let Exec {
+            tgid, untracked, ..
+        } = *exec;
         // A process that is already gone (or has exec'd again since) is
-        // judged by the path it exec'd; so is one that has exited but not
-        // been reaped yet, whose exe link and command line a zombie no
-        // longer has.
+        // judged by what the kernel read at its exec: the path and the
+        // command line. So is one that has exited but not been reaped yet,
+        // whose exe link and command line a zombie no longer has. A short
+        // script run by an interpreter is often gone by the time its event
+        // is read.
         let read = src.read(tgid, catalog.env_names());
         let gone = read.is_none();
         let mut info = read.unwrap_or_else(|| ProcInfo {
@@ -159,10 +186,14 @@ impl Tree {
             ..ProcInfo::default()
         });
         if info.exe.is_none() {
-            info.exe = Some(filename.into());
+            info.exe = Some(exec.filename.into());
         }
         if info.argv.is_empty() {
-            info.argv = vec![filename.to_owned()];
+            info.argv = if exec.argv.is_empty() {
+                vec![exec.filename.to_owned()]
+            } else {
+                exec.argv.to_vec()
+            };
         }
         let found = catalog.match_process(&info);
         // The kernel keeps a tracked (or pending) process's label across its
@@ -421,7 +452,7 @@ mod tests {
                     root_tgid: pid,
                 },
             );
-            tree.on_exec(pid, true, "", &procs, &catalog, &mut map);
+            tree.on_exec(&Exec::of_path(pid, true, ""), &procs, &catalog, &mut map);
         }
         let claude = tool(&catalog, "claude-code");
         assert_eq!(
@@ -440,8 +471,36 @@ mod tests {
     fn a_process_gone_before_its_exec_is_read_is_judged_by_its_path() {
         let catalog = Catalog::builtin();
         let (mut tree, mut map) = (Tree::default(), FakeMap::default());
-        tree.on_exec(12, true, CLAUDE, &FakeProc::default(), &catalog, &mut map);
+        tree.on_exec(
+            &Exec::of_path(12, true, CLAUDE),
+            &FakeProc::default(),
+            &catalog,
+            &mut map,
+        );
         assert_eq!(tree.get(12).map(|p| p.tool), catalog.id("claude-code"));
+    }
+
+    #[test]
+    fn a_script_gone_before_its_exec_is_read_is_judged_by_the_kernels_command_line() {
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map) = (Tree::default(), FakeMap::default());
+        let python = "/usr/bin/python3";
+        // Without the command line, a python3 is no agent.
+        tree.on_exec(
+            &Exec::of_path(14, true, python),
+            &FakeProc::default(),
+            &catalog,
+            &mut map,
+        );
+        assert!(tree.get(14).is_none());
+        let argv = [python.to_owned(), "/home/u/.venv/bin/aider".to_owned()];
+        let exec = Exec {
+            argv: &argv,
+            ..Exec::of_path(15, true, python)
+        };
+        assert!(tree.on_exec(&exec, &FakeProc::default(), &catalog, &mut map));
+        assert_eq!(tree.get(15).map(|p| p.tool), catalog.id("aider"));
+        assert_eq!(tree.get(15).unwrap().argv0, python);
     }
 
     #[test]
@@ -456,7 +515,12 @@ mod tests {
             comm: "9.9.9".into(),
             ..ProcInfo::default()
         }]);
-        tree.on_exec(13, true, CLAUDE, &zombie, &catalog, &mut map);
+        tree.on_exec(
+            &Exec::of_path(13, true, CLAUDE),
+            &zombie,
+            &catalog,
+            &mut map,
+        );
         assert_eq!(tree.get(13).map(|p| p.tool), catalog.id("claude-code"));
         assert!(map.get(13).is_some());
     }
@@ -466,12 +530,17 @@ mod tests {
         let (mut tree, mut map, mut procs) =
             (Tree::default(), FakeMap::default(), FakeProc::default());
         procs.add(10, 1, CLAUDE, &[CLAUDE]);
-        tree.on_exec(10, true, "", &procs, &catalog, &mut map);
+        tree.on_exec(&Exec::of_path(10, true, ""), &procs, &catalog, &mut map);
         let claude = tool(&catalog, "claude-code");
         // claude forks a shell, which execs bash: still claude-code.
         tree.on_fork(10, 20, &mut map);
         procs.add(20, 10, "/usr/bin/bash", &["bash", "-c", "make"]);
-        tree.on_exec(20, false, "/usr/bin/bash", &procs, &catalog, &mut map);
+        tree.on_exec(
+            &Exec::of_path(20, false, "/usr/bin/bash"),
+            &procs,
+            &catalog,
+            &mut map,
+        );
         assert_eq!(
             tree.get(20).map(|p| (p.tool, p.root, p.ppid)),
             Some((claude, 10, 10))
@@ -479,7 +548,7 @@ mod tests {
         // The shell runs codex: a tree of its own.
         tree.on_fork(20, 30, &mut map);
         procs.add(30, 20, CODEX, &["codex"]);
-        tree.on_exec(30, false, CODEX, &procs, &catalog, &mut map);
+        tree.on_exec(&Exec::of_path(30, false, CODEX), &procs, &catalog, &mut map);
         let codex = tool(&catalog, "codex");
         assert_eq!(
             map.0.get(&30),
@@ -509,9 +578,14 @@ mod tests {
         };
         map.set(10, pending);
         map.set(20, pending);
-        tree.on_exec(10, true, CLAUDE, &procs, &catalog, &mut map);
+        tree.on_exec(&Exec::of_path(10, true, CLAUDE), &procs, &catalog, &mut map);
         tree.on_fork(10, 20, &mut map);
-        tree.on_exec(20, false, "/usr/bin/bash", &procs, &catalog, &mut map);
+        tree.on_exec(
+            &Exec::of_path(20, false, "/usr/bin/bash"),
+            &procs,
+            &catalog,
+            &mut map,
+        );
         let claude = tool(&catalog, "claude-code");
         assert_eq!(
             map.get(20).map(|t| (t.tool, t.root_tgid)),
@@ -528,11 +602,16 @@ mod tests {
         let (mut tree, mut map, mut procs) =
             (Tree::default(), FakeMap::default(), FakeProc::default());
         procs.add(10, 1, CLAUDE, &[CLAUDE]);
-        tree.on_exec(10, true, CLAUDE, &procs, &catalog, &mut map);
+        tree.on_exec(&Exec::of_path(10, true, CLAUDE), &procs, &catalog, &mut map);
         tree.on_fork(10, 20, &mut map);
         map.remove(20);
         procs.add(20, 1, "/usr/bin/python3", &["python3"]);
-        tree.on_exec(20, true, "/usr/bin/python3", &procs, &catalog, &mut map);
+        tree.on_exec(
+            &Exec::of_path(20, true, "/usr/bin/python3"),
+            &procs,
+            &catalog,
+            &mut map,
+        );
         assert_eq!(map.get(20), None);
         assert!(tree.get(20).is_none());
     }

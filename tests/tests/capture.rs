@@ -4,8 +4,9 @@
 use std::{fs, path::Path, path::PathBuf, process::Command, time::Duration};
 
 use agentmon_tests::{
-    Agentmon, ChildGuard, Metrics, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, REMOTE_UDP_V4,
-    REMOTE_UDP_V6, ServerGuard, TempDir, agent_copy, require_root, run_bounded, wait_until,
+    Agentmon, ChildGuard, Internet, Metrics, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6,
+    REMOTE_UDP_V4, REMOTE_UDP_V6, ServerGuard, TempDir, agent_copy, require_root, run_bounded,
+    wait_until,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
@@ -534,4 +535,41 @@ fn socket_handed_over(paused: bool) {
             "{tool}"
         );
     }
+}
+
+/// A script agent (python3 running .../bin/aider) that connects, sends and
+/// exits before agentmon reads its exec: /proc no longer has its command
+/// line, so it is judged by the one the kernel read at the exec. Paused,
+/// agentmon reads the events only after the process is gone and reaped.
+#[test]
+fn script_agent_gone_before_agentmon_read_its_exec_is_counted() {
+    if !require_root() {
+        return;
+    }
+    let Setup { lab, _servers, .. } = setup();
+    let script = lab.dir().join("venv/bin/aider");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::copy(Internet::script("py_tcp.py"), &script).unwrap();
+    let am = Agentmon::start();
+    am.expect(
+        "agentmon_kernel_feature_available",
+        &[("feature", "exec_args")],
+        1.0,
+    );
+    am.pause();
+    let (host, port) = (
+        REMOTE_TCP_V4.ip().to_string(),
+        REMOTE_TCP_V4.port().to_string(),
+    );
+    let mut cmd = lab.client_cmd("python3", [script.to_str().unwrap(), &host, &port, "2500"]);
+    let out = run_bounded(&mut cmd, RUN);
+    am.resume();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        REPLY.to_string()
+    );
+    let aider_tcp = [("tool", "aider"), ("proto", "tcp")];
+    am.expect("agentmon_egress_bytes_total", &aider_tcp, 2500.0);
+    am.expect("agentmon_ingress_bytes_total", &aider_tcp, REPLY as f64);
 }

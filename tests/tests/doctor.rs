@@ -165,7 +165,12 @@ fn passes_on_this_machine() {
         assert_eq!(row(&table, name).0, "ok", "{name}:\n{table}");
     }
     // Each optional feature this kernel has (all of them, on 6.18).
-    for name in ["feature:sock_ops", "feature:tls_tie", "feature:uprobes"] {
+    for name in [
+        "feature:sock_ops",
+        "feature:tls_tie",
+        "feature:uprobes",
+        "feature:exec_args",
+    ] {
         assert_eq!(row(&table, name).0, "ok", "{name}:\n{table}");
     }
     let (_, config, _) = row(&table, "config");

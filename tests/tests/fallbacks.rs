@@ -6,7 +6,7 @@
 use std::{path::Path, time::Duration};
 
 use agentmon_tests::{
-    Agentmon, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, ServerGuard, agent_copy,
+    Agentmon, Internet, NetLab, PeerCounts, REMOTE_TCP_V4, REMOTE_TCP_V6, ServerGuard, agent_copy,
     require_root, run_bounded, wait_until, world,
 };
 
@@ -130,4 +130,42 @@ fn without_the_tls_tie_plaintext_is_counted_untied_and_socket_bytes_stay_exact()
     );
     let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
     assert_eq!(libraries, ["record".to_owned()].into(), "{libraries:?}");
+}
+
+/// Without kernel BTF, exec events carry no command line: a script agent
+/// is recognised from /proc while it lives (here it waits a second before
+/// connecting), exactly; one gone before agentmon reads its exec is not
+/// (the loss capture.rs shows with the feature); the metric says so.
+#[test]
+fn without_exec_args_a_script_agent_read_while_alive_is_counted_exactly() {
+    if !require_root() {
+        return;
+    }
+    let (lab, _servers, _) = lab_with_claude();
+    let script = lab.dir().join("venv/bin/aider");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::copy(Internet::script("py_tcp.py"), &script).unwrap();
+    let am = Agentmon::builder().args(["--without", "exec-args"]).start();
+    am.expect(
+        "agentmon_kernel_feature_available",
+        &[("feature", "exec_args")],
+        0.0,
+    );
+    let (host, port) = (
+        REMOTE_TCP_V4.ip().to_string(),
+        REMOTE_TCP_V4.port().to_string(),
+    );
+    let args = [
+        script.to_str().unwrap(),
+        &host,
+        &port,
+        "3000",
+        "--sleep",
+        "1",
+    ];
+    let out = run_bounded(&mut lab.client_cmd("python3", args), RUN);
+    assert!(out.status.success(), "{out:?}");
+    let aider_tcp = [("tool", "aider"), ("proto", "tcp")];
+    am.expect("agentmon_egress_bytes_total", &aider_tcp, 3000.0);
+    am.expect("agentmon_ingress_bytes_total", &aider_tcp, REPLY as f64);
 }

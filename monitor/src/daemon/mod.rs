@@ -42,7 +42,7 @@ use crate::{
         socket::Snapshots,
     },
     traffic::{Dest, Names, Subject, Traffic},
-    tree::Tree,
+    tree::{Exec, Tree},
     uprobes::{TlsLib, TlsProbes},
 };
 
@@ -271,10 +271,17 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 tgid,
                 untracked,
                 filename,
+                argv,
             } => {
                 let source: &dyn ProcSource = if superseded { &Gone } else { procs };
                 let tracked = kernel.tracked();
-                let new_root = tree.on_exec(tgid, untracked, &filename, source, catalog, tracked);
+                let exec = Exec {
+                    tgid,
+                    untracked,
+                    filename: &filename,
+                    argv: &argv,
+                };
+                let new_root = tree.on_exec(&exec, source, catalog, tracked);
                 // Sockets it had before this exec made it an agent's.
                 if new_root {
                     adopt_sockets(kernel, traffic, tree, tgid);

@@ -89,6 +89,7 @@ impl KernelPort for FakeKernel {
             sock_ops: true,
             tls_tie: true,
             uprobes: false,
+            exec_args: true,
         }
     }
     fn programs_attached(&self) -> usize {
@@ -254,6 +255,7 @@ fn exec(s: &mut State<FakeKernel, FakeProc>, tgid: u32) {
             tgid,
             untracked: true,
             filename: String::new(),
+            argv: Vec::new(),
         },
         false,
     );

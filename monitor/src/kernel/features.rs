@@ -16,9 +16,17 @@ pub enum Feature {
     /// Uprobes on TLS libraries (4.17 with BPF links 5.x): plaintext sizes
     /// and request heads.
     Uprobes,
+    /// Kernel BTF (CONFIG_DEBUG_INFO_BTF): exec events carry the command
+    /// line, so an agent gone before /proc is read is still recognised.
+    ExecArgs,
 }
 
-pub const ALL: [Feature; 3] = [Feature::SockOps, Feature::TlsTie, Feature::Uprobes];
+pub const ALL: [Feature; 4] = [
+    Feature::SockOps,
+    Feature::TlsTie,
+    Feature::Uprobes,
+    Feature::ExecArgs,
+];
 
 impl Feature {
     /// The `feature` label.
@@ -27,6 +35,7 @@ impl Feature {
             Feature::SockOps => "sock_ops",
             Feature::TlsTie => "tls_tie",
             Feature::Uprobes => "uprobes",
+            Feature::ExecArgs => "exec_args",
         }
     }
 
@@ -42,6 +51,9 @@ impl Feature {
             Feature::Uprobes => {
                 "TLS probes unavailable: TLS 1.3 sizes come from records, TLS 1.2 ones for AEAD suites"
             }
+            Feature::ExecArgs => {
+                "command lines unavailable at exec: an agent run by an interpreter (python3 .../aider) that exits before agentmon reads /proc is not recognised"
+            }
         }
     }
 
@@ -53,6 +65,7 @@ impl Feature {
                 "bpf_get_current_task in packet programs (Linux 5.8, with CAP_PERFMON)"
             }
             Feature::Uprobes => "uprobes with BPF (Linux 4.17)",
+            Feature::ExecArgs => "kernel BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)",
         }
     }
 
@@ -68,6 +81,7 @@ pub struct Features {
     pub sock_ops: bool,
     pub tls_tie: bool,
     pub uprobes: bool,
+    pub exec_args: bool,
 }
 
 impl Features {
@@ -76,6 +90,7 @@ impl Features {
             Feature::SockOps => self.sock_ops,
             Feature::TlsTie => self.tls_tie,
             Feature::Uprobes => self.uprobes,
+            Feature::ExecArgs => self.exec_args,
         }
     }
 }
@@ -107,8 +122,9 @@ mod tests {
             sock_ops: true,
             tls_tie: false,
             uprobes: true,
+            exec_args: true,
         };
-        assert_eq!(f.to_string(), "+sock_ops -tls_tie +uprobes");
+        assert_eq!(f.to_string(), "+sock_ops -tls_tie +uprobes +exec_args");
         for feature in ALL {
             assert!(!feature.without().contains('\n'));
         }

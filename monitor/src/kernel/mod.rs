@@ -4,6 +4,7 @@
 pub mod tracefs;
 
 pub mod adopt;
+pub mod btf;
 mod closer;
 pub mod enforce;
 pub mod evictions;
@@ -30,7 +31,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
-use monitor_common::{Conn, SockOwner, Tracked, UdpFlow, UdpKey, lru, setting};
+use monitor_common::{Conn, SockOwner, TpOffsets, Tracked, UdpFlow, UdpKey, lru, setting};
 use tracing::{info, warn};
 
 use self::closer::LinkCloser;
@@ -195,7 +196,8 @@ impl Kernel {
         pin_dir: Option<&Path>,
         sizes: &MapSizes,
     ) -> Result<Self, LoadError> {
-        let offsets = tracefs::offsets(&pre.tracefs)?;
+        let mut offsets = tracefs::offsets(&pre.tracefs)?;
+        let exec_args = Feature::ExecArgs.wanted(disabled) && exec_args(&mut offsets);
         let shapes = map_shapes(sizes)?;
         let variant = format!("{disabled:?}");
         let pins = pin_dir.and_then(|dir| Pins::open(dir, OBJECT, &variant, &shapes));
@@ -242,6 +244,7 @@ impl Kernel {
             sock_ops,
             tls_tie,
             uprobes,
+            exec_args,
         };
         let enforcer =
             enforce::Enforcer::load(&mut ebpf, pre.cgroup2.clone()).map_err(|e| e.to_string());
@@ -566,6 +569,22 @@ fn optional(feature: Feature, result: Result<(), LoadError>) -> bool {
         Ok(()) => true,
         Err(e) => {
             warn!("{}: {e}", feature.without());
+            false
+        }
+    }
+}
+
+/// Fills in where the exec program finds the command line, from BTF.
+fn exec_args(offsets: &mut TpOffsets) -> bool {
+    match btf::arg_offsets(Path::new(btf::VMLINUX)) {
+        Ok(found) => {
+            offsets.task_mm = found.task_mm;
+            offsets.mm_arg_start = found.mm_arg_start;
+            offsets.mm_arg_end = found.mm_arg_end;
+            true
+        }
+        Err(e) => {
+            warn!("{}: {e}", Feature::ExecArgs.without());
             false
         }
     }

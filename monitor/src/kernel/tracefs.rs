@@ -148,7 +148,10 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
         exit_pid: field(&exit, "pid")?,
         // `group_dead` is recent; without it the leader's exit stands in.
         exit_group_dead: field(&exit, "group_dead").unwrap_or(NO_FIELD),
-        _pad: 0,
+        // From BTF, if at all: see btf.rs.
+        task_mm: NO_FIELD,
+        mm_arg_start: NO_FIELD,
+        mm_arg_end: NO_FIELD,
     })
 }
 

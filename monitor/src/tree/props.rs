@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use proptest::prelude::*;
 
 use super::{
-    Tree,
+    Exec, Tree,
     tests::{FakeMap, FakeProc},
 };
 use crate::agents::{Catalog, ToolId};
@@ -194,8 +194,12 @@ impl Machine {
                 let gone = FakeProc::default();
                 let source = if superseded { &gone } else { &self.procs };
                 let catalog = &self.catalog;
-                self.tree
-                    .on_exec(pid, untracked, EXES[exe], source, catalog, &mut self.kernel);
+                self.tree.on_exec(
+                    &Exec::of_path(pid, untracked, EXES[exe]),
+                    source,
+                    catalog,
+                    &mut self.kernel,
+                );
             }
             Event::Fork { parent, child } => self.tree.on_fork(parent, child, &mut self.kernel),
             Event::Exit { pid } => {
