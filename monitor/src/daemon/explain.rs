@@ -44,7 +44,7 @@ impl TlsExplained {
         let why = if !uprobes {
             "agentmon runs without uprobes here (see agentmon_kernel_feature_available)"
         } else if links_rustls(Path::new(&proc.exe)) {
-            "it links rustls, which has no function agentmon can find to probe in a stripped program"
+            "it links rustls, which agentmon has no probe for yet"
         } else {
             "no TLS library agentmon probes was found in it, or its probes came after its first data"
         };
