@@ -1,6 +1,6 @@
 //! TLS stacks beyond the C libraries, with every probe on:
 //! - a stripped rustls client where Codex's npm package keeps its native
-//!   binary: no probe fits, so its TLS 1.3 plaintext sizes come from record
+//!   binary, on ring and, built as Codex is, static on aws-lc: no probe fits, so its TLS 1.3 plaintext sizes come from record
 //!   framing: egress equal to what the web server decrypted, ingress past
 //!   it by the session tickets;
 //! - a static, stripped Go crypto/tls client where Windsurf keeps its
@@ -97,12 +97,36 @@ fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
     if !require_root() {
         return;
     }
+    rustls_at_codex_path(|codex| stripped_copy(Path::new(RUSTLS_CLIENT), codex));
+}
+
+/// The same client as Codex's release is built: static for musl, on aws-lc
+/// (rustls's default provider), stripped (`cargo xtask test` builds it).
+#[test]
+fn static_rustls_on_aws_lc_gets_its_plaintext_sizes_from_the_records() {
+    if !require_root() {
+        return;
+    }
+    let Some(samples) = std::env::var_os("AGENTMON_AWSLC_SAMPLES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the client and sets it"
+        );
+        return;
+    };
+    let client = Path::new(&samples).join("rustls_awslc_client.stripped");
+    rustls_at_codex_path(|codex| agent_copy(&client, codex));
+}
+
+/// Runs a rustls client put at Codex's npm path by `install`: its TLS 1.3
+/// sizes come from the records, and the log says why once.
+fn rustls_at_codex_path(install: impl FnOnce(&Path)) {
     let w = world(NETPEER, "");
     let codex = w
         .lab
         .dir()
         .join("lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl");
-    stripped_copy(Path::new(RUSTLS_CLIENT), &codex);
+    install(&codex);
     let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
     let conn = one_connection(&w, w.lab.client_cmd(&codex, args), 0);
     derived(&w, "codex", &conn);

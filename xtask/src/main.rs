@@ -2,6 +2,7 @@
 //! bench | fuzz | deb | install | uninstall`. Each prints how long it took; a
 //! failing child's exit code is passed on.
 mod bench;
+mod clients;
 mod cmd;
 mod fuzz;
 mod geoip;

@@ -88,6 +88,7 @@ const STEPS: &[(&str, &[Purpose], StepFn)] = &[
     ("bpffs", &[Run], bpffs),
     // Filters its packages by purpose.
     ("python packages", &[Run], python_packages),
+    ("musl target", &[Test], musl_target),
     ("bun", &[Test, Bench], bun),
     ("playwright", &[Test], npm::playwright),
     ("geoip database", &[Run], crate::geoip::install),
@@ -165,6 +166,25 @@ fn rust_src(step: &Step) -> Result<String> {
     )?;
     Ok(format!("installed in {}", crate::secs(start)))
 }
+
+/// The stable toolchain's musl target: the tests' static rustls client on
+/// aws-lc (tests/clients/rustls_awslc), built as Codex's release is.
+fn musl_target(step: &Step) -> Result<String> {
+    let fix = "install rustup, the Rust toolchain manager";
+    let installed = cmd::stdout(tool("rustup").args(["target", "list", "--installed"]), fix)?;
+    if installed.lines().any(|l| l.trim() == MUSL) {
+        return Ok(ALREADY.to_string());
+    }
+    let start = Instant::now();
+    step.starting("adding the x86_64-unknown-linux-musl target (rustup)");
+    cmd::run_quiet(
+        tool("rustup").args(["target", "add", MUSL]),
+        &format!("run `rustup target add {MUSL}` by hand to see why"),
+    )?;
+    Ok(format!("installed in {}", crate::secs(start)))
+}
+
+pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// `bpf-linker --version`, run without LD_LIBRARY_PATH (which rustup and
 /// `cargo run` set) so that it proves the binary finds libLLVM by itself.

@@ -135,12 +135,18 @@ pub fn run(args: &[OsString]) -> Result<()> {
 /// Builds, then runs the whole suite serially (root tests share the kernel's
 /// tracepoints). Extra args go to the test binaries (e.g. a name filter).
 /// The Debian package is built first (unless up to date) for the tests that
-/// install it; they find it in AGENTMON_DEB.
+/// install it; they find it in AGENTMON_DEB. So is the static rustls client
+/// on aws-lc, in AGENTMON_AWSLC_SAMPLES.
 pub fn test(args: &[OsString]) -> Result<()> {
     let ws = build(&[Purpose::Test, Purpose::Package])?;
     let mut deb = None;
     phase("deb", || {
         deb = Some(crate::package::build_deb(&ws)?);
+        Ok(())
+    })?;
+    let mut samples = None;
+    phase("clients", || {
+        samples = Some(crate::clients::rustls_awslc(&ws)?);
         Ok(())
     })?;
     phase("cargo test", || {
@@ -153,7 +159,8 @@ pub fn test(args: &[OsString]) -> Result<()> {
                 .args(["--", "--test-threads=1"])
                 .args(args)
                 .env("AGENTMON_BIN", ws.agentmon())
-                .envs(deb.as_ref().map(|d| ("AGENTMON_DEB", d))),
+                .envs(deb.as_ref().map(|d| ("AGENTMON_DEB", d)))
+                .envs(samples.as_ref().map(|d| ("AGENTMON_AWSLC_SAMPLES", d))),
             "tests failed, see above",
         )
     })?;

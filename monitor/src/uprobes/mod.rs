@@ -11,6 +11,7 @@
 //! Code's native binary, opencode), found by byte patterns
 //! (`boringssl.rs`), and GnuTLS (`gnutls_record_send`/`_recv`).
 
+pub mod awslc;
 pub mod boringssl;
 pub mod golang;
 mod lib;
@@ -18,6 +19,7 @@ pub mod mapped;
 mod needed;
 pub mod openssl_stripped;
 mod plan;
+mod xrefs;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -8,6 +8,9 @@
 //! ```
 //!
 //! It accepts any server certificate: the test internet's are self-signed.
+//!
+//! Built here on ring; `tests/clients/rustls_awslc` builds the same source
+//! on aws-lc (rustls's default provider, as in Codex), static for musl.
 
 use std::{
     env,
@@ -45,6 +48,9 @@ fn main() -> ExitCode {
 fn run(addr: &str, name: &str, path: &str, body: &str) -> Result<(usize, usize), String> {
     let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let size: usize = body.parse().map_err(|e| format!("{body}: {e}"))?;
+    #[cfg(feature = "aws-lc")]
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(not(feature = "aws-lc"))]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

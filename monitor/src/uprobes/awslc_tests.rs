@@ -1,0 +1,110 @@
+use super::*;
+
+fn set(codes: &[u32]) -> BTreeSet<u32> {
+    codes.iter().copied().collect()
+}
+
+#[test]
+fn each_function_is_told_by_its_reason_codes() {
+    assert_eq!(classify(&set(&[117, 103, 115])), Some("EVP_AEAD_CTX_seal"));
+    assert_eq!(classify(&set(&[115, 101, 103])), Some("EVP_AEAD_CTX_open"));
+    assert_eq!(
+        classify(&set(&[115, 104])),
+        Some("EVP_AEAD_CTX_open_gather")
+    );
+    assert_eq!(
+        classify(&set(&[115, 112])),
+        Some("EVP_AEAD_CTX_seal_scatter")
+    );
+    // EVP_AEAD_CTX_init_with_direction, EVP_AEAD_CTX_copy, nothing.
+    assert_eq!(classify(&set(&[120])), None);
+    assert_eq!(classify(&set(&[108, 104])), None);
+    assert_eq!(classify(&set(&[])), None);
+}
+
+#[test]
+fn a_reason_counts_only_with_the_files_name_before_the_same_call() {
+    let code = [
+        0xba, 0x75, 0x00, 0x00, 0x00, // mov edx, 117
+        0x48, 0x8d, 0x0d, 0x00, 0x10, 0x00, 0x00, // lea rcx, [rip+0x1000] (the file)
+        0xe8, 0x00, 0x00, 0x00, 0x00, // call
+        0xba, 0x67, 0x00, 0x00, 0x00, // mov edx, 103: no lea of the file
+        0xe8, 0x00, 0x00, 0x00, 0x00, // call
+        0xba, 0x73, 0x00, 0x00, 0x00, // mov edx, 115
+        0x74, 0x00, // je: a branch forgets it
+        0x48, 0x8d, 0x0d, 0xe3, 0x0f, 0x00, 0x00, // lea rcx, [rip+0xfe3] (the file)
+        0xe8, 0x00, 0x00, 0x00, 0x00, // call
+        0xc3,
+    ];
+    let files = set(&[])
+        .into_iter()
+        .map(u64::from)
+        .collect::<BTreeSet<u64>>();
+    assert!(reasons(&code, 0x1000, &files).is_empty());
+    let files: BTreeSet<u64> = [0x1000 + 12 + 0x1000].into();
+    assert_eq!(reasons(&code, 0x1000, &files), set(&[117]));
+}
+
+#[test]
+fn the_version_comes_from_the_symbol_prefix() {
+    assert_eq!(
+        version(b"..\0aws_lc_0_47_0_EVP_AEAD_CTX_open\0"),
+        Some("0.47.0".into())
+    );
+    assert_eq!(version(b"..\0EVP_AEAD_CTX_open\0"), None);
+    assert_eq!(version(b"aws_lc_x_EVP_AEAD_CTX_open"), None);
+}
+
+#[test]
+fn a_file_without_aws_lc_is_absent() {
+    assert_eq!(locate(b"\x7fELF not really"), Err(LocateError::Absent));
+}
+
+/// Stripped builds of rustls on aws-lc (`cargo xtask test` builds
+/// tests/clients/rustls_awslc, static for musl): `NAME.stripped` in
+/// AGENTMON_AWSLC_SAMPLES, with the unstripped `NAME` beside it, whose
+/// symbols are the truth.
+#[test]
+fn finds_the_functions_of_stripped_builds_by_their_symbols() {
+    let Some(dir) = std::env::var_os("AGENTMON_AWSLC_SAMPLES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the samples and sets it"
+        );
+        return;
+    };
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "stripped") {
+            continue;
+        }
+        let stripped = std::fs::read(&path).unwrap();
+        let found = locate(&stripped).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let full = std::fs::read(path.with_extension("")).unwrap();
+        let elf = object::File::parse(&*full).unwrap();
+        let offset = |suffix: &str| {
+            use object::{ObjectSection, ObjectSymbol};
+            let sym = elf
+                .symbols()
+                .find(|s| s.name().is_ok_and(|n| n.ends_with(suffix)))
+                .unwrap_or_else(|| panic!("no symbol *{suffix} in {}", path.display()));
+            let section = elf.section_by_index(sym.section_index().unwrap()).unwrap();
+            sym.address() - section.address() + section.file_range().unwrap().0
+        };
+        let want = [
+            offset("_EVP_AEAD_CTX_seal"),
+            offset("_EVP_AEAD_CTX_open"),
+            offset("_EVP_AEAD_CTX_open_gather"),
+        ];
+        assert_eq!(
+            [found.seal, found.open, found.open_gather],
+            want,
+            "{}",
+            path.display()
+        );
+        assert!(found.version.is_some(), "{found:?}");
+        checked += 1;
+    }
+    assert!(checked > 0, "no *.stripped sample");
+}

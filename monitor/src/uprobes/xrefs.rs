@@ -1,0 +1,199 @@
+//! Reading machine code of stripped x86-64 executables: function extents
+//! from `.eh_frame` (stripping keeps it: unwinding needs it), the
+//! addresses `lea`s load, and direct calls. Shared by the searches that
+//! find a library's functions by the strings they use.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, Register};
+use object::{Object, ObjectSection, SectionKind};
+
+/// An executable's `.text`: where it is loaded, its bytes, and where they
+/// lie in the file.
+pub(super) struct Text<'a> {
+    pub(super) addr: u64,
+    pub(super) code: &'a [u8],
+    file_offset: u64,
+}
+
+impl<'a> Text<'a> {
+    pub(super) fn of(elf: &object::File<'a>) -> Option<Self> {
+        let text = elf.section_by_name(".text")?;
+        Some(Self {
+            addr: text.address(),
+            code: text.data().ok()?,
+            file_offset: text.file_range()?.0,
+        })
+    }
+
+    /// The bytes of `start..end`, read from the file: outside `.text` (or
+    /// reversed) is no body.
+    pub(super) fn body(&self, (start, end): (u64, u64)) -> Option<&'a [u8]> {
+        let from = usize::try_from(start.checked_sub(self.addr)?).ok()?;
+        let to = usize::try_from(end.checked_sub(self.addr)?).ok()?;
+        self.code.get(from..to)
+    }
+
+    /// The file offset of an address in `.text`.
+    pub(super) fn offset(&self, addr: u64) -> u64 {
+        addr - self.addr + self.file_offset
+    }
+}
+
+/// The file's read-only data sections: their addresses and bytes.
+pub(super) fn read_only<'a>(elf: &'a object::File) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
+    elf.sections().filter_map(|section| {
+        let read_only = matches!(
+            section.kind(),
+            SectionKind::ReadOnlyData | SectionKind::ReadOnlyString
+        );
+        Some((
+            section.address(),
+            section.data().ok().filter(|_| read_only)?,
+        ))
+    })
+}
+
+/// Where the strings holding `needle` start, in the file's read-only data
+/// (a path as compiled: "../ssl/ssl_lib.c", or absolute).
+pub(super) fn string_starts(elf: &object::File, needle: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (base, data) in read_only(elf) {
+        for at in memchr::memmem::find_iter(data, needle) {
+            let start = data[..at]
+                .iter()
+                .rposition(|b| *b == 0)
+                .map_or(0, |z| z + 1);
+            out.push(base + start as u64);
+        }
+    }
+    out
+}
+
+/// The `lea reg, [rip + disp32]` instructions of `code` (loaded at `addr`)
+/// and the addresses they load.
+pub(super) fn rip_leas(code: &[u8], addr: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    code.windows(7).enumerate().filter_map(move |(i, w)| {
+        // REX.W (rax-rdi or r8-r15), opcode 8D, ModRM mod=00 rm=101.
+        if !matches!(w[0], 0x48 | 0x4c) || w[1] != 0x8d || w[2] & 0xc7 != 0x05 {
+            return None;
+        }
+        let disp = i32::from_le_bytes([w[3], w[4], w[5], w[6]]);
+        let at = addr + i as u64;
+        Some((at, (at + 7).wrapping_add_signed(i64::from(disp))))
+    })
+}
+
+/// Whether the function `code` (at `addr`) calls `callee` directly; if so,
+/// whether it set R8 (a fifth argument) since its last branch before the call.
+pub(super) fn calls(code: &[u8], addr: u64, callee: u64) -> Option<bool> {
+    let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let mut r8_set = false;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut ins);
+        if ins.code() == Code::Call_rel32_64 && ins.near_branch_target() == callee {
+            return Some(r8_set);
+        }
+        let branch = ins.near_branch_target() != 0
+            || matches!(
+                ins.mnemonic(),
+                Mnemonic::Jmp | Mnemonic::Ret | Mnemonic::Call
+            );
+        if branch {
+            r8_set = false;
+        } else if ins.op_count() > 0 && matches!(ins.op0_register(), Register::R8 | Register::R8D) {
+            r8_set = true;
+        }
+    }
+    None
+}
+
+/// Function extents from `.eh_frame`, sorted by start.
+pub(super) struct Frames(pub(super) Vec<(u64, u64)>);
+
+impl Frames {
+    pub(super) fn read(elf: &object::File) -> Result<Self, String> {
+        use gimli::{BaseAddresses, CieOrFde, EhFrame, LittleEndian, UnwindSection};
+        let section = elf
+            .section_by_name(".eh_frame")
+            .ok_or_else(|| "no .eh_frame".to_owned())?;
+        let data = section.data().map_err(|e| e.to_string())?;
+        let eh_frame = EhFrame::new(data, LittleEndian);
+        let mut bases = BaseAddresses::default().set_eh_frame(section.address());
+        if let Some(text) = elf.section_by_name(".text") {
+            bases = bases.set_text(text.address());
+        }
+        let mut out = Vec::new();
+        let mut entries = eh_frame.entries(&bases);
+        while let Some(entry) = entries.next().map_err(|e| e.to_string())? {
+            if let CieOrFde::Fde(partial) = entry
+                && let Ok(fde) = partial.parse(EhFrame::cie_from_offset)
+                && fde.len() > 0
+            {
+                out.push((fde.initial_address(), fde.initial_address() + fde.len()));
+            }
+        }
+        out.sort_unstable();
+        Ok(Self(out))
+    }
+
+    /// The start of the function holding `addr`.
+    pub(super) fn function_at(&self, addr: u64) -> Option<u64> {
+        let i = self.0.partition_point(|(start, _)| *start <= addr);
+        let (start, end) = *self.0.get(i.checked_sub(1)?)?;
+        (addr < end).then_some(start)
+    }
+
+    pub(super) fn end_of(&self, start: u64) -> u64 {
+        let i = self.0.partition_point(|(s, _)| *s < start);
+        self.0.get(i).map_or(start, |(_, end)| *end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rip_relative_leas_and_their_targets() {
+        let code = [
+            0x90, // nop
+            0x48, 0x8d, 0x15, 0x10, 0x00, 0x00, 0x00, // lea rdx, [rip+0x10]
+            0x4c, 0x8d, 0x05, 0xf0, 0xff, 0xff, 0xff, // lea r8, [rip-0x10]
+            0x48, 0x8d, 0x44, 0x24, 0x08, 0x90, 0x90, // lea rax, [rsp+8]: not rip
+        ];
+        let leas: Vec<_> = rip_leas(&code, 0x1000).collect();
+        assert_eq!(leas, vec![(0x1001, 0x1018), (0x1008, 0xfff)]);
+    }
+
+    #[test]
+    fn a_direct_call_is_found_with_whether_r8_was_set_before_it() {
+        // mov rcx, rsp; call +0 (to 0x100a); ret
+        let four_args = [
+            0x48, 0x89, 0xe1, 0xe8, 0x02, 0x00, 0x00, 0x00, 0xc3, 0x90, 0xc3,
+        ];
+        assert_eq!(calls(&four_args, 0x1000, 0x100a), Some(false));
+        assert_eq!(calls(&four_args, 0x1000, 0x2000), None);
+        // xor ecx, ecx; mov r8, rsp; call +0 (to 0x100b); ret
+        let five_args = [
+            0x31, 0xc9, 0x49, 0x89, 0xe0, 0xe8, 0x01, 0x00, 0x00, 0x00, 0xc3, 0xc3,
+        ];
+        assert_eq!(calls(&five_args, 0x1000, 0x100b), Some(true));
+        // mov r8, rsp; jmp +0; call: a branch between them forgets r8.
+        let branch = [
+            0x49, 0x89, 0xe0, 0xeb, 0x00, 0xe8, 0x01, 0x00, 0x00, 0x00, 0xc3, 0xc3,
+        ];
+        assert_eq!(calls(&branch, 0x1000, 0x100b), Some(false));
+    }
+
+    #[test]
+    fn functions_are_found_by_their_extents() {
+        let frames = Frames(vec![(0x1000, 0x1040), (0x1040, 0x1100), (0x2000, 0x2010)]);
+        assert_eq!(frames.function_at(0x1000), Some(0x1000));
+        assert_eq!(frames.function_at(0x103f), Some(0x1000));
+        assert_eq!(frames.function_at(0x1040), Some(0x1040));
+        // Between functions, and before the first.
+        assert_eq!(frames.function_at(0x1800), None);
+        assert_eq!(frames.function_at(0x10), None);
+        assert_eq!(frames.end_of(0x1040), 0x1100);
+    }
+}
