@@ -112,10 +112,8 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
                 (*event).filename_len = name.len() as u32;
             }
         }
-        (*event).args_len = 0;
         (*event)._pad = 0;
-        let len = read_args(&mut (*event).args);
-        (*event).args_len = len;
+        (*event).args_len = read_args(&mut (*event).args);
     }
     entry.submit(PROMPT);
     Ok(())

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, Register};
 use object::{Architecture, Object};
 
+pub use super::xrefs::LocateError;
 use super::xrefs::{Frames, Text, calls, rip_leas, string_starts};
 
 /// File offsets of the functions, and the aws-lc-sys version when the file
@@ -33,23 +34,7 @@ pub struct Found {
     pub version: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LocateError {
-    /// No aws-lc in the file: nothing to probe.
-    #[error("no aws-lc in the file")]
-    Absent,
-    #[error("only x86-64 is probed")]
-    Arch,
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0} found in {1} places")]
-    Ambiguous(&'static str, usize),
-    #[error("EVP_AEAD_CTX_open does not call the EVP_AEAD_CTX_open_gather found")]
-    Unverified,
-    #[error("the file's .eh_frame cannot be read ({0})")]
-    Frames(String),
-}
-
+const LIBRARY: &str = "aws-lc";
 const FILE: &[u8] = b"crypto/fipsmodule/cipher/aead.c\0";
 
 // CIPHER_R_* reason codes (include/openssl/cipher.h).
@@ -79,9 +64,9 @@ fn classify(reasons: &BTreeSet<u32>) -> Option<&'static str> {
 /// Locates aws-lc's record functions in the executable `data`.
 pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     if memchr::memmem::find(data, FILE).is_none() {
-        return Err(LocateError::Absent);
+        return Err(LocateError::Absent(LIBRARY));
     }
-    let elf = object::File::parse(data).map_err(|_| LocateError::Absent)?;
+    let elf = object::File::parse(data).map_err(|_| LocateError::Absent(LIBRARY))?;
     if elf.architecture() != Architecture::X86_64 {
         return Err(LocateError::Arch);
     }
@@ -119,7 +104,10 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
         .and_then(|b| calls(b, open, open_gather))
         .is_none()
     {
-        return Err(LocateError::Unverified);
+        return Err(LocateError::Unverified {
+            caller: "EVP_AEAD_CTX_open",
+            callee: "EVP_AEAD_CTX_open_gather",
+        });
     }
     Ok(Found {
         seal: text.offset(seal),

@@ -57,7 +57,10 @@ fn the_version_comes_from_the_symbol_prefix() {
 
 #[test]
 fn a_file_without_aws_lc_is_absent() {
-    assert_eq!(locate(b"\x7fELF not really"), Err(LocateError::Absent));
+    assert_eq!(
+        locate(b"\x7fELF not really"),
+        Err(LocateError::Absent("aws-lc"))
+    );
 }
 
 /// Stripped builds of rustls on aws-lc (`cargo xtask test` builds

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use object::{Architecture, Object};
 
+pub use super::xrefs::LocateError;
 use super::xrefs::{Frames, Text, calls, read_only, rip_leas, string_starts};
 
 /// File offsets of the two functions, and the write layout.
@@ -33,26 +34,7 @@ pub struct Found {
     pub write_has_flags: bool,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LocateError {
-    /// No OpenSSL 3 in the file: nothing to probe.
-    #[error("no OpenSSL 3 in the file")]
-    Absent,
-    #[error("only x86-64 is probed")]
-    Arch,
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0} found in {1} places")]
-    Ambiguous(&'static str, usize),
-    #[error("{caller} does not call the {callee} found")]
-    Unverified {
-        caller: &'static str,
-        callee: &'static str,
-    },
-    #[error("the file's .eh_frame cannot be read ({0})")]
-    Frames(String),
-}
-
+const LIBRARY: &str = "OpenSSL 3";
 const FILE: &[u8] = b"ssl/ssl_lib.c\0";
 const NAMES: [&str; 4] = [
     "ssl_read_internal",
@@ -64,9 +46,9 @@ const NAMES: [&str; 4] = [
 /// Locates OpenSSL 3's read and write functions in the executable `data`.
 pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     if memchr::memmem::find(data, b"ssl_write_internal\0").is_none() {
-        return Err(LocateError::Absent);
+        return Err(LocateError::Absent(LIBRARY));
     }
-    let elf = object::File::parse(data).map_err(|_| LocateError::Absent)?;
+    let elf = object::File::parse(data).map_err(|_| LocateError::Absent(LIBRARY))?;
     if elf.architecture() != Architecture::X86_64 {
         return Err(LocateError::Arch);
     }

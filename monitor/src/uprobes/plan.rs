@@ -161,7 +161,7 @@ fn stripped_openssl_plan(map: &[u8], target: &Path) -> Option<Plan> {
                 uretprobes: true,
             })
         }
-        Err(openssl_stripped::LocateError::Absent) => None,
+        Err(openssl_stripped::LocateError::Absent(_)) => None,
         Err(e) => {
             warn!(file = %target.display(), "OpenSSL 3 linked in without symbols, but its functions were not found ({e}); its TLS 1.3 sizes come from records");
             None

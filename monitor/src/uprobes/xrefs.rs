@@ -6,6 +6,28 @@
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, Register};
 use object::{Object, ObjectSection, SectionKind};
 
+/// Why a search of a stripped executable for a library's functions found
+/// nothing to probe.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LocateError {
+    /// The library is not in the file (the name given): nothing to probe.
+    #[error("no {0} in the file")]
+    Absent(&'static str),
+    #[error("only x86-64 is probed")]
+    Arch,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} found in {1} places")]
+    Ambiguous(&'static str, usize),
+    #[error("{caller} does not call the {callee} found")]
+    Unverified {
+        caller: &'static str,
+        callee: &'static str,
+    },
+    #[error("the file's .eh_frame cannot be read ({0})")]
+    Frames(String),
+}
+
 /// An executable's `.text`: where it is loaded, its bytes, and where they
 /// lie in the file.
 pub(super) struct Text<'a> {
