@@ -557,11 +557,11 @@ fn every_panel_query_returns_data_from_three_hosts() {
     );
 }
 
-/// Host C's agent-mode Prometheus stops, cleanly (SIGTERM). It sends no
-/// staleness marker: the fleet keeps seeing its last `up` (1), never an
-/// `up == 0`, until the lookback has passed; then AgentmonStoppedReporting's
-/// query names host C, and only it, and the alert is pending. A kill -9 (a
-/// laptop shut without warning) sends nothing either.
+/// Host C's agent-mode Prometheus stops, cleanly (SIGTERM), just after a
+/// good scrape. It sends no staleness marker: the fleet keeps seeing its last
+/// `up` (1), never an `up == 0`, until the lookback has passed; then
+/// AgentmonStoppedReporting's query names host C, and only it, and the alert
+/// is pending. A kill -9 (a laptop shut without warning) sends nothing either.
 fn stopped_laptop_is_reported(f: &mut Fleet, rules: &[Value], failures: &mut Vec<String>) {
     let c = f.instance_c();
     let query = rules
@@ -570,6 +570,9 @@ fn stopped_laptop_is_reported(f: &mut Fleet, rules: &[Value], failures: &mut Vec
         .and_then(|r| r["query"].as_str())
         .expect("AgentmonStoppedReporting is loaded")
         .to_owned();
+    if let Err(e) = after_a_good_scrape(&f.agent_c) {
+        failures.push(e);
+    }
     let status = f.agent_c.stop();
     let stopped = Instant::now();
     if !status.success() {
@@ -602,4 +605,38 @@ fn stopped_laptop_is_reported(f: &mut Fleet, rules: &[Value], failures: &mut Vec
         Ok(s) if s.is_empty() => {}
         other => failures.push(format!("an up == 0 arrived: {other:?}")),
     }
+}
+
+/// Returns just after `agent` finished a scrape that succeeded, so that its
+/// next one (a second later) is not due before the stop. The test's 1 s
+/// interval makes the scrape timeout 1 s too (the shipped file's 30 s
+/// interval gives 10 s): on the 2 loaded CI cores a scrape of the laptop's
+/// agentmon now and then timed out just before the stop, and its honest
+/// `up == 0` was then the last sample, not something the stop sent. Such
+/// failed scrapes are named on stderr.
+fn after_a_good_scrape(agent: &Prometheus) -> Result<(), String> {
+    let last = || -> Result<(String, String, String), String> {
+        let data = agent.api("targets?state=active")?;
+        let target = &data["activeTargets"][0];
+        let field = |k: &str| target[k].as_str().unwrap_or_default().to_owned();
+        Ok((field("lastScrape"), field("health"), field("lastError")))
+    };
+    let (first, _, _) = last()?;
+    let deadline = Instant::now() + SETTLE;
+    let mut seen = first;
+    while Instant::now() < deadline {
+        let (at, health, error) = last()?;
+        if at != seen {
+            if health == "up" {
+                return Ok(());
+            }
+            eprintln!("host C's agent: the scrape at {at} failed: {error}");
+            seen = at;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "host C's agent scraped its agentmon without error in no second of {SETTLE:?}: {:?}",
+        last()
+    ))
 }
