@@ -215,6 +215,9 @@ pub mod tls_lib {
     pub const RECORD: u32 = 5;
     /// Go's crypto/tls, found by name in the executable's `.gopclntab`.
     pub const GO: u32 = 6;
+    /// rustls on aws-lc: aws-lc's record functions, found in stripped
+    /// executables by the strings and error codes they hold.
+    pub const RUSTLS: u32 = 7;
 }
 
 /// A TLS library call in flight on a thread (keyed by the thread's
@@ -352,6 +355,7 @@ pub mod capacity {
     pub const GO_CALLS: u32 = 16_384;
     pub const TLS_HEADS: u32 = 1_024;
     pub const POLICY_HOSTS: u32 = 16_384;
+    pub const RX_SOCKS: u32 = 8_192;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -392,7 +396,8 @@ pub mod lru {
     pub const GO_CALLS: u32 = 4;
     pub const TLS_HEADS: u32 = 5;
     pub const POLICY_HOSTS: u32 = 6;
-    pub const LEN: u32 = 7;
+    pub const RX_SOCKS: u32 = 7;
+    pub const LEN: u32 = 8;
     /// Metric label and kernel map name, by index.
     pub const NAMES: [(&str, &str); LEN as usize] = [
         ("resolved", "RESOLVED"),
@@ -402,6 +407,7 @@ pub mod lru {
         ("go_calls", "GO_CALLS"),
         ("tls_heads", "TLS_HEADS"),
         ("policy_hosts", "POLICY_HOSTS"),
+        ("rx_socks", "RX_SOCKS"),
     ];
 }
 

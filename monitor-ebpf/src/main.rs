@@ -16,6 +16,7 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "atomic add intrinsic, see above")]
 
+mod aead;
 mod go_tls;
 mod maps;
 mod owner;

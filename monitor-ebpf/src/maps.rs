@@ -118,6 +118,20 @@ impl Session {
 pub static TLS_PENDING: LruHashMap<u64, TlsCall> =
     LruHashMap::with_max_entries(capacity::TLS_PENDING, 0);
 
+/// The socket each thread of a tracked process last received on (see
+/// `aead.rs`), keyed by task address. LRU: an exit missed cannot leak.
+#[map]
+pub static RX_SOCKS: LruHashMap<u64, RxSock> = LruHashMap::with_max_entries(capacity::RX_SOCKS, 0);
+
+/// A socket cookie and the process that received on it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RxSock {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub cookie: u64,
+}
+
 /// Go crypto/tls calls in flight, by goroutine (see `go_tls.rs`): a
 /// goroutine can change threads inside a call. LRU: a call whose return
 /// was never seen cannot leak.

@@ -22,8 +22,9 @@ use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, lru, payload_kind, tls_lib}
 
 use crate::{
     maps::{
-        CONNS, SSL_SOCKS, Session, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING, add_to,
-        atomic_add, current_task, current_tgid, lru_insert, lru_put, lru_remove, tls_tie, tracked,
+        CONNS, RX_SOCKS, SSL_SOCKS, Session, TLS_CALLS, TLS_HEAD_SCRATCH, TLS_HEADS, TLS_PENDING,
+        add_to, atomic_add, current_task, current_tgid, lru_insert, lru_put, lru_remove, tls_tie,
+        tracked,
     },
     payload,
 };
@@ -135,8 +136,7 @@ fn finish(ctx: &RetProbeContext) {
 /// the thread's next packet names it.
 #[inline(always)]
 pub fn count(task: u64, call: &TlsCall, bytes: u64) {
-    // SAFETY (map reads): copied out of the maps.
-    let sock = match unsafe { SSL_SOCKS.get(Session::new(call.tgid, call.ssl)).copied() } {
+    let sock = match tied(call.tgid, call.ssl) {
         Some(sock) => sock,
         // A read on a session no write has tied yet (the peer spoke first),
         // or any call on a kernel without the tie: counted as untied,
@@ -156,6 +156,16 @@ pub fn count(task: u64, call: &TlsCall, bytes: u64) {
         }
     };
     let _ = add_plaintext(sock, call, bytes);
+}
+
+/// The open connection TLS session `ssl` is tied to. A tie to a closed one
+/// is to a session whose memory a later one reuses (rustls frees a key at
+/// each key change), which is tied anew.
+#[inline(always)]
+pub fn tied(tgid: u32, ssl: u64) -> Option<u64> {
+    // SAFETY: copied out of the map.
+    let sock = unsafe { SSL_SOCKS.get(Session::new(tgid, ssl)).copied() }?;
+    CONNS.get_ptr(sock).map(|_| sock)
 }
 
 /// Keeps a write made in memory until the thread's next packet. Another
@@ -187,10 +197,11 @@ fn keep_pending(task: u64, call: &TlsCall, bytes: u64) {
 }
 
 /// Adds plaintext bytes of `call` to the connection `sock`, and copies the
-/// request head it wrote, if it is one. Returns the request's marks (see
-/// `PayloadEvent::marks`) for a write to a known connection.
+/// request head it wrote, if it is one. Returns the marks (see
+/// `PayloadEvent::marks`, a write's request's) when the connection is
+/// known, `None` when the bytes went nowhere.
 #[inline(always)]
-fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) -> Option<[u64; 2]> {
+pub fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) -> Option<[u64; 2]> {
     let conn = CONNS.get_ptr_mut(sock)?;
     // SAFETY: live map value; counters only grow, from any CPU.
     let marks = unsafe {
@@ -211,7 +222,7 @@ fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) -> Option<[u64; 2]> {
         };
         payload::emit_payload(payload::Source::User(call.buf), bytes, &about);
     }
-    (call.write == 1).then_some(marks)
+    Some(marks)
 }
 
 /// Whether a plaintext write of `bytes` starts like an HTTP/1 request, the
@@ -246,7 +257,11 @@ fn starts_request(buf: u64, bytes: u64) -> bool {
 pub fn tie(sock: u64, tgid: u32) -> bool {
     let task = current_task();
     // SAFETY (map reads): copied out of the maps.
-    if let Some(call) = unsafe { TLS_CALLS.get(task).copied() } {
+    // An aws-lc open in flight (`aead.rs`) sends nothing and is tied by
+    // what the thread received, never by a packet.
+    if let Some(call) = unsafe { TLS_CALLS.get(task).copied() }
+        && call.lib != tls_lib::RUSTLS
+    {
         if call.tgid == tgid {
             tie_session(tgid, call.ssl, sock);
             // A Go call ties once: its goroutine may wait and leave the
@@ -284,6 +299,7 @@ pub fn thread_exit(task: u64) {
         lru_remove(&TLS_PENDING, lru::TLS_PENDING, &task);
     }
     lru_remove(&TLS_HEADS, lru::TLS_HEADS, &task);
+    lru_remove(&RX_SOCKS, lru::RX_SOCKS, &task);
 }
 
 /// Ties TLS session `ssl` to connection `sock`, which takes the tie with it

@@ -127,7 +127,7 @@ impl Metrics {
         )?;
         let kernel_map_evictions = counter_vec(
             "agentmon_kernel_map_evictions_total",
-            "Entries an LRU kernel map dropped to make room since agentmon started: TLS calls, sessions or request heads (tls_*, ssl_socks, go_calls) whose bytes or requests went uncounted, labels of pending connections (resolved), addresses of names a policy denies (policy_hosts).",
+            "Entries an LRU kernel map dropped to make room since agentmon started: TLS calls, sessions, request heads or threads' last received sockets (tls_*, ssl_socks, go_calls, rx_socks) whose bytes or requests went uncounted, labels of pending connections (resolved), addresses of names a policy denies (policy_hosts).",
             &["map"],
         )?;
         let tls_plaintext_bytes = counter_vec(

@@ -263,6 +263,7 @@ fn maps_sized_in_the_config_hold_that_many_and_conns_counts_the_rest() {
         ("go_calls", 4_096),
         ("tls_heads", 2_048),
         ("policy_hosts", 4_096),
+        ("rx_socks", 2_048),
     ];
     let mut toml = format!("[kernel]\nconns = {SIZE}\n");
     for (map, size) in others {

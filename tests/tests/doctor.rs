@@ -170,6 +170,7 @@ fn passes_on_this_machine() {
         "feature:tls_tie",
         "feature:uprobes",
         "feature:exec_args",
+        "feature:rx_tie",
     ] {
         assert_eq!(row(&table, name).0, "ok", "{name}:\n{table}");
     }

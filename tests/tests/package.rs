@@ -170,6 +170,7 @@ fn shipped_config_changes_nothing_and_shows_the_defaults() {
         "go_calls",
         "tls_heads",
         "policy_hosts",
+        "rx_socks",
     ] {
         assert!(
             options.contains(key),

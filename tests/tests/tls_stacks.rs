@@ -1,8 +1,11 @@
 //! TLS stacks beyond the C libraries, with every probe on:
 //! - a stripped rustls client where Codex's npm package keeps its native
-//!   binary, on ring and, built as Codex is, static on aws-lc: no probe fits, so its TLS 1.3 plaintext sizes come from record
-//!   framing: egress equal to what the web server decrypted, ingress past
-//!   it by the session tickets;
+//!   binary, on ring: no probe fits, so its TLS 1.3 plaintext sizes come
+//!   from record framing: egress equal to what the web server decrypted,
+//!   ingress past it by the session tickets;
+//! - the same client built as Codex is, static for musl on aws-lc: aws-lc's
+//!   record functions are found in it and probed, exact both ways, with
+//!   its request read;
 //! - a static, stripped Go crypto/tls client where Windsurf keeps its
 //!   language server and where `go install` puts Crush: probed through the
 //!   names in its `.gopclntab`, exact both ways, with its HTTP/1 and HTTP/2
@@ -15,8 +18,8 @@ use std::{
 };
 
 use agentmon_tests::{
-    ChildGuard, Internet, ServerConn, World, agent_copy, require_root, run_bounded, wait_until,
-    world,
+    Agentmon, ChildGuard, Internet, Metrics, ServerConn, World, agent_copy, require_root,
+    run_bounded, wait_until, world,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
@@ -36,8 +39,9 @@ fn one_connection(w: &World, mut cmd: Command, before: usize) -> ServerConn {
     conns_seen(w, before + 1).remove(before)
 }
 
-/// Checks the derived plaintext of `tool` against the server's counts.
-fn derived(w: &World, tool: &str, conn: &ServerConn) {
+/// Checks the derived plaintext of `tool` against the server's counts; the
+/// metrics it read last.
+fn derived(am: &Agentmon, tool: &str, conn: &ServerConn) -> Metrics {
     let labels = |direction| {
         [
             ("tool", tool),
@@ -46,7 +50,7 @@ fn derived(w: &World, tool: &str, conn: &ServerConn) {
             ("library", "record"),
         ]
     };
-    let m = w.expect(
+    let m = am.expect(
         "agentmon_tls_plaintext_bytes_total",
         &labels("egress"),
         conn.plain_in as f64,
@@ -63,6 +67,7 @@ fn derived(w: &World, tool: &str, conn: &ServerConn) {
         m.value("agentmon_tls_connections_unseen_total", &[("tool", tool)]),
         Some(0.0)
     );
+    m
 }
 
 /// `strip`s a copy of `program` at `path`: agents ship without symbols.
@@ -102,34 +107,114 @@ fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
 
 /// The same client as Codex's release is built: static for musl, on aws-lc
 /// (rustls's default provider), stripped (`cargo xtask test` builds it).
+/// aws-lc's record functions are found in it and probed: exact both ways,
+/// its request read.
 #[test]
-fn static_rustls_on_aws_lc_gets_its_plaintext_sizes_from_the_records() {
-    if !require_root() {
-        return;
-    }
-    let Some(samples) = std::env::var_os("AGENTMON_AWSLC_SAMPLES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the client and sets it"
-        );
+fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
+    let Some((w, codex)) = awslc_world(codex_npm_path) else {
         return;
     };
-    let client = Path::new(&samples).join("rustls_awslc_client.stripped");
-    rustls_at_codex_path(|codex| agent_copy(&client, codex));
+    let go = go_file(&w);
+    let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
+    let mut cmd = w.lab.client_cmd(&codex, args);
+    cmd.arg(&go);
+    once_probed(&w, cmd, "codex", "rustls", &go);
+    let m = expect_probed(&w, "codex", "rustls");
+    assert_eq!(
+        m.value("agentmon_tls_untied_bytes_total", &[]),
+        Some(0.0),
+        "every record was tied to its connection"
+    );
+    let line = probed_close(&w, "codex", "rustls");
+    assert_eq!(line["tls_library"], "rustls", "{line}");
+}
+
+/// The static aws-lc client run three times from an agent's shell, nothing
+/// waiting for agentmon, as a helper an agent runs: each process's probes
+/// attach from its exec event on, before its first record.
+#[test]
+fn static_rustls_on_aws_lc_gets_its_first_request_counted() {
+    let Some((w, helper)) = awslc_world(|w| w.lab.dir().join("home/bin/rustls-helper")) else {
+        return;
+    };
+    let args = format!("{SERVER} api.model.test /v1/responses 3333");
+    three_runs_from_a_shell(&w, &helper, &args, "rustls");
+}
+
+/// Runs `client` with `args` three times from Claude Code's shell, nothing
+/// waiting for agentmon: each process's probes of `lib` attach from its
+/// exec event on, before its first write, so every connection's plaintext
+/// is exact both ways, none derived from records.
+fn three_runs_from_a_shell(w: &World, client: &Path, args: &str, lib: &'static str) {
+    let claude = w.as_claude(Path::new(NETPEER));
+    let one = format!("{} {args}", client.display());
+    w.agent_shell(&claude, &format!("set -e\n{one}\n{one}\n{one}"));
+    let conns = conns_seen(w, 3);
+    let sent = conns.iter().map(|c| c.plain_in).sum::<u64>() as f64;
+    let received = conns.iter().map(|c| c.plain_out).sum::<u64>() as f64;
+    let egress = plaintext("claude-code", lib, "egress");
+    w.expect("agentmon_tls_plaintext_bytes_total", &egress, sent);
+    let ingress = plaintext("claude-code", lib, "ingress");
+    let m = w.expect("agentmon_tls_plaintext_bytes_total", &ingress, received);
+    let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
+    assert!(!libraries.contains("record"), "{libraries:?}");
+}
+
+/// Without the receive tracepoint (the hidden `--without rx-tie`) the
+/// records rustls on aws-lc receives could not be tied to their socket, so
+/// it is not probed: its sizes come from the records, as for rustls on
+/// ring, and nothing is counted untied.
+#[test]
+fn without_rx_tie_static_rustls_is_sized_from_its_records() {
+    let Some((mut w, codex)) = awslc_world(codex_npm_path) else {
+        return;
+    };
+    let am = w.agentmon_without("rx-tie");
+    let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
+    let conn = one_connection(&w, w.lab.client_cmd(&codex, args), 0);
+    let m = derived(&am, "codex", &conn);
+    assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
+    assert_eq!(
+        m.value("agentmon_uprobes_attached", &[("library", "rustls")]),
+        Some(0.0)
+    );
+}
+
+/// A world with the static aws-lc client (`cargo xtask test` builds it
+/// into AGENTMON_AWSLC_SAMPLES) copied to `place`; `None` for a test that
+/// cannot run (no root, or outside CI without the client).
+fn awslc_world(place: fn(&World) -> PathBuf) -> Option<(World, PathBuf)> {
+    if !require_root() {
+        return None;
+    }
+    let samples = std::env::var_os("AGENTMON_AWSLC_SAMPLES");
+    assert!(
+        samples.is_some() || std::env::var_os("CI").is_none(),
+        "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the client and sets it"
+    );
+    let build = Path::new(&samples?).join("rustls_awslc_client.stripped");
+    let w = world(NETPEER, "");
+    let client = place(&w);
+    agent_copy(&build, &client);
+    Some((w, client))
+}
+
+/// Where Codex's npm package keeps its native binary.
+fn codex_npm_path(w: &World) -> PathBuf {
+    w.lab
+        .dir()
+        .join("lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl")
 }
 
 /// Runs a rustls client put at Codex's npm path by `install`: its TLS 1.3
 /// sizes come from the records, and the log says why once.
 fn rustls_at_codex_path(install: impl FnOnce(&Path)) {
     let w = world(NETPEER, "");
-    let codex = w
-        .lab
-        .dir()
-        .join("lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl");
+    let codex = codex_npm_path(&w);
     install(&codex);
     let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
     let conn = one_connection(&w, w.lab.client_cmd(&codex, args), 0);
-    derived(&w, "codex", &conn);
+    derived(&w.am, "codex", &conn);
     // The connection log says where the figures came from.
     let lines = w.tcp_log_lines();
     let line = lines
@@ -185,13 +270,13 @@ fn once_probed(w: &World, mut cmd: Command, tool: &str, lib: &str, go: &Path) {
     assert!(out.status.success(), "{out:?}");
 }
 
-/// The close record of `tool`'s connection the Go probes saw, once
+/// The close record of `tool`'s connection the probes of `lib` saw, once
 /// written (an attempt over IPv6 to a server on IPv4 only has none).
-fn probed_close(w: &World, tool: &str) -> serde_json::Value {
+fn probed_close(w: &World, tool: &str, lib: &str) -> serde_json::Value {
     let find = || {
         w.tcp_log_lines()
             .into_iter()
-            .find(|l| l["tool"] == tool && l["event"] == "close" && l["tls_library"] == "go")
+            .find(|l| l["tool"] == tool && l["event"] == "close" && l["tls_library"] == lib)
     };
     assert!(
         wait_until(SETTLE, || find().is_some()),
@@ -229,28 +314,28 @@ fn cc(source: &str, flags: &[&str], path: &Path) {
     assert!(out.status.success(), "strip: {out:?}");
 }
 
-/// The server's one connection is `codex`'s, probed in OpenSSL: exact both
-/// ways, and its request read.
-fn expect_codex_probed(w: &World) {
+/// The server's one connection is `tool`'s, probed in `lib`: exact both
+/// ways, and its one request read. The metrics it read last.
+fn expect_probed(w: &World, tool: &'static str, lib: &'static str) -> Metrics {
     let conn = &conns_seen(w, 1)[0];
-    let egress = plaintext("codex", "openssl-static", "egress");
+    let egress = plaintext(tool, lib, "egress");
     w.expect(
         "agentmon_tls_plaintext_bytes_total",
         &egress,
         conn.plain_in as f64,
     );
-    let ingress = plaintext("codex", "openssl-static", "ingress");
+    let ingress = plaintext(tool, lib, "ingress");
     w.expect(
         "agentmon_tls_plaintext_bytes_total",
         &ingress,
         conn.plain_out as f64,
     );
     let request = [
-        ("tool", "codex"),
+        ("tool", tool),
         ("dest", "api.model.test"),
         ("method", "POST"),
     ];
-    w.expect("agentmon_http_requests_total", &request, 1.0);
+    w.expect("agentmon_http_requests_total", &request, 1.0)
 }
 
 /// ssl_static_client.c's arguments: one POST to the web server, once `go`
@@ -280,7 +365,7 @@ fn stripped_static_openssl_is_probed_through_the_names_it_records() {
     let go = go_file(&w);
     let cmd = w.lab.client_cmd(&codex, static_client_args(&go));
     once_probed(&w, cmd, "codex", "openssl-static", &go);
-    expect_codex_probed(&w);
+    expect_probed(&w, "codex", "openssl-static");
 }
 
 #[test]
@@ -307,7 +392,7 @@ fn stripped_openssl_in_an_addon_loaded_at_run_time_is_probed() {
     args.extend(static_client_args(&go));
     let cmd = w.lab.client_cmd(&loader, args);
     once_probed(&w, cmd, "codex", "openssl-static", &go);
-    expect_codex_probed(&w);
+    expect_probed(&w, "codex", "openssl-static");
 }
 
 #[test]
@@ -325,25 +410,7 @@ fn go_crypto_tls_is_probed_exactly_through_its_function_table() {
     agent_copy(&go, &windsurf);
     let path = "/exa.language_server_pb/GetChat:7777";
     go_once_probed(&w, &windsurf, "windsurf", &["api.model.test", "443", path]);
-    let conn = &conns_seen(&w, 1)[0];
-    let egress = plaintext("windsurf", "go", "egress");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &egress,
-        conn.plain_in as f64,
-    );
-    let ingress = plaintext("windsurf", "go", "ingress");
-    w.expect(
-        "agentmon_tls_plaintext_bytes_total",
-        &ingress,
-        conn.plain_out as f64,
-    );
-    let request = [
-        ("tool", "windsurf"),
-        ("dest", "api.model.test"),
-        ("method", "POST"),
-    ];
-    w.expect("agentmon_http_requests_total", &request, 1.0);
+    expect_probed(&w, "windsurf", "go");
 
     // Crush where `go install` puts it: net/http, two requests kept alive
     // on one connection, each sized on its own.
@@ -359,7 +426,7 @@ fn go_crypto_tls_is_probed_exactly_through_its_function_table() {
     let conns = conns_seen(&w, 2);
     let served = &conns[1].requests;
     assert_eq!(served.len(), 2, "{:?}", conns[1]);
-    let line = probed_close(&w, "crush");
+    let line = probed_close(&w, "crush", "go");
     assert_eq!(line["egress_plaintext_bytes"], conns[1].plain_in, "{line}");
     assert_eq!(
         line["ingress_plaintext_bytes"], conns[1].plain_out,
@@ -385,20 +452,7 @@ fn go_helpers_of_an_agents_shell_get_their_first_request_counted() {
     }
     let w = world(NETPEER, "");
     let go = go_client(&w);
-    let claude = w.as_claude(Path::new(NETPEER));
-    // Three one-shot runs, nothing waiting for agentmon: each process's
-    // probes attach from its exec event on, before its first write.
-    let one = format!("{} api.model.test 443 /v1/messages:3333", go.display());
-    w.agent_shell(&claude, &format!("set -e\n{one}\n{one}\n{one}"));
-    let conns = conns_seen(&w, 3);
-    let sent = conns.iter().map(|c| c.plain_in).sum::<u64>() as f64;
-    let received = conns.iter().map(|c| c.plain_out).sum::<u64>() as f64;
-    let egress = plaintext("claude-code", "go", "egress");
-    w.expect("agentmon_tls_plaintext_bytes_total", &egress, sent);
-    let ingress = plaintext("claude-code", "go", "ingress");
-    let m = w.expect("agentmon_tls_plaintext_bytes_total", &ingress, received);
-    let libraries = m.label_values("agentmon_tls_plaintext_bytes_total", "library");
-    assert!(!libraries.contains("record"), "{libraries:?}");
+    three_runs_from_a_shell(&w, &go, "api.model.test 443 /v1/messages:3333", "go");
 }
 
 #[test]
@@ -430,7 +484,7 @@ fn go_http2_requests_are_read_with_their_paths_classified() {
     };
     w.expect("agentmon_http_requests_total", &requests("model-api"), 2.0);
     w.expect("agentmon_http_requests_total", &requests("telemetry"), 1.0);
-    let line = probed_close(&w, "crush");
+    let line = probed_close(&w, "crush", "go");
     let purposes: Vec<_> = line["requests"]
         .as_array()
         .expect("requests in the log")

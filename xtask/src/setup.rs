@@ -88,7 +88,7 @@ const STEPS: &[(&str, &[Purpose], StepFn)] = &[
     ("bpffs", &[Run], bpffs),
     // Filters its packages by purpose.
     ("python packages", &[Run], python_packages),
-    ("musl target", &[Test], musl_target),
+    ("musl target", &[Test, Bench], musl_target),
     ("bun", &[Test, Bench], bun),
     ("playwright", &[Test], npm::playwright),
     ("geoip database", &[Run], crate::geoip::install),
@@ -167,8 +167,9 @@ fn rust_src(step: &Step) -> Result<String> {
     Ok(format!("installed in {}", crate::secs(start)))
 }
 
-/// The stable toolchain's musl target: the tests' static rustls client on
-/// aws-lc (tests/clients/rustls_awslc), built as Codex's release is.
+/// The stable toolchain's musl target: the tests' and the bench's static
+/// rustls client on aws-lc (tests/clients/rustls_awslc), built as Codex's
+/// release is.
 fn musl_target(step: &Step) -> Result<String> {
     let fix = "install rustup, the Rust toolchain manager";
     let installed = cmd::stdout(tool("rustup").args(["target", "list", "--installed"]), fix)?;

@@ -24,7 +24,7 @@ impl TlsExplained {
             return;
         }
         let why = if uprobes {
-            "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables, Go's crypto/tls) was found in it or in what it loaded, as for static rustls builds, and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
+            "no TLS library agentmon probes (OpenSSL, GnuTLS, BoringSSL in Bun executables, Go's crypto/tls, rustls on aws-lc) was found in it or in what it loaded, as for rustls on ring, and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
         } else {
             "agentmon runs without uprobes here (see agentmon_kernel_feature_available), and it was neither TLS 1.3 with data nor TLS 1.2 with an AEAD suite (GCM, CCM, ChaCha20), whose sizes agentmon derives from the records"
         };
@@ -44,7 +44,7 @@ impl TlsExplained {
         let why = if !uprobes {
             "agentmon runs without uprobes here (see agentmon_kernel_feature_available)"
         } else if links_rustls(Path::new(&proc.exe)) {
-            "it links rustls, which agentmon has no probe for yet"
+            "it links rustls, on a provider agentmon has no probe for (ring), or its aws-lc was not found"
         } else {
             "no TLS library agentmon probes was found in it, or its probes came after its first data"
         };
@@ -60,8 +60,7 @@ fn first(explained: &mut HashSet<String>, exe: &str) -> bool {
     explained.len() < EXPLAINED_MAX && explained.insert(exe.to_owned())
 }
 
-/// Whether the executable holds rustls (its source paths, which panic
-/// messages keep in every build).
+/// Whether the executable holds rustls.
 fn links_rustls(exe: &Path) -> bool {
     let Ok(file) = std::fs::File::open(exe) else {
         return false;
@@ -70,6 +69,5 @@ fn links_rustls(exe: &Path) -> bool {
     let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
         return false;
     };
-    memchr::memmem::find(&map, b"/rustls-").is_some()
-        || memchr::memmem::find(&map, b"rustls/src/").is_some()
+    crate::uprobes::links_rustls(&map)
 }

@@ -95,11 +95,12 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
         metrics.set_features(&kernel.features());
         metrics.start_tools(&catalog);
         let evictions = Evictions::new(kernel.resumed());
+        let rx_tie = kernel.features().rx_tie;
         Self {
             kernel,
             catalog,
             enricher,
-            tls: TlsProbes::default(),
+            tls: TlsProbes::default().with_rustls(rx_tie),
             tree: Tree::default(),
             traffic: Traffic::default(),
             metrics,

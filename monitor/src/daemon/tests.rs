@@ -90,6 +90,7 @@ impl KernelPort for FakeKernel {
             tls_tie: true,
             uprobes: false,
             exec_args: true,
+            rx_tie: false,
         }
     }
     fn programs_attached(&self) -> usize {

@@ -77,6 +77,9 @@ impl LruMaps {
         kernel.push((lru::GO_CALLS, Box::new(go_calls)));
         let heads: HashMap<MapData, u64, TlsHead> = take_map(ebpf, "TLS_HEADS")?;
         kernel.push((lru::TLS_HEADS, Box::new(heads)));
+        // monitor-ebpf's `RxSock`: tgid, padding, socket cookie.
+        let rx_socks: HashMap<MapData, u64, [u8; 16]> = take_map(ebpf, "RX_SOCKS")?;
+        kernel.push((lru::RX_SOCKS, Box::new(rx_socks)));
         Ok(Self {
             kernel,
             added: [0; lru::LEN as usize],

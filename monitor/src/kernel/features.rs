@@ -19,13 +19,18 @@ pub enum Feature {
     /// Kernel BTF (CONFIG_DEBUG_INFO_BTF): exec events carry the command
     /// line, so an agent gone before /proc is read is still recognised.
     ExecArgs,
+    /// A tp_btf tracepoint on TCP receives (5.5, kernel BTF), attached
+    /// while some process's aws-lc is probed: ties the records rustls on
+    /// aws-lc receives to their socket.
+    RxTie,
 }
 
-pub const ALL: [Feature; 4] = [
+pub const ALL: [Feature; 5] = [
     Feature::SockOps,
     Feature::TlsTie,
     Feature::Uprobes,
     Feature::ExecArgs,
+    Feature::RxTie,
 ];
 
 impl Feature {
@@ -36,6 +41,7 @@ impl Feature {
             Feature::TlsTie => "tls_tie",
             Feature::Uprobes => "uprobes",
             Feature::ExecArgs => "exec_args",
+            Feature::RxTie => "rx_tie",
         }
     }
 
@@ -54,6 +60,9 @@ impl Feature {
             Feature::ExecArgs => {
                 "command lines unavailable at exec: an agent run by an interpreter (python3 .../aider) that exits before agentmon reads /proc is not recognised"
             }
+            Feature::RxTie => {
+                "the TCP receive tracepoint is unavailable: rustls on aws-lc is not probed, its TLS 1.3 sizes come from records"
+            }
         }
     }
 
@@ -66,6 +75,7 @@ impl Feature {
             }
             Feature::Uprobes => "uprobes with BPF (Linux 4.17)",
             Feature::ExecArgs => "kernel BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)",
+            Feature::RxTie => "tp_btf tracepoints with kernel BTF (Linux 5.5), and uprobes",
         }
     }
 
@@ -82,6 +92,7 @@ pub struct Features {
     pub tls_tie: bool,
     pub uprobes: bool,
     pub exec_args: bool,
+    pub rx_tie: bool,
 }
 
 impl Features {
@@ -91,6 +102,7 @@ impl Features {
             Feature::TlsTie => self.tls_tie,
             Feature::Uprobes => self.uprobes,
             Feature::ExecArgs => self.exec_args,
+            Feature::RxTie => self.rx_tie,
         }
     }
 }
@@ -123,8 +135,12 @@ mod tests {
             tls_tie: false,
             uprobes: true,
             exec_args: true,
+            rx_tie: false,
         };
-        assert_eq!(f.to_string(), "+sock_ops -tls_tie +uprobes +exec_args");
+        assert_eq!(
+            f.to_string(),
+            "+sock_ops -tls_tie +uprobes +exec_args -rx_tie"
+        );
         for feature in ALL {
             assert!(!feature.without().contains('\n'));
         }

@@ -12,6 +12,7 @@ pub mod features;
 pub mod pins;
 mod port;
 pub mod ring;
+mod rx_tie;
 pub mod sizes;
 mod uprobe_check;
 
@@ -64,7 +65,12 @@ pub const TLS_RETURN: &str = "tls_return";
 pub const GO_TLS_WRITE: &str = "go_tls_write";
 pub const GO_TLS_READ: &str = "go_tls_read";
 pub const GO_TLS_RETURN: &str = "go_tls_return";
-const TLS_PROGRAMS: [&str; 9] = [
+/// aws-lc's record functions under rustls: seal's entry, open's entry and
+/// return (monitor-ebpf's `aead.rs`).
+pub const AEAD_SEAL: &str = "aead_seal";
+pub const AEAD_OPEN: &str = "aead_open";
+pub const AEAD_OPEN_RETURN: &str = "aead_open_return";
+const TLS_PROGRAMS: [&str; 12] = [
     TLS_ENTRY_WRITE,
     TLS_ENTRY_WRITE_EX2,
     TLS_ENTRY_READ,
@@ -74,6 +80,9 @@ const TLS_PROGRAMS: [&str; 9] = [
     GO_TLS_WRITE,
     GO_TLS_READ,
     GO_TLS_RETURN,
+    AEAD_SEAL,
+    AEAD_OPEN,
+    AEAD_OPEN_RETURN,
 ];
 
 /// Where in a file a uprobe goes.
@@ -167,6 +176,7 @@ pub struct Kernel {
     ebpf: Ebpf,
     /// What this kernel gave us, and what had to be done without.
     features: Features,
+    rx_tie: rx_tie::RxTie,
     tracked: HashMap<MapData, u32, Tracked>,
     conns: HashMap<MapData, u64, Conn>,
     resolved: HashMap<MapData, u64, u32>,
@@ -240,11 +250,15 @@ impl Kernel {
                 load_tls(&mut ebpf)
                     .and_then(|()| uprobe_check::uprobes_allowed(&mut ebpf, TLS_PROGRAMS[0])),
             );
+        let rx_tie = uprobes
+            && Feature::RxTie.wanted(disabled)
+            && optional(Feature::RxTie, rx_tie::load(&mut ebpf));
         let features = Features {
             sock_ops,
             tls_tie,
             uprobes,
             exec_args,
+            rx_tie,
         };
         let enforcer =
             enforce::Enforcer::load(&mut ebpf, pre.cgroup2.clone()).map_err(|e| e.to_string());
@@ -270,6 +284,7 @@ impl Kernel {
             events: Some(take_map(&mut ebpf, "EVENTS")?),
             programs_attached: attached,
             features,
+            rx_tie: rx_tie::RxTie::default(),
             detached: Vec::new(),
             closer: LinkCloser::new(),
             pins,
@@ -317,7 +332,6 @@ impl Kernel {
         lib: TlsLib,
         pid: Option<NonZeroU32>,
     ) -> Result<UProbeLinkId, LoadError> {
-        let probe: &mut UProbe = program_mut(&mut self.ebpf, program)?;
         let location = match at {
             ProbeAt::Symbol(name) => UProbeAttachLocation::Symbol(name),
             ProbeAt::Offset(offset) => UProbeAttachLocation::AbsoluteOffset(*offset),
@@ -330,9 +344,21 @@ impl Kernel {
             Some(pid) => UProbeScope::OneProcess(pid),
             None => UProbeScope::AllProcesses,
         };
-        probe
-            .attach(point, target, scope)
-            .map_err(|e| refused(program, &e))
+        // aws-lc's opens are tied by the receive tracepoint: on while one
+        // is probed.
+        let needs_rx = program == AEAD_OPEN_RETURN;
+        if needs_rx {
+            self.rx_tie.hold(&mut self.ebpf)?;
+        }
+        let attached = program_mut::<UProbe>(&mut self.ebpf, program).and_then(|probe| {
+            probe
+                .attach(point, target, scope)
+                .map_err(|e| refused(program, &e))
+        });
+        if needs_rx && attached.is_err() {
+            self.rx_tie.release(&mut self.ebpf);
+        }
+        attached
     }
 
     /// Detaches a TLS probe, later. Unregistering a uprobe waits for the
@@ -342,6 +368,9 @@ impl Kernel {
     /// until [`Kernel::close_detached`] hands them, in one batch, to a
     /// thread of their own, so the event reader never waits for them.
     pub fn detach_tls(&mut self, program: &str, link: UProbeLinkId) {
+        if program == AEAD_OPEN_RETURN {
+            self.rx_tie.release(&mut self.ebpf);
+        }
         if let Ok(probe) = program_mut::<UProbe>(&mut self.ebpf, program)
             && let Ok(owned) = probe.take_link(link)
         {

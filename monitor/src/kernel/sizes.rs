@@ -69,6 +69,8 @@ sizes! {
     tls_heads: "TLS_HEADS" = capacity::TLS_HEADS;
     /// Addresses of names the policy denies, per tree (LRU).
     policy_hosts: "POLICY_HOSTS" = capacity::POLICY_HOSTS;
+    /// The socket each thread of an agent last received on (LRU).
+    rx_socks: "RX_SOCKS" = capacity::RX_SOCKS;
 }
 
 fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -110,7 +112,7 @@ mod tests {
             sizes.contains(&("SSL_SOCKS", "ssl_socks", 65_536)),
             "{sizes:?}"
         );
-        assert_eq!(sizes.len(), 10);
+        assert_eq!(sizes.len(), 11);
     }
 
     #[test]

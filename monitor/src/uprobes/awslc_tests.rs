@@ -1,4 +1,8 @@
 use super::*;
+use crate::{
+    kernel::{AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, ProbeAt},
+    uprobes::{TlsLib, plan::plan_for},
+};
 
 fn set(codes: &[u32]) -> BTreeSet<u32> {
     codes.iter().copied().collect()
@@ -107,6 +111,25 @@ fn finds_the_functions_of_stripped_builds_by_their_symbols() {
             path.display()
         );
         assert!(found.version.is_some(), "{found:?}");
+        // What the daemon probes in it, and nothing where the receive tie
+        // is missing.
+        let plan = plan_for(&path, Some(&path), &path, true).expect("a plan");
+        assert_eq!(plan.lib, TlsLib::Rustls);
+        let at = ProbeAt::Offset;
+        let probes: Vec<_> = plan
+            .probes
+            .iter()
+            .map(|(p, at, _)| (*p, at.clone()))
+            .collect();
+        assert_eq!(
+            probes,
+            [
+                (AEAD_OPEN_RETURN, at(want[1])),
+                (AEAD_OPEN, at(want[1])),
+                (AEAD_SEAL, at(want[0])),
+            ]
+        );
+        assert!(plan_for(&path, Some(&path), &path, false).is_none());
         checked += 1;
     }
     assert!(checked > 0, "no *.stripped sample");

@@ -16,18 +16,22 @@ pub enum TlsLib {
     GnuTls,
     /// Go's crypto/tls in a Go executable, found by name in `.gopclntab`.
     Go,
+    /// rustls on aws-lc: aws-lc's record functions, found in stripped
+    /// executables by the strings and error codes they hold.
+    Rustls,
     /// No library: plaintext sizes derived from TLS record framing.
     Record,
 }
 
 impl TlsLib {
     /// Every library probes attach to, for gauges that list them all.
-    pub const ALL: [TlsLib; 5] = [
+    pub const ALL: [TlsLib; 6] = [
         TlsLib::OpenSsl,
         TlsLib::OpenSslStatic,
         TlsLib::BoringSsl,
         TlsLib::GnuTls,
         TlsLib::Go,
+        TlsLib::Rustls,
     ];
 
     /// The library of a wire id; `None` for 0 (no probe saw the connection)
@@ -39,6 +43,7 @@ impl TlsLib {
             tls_lib::BORINGSSL => Some(Self::BoringSsl),
             tls_lib::GNUTLS => Some(Self::GnuTls),
             tls_lib::GO => Some(Self::Go),
+            tls_lib::RUSTLS => Some(Self::Rustls),
             _ => None,
         }
     }
@@ -51,6 +56,7 @@ impl TlsLib {
             Self::BoringSsl => tls_lib::BORINGSSL,
             Self::GnuTls => tls_lib::GNUTLS,
             Self::Go => tls_lib::GO,
+            Self::Rustls => tls_lib::RUSTLS,
             Self::Record => tls_lib::RECORD,
         }
     }
@@ -63,6 +69,7 @@ impl TlsLib {
             Self::BoringSsl => "boringssl",
             Self::GnuTls => "gnutls",
             Self::Go => "go",
+            Self::Rustls => "rustls",
             Self::Record => "record",
         }
     }

@@ -33,9 +33,10 @@ use tracing::{debug, info, warn};
 pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::needed::{Needed, default_dirs, is_tls_library};
-pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets};
+pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets, links_rustls};
 use crate::kernel::{
-    GO_TLS_READ, GO_TLS_RETURN, ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_RETURN,
+    AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, ProbeAt, TLS_ENTRY_READ,
+    TLS_ENTRY_READ_EX, TLS_RETURN,
 };
 
 /// Why a file gets no probes.
@@ -113,6 +114,10 @@ pub struct TlsProbes<L> {
     /// When probes were last attached.
     last_attach: Option<Instant>,
     needed: Needed,
+    /// Whether rustls on aws-lc is probed: only where its received records
+    /// can be tied to their socket (the `rx_tie` kernel feature); else its
+    /// records give both ways, per connection.
+    rustls: bool,
 }
 
 impl<L> Default for TlsProbes<L> {
@@ -126,6 +131,7 @@ impl<L> Default for TlsProbes<L> {
             scanned: HashMap::new(),
             last_attach: None,
             needed: Needed::default(),
+            rustls: true,
         }
     }
 }
@@ -136,6 +142,12 @@ const RESCAN: Duration = Duration::from_millis(200);
 const RESCAN_UNTIL_FOUND: Duration = Duration::from_millis(1);
 
 impl<L> TlsProbes<L> {
+    /// Probes rustls on aws-lc or not (see the field).
+    pub fn with_rustls(mut self, rustls: bool) -> Self {
+        self.rustls = rustls;
+        self
+    }
+
     /// Whether process `pid`'s maps are worth reading again at `now`.
     /// Checked before reading them: a process opening thousands of
     /// connections a second must not cost a `/proc/<pid>/maps` read each.
@@ -289,7 +301,7 @@ impl<L> TlsProbes<L> {
             self.plans.insert(id, plan.clone());
             return Some(plan);
         }
-        let Some(plan) = plan::plan_for(&file.path, exe, target) else {
+        let Some(plan) = plan::plan_for(&file.path, exe, target, self.rustls) else {
             self.skip.insert(id);
             return None;
         };
@@ -439,7 +451,7 @@ fn attach_plan<L>(
     order.sort_by_key(|(program, _, _)| attach_rank(program));
     let mut links = Vec::new();
     for (program, at, required) in order {
-        let ret = if plan.uretprobes {
+        let ret = if plan.uretprobes && !own_return(program) {
             match attacher.attach(TLS_RETURN, target, at, plan.lib, pid) {
                 Ok(r) => Some(r),
                 Err(e) if *required => return Err(undo(links, attacher, e)),
@@ -469,10 +481,16 @@ fn attach_plan<L>(
 /// When a program is attached within its plan: see [`attach_plan`].
 fn attach_rank(program: &str) -> u8 {
     match program {
-        GO_TLS_RETURN => 0,
-        TLS_ENTRY_READ | TLS_ENTRY_READ_EX | GO_TLS_READ => 1,
+        GO_TLS_RETURN | AEAD_OPEN_RETURN => 0,
+        TLS_ENTRY_READ | TLS_ENTRY_READ_EX | GO_TLS_READ | AEAD_OPEN => 1,
         _ => 2,
     }
+}
+
+/// Programs whose plan lists their return probes itself (aws-lc's, which
+/// share a plan with OpenSSL's in a program that links both).
+fn own_return(program: &str) -> bool {
+    matches!(program, AEAD_SEAL | AEAD_OPEN | AEAD_OPEN_RETURN)
 }
 
 /// Detaches `links` (a plan that failed) and passes its error on.

@@ -5,10 +5,10 @@ use std::{collections::HashMap, path::Path};
 
 use tracing::warn;
 
-use super::{ProbeError, TlsLib, boringssl, golang, openssl_stripped};
+use super::{ProbeError, TlsLib, awslc, boringssl, golang, openssl_stripped};
 use crate::kernel::{
-    GO_TLS_READ, GO_TLS_RETURN, GO_TLS_WRITE, ProbeAt, TLS_ENTRY_READ, TLS_ENTRY_READ_EX,
-    TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX, TLS_ENTRY_WRITE_EX2,
+    AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, GO_TLS_WRITE, ProbeAt,
+    TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX, TLS_ENTRY_WRITE_EX2,
 };
 
 /// Who a file's probes fire for.
@@ -53,8 +53,8 @@ fn openssl_plan(lib: TlsLib) -> Plan {
 
 /// Decides what a mapped file is. `path` is the file's path as the process
 /// maps it, `exe` the process's executable, and `target` the path the file
-/// is read through.
-pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> {
+/// is read through; `rustls`: whether rustls on aws-lc is probed.
+pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path, rustls: bool) -> Option<Plan> {
     let name = path.file_name()?.to_str()?;
     if name.starts_with("libssl.so") {
         return Some(openssl_plan(TlsLib::OpenSsl));
@@ -85,7 +85,61 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path) -> Option<Plan> 
     }
     bun_plan(&map, target)
         .or_else(|| go_plan(&map, target))
-        .or_else(|| stripped_openssl_plan(&map, target))
+        .or_else(|| stripped_plan(&map, target, rustls))
+}
+
+/// What a program without symbols links: OpenSSL 3, rustls on aws-lc, or
+/// both (Codex: rustls for its model requests, and the openssl crate).
+fn stripped_plan(map: &[u8], target: &Path, rustls: bool) -> Option<Plan> {
+    let rustls = if rustls {
+        rustls_plan(map, target)
+    } else {
+        None
+    };
+    match (stripped_openssl_plan(map, target), rustls) {
+        (Some(mut openssl), Some(rustls)) => {
+            // The aws-lc programs name their library themselves; the
+            // cookie stays OpenSSL's.
+            openssl.probes.extend(rustls.probes);
+            Some(openssl)
+        }
+        (openssl, rustls) => openssl.or(rustls),
+    }
+}
+
+/// rustls on aws-lc, its default provider (`awslc.rs`): aws-lc's record
+/// functions. Only in programs that link rustls: other users of aws-lc or
+/// BoringSSL (whose file is laid out alike) seal their records elsewhere,
+/// and a probe that saw only one way would hide the other's derived sizes.
+fn rustls_plan(map: &[u8], target: &Path) -> Option<Plan> {
+    if !links_rustls(map) {
+        return None;
+    }
+    match awslc::locate(map) {
+        Ok(found) => Some(Plan {
+            lib: TlsLib::Rustls,
+            scope: Scope::PerProcess,
+            probes: vec![
+                (AEAD_OPEN_RETURN, ProbeAt::Offset(found.open), true),
+                (AEAD_OPEN, ProbeAt::Offset(found.open), true),
+                (AEAD_SEAL, ProbeAt::Offset(found.seal), true),
+            ],
+            uretprobes: false,
+        }),
+        // rustls on ring: nothing to probe, the records tell the sizes.
+        Err(awslc::LocateError::Absent(_)) => None,
+        Err(e) => {
+            warn!(file = %target.display(), "rustls on aws-lc, but aws-lc's record functions were not found ({e}); its TLS 1.3 sizes come from records");
+            None
+        }
+    }
+}
+
+/// Whether an executable holds rustls (its source paths, which panic
+/// messages keep in every build).
+pub fn links_rustls(map: &[u8]) -> bool {
+    memchr::memmem::find(map, b"/rustls-").is_some()
+        || memchr::memmem::find(map, b"rustls/src/").is_some()
 }
 
 /// BoringSSL in a Bun single-file executable: no symbols, so its functions
@@ -267,7 +321,7 @@ pub struct Checked {
 /// is a program (node, a Bun executable), not a library. `None` when it is
 /// no TLS library agentmon knows.
 pub fn check_file(path: &Path, executable: bool) -> Option<Result<Checked, ProbeError>> {
-    let plan = plan_for(path, executable.then_some(path), path)?;
+    let plan = plan_for(path, executable.then_some(path), path, true)?;
     let names = symbols(&plan);
     let checked = elf_offsets(path, &names).and_then(|offsets| {
         let resolved = resolve(&plan, &offsets)?;

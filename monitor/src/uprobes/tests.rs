@@ -231,3 +231,42 @@ fn returns_then_reads_then_writes_are_attached() {
         ]
     );
 }
+
+#[test]
+fn aws_lc_programs_bring_their_own_return_probe_which_comes_first() {
+    // Codex's plan: stripped OpenSSL's probes, with return probes, and
+    // aws-lc's, whose open has its own.
+    let at = ProbeAt::Offset;
+    let plan = Plan {
+        lib: TlsLib::OpenSslStatic,
+        scope: Scope::PerProcess,
+        probes: vec![
+            (TLS_ENTRY_READ_EX, at(0x10), true),
+            (crate::kernel::TLS_ENTRY_WRITE_EX, at(0x20), true),
+            (AEAD_OPEN_RETURN, at(0x30), true),
+            (AEAD_OPEN, at(0x30), true),
+            (AEAD_SEAL, at(0x40), true),
+        ],
+        uretprobes: true,
+    };
+    let mut fake = Fake::default();
+    let links = attach_plan(&plan, Path::new("/codex"), None, &mut fake).unwrap();
+    let order: Vec<(&str, ProbeAt)> = fake
+        .attached
+        .iter()
+        .map(|(program, _, at, _, _)| (program.as_str(), at.clone()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("aead_open_return", at(0x30)),
+            ("tls_return", at(0x10)),
+            ("tls_read_ex", at(0x10)),
+            ("aead_open", at(0x30)),
+            ("tls_return", at(0x20)),
+            ("tls_write_ex", at(0x20)),
+            ("aead_seal", at(0x40)),
+        ]
+    );
+    assert_eq!(links.len(), 7);
+}

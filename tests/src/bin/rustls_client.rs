@@ -1,10 +1,17 @@
 //! `rustls_client`: an HTTPS client of agentmon's tests on rustls, the TLS
-//! stack of Codex's and Copilot CLI's native code, for which agentmon has no
-//! probe. Connects to an address literal with SNI `NAME`, POSTs `BODY`
-//! bytes over HTTP/1.1 and reads the reply to EOF.
+//! stack of Codex's and Copilot CLI's native code. Connects to an address
+//! literal with SNI `NAME`, POSTs `BODY` bytes over HTTP/1.1 and reads the
+//! reply to EOF. With `GO`, it connects only once that file exists (after
+//! agentmon has probed it).
+//!
+//! As `bench`, the TLS client of `cargo xtask bench` (tls_client.go's
+//! arguments and output): POSTs of `REQUEST_BYTES` on one keep-alive
+//! connection to `api.bench.test`, one at a time, for `SECS` seconds, each
+//! reply read whole; prints `requests=N secs=T bytes=B`.
 //!
 //! ```text
-//! rustls_client ADDR:PORT NAME PATH BODY
+//! rustls_client ADDR:PORT NAME PATH BODY [GO]
+//! rustls_client bench ADDR PORT SECS REQUEST_BYTES REPLY_BODY_BYTES [GO]
 //! ```
 //!
 //! It accepts any server certificate: the test internet's are self-signed.
@@ -16,8 +23,11 @@ use std::{
     env,
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
+    path::Path,
     process::ExitCode,
     sync::Arc,
+    thread,
+    time::{Duration, Instant},
 };
 
 use rustls::{
@@ -27,27 +37,118 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
 
+const USAGE: &str = "usage: rustls_client ADDR:PORT NAME PATH BODY [GO]\n       rustls_client bench ADDR PORT SECS REQUEST_BYTES REPLY_BODY_BYTES [GO]";
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let [addr, name, path, body] = args.as_slice() else {
-        eprintln!("usage: rustls_client ADDR:PORT NAME PATH BODY");
-        return ExitCode::from(2);
+    let result = match args.split_first() {
+        Some((mode, rest)) if mode == "bench" => bench(rest),
+        _ => one_request(&args),
     };
-    match run(addr, name, path, body) {
-        Ok((sent, received)) => {
-            println!("sent={sent} received={received}");
+    match result {
+        Ok(line) => {
+            println!("{line}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(None) => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Some(e)) => {
             eprintln!("rustls_client: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(addr: &str, name: &str, path: &str, body: &str) -> Result<(usize, usize), String> {
+/// `None`: the arguments are wrong.
+type Outcome = Result<String, Option<String>>;
+
+fn one_request(args: &[String]) -> Outcome {
+    let (addr, name, path, body, go) = match args {
+        [addr, name, path, body] => (addr, name, path, body, None),
+        [addr, name, path, body, go] => (addr, name, path, body, Some(go)),
+        _ => return Err(None),
+    };
     let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let size: usize = body.parse().map_err(|e| format!("{body}: {e}"))?;
+    wait_for(go);
+    let mut tls = connect(addr, name)?;
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    request.resize(request.len() + size, b'r');
+    tls.write_all(&request).map_err(|e| format!("write: {e}"))?;
+    let mut reply = Vec::new();
+    match tls.read_to_end(&mut reply) {
+        Ok(_) => {}
+        // The test server closes without a close_notify.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => return Err(Some(format!("read: {e}"))),
+    }
+    Ok(format!("sent={} received={}", request.len(), reply.len()))
+}
+
+fn bench(args: &[String]) -> Outcome {
+    let (ip, port, secs, size, reply_body, go) = match args {
+        [ip, port, secs, size, reply, rest @ ..] if rest.len() <= 1 => {
+            (ip, port, secs, size, reply, rest.first())
+        }
+        _ => return Err(None),
+    };
+    let number = |s: &String| s.parse::<usize>().map_err(|e| Some(format!("{s}: {e}")));
+    let secs: f64 = secs.parse().map_err(|e| format!("{secs}: {e}"))?;
+    let (size, reply_body) = (number(size)?, number(reply_body)?);
+    let head = |n: usize| {
+        format!("POST /v1/messages HTTP/1.1\r\nHost: api.bench.test\r\nContent-Length: {n}\r\n\r\n")
+    };
+    let mut body = size.saturating_sub(head(0).len());
+    body -= body.to_string().len() - 1;
+    let mut request = head(body).into_bytes();
+    request.resize(request.len() + body, b'q');
+    if request.len() != size {
+        return Err(Some(format!(
+            "request is {} bytes, not {size}",
+            request.len()
+        )));
+    }
+    let reply_head = format!("HTTP/1.1 200 OK\r\nContent-Length: {reply_body}\r\n\r\n");
+    let mut reply = vec![0; reply_head.len() + reply_body];
+    let addr: SocketAddr = format!("{ip}:{port}")
+        .parse()
+        .map_err(|e| format!("{ip}:{port}: {e}"))?;
+    wait_for(go);
+    let mut tls = connect(addr, "api.bench.test")?;
+    let start = Instant::now();
+    let mut n = 0usize;
+    loop {
+        tls.write_all(&request).map_err(|e| format!("write: {e}"))?;
+        tls.read_exact(&mut reply)
+            .map_err(|e| format!("read: {e}"))?;
+        n += 1;
+        if n.is_multiple_of(16) && start.elapsed().as_secs_f64() >= secs {
+            break;
+        }
+    }
+    Ok(format!(
+        "requests={n} secs={:.6} bytes={}",
+        start.elapsed().as_secs_f64(),
+        n * request.len()
+    ))
+}
+
+/// Returns once `go` exists (at once without one).
+fn wait_for(go: Option<&String>) {
+    while go.is_some_and(|go| !Path::new(go).exists()) {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn connect(
+    addr: SocketAddr,
+    name: &str,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
     #[cfg(feature = "aws-lc")]
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     #[cfg(not(feature = "aws-lc"))]
@@ -61,21 +162,10 @@ fn run(addr: &str, name: &str, path: &str, body: &str) -> Result<(usize, usize),
     let server = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
     let conn = ClientConnection::new(Arc::new(config), server).map_err(|e| e.to_string())?;
     let sock = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    let mut tls = StreamOwned::new(conn, sock);
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
-    request.resize(request.len() + size, b'r');
-    tls.write_all(&request).map_err(|e| format!("write: {e}"))?;
-    let mut reply = Vec::new();
-    match tls.read_to_end(&mut reply) {
-        Ok(_) => {}
-        // The test server closes without a close_notify.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Err(e) => return Err(format!("read: {e}")),
-    }
-    Ok((request.len(), reply.len()))
+    // As reqwest (Codex's HTTP client) sets it by default.
+    sock.set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    Ok(StreamOwned::new(conn, sock))
 }
 
 /// Accepts every certificate, but checks the handshake signatures.

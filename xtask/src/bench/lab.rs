@@ -21,6 +21,9 @@ pub struct Bins {
     pub loadgen: PathBuf,
     /// tests/bench: the TLS server and clients.
     pub scripts: PathBuf,
+    /// The static rustls client on aws-lc (`clients.rs`), built for the
+    /// full bench's TLS row.
+    pub rustls: Option<PathBuf>,
 }
 
 impl Bins {
@@ -31,6 +34,7 @@ impl Bins {
             agentmon: agentmon.to_path_buf(),
             loadgen: dir.join("loadgen"),
             scripts: Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench"),
+            rustls: None,
         }
     }
 
@@ -258,6 +262,16 @@ impl BenchLab {
             vec![build, strip],
             "installs libssl-dev",
         )
+    }
+
+    /// The stripped static rustls client on aws-lc at Codex's npm path.
+    pub fn rustls_codex(&self) -> Result<PathBuf> {
+        let Some(built) = &self.bins.rustls else {
+            bail!("the static rustls client was not built (the full bench builds it)");
+        };
+        let exe = self.dir().join("codex/lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl");
+        agent_copy(built, &exe);
+        Ok(exe)
     }
 
     fn listening(&self, port: u16) -> bool {

@@ -84,6 +84,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     }
     agentmon_tests::hold_machine_lock();
     let mut bins = Bins::beside(&ws.agentmon());
+    if !args.smoke {
+        let samples = crate::clients::rustls_awslc(&ws)?;
+        bins.rustls = Some(samples.join("rustls_awslc_client.stripped"));
+    }
     if let Some(other) = &args.agentmon {
         bins.agentmon =
             fs::canonicalize(other).with_context(|| format!("--agentmon {}", other.display()))?;
@@ -228,6 +232,7 @@ fn scenarios(opts: &Options) -> Scenarios {
             tls::Client::BunTracked,
             tls::Client::GoTracked,
             tls::Client::OpensslStrippedTracked,
+            tls::Client::RustlsTracked,
         ]
     } else {
         &[

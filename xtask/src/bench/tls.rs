@@ -3,7 +3,8 @@
 //! static OpenSSL and a Bun single-file executable's BoringSSL (as Claude
 //! Code's native binary is built), Go's crypto/tls (as Crush is built) and
 //! OpenSSL 3 linked statically and stripped (as Codex's release binary
-//! carries it), by tracked clients, with agentmon's
+//! carries it) and, in the full bench, rustls on aws-lc in a static musl
+//! executable (Codex's model requests), by tracked clients, with agentmon's
 //! uprobes attached versus no agentmon. And the cost for an untracked libssl
 //! client while an agent keeps the probes on the same library file attached.
 use std::fs;
@@ -28,6 +29,7 @@ pub enum Client {
     BunTracked,
     GoTracked,
     OpensslStrippedTracked,
+    RustlsTracked,
 }
 
 pub struct Tls {
@@ -47,6 +49,9 @@ impl Client {
             Client::OpensslStrippedTracked => {
                 "stripped static executable/OpenSSL 3, tracked (codex)"
             }
+            Client::RustlsTracked => {
+                "stripped static musl executable/rustls on aws-lc, tracked (codex)"
+            }
         }
     }
 
@@ -55,6 +60,7 @@ impl Client {
             Client::NodeTracked | Client::OpensslStrippedTracked => "openssl-static",
             Client::BunTracked => "boringssl",
             Client::GoTracked => "go",
+            Client::RustlsTracked => "rustls",
             Client::PythonTracked | Client::PythonUntracked => "openssl",
         }
     }
@@ -65,7 +71,7 @@ impl Client {
             Client::NodeTracked => Some("gemini-cli"),
             Client::BunTracked => Some("claude-code"),
             Client::GoTracked => Some("crush"),
-            Client::OpensslStrippedTracked => Some("codex"),
+            Client::OpensslStrippedTracked | Client::RustlsTracked => Some("codex"),
             Client::PythonUntracked => None,
         }
     }
@@ -110,6 +116,12 @@ impl Variant for Tls {
             Client::GoTracked => lab.client(lab.go_crush()?, node_args(secs, &go)),
             Client::OpensslStrippedTracked => {
                 lab.client(lab.openssl_codex()?, node_args(secs, &go))
+            }
+            // rustls_client's bench mode takes tls_client.js's arguments.
+            Client::RustlsTracked => {
+                let mut args = vec!["bench".to_owned()];
+                args.extend(node_args(secs, &go));
+                lab.client(lab.rustls_codex()?, args)
             }
         };
         let client = spawn(&mut cmd);
