@@ -162,7 +162,7 @@ pub fn count(task: u64, call: &TlsCall, bytes: u64) {
 /// is to a session whose memory a later one reuses (rustls frees a key at
 /// each key change), which is tied anew.
 #[inline(always)]
-pub fn tied(tgid: u32, ssl: u64) -> Option<u64> {
+fn tied(tgid: u32, ssl: u64) -> Option<u64> {
     // SAFETY: copied out of the map.
     let sock = unsafe { SSL_SOCKS.get(Session::new(tgid, ssl)).copied() }?;
     CONNS.get_ptr(sock).map(|_| sock)
