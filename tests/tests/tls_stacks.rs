@@ -30,6 +30,8 @@ const SETTLE: Duration = Duration::from_secs(15);
 const TICKETS_MAX: u64 = 2 * 300;
 /// The web server's IPv4 address, for the client that takes no name.
 const SERVER: &str = "203.0.113.20:443";
+/// The static musl rustls client on aws-lc in AGENTMON_AWSLC_SAMPLES.
+const STATIC: &str = "rustls_awslc_client.stripped";
 
 /// Runs `cmd` and returns the web server's record of its one connection
 /// (over IPv4 or IPv6, as its resolver chose).
@@ -111,7 +113,7 @@ fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
 /// its request read.
 #[test]
 fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
-    let Some((w, codex)) = awslc_world(codex_npm_path) else {
+    let Some((w, codex)) = awslc_world(STATIC, codex_npm_path) else {
         return;
     };
     let go = go_file(&w);
@@ -129,12 +131,41 @@ fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
     assert_eq!(line["tls_library"], "rustls", "{line}");
 }
 
+/// Copilot CLI's shape: rustls on aws-lc in a stripped native add-on,
+/// aws-lc compiled by clang (which shares one error call among a
+/// function's errors and inlines `EVP_AEAD_CTX_open_gather`), loaded at
+/// run time from where Copilot CLI unpacks its `runtime.node` by the
+/// program at Copilot CLI's npm path.
+#[test]
+fn rustls_on_clang_built_aws_lc_in_an_addon_loaded_at_run_time_is_probed() {
+    let Some((w, addon)) = awslc_world("rustls_awslc_addon.node.stripped", |w| {
+        w.lab
+            .dir()
+            .join("home/.cache/copilot/pkg/linux-x64/1.0.102/prebuilds/linux-x64/runtime.node")
+    }) else {
+        return;
+    };
+    let loader = w
+        .lab
+        .dir()
+        .join("lib/node_modules/@github/copilot-linux-x64/copilot");
+    cc("addon_loader.c", &[], &loader);
+    let go = go_file(&w);
+    let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
+    let mut cmd = w.lab.client_cmd(&loader, [&addon]);
+    cmd.args(args).arg(&go);
+    once_probed(&w, cmd, "copilot", "rustls", &go);
+    let m = expect_probed(&w, "copilot", "rustls");
+    assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
+}
+
 /// The static aws-lc client run three times from an agent's shell, nothing
 /// waiting for agentmon, as a helper an agent runs: each process's probes
 /// attach from its exec event on, before its first record.
 #[test]
 fn static_rustls_on_aws_lc_gets_its_first_request_counted() {
-    let Some((w, helper)) = awslc_world(|w| w.lab.dir().join("home/bin/rustls-helper")) else {
+    let Some((w, helper)) = awslc_world(STATIC, |w| w.lab.dir().join("home/bin/rustls-helper"))
+    else {
         return;
     };
     let args = format!("{SERVER} api.model.test /v1/responses 3333");
@@ -166,7 +197,7 @@ fn three_runs_from_a_shell(w: &World, client: &Path, args: &str, lib: &'static s
 /// ring, and nothing is counted untied.
 #[test]
 fn without_rx_tie_static_rustls_is_sized_from_its_records() {
-    let Some((mut w, codex)) = awslc_world(codex_npm_path) else {
+    let Some((mut w, codex)) = awslc_world(STATIC, codex_npm_path) else {
         return;
     };
     let am = w.agentmon_without("rx-tie");
@@ -180,10 +211,10 @@ fn without_rx_tie_static_rustls_is_sized_from_its_records() {
     );
 }
 
-/// A world with the static aws-lc client (`cargo xtask test` builds it
-/// into AGENTMON_AWSLC_SAMPLES) copied to `place`; `None` for a test that
-/// cannot run (no root, or outside CI without the client).
-fn awslc_world(place: fn(&World) -> PathBuf) -> Option<(World, PathBuf)> {
+/// A world with the aws-lc `sample` (`cargo xtask test` builds them into
+/// AGENTMON_AWSLC_SAMPLES) copied to `place`; `None` for a test that
+/// cannot run (no root, or outside CI without the samples).
+fn awslc_world(sample: &str, place: fn(&World) -> PathBuf) -> Option<(World, PathBuf)> {
     if !require_root() {
         return None;
     }
@@ -192,7 +223,7 @@ fn awslc_world(place: fn(&World) -> PathBuf) -> Option<(World, PathBuf)> {
         samples.is_some() || std::env::var_os("CI").is_none(),
         "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the client and sets it"
     );
-    let build = Path::new(&samples?).join("rustls_awslc_client.stripped");
+    let build = Path::new(&samples?).join(sample);
     let w = world(NETPEER, "");
     let client = place(&w);
     agent_copy(&build, &client);

@@ -135,8 +135,8 @@ pub fn run(args: &[OsString]) -> Result<()> {
 /// Builds, then runs the whole suite serially (root tests share the kernel's
 /// tracepoints). Extra args go to the test binaries (e.g. a name filter).
 /// The Debian package is built first (unless up to date) for the tests that
-/// install it; they find it in AGENTMON_DEB. So is the static rustls client
-/// on aws-lc, in AGENTMON_AWSLC_SAMPLES.
+/// install it; they find it in AGENTMON_DEB. So are the rustls clients on
+/// aws-lc (static, and an add-on), in AGENTMON_AWSLC_SAMPLES.
 pub fn test(args: &[OsString]) -> Result<()> {
     let ws = build(&[Purpose::Test, Purpose::Package])?;
     let mut deb = None;
@@ -147,6 +147,7 @@ pub fn test(args: &[OsString]) -> Result<()> {
     let mut samples = None;
     phase("clients", || {
         samples = Some(crate::clients::rustls_awslc(&ws)?);
+        crate::clients::rustls_awslc_addon(&ws)?;
         Ok(())
     })?;
     phase("cargo test", || {

@@ -11,7 +11,8 @@
 //! between releases.
 //!
 //! A function is believed only when exactly one function of the file has
-//! its set, and `EVP_AEAD_CTX_open` calls the `open_gather` found.
+//! its set, and `EVP_AEAD_CTX_open` calls the `open_gather` found (or, as
+//! clang builds it, has it inlined: it raises open_gather's error too).
 //! x86-64 only.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,11 +85,14 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     }
     let body = |start: u64| text.body((start, frames.end_of(start)));
     let mut by_name: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut reasons_of = BTreeMap::new();
     for &function in &functions {
         let Some(code) = body(function) else { continue };
-        if let Some(name) = classify(&reasons(code, function, &files)) {
+        let raised = reasons(code, function, &files);
+        if let Some(name) = classify(&raised) {
             by_name.entry(name).or_default().push(function);
         }
+        reasons_of.insert(function, raised);
     }
     let one = |name: &'static str| match by_name.get(name).map(Vec::as_slice) {
         Some([one]) => Ok(*one),
@@ -100,9 +104,12 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
         one("EVP_AEAD_CTX_open")?,
         one("EVP_AEAD_CTX_open_gather")?,
     );
-    if body(open)
-        .and_then(|b| calls(b, open, open_gather))
-        .is_none()
+    // clang inlines open_gather into open, which then raises its error too.
+    let inlined = reasons_of[&open].contains(&CTRL_NOT_IMPLEMENTED);
+    if !inlined
+        && body(open)
+            .and_then(|b| calls(b, open, open_gather))
+            .is_none()
     {
         return Err(LocateError::Unverified {
             caller: "EVP_AEAD_CTX_open",
@@ -119,20 +126,25 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
 
 /// The reason codes of the errors `code` (a function at `addr`) raises:
 /// the `mov edx, imm` in the same straight run of instructions as a `lea`
-/// of the file's name, up to the call that raises it.
+/// of the file's name, up to the call that raises it. clang shares one
+/// call among a function's errors: each sets its arguments and jumps to
+/// it, so a run may also end in a jump to a call.
 fn reasons(code: &[u8], addr: u64, files: &BTreeSet<u64>) -> BTreeSet<u32> {
-    let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
-    let mut ins = Instruction::default();
+    let body: Vec<Instruction> = Decoder::with_ip(64, code, addr, DecoderOptions::NONE)
+        .into_iter()
+        .collect();
     let (mut edx, mut file) = (None, false);
     let mut out = BTreeSet::new();
-    while decoder.can_decode() {
-        decoder.decode_out(&mut ins);
-        if ins.mnemonic() == Mnemonic::Call {
-            if let (Some(reason), true) = (edx, file) {
-                out.insert(reason);
-            }
-            (edx, file) = (None, false);
-        } else if ins.near_branch_target() != 0 || ins.mnemonic() == Mnemonic::Ret {
+    for ins in &body {
+        let raises = match ins.mnemonic() {
+            Mnemonic::Call => true,
+            Mnemonic::Jmp => jumps_to_a_call(&body, ins.near_branch_target()),
+            _ => false,
+        };
+        if raises && let (Some(reason), true) = (edx, file) {
+            out.insert(reason);
+        }
+        if raises || ins.near_branch_target() != 0 || ins.mnemonic() == Mnemonic::Ret {
             (edx, file) = (None, false);
         } else if ins.code() == Code::Mov_r32_imm32 && ins.op0_register() == Register::EDX {
             edx = Some(ins.immediate32());
@@ -144,6 +156,24 @@ fn reasons(code: &[u8], addr: u64, files: &BTreeSet<u64>) -> BTreeSet<u32> {
         }
     }
     out
+}
+
+/// Whether `target`, in `body`, is a call, or a few instructions before
+/// one that set no other reason and do not branch.
+fn jumps_to_a_call(body: &[Instruction], target: u64) -> bool {
+    let Ok(at) = body.binary_search_by_key(&target, Instruction::ip) else {
+        return false;
+    };
+    for ins in body[at..].iter().take(4) {
+        if ins.mnemonic() == Mnemonic::Call {
+            return true;
+        }
+        let sets_edx = ins.op_count() > 0 && ins.op0_register() == Register::EDX;
+        if sets_edx || ins.near_branch_target() != 0 || ins.mnemonic() == Mnemonic::Ret {
+            return false;
+        }
+    }
+    false
 }
 
 /// aws-lc-sys's version from its symbol prefix in the file's strings.

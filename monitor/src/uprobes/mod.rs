@@ -384,14 +384,15 @@ impl<L> TlsProbes<L> {
             .own
             .get(&pid)
             .into_iter()
-            .flat_map(|files| files.values().map(|(lib, _)| *lib));
+            .flat_map(|files| files.values().map(|(lib, links)| (*lib, links)));
         let shared = self
             .scanned
             .get(&pid)
             .into_iter()
             .flat_map(|(_, ids)| ids.iter())
-            .filter_map(|id| self.shared.get(id).map(|a| a.lib));
+            .filter_map(|id| self.shared.get(id).map(|a| (a.lib, &a.links)));
         own.chain(shared)
+            .flat_map(|(lib, links)| links.iter().map(move |(p, _)| probe_lib(p, lib)))
     }
 
     /// Whether no probe was attached for `quiet` before `now`: a good time
@@ -403,12 +404,13 @@ impl<L> TlsProbes<L> {
 
     /// Probes attached per library.
     pub fn attached(&self) -> HashMap<TlsLib, usize> {
+        let shared = self.shared.values().map(|a| (&a.lib, &a.links));
+        let own = self.own.values().flat_map(|files| files.values());
         let mut out = HashMap::new();
-        for a in self.shared.values() {
-            *out.entry(a.lib).or_default() += a.links.len();
-        }
-        for (lib, links) in self.own.values().flat_map(|files| files.values()) {
-            *out.entry(*lib).or_default() += links.len();
+        for (lib, links) in shared.chain(own.map(|(lib, links)| (lib, links))) {
+            for (program, _) in links {
+                *out.entry(probe_lib(program, *lib)).or_default() += 1;
+            }
         }
         out
     }
@@ -487,10 +489,20 @@ fn attach_rank(program: &str) -> u8 {
     }
 }
 
-/// Programs whose plan lists their return probes itself (aws-lc's, which
-/// share a plan with OpenSSL's in a program that links both).
+/// aws-lc's programs, which rustls calls: they list their return probe in
+/// the plan themselves, and count for rustls whatever the file's plan is
+/// named (Codex's executable and Copilot CLI's add-on link OpenSSL too).
 fn own_return(program: &str) -> bool {
     matches!(program, AEAD_SEAL | AEAD_OPEN | AEAD_OPEN_RETURN)
+}
+
+/// The library a probe of a file whose plan is `file_lib` counts for.
+fn probe_lib(program: &str, file_lib: TlsLib) -> TlsLib {
+    if own_return(program) {
+        TlsLib::Rustls
+    } else {
+        file_lib
+    }
 }
 
 /// Detaches `links` (a plan that failed) and passes its error on.

@@ -136,10 +136,18 @@ fn rustls_plan(map: &[u8], target: &Path) -> Option<Plan> {
 }
 
 /// Whether an executable holds rustls (its source paths, which panic
-/// messages keep in every build).
+/// messages keep in every build): `.../rustls-0.23.46/src/` as cargo
+/// fetches it, `vendor__rustls-0.23.46/src/` as Bazel does (Copilot CLI's
+/// add-on), `rustls/src/` from a checkout; not other crates' names
+/// (`hyper-rustls-0.27.10`, `rustls-pki-types-1.12.0`).
 pub fn links_rustls(map: &[u8]) -> bool {
-    memchr::memmem::find(map, b"/rustls-").is_some()
-        || memchr::memmem::find(map, b"rustls/src/").is_some()
+    let versioned = memchr::memmem::find_iter(map, b"rustls-").any(|at| {
+        let name_starts = at
+            .checked_sub(1)
+            .is_none_or(|i| !(map[i].is_ascii_alphanumeric() || map[i] == b'-'));
+        name_starts && map.get(at + 7).is_some_and(u8::is_ascii_digit)
+    });
+    versioned || memchr::memmem::find(map, b"rustls/src/").is_some()
 }
 
 /// BoringSSL in a Bun single-file executable: no symbols, so its functions

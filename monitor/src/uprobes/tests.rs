@@ -232,12 +232,11 @@ fn returns_then_reads_then_writes_are_attached() {
     );
 }
 
-#[test]
-fn aws_lc_programs_bring_their_own_return_probe_which_comes_first() {
-    // Codex's plan: stripped OpenSSL's probes, with return probes, and
-    // aws-lc's, whose open has its own.
+/// Codex's plan (and Copilot CLI's add-on's): stripped OpenSSL's probes,
+/// with return probes, and aws-lc's, whose open has its own.
+fn openssl_and_aws_lc() -> Plan {
     let at = ProbeAt::Offset;
-    let plan = Plan {
+    Plan {
         lib: TlsLib::OpenSslStatic,
         scope: Scope::PerProcess,
         probes: vec![
@@ -248,8 +247,14 @@ fn aws_lc_programs_bring_their_own_return_probe_which_comes_first() {
             (AEAD_SEAL, at(0x40), true),
         ],
         uretprobes: true,
-    };
+    }
+}
+
+#[test]
+fn aws_lc_programs_bring_their_own_return_probe_which_comes_first() {
+    let at = ProbeAt::Offset;
     let mut fake = Fake::default();
+    let plan = openssl_and_aws_lc();
     let links = attach_plan(&plan, Path::new("/codex"), None, &mut fake).unwrap();
     let order: Vec<(&str, ProbeAt)> = fake
         .attached
@@ -269,4 +274,23 @@ fn aws_lc_programs_bring_their_own_return_probe_which_comes_first() {
         ]
     );
     assert_eq!(links.len(), 7);
+}
+
+/// In a file that links both, aws-lc's probes count for rustls in the
+/// gauges, OpenSSL's for the file's plan.
+#[test]
+fn aws_lc_probes_count_for_rustls_in_a_file_that_links_openssl_too() {
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    let maps = "55d0c0a28000-55d0c0a8c000 r-xp 00028000 fe:01 500 /codex\n";
+    probes.plans.insert((0xfe, 0x01, 500), openssl_and_aws_lc());
+    let exe = Some(Path::new("/codex"));
+    probes.scan(20, maps, exe, Path::new("/"), &mut fake, Instant::now());
+    // OpenSSL: 2 entries + 2 returns; aws-lc: 3.
+    let attached = probes.attached();
+    assert_eq!(attached[&TlsLib::OpenSslStatic], 4);
+    assert_eq!(attached[&TlsLib::Rustls], 3);
+    assert_eq!(
+        probes.libs_of(20).collect::<HashSet<_>>(),
+        HashSet::from([TlsLib::OpenSslStatic, TlsLib::Rustls])
+    );
 }

@@ -17,7 +17,8 @@
 //! It accepts any server certificate: the test internet's are self-signed.
 //!
 //! Built here on ring; `tests/clients/rustls_awslc` builds the same source
-//! on aws-lc (rustls's default provider, as in Codex), static for musl.
+//! on aws-lc (rustls's default provider, as in Codex), static for musl, and
+//! as a native add-on built by clang, as Copilot CLI's `runtime.node`.
 
 use std::{
     env,
@@ -40,7 +41,12 @@ use rustls::{
 const USAGE: &str = "usage: rustls_client ADDR:PORT NAME PATH BODY [GO]\n       rustls_client bench ADDR PORT SECS REQUEST_BYTES REPLY_BODY_BYTES [GO]";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = env::args().skip(1).collect();
+    ExitCode::from(run(env::args().skip(1).collect()))
+}
+
+/// Runs the client with `args`; its exit status. Also the entry of the
+/// add-on build (`tests/clients/rustls_awslc/addon.rs`).
+pub fn run(args: Vec<String>) -> u8 {
     let result = match args.split_first() {
         Some((mode, rest)) if mode == "bench" => bench(rest),
         _ => one_request(&args),
@@ -48,15 +54,15 @@ fn main() -> ExitCode {
     match result {
         Ok(line) => {
             println!("{line}");
-            ExitCode::SUCCESS
+            0
         }
         Err(None) => {
             eprintln!("{USAGE}");
-            ExitCode::from(2)
+            2
         }
         Err(Some(e)) => {
             eprintln!("rustls_client: {e}");
-            ExitCode::FAILURE
+            1
         }
     }
 }

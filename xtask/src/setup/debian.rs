@@ -56,6 +56,7 @@ const PACKAGES: &[DebPackage] = &[
     deb("iperf3", "iperf3", &[Test, Bench]), // bulk transfers (the bench, its smoke test)
     // Tests only.
     deb("musl-tools", "musl-gcc", &[Test]), // a static musl client
+    deb("clang", "clang", &[Test]),         // aws-lc as clang builds it (an add-on)
     deb("curl", "curl", &[Test]),           // a glibc client
     deb("golang-go", "go", &[Test, Bench]), // a static, stripped Go crypto/tls client
     deb("libssl-dev", "openssl", &[Test, Bench]), // libssl.a: a static, stripped OpenSSL client
