@@ -465,12 +465,17 @@ pub struct ExecEvent {
     /// be read (no kernel BTF to find it by).
     pub args_len: u32,
     pub _pad: u32,
+    /// The inode number of the program this exec loaded
+    /// (`mm->exe_file`); 0 when it could not be read. A process whose
+    /// `/proc/<pid>/exe` is another file by the time user space reads this
+    /// event has exec'd again since.
+    pub exe_ino: u64,
     /// The start of the command line as `/proc/<pid>/cmdline` has it
     /// (NUL-separated), read in the kernel: a process that is gone before
     /// user space reads /proc is still judged by its script.
     pub args: [u8; EXEC_ARGS_LEN],
 }
-const _: () = assert!(size_of::<ExecEvent>() == 16 + 8 + EXEC_FILENAME_LEN + 8 + EXEC_ARGS_LEN);
+const _: () = assert!(size_of::<ExecEvent>() == 16 + 8 + EXEC_FILENAME_LEN + 8 + 8 + EXEC_ARGS_LEN);
 
 /// A tracked (or pending) process forked a new process (not a thread).
 /// `header.tgid` is the parent.
@@ -588,8 +593,13 @@ pub struct TpOffsets {
     pub task_mm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// `mm_struct.exe_file`, `file.f_inode` and `inode.i_ino`, from BTF
+    /// with the above.
+    pub mm_exe_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
 }
-const _: () = assert!(size_of::<TpOffsets>() == 8 * 4);
+const _: () = assert!(size_of::<TpOffsets>() == 11 * 4);
 
 /// Marks a tracepoint field the running kernel does not have.
 pub const NO_FIELD: u32 = u32::MAX;

@@ -192,6 +192,9 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     task_mm: NO_FIELD,
     mm_arg_start: NO_FIELD,
     mm_arg_end: NO_FIELD,
+    mm_exe_file: NO_FIELD,
+    file_inode: NO_FIELD,
+    inode_ino: NO_FIELD,
 };
 
 /// What the loader found this kernel allows, written once before any probe

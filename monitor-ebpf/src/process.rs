@@ -114,6 +114,7 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
         }
         (*event)._pad = 0;
         (*event).args_len = read_args(&mut (*event).args);
+        (*event).exe_ino = read_exe_ino();
     }
     entry.submit(PROMPT);
     Ok(())
@@ -153,6 +154,33 @@ fn read_args(dst: &mut [u8; EXEC_ARGS_LEN]) -> u32 {
         let copied =
             generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), len, start as *const _);
         if copied == 0 { len } else { 0 }
+    }
+}
+
+/// The inode number of the program the current task runs
+/// (`mm->exe_file->f_inode->i_ino`), 0 without the struct offsets or on a
+/// fault. User space compares it with `/proc/<pid>/exe`'s: another file
+/// there means the process has exec'd again since this exec.
+#[inline(always)]
+fn read_exe_ino() -> u64 {
+    if off!(mm_exe_file) == NO_FIELD as usize {
+        return 0;
+    }
+    let task = current_task() as *const u8;
+    // SAFETY: kernel reads through the helper, which fails soft on a bad
+    // address (a null pointer included); the offsets come from BTF.
+    unsafe {
+        let read = |at: *const u8, off: usize| bpf_probe_read_kernel(at.add(off) as *const u64);
+        let Ok(mm) = read(task, off!(task_mm)) else {
+            return 0;
+        };
+        let Ok(file) = read(mm as *const u8, off!(mm_exe_file)) else {
+            return 0;
+        };
+        let Ok(inode) = read(file as *const u8, off!(file_inode)) else {
+            return 0;
+        };
+        read(inode as *const u8, off!(inode_ino)).unwrap_or(0)
     }
 }
 

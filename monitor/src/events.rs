@@ -42,6 +42,9 @@ pub enum Event {
         /// The command line as the kernel read it at the exec (possibly
         /// cut short); empty without kernel BTF.
         argv: Vec<String>,
+        /// The inode number of the program loaded; `None` without kernel
+        /// BTF.
+        exe_ino: Option<u64>,
     },
     Fork {
         parent: u32,
@@ -103,6 +106,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
                 untracked: e.untracked != 0,
                 filename: String::from_utf8_lossy(&e.filename[..len]).into_owned(),
                 argv: parse_cmdline(&e.args[..args]),
+                exe_ino: (e.exe_ino != 0).then_some(e.exe_ino),
             }
         }
         kind::FORK => {
@@ -190,6 +194,7 @@ mod tests {
             filename,
             args_len: 12,
             _pad: 0,
+            exe_ino: 1234,
             args,
         };
         assert_eq!(
@@ -199,6 +204,7 @@ mod tests {
                 untracked: true,
                 filename: "/bin/true".into(),
                 argv: vec!["true".into(), "--help".into()],
+                exe_ino: Some(1234),
             })
         );
     }

@@ -16,6 +16,8 @@ pub struct ProcInfo {
     /// Target of `/proc/<pid>/exe`; `None` for kernel threads, zombies, or when
     /// the link cannot be read.
     pub exe: Option<PathBuf>,
+    /// The inode number of that file (a deleted one's too).
+    pub exe_ino: Option<u64>,
     /// Empty for kernel threads and zombies.
     pub argv: Vec<String>,
     pub comm: String,
@@ -33,6 +35,15 @@ pub trait ProcSource {
     /// Facts about `pid`, keeping only the environment variables named in
     /// `env_names`. `None` if the process is gone.
     fn read(&self, pid: u32, env_names: &[String]) -> Option<ProcInfo>;
+    /// The inode number of the program `pid` runs now.
+    fn exe_ino(&self, pid: u32) -> Option<u64> {
+        self.read(pid, &[])?.exe_ino
+    }
+    /// Whether `pid` runs another program than the one of inode `ino` (an
+    /// exec's, as the kernel read it): it has exec'd again since.
+    fn runs_other(&self, pid: u32, ino: Option<u64>) -> bool {
+        ino.is_some_and(|ino| self.exe_ino(pid).is_some_and(|now| now != ino))
+    }
     /// Whether process `pid` exists.
     fn alive(&self, pid: u32) -> bool {
         self.read(pid, &[]).is_some()
@@ -80,6 +91,15 @@ impl ProcSource for RealProc {
         self.pid_dir(pid).exists()
     }
 
+    fn exe_ino(&self, pid: u32) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        // stat follows the link to the file itself, in whichever mount
+        // namespace, deleted or not.
+        fs::metadata(self.pid_dir(pid).join("exe"))
+            .ok()
+            .map(|m| m.ino())
+    }
+
     fn maps(&self, pid: u32) -> Option<String> {
         fs::read_to_string(self.pid_dir(pid).join("maps")).ok()
     }
@@ -123,6 +143,7 @@ impl ProcSource for RealProc {
             Err(_) => stat_comm,
         };
         let exe = fs::read_link(dir.join("exe")).ok().map(strip_deleted);
+        let exe_ino = self.exe_ino(pid);
         let argv = fs::read(dir.join("cmdline"))
             .map(|b| parse_cmdline(&b))
             .unwrap_or_default();
@@ -141,6 +162,7 @@ impl ProcSource for RealProc {
             pid,
             ppid,
             exe,
+            exe_ino,
             argv,
             comm,
             env,
@@ -365,6 +387,8 @@ mod tests {
                 exe: Some(PathBuf::from(
                     "/home/u/.local/share/claude/versions/2.1.197"
                 )),
+                // The fake exe link points nowhere.
+                exe_ino: None,
                 argv: vec!["2.1.197".to_owned()],
                 comm: "2.1.197".to_owned(),
                 env: vec![("CLAUDECODE".to_owned(), "1".to_owned())],
@@ -397,5 +421,20 @@ mod tests {
         assert!(info.env.iter().all(|(name, _)| name == "PATH"));
         // SAFETY: getuid has no preconditions and cannot fail.
         assert_eq!(info.uid, Some(unsafe { libc::getuid() }));
+    }
+
+    /// The program's inode number, as the exec program reads it in the
+    /// kernel, from the real /proc.
+    #[test]
+    fn reads_the_inode_number_of_the_program_a_process_runs() {
+        use std::os::unix::fs::MetadataExt;
+        let me = std::env::current_exe().unwrap();
+        let ino = fs::metadata(me).unwrap().ino();
+        let proc = RealProc::with_root(Path::new("/proc"));
+        assert_eq!(proc.exe_ino(std::process::id()), Some(ino));
+        assert_eq!(
+            proc.read(std::process::id(), &[]).unwrap().exe_ino,
+            Some(ino)
+        );
     }
 }

@@ -113,7 +113,7 @@ fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
 /// its request read.
 #[test]
 fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
-    let Some((w, codex)) = awslc_world(STATIC, codex_npm_path) else {
+    let Some((w, codex)) = awslc_world(STATIC, "", codex_npm_path) else {
         return;
     };
     let go = go_file(&w);
@@ -138,7 +138,7 @@ fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
 /// program at Copilot CLI's npm path.
 #[test]
 fn rustls_on_clang_built_aws_lc_in_an_addon_loaded_at_run_time_is_probed() {
-    let Some((w, addon)) = awslc_world("rustls_awslc_addon.node.stripped", |w| {
+    let Some((w, addon)) = awslc_world("rustls_awslc_addon.node.stripped", "", |w| {
         w.lab
             .dir()
             .join("home/.cache/copilot/pkg/linux-x64/1.0.102/prebuilds/linux-x64/runtime.node")
@@ -164,7 +164,7 @@ fn rustls_on_clang_built_aws_lc_in_an_addon_loaded_at_run_time_is_probed() {
 /// attach from its exec event on, before its first record.
 #[test]
 fn static_rustls_on_aws_lc_gets_its_first_request_counted() {
-    let Some((w, helper)) = awslc_world(STATIC, |w| w.lab.dir().join("home/bin/rustls-helper"))
+    let Some((w, helper)) = awslc_world(STATIC, "", |w| w.lab.dir().join("home/bin/rustls-helper"))
     else {
         return;
     };
@@ -197,7 +197,7 @@ fn three_runs_from_a_shell(w: &World, client: &Path, args: &str, lib: &'static s
 /// ring, and nothing is counted untied.
 #[test]
 fn without_rx_tie_static_rustls_is_sized_from_its_records() {
-    let Some((mut w, codex)) = awslc_world(STATIC, codex_npm_path) else {
+    let Some((mut w, codex)) = awslc_world(STATIC, "", codex_npm_path) else {
         return;
     };
     let am = w.agentmon_without("rx-tie");
@@ -214,7 +214,11 @@ fn without_rx_tie_static_rustls_is_sized_from_its_records() {
 /// A world with the aws-lc `sample` (`cargo xtask test` builds them into
 /// AGENTMON_AWSLC_SAMPLES) copied to `place`; `None` for a test that
 /// cannot run (no root, or outside CI without the samples).
-fn awslc_world(sample: &str, place: fn(&World) -> PathBuf) -> Option<(World, PathBuf)> {
+fn awslc_world(
+    sample: &str,
+    config: &str,
+    place: fn(&World) -> PathBuf,
+) -> Option<(World, PathBuf)> {
     if !require_root() {
         return None;
     }
@@ -224,7 +228,7 @@ fn awslc_world(sample: &str, place: fn(&World) -> PathBuf) -> Option<(World, Pat
         "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the client and sets it"
     );
     let build = Path::new(&samples?).join(sample);
-    let w = world(NETPEER, "");
+    let w = world(NETPEER, config);
     let client = place(&w);
     agent_copy(&build, &client);
     Some((w, client))
@@ -486,28 +490,52 @@ fn go_helpers_of_an_agents_shell_get_their_first_request_counted() {
     three_runs_from_a_shell(&w, &go, "api.model.test 443 /v1/messages:3333", "go");
 }
 
+/// A path of api.model.test that is telemetry.
+const TELEMETRY: &str = "[[dest.path]]\nhost = \"api.model.test\"\npath = \"/api/event_logging\"\npurpose = \"telemetry\"\n";
+/// Three HTTP/2 POSTs, the second one telemetry.
+const H2_POSTS: [&str; 3] = [
+    "/v1/messages:300",
+    "/api/event_logging/batch:300",
+    "/v1/messages:300",
+];
+
 #[test]
 fn go_http2_requests_are_read_with_their_paths_classified() {
     if !require_root() {
         return;
     }
-    let telemetry = "[[dest.path]]\nhost = \"api.model.test\"\npath = \"/api/event_logging\"\npurpose = \"telemetry\"\n";
-    let w = world(NETPEER, telemetry);
+    let w = world(NETPEER, TELEMETRY);
     let _server = w.h2_server();
     let crush = w.lab.dir().join("home/go/bin/crush");
     agent_copy(&go_client(&w), &crush);
-    let args = [
-        "-h2",
-        "api.model.test",
-        "8443",
-        "/v1/messages:300",
-        "/api/event_logging/batch:300",
-        "/v1/messages:300",
-    ];
+    let mut args = vec!["-h2", "api.model.test", "8443"];
+    args.extend(H2_POSTS);
     go_once_probed(&w, &crush, "crush", &args);
+    expect_h2_posts(&w, "crush", "go");
+}
+
+/// Codex's model requests go over HTTP/2: the static rustls client's are
+/// read from the records aws-lc seals, each with its path classified.
+#[test]
+fn static_rustls_http2_requests_are_read_with_their_paths_classified() {
+    let Some((w, codex)) = awslc_world(STATIC, TELEMETRY, codex_npm_path) else {
+        return;
+    };
+    let _server = w.h2_server();
+    let go = go_file(&w);
+    let mut cmd = w
+        .lab
+        .client_cmd(&codex, ["h2", "203.0.113.20:8443", "api.model.test"]);
+    cmd.arg(&go).args(H2_POSTS);
+    once_probed(&w, cmd, "codex", "rustls", &go);
+    expect_h2_posts(&w, "codex", "rustls");
+}
+
+/// `tool`'s [`H2_POSTS`], probed in `lib`, read as requests and classified.
+fn expect_h2_posts(w: &World, tool: &'static str, lib: &str) {
     let requests = |purpose| {
         [
-            ("tool", "crush"),
+            ("tool", tool),
             ("dest", "api.model.test"),
             ("method", "POST"),
             ("purpose", purpose),
@@ -515,7 +543,7 @@ fn go_http2_requests_are_read_with_their_paths_classified() {
     };
     w.expect("agentmon_http_requests_total", &requests("model-api"), 2.0);
     w.expect("agentmon_http_requests_total", &requests("telemetry"), 1.0);
-    let line = probed_close(&w, "crush", "go");
+    let line = probed_close(w, tool, lib);
     let purposes: Vec<_> = line["requests"]
         .as_array()
         .expect("requests in the log")

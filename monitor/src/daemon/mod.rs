@@ -236,7 +236,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
 
     /// Applies a batch of events in order. An exec followed by another exec
     /// of the same process in the batch is judged by its own filename: /proc
-    /// already shows the later program.
+    /// already shows the later program (`handle` also tells one whose later
+    /// exec is not read yet).
     pub fn handle_batch(&mut self, events: Vec<Event>) {
         let mut last_exec = HashMap::new();
         for (i, event) in events.iter().enumerate() {
@@ -273,8 +274,11 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
                 untracked,
                 filename,
                 argv,
+                exe_ino,
             } => {
-                let source: &dyn ProcSource = if superseded { &Gone } else { procs };
+                // /proc shows a later program: judged by the kernel's record.
+                let later = superseded || procs.runs_other(tgid, exe_ino);
+                let source: &dyn ProcSource = if later { &Gone } else { procs };
                 let tracked = kernel.tracked();
                 let exec = Exec {
                     tgid,

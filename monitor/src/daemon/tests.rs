@@ -257,9 +257,46 @@ fn exec(s: &mut State<FakeKernel, FakeProc>, tgid: u32) {
             untracked: true,
             filename: String::new(),
             argv: Vec::new(),
+            exe_ino: None,
         },
         false,
     );
+}
+
+const CODEX: &str = "/usr/lib/node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/codex/codex-x86_64-unknown-linux-musl";
+
+/// Claude Code execs Codex before agentmon reads its first exec, and the
+/// second exec's event comes in a later batch: /proc shows Codex's file
+/// (inode 2) where the kernel loaded Claude Code's (inode 1), so the first
+/// exec is judged by its own record: the process is Claude Code's until
+/// the second exec's event is read.
+#[test]
+fn an_exec_read_after_the_process_execd_again_is_judged_by_its_own_record() {
+    let mut procs = FakeProc::default();
+    procs.add(10, 1, CODEX);
+    procs.procs[0].exe_ino = Some(2);
+    let mut s = state(FakeKernel::default(), procs);
+    s.kernel.tracked.insert(
+        10,
+        Tracked {
+            tool: TOOL_PENDING,
+            root_tgid: 10,
+        },
+    );
+    let exec_of = |filename: &str, ino: u64, untracked: bool| Event::Exec {
+        tgid: 10,
+        untracked,
+        filename: filename.into(),
+        argv: vec![filename.into()],
+        exe_ino: Some(ino),
+    };
+    s.handle(exec_of(CLAUDE, 1, true), false);
+    let claude = s.catalog.id("claude-code").unwrap();
+    assert_eq!(s.tree.get(10).map(|p| p.tool), Some(claude));
+    s.handle(exec_of(CODEX, 2, false), false);
+    let codex = s.catalog.id("codex").unwrap();
+    assert_eq!(s.tree.get(10).map(|p| p.tool), Some(codex));
+    assert_eq!(s.kernel.tracked[&10].tool, codex);
 }
 
 /// The egress series of the connection to api.model.test (its registrable

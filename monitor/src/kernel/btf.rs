@@ -1,6 +1,7 @@
 //! Kernel struct offsets from the running kernel's BTF
 //! (`/sys/kernel/btf/vmlinux`): where the exec program finds the new
-//! program's command line (`current->mm->arg_start..arg_end`). The layout of
+//! program's command line (`current->mm->arg_start..arg_end`) and its
+//! inode number (`current->mm->exe_file->f_inode->i_ino`). The layout of
 //! `task_struct` changes with every build and configuration; BTF is the
 //! kernel's own account of it. Without BTF, exec events carry no command
 //! line and a process gone before agentmon reads /proc is judged by its
@@ -13,12 +14,17 @@ use btf_rs::{Btf, BtfType, Type};
 /// The kernel's BTF.
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
-/// `task_struct.mm`, `mm_struct.arg_start`, `mm_struct.arg_end`, in bytes.
+/// `task_struct.mm`, `mm_struct.arg_start`, `mm_struct.arg_end`, and the
+/// way to the program's inode number (`mm_struct.exe_file`,
+/// `file.f_inode`, `inode.i_ino`), in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArgOffsets {
     pub task_mm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
 }
 
 /// Reads the offsets from the BTF at `path`, or says why not.
@@ -28,6 +34,9 @@ pub fn arg_offsets(path: &Path) -> Result<ArgOffsets, String> {
         task_mm: member_offset(&btf, "task_struct", "mm")?,
         mm_arg_start: member_offset(&btf, "mm_struct", "arg_start")?,
         mm_arg_end: member_offset(&btf, "mm_struct", "arg_end")?,
+        mm_exe_file: member_offset(&btf, "mm_struct", "exe_file")?,
+        file_inode: member_offset(&btf, "file", "f_inode")?,
+        inode_ino: member_offset(&btf, "inode", "i_ino")?,
     })
 }
 
@@ -86,6 +95,9 @@ mod tests {
         let off = arg_offsets(path).unwrap();
         assert!(off.task_mm > 0 && off.task_mm.is_multiple_of(8), "{off:?}");
         assert_eq!(off.mm_arg_end, off.mm_arg_start + 8, "{off:?}");
+        for pointer in [off.mm_exe_file, off.file_inode, off.inode_ino] {
+            assert!(pointer.is_multiple_of(8), "{off:?}");
+        }
     }
 
     #[test]

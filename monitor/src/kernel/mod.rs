@@ -610,6 +610,9 @@ fn exec_args(offsets: &mut TpOffsets) -> bool {
             offsets.task_mm = found.task_mm;
             offsets.mm_arg_start = found.mm_arg_start;
             offsets.mm_arg_end = found.mm_arg_end;
+            offsets.mm_exe_file = found.mm_exe_file;
+            offsets.file_inode = found.file_inode;
+            offsets.inode_ino = found.inode_ino;
             true
         }
         Err(e) => {

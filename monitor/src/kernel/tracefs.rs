@@ -152,6 +152,9 @@ pub fn offsets(tracefs: &Path) -> Result<TpOffsets, TracefsError> {
         task_mm: NO_FIELD,
         mm_arg_start: NO_FIELD,
         mm_arg_end: NO_FIELD,
+        mm_exe_file: NO_FIELD,
+        file_inode: NO_FIELD,
+        inode_ino: NO_FIELD,
     })
 }
 

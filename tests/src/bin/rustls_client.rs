@@ -4,6 +4,11 @@
 //! reply to EOF. With `GO`, it connects only once that file exists (after
 //! agentmon has probed it).
 //!
+//! As `h2`, POSTs `BODY` bytes to each `PATH` (`PATH:BODY`, at most
+//! 16384) over HTTP/2 on one connection, one after the other, each reply
+//! read whole; the frames and their header blocks (HPACK literals, no
+//! Huffman) are written here. Prints `sent=N received=M`, plaintext bytes.
+//!
 //! As `bench`, the TLS client of `cargo xtask bench` (tls_client.go's
 //! arguments and output): POSTs of `REQUEST_BYTES` on one keep-alive
 //! connection to `api.bench.test`, one at a time, for `SECS` seconds, each
@@ -11,6 +16,7 @@
 //!
 //! ```text
 //! rustls_client ADDR:PORT NAME PATH BODY [GO]
+//! rustls_client h2 ADDR:PORT NAME GO PATH:BODY...
 //! rustls_client bench ADDR PORT SECS REQUEST_BYTES REPLY_BODY_BYTES [GO]
 //! ```
 //!
@@ -38,7 +44,7 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
 
-const USAGE: &str = "usage: rustls_client ADDR:PORT NAME PATH BODY [GO]\n       rustls_client bench ADDR PORT SECS REQUEST_BYTES REPLY_BODY_BYTES [GO]";
+const USAGE: &str = "usage: rustls_client ADDR:PORT NAME PATH BODY [GO]\n       rustls_client h2 ADDR:PORT NAME GO PATH:BODY...\n       rustls_client bench ADDR PORT SECS REQUEST_BYTES REPLY_BODY_BYTES [GO]";
 
 fn main() -> ExitCode {
     ExitCode::from(run(env::args().skip(1).collect()))
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
 pub fn run(args: Vec<String>) -> u8 {
     let result = match args.split_first() {
         Some((mode, rest)) if mode == "bench" => bench(rest),
+        Some((mode, rest)) if mode == "h2" => h2(rest),
         _ => one_request(&args),
     };
     match result {
@@ -79,7 +86,7 @@ fn one_request(args: &[String]) -> Outcome {
     let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let size: usize = body.parse().map_err(|e| format!("{body}: {e}"))?;
     wait_for(go);
-    let mut tls = connect(addr, name)?;
+    let mut tls = connect(addr, name, &[])?;
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
     )
@@ -125,7 +132,7 @@ fn bench(args: &[String]) -> Outcome {
         .parse()
         .map_err(|e| format!("{ip}:{port}: {e}"))?;
     wait_for(go);
-    let mut tls = connect(addr, "api.bench.test")?;
+    let mut tls = connect(addr, "api.bench.test", &[])?;
     let start = Instant::now();
     let mut n = 0usize;
     loop {
@@ -144,6 +151,89 @@ fn bench(args: &[String]) -> Outcome {
     ))
 }
 
+fn h2(args: &[String]) -> Outcome {
+    let [addr, name, go, posts @ ..] = args else {
+        return Err(None);
+    };
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut requests = Vec::new();
+    for post in posts {
+        let (path, size) = post.rsplit_once(':').ok_or(None)?;
+        let size: usize = size.parse().map_err(|e| format!("{post}: {e}"))?;
+        if size > 16384 {
+            return Err(None);
+        }
+        requests.push((path, size));
+    }
+    wait_for(Some(go));
+    let mut tls = connect(addr, name, &[b"h2"])?;
+    // The preface and an empty SETTINGS frame go with the first request.
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    let (mut sent, mut received) = (0, 0);
+    for (i, (path, size)) in requests.into_iter().enumerate() {
+        let stream = 2 * i as u32 + 1;
+        let mut block = Vec::new();
+        for (field, value) in [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":path", path),
+            (":authority", name),
+            ("content-length", &size.to_string()),
+        ] {
+            // A literal without indexing, new name, no Huffman.
+            block.push(0);
+            for s in [field, value] {
+                block.push(u8::try_from(s.len()).map_err(|_| format!("{s}: too long"))?);
+                block.extend(s.as_bytes());
+            }
+        }
+        out.extend(frame(HEADERS, END_HEADERS, stream, &block));
+        out.extend(frame(DATA, END_STREAM, stream, &vec![b'r'; size]));
+        tls.write_all(&out).map_err(|e| format!("write: {e}"))?;
+        sent += out.len();
+        out.clear();
+        // Frames until this stream ends; the server's SETTINGS acknowledged.
+        loop {
+            let mut head = [0u8; 9];
+            tls.read_exact(&mut head)
+                .map_err(|e| format!("read: {e}"))?;
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0; len];
+            tls.read_exact(&mut payload)
+                .map_err(|e| format!("read: {e}"))?;
+            received += 9 + len;
+            let (kind, flags) = (head[3], head[4]);
+            let on = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            if kind == SETTINGS && flags & ACK == 0 {
+                let ack = frame(SETTINGS, ACK, 0, &[]);
+                tls.write_all(&ack).map_err(|e| format!("write: {e}"))?;
+                sent += ack.len();
+            }
+            if on == stream && matches!(kind, DATA | HEADERS) && flags & END_STREAM != 0 {
+                break;
+            }
+        }
+    }
+    Ok(format!("sent={sent} received={received}"))
+}
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const SETTINGS: u8 = 4;
+const END_STREAM: u8 = 1;
+const ACK: u8 = 1;
+const END_HEADERS: u8 = 4;
+
+/// An HTTP/2 frame.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend(stream.to_be_bytes());
+    out.extend(payload);
+    out
+}
+
 /// Returns once `go` exists (at once without one).
 fn wait_for(go: Option<&String>) {
     while go.is_some_and(|go| !Path::new(go).exists()) {
@@ -151,20 +241,23 @@ fn wait_for(go: Option<&String>) {
     }
 }
 
+/// A TLS connection to `addr`, offering the `alpn` protocols.
 fn connect(
     addr: SocketAddr,
     name: &str,
+    alpn: &[&[u8]],
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
     #[cfg(feature = "aws-lc")]
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     #[cfg(not(feature = "aws-lc"))]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider.clone())
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let server = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
     let conn = ClientConnection::new(Arc::new(config), server).map_err(|e| e.to_string())?;
     let sock = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;

@@ -12,6 +12,7 @@ fn proc(exe: &str, argv: &[&str]) -> ProcInfo {
         pid: 100,
         ppid: 1,
         exe: Some(PathBuf::from(exe)),
+        exe_ino: None,
         argv: argv.iter().map(|s| (*s).to_owned()).collect(),
         comm: argv
             .first()
