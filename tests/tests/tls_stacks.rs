@@ -113,15 +113,9 @@ fn rustls_client_gets_its_plaintext_sizes_from_the_records() {
 /// its request read.
 #[test]
 fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
-    let Some((w, codex)) = awslc_world(STATIC, "", codex_npm_path) else {
+    let Some((w, m)) = probed_at_codex_path(STATIC, "rustls") else {
         return;
     };
-    let go = go_file(&w);
-    let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
-    let mut cmd = w.lab.client_cmd(&codex, args);
-    cmd.arg(&go);
-    once_probed(&w, cmd, "codex", "rustls", &go);
-    let m = expect_probed(&w, "codex", "rustls");
     assert_eq!(
         m.value("agentmon_tls_untied_bytes_total", &[]),
         Some(0.0),
@@ -131,6 +125,29 @@ fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
     assert_eq!(line["tls_library"], "rustls", "{line}");
 }
 
+/// The openssl crate's vendored OpenSSL 3 (3.6: `ssl_write_internal`
+/// with the `flags` argument of 3.3+), static for musl and stripped, at
+/// Codex's npm path: found by the names OpenSSL records, probed, exact
+/// both ways, its request read.
+#[test]
+fn vendored_openssl_of_the_openssl_crate_is_probed_exactly() {
+    probed_at_codex_path("openssl_vendored_client.stripped", "openssl-static");
+}
+
+/// Runs `sample` at Codex's npm path for one POST once its `lib` is
+/// probed: exact both ways, its request read. The world, and the metrics
+/// read last; `None` where the test cannot run.
+fn probed_at_codex_path(sample: &str, lib: &'static str) -> Option<(World, Metrics)> {
+    let (w, codex) = sample_world(sample, "", codex_npm_path)?;
+    let go = go_file(&w);
+    let args = [SERVER, "api.model.test", "/v1/responses", "23456"];
+    let mut cmd = w.lab.client_cmd(&codex, args);
+    cmd.arg(&go);
+    once_probed(&w, cmd, "codex", lib, &go);
+    let m = expect_probed(&w, "codex", lib);
+    Some((w, m))
+}
+
 /// Copilot CLI's shape: rustls on aws-lc in a stripped native add-on,
 /// aws-lc compiled by clang (which shares one error call among a
 /// function's errors and inlines `EVP_AEAD_CTX_open_gather`), loaded at
@@ -138,7 +155,7 @@ fn static_rustls_on_aws_lc_is_probed_exactly_through_its_record_functions() {
 /// program at Copilot CLI's npm path.
 #[test]
 fn rustls_on_clang_built_aws_lc_in_an_addon_loaded_at_run_time_is_probed() {
-    let Some((w, addon)) = awslc_world("rustls_awslc_addon.node.stripped", "", |w| {
+    let Some((w, addon)) = sample_world("rustls_awslc_addon.node.stripped", "", |w| {
         w.lab
             .dir()
             .join("home/.cache/copilot/pkg/linux-x64/1.0.102/prebuilds/linux-x64/runtime.node")
@@ -164,7 +181,8 @@ fn rustls_on_clang_built_aws_lc_in_an_addon_loaded_at_run_time_is_probed() {
 /// attach from its exec event on, before its first record.
 #[test]
 fn static_rustls_on_aws_lc_gets_its_first_request_counted() {
-    let Some((w, helper)) = awslc_world(STATIC, "", |w| w.lab.dir().join("home/bin/rustls-helper"))
+    let Some((w, helper)) =
+        sample_world(STATIC, "", |w| w.lab.dir().join("home/bin/rustls-helper"))
     else {
         return;
     };
@@ -197,7 +215,7 @@ fn three_runs_from_a_shell(w: &World, client: &Path, args: &str, lib: &'static s
 /// ring, and nothing is counted untied.
 #[test]
 fn without_rx_tie_static_rustls_is_sized_from_its_records() {
-    let Some((mut w, codex)) = awslc_world(STATIC, "", codex_npm_path) else {
+    let Some((mut w, codex)) = sample_world(STATIC, "", codex_npm_path) else {
         return;
     };
     let am = w.agentmon_without("rx-tie");
@@ -211,10 +229,10 @@ fn without_rx_tie_static_rustls_is_sized_from_its_records() {
     );
 }
 
-/// A world with the aws-lc `sample` (`cargo xtask test` builds them into
-/// AGENTMON_AWSLC_SAMPLES) copied to `place`; `None` for a test that
+/// A world with `sample`, a client `cargo xtask test` builds into
+/// AGENTMON_AWSLC_SAMPLES, copied to `place`; `None` for a test that
 /// cannot run (no root, or outside CI without the samples).
-fn awslc_world(
+fn sample_world(
     sample: &str,
     config: &str,
     place: fn(&World) -> PathBuf,
@@ -518,7 +536,7 @@ fn go_http2_requests_are_read_with_their_paths_classified() {
 /// read from the records aws-lc seals, each with its path classified.
 #[test]
 fn static_rustls_http2_requests_are_read_with_their_paths_classified() {
-    let Some((w, codex)) = awslc_world(STATIC, TELEMETRY, codex_npm_path) else {
+    let Some((w, codex)) = sample_world(STATIC, TELEMETRY, codex_npm_path) else {
         return;
     };
     let _server = w.h2_server();

@@ -136,7 +136,8 @@ pub fn run(args: &[OsString]) -> Result<()> {
 /// tracepoints). Extra args go to the test binaries (e.g. a name filter).
 /// The Debian package is built first (unless up to date) for the tests that
 /// install it; they find it in AGENTMON_DEB. So are the rustls clients on
-/// aws-lc (static, and an add-on), in AGENTMON_AWSLC_SAMPLES.
+/// aws-lc (static, and an add-on) and the client on vendored OpenSSL, in
+/// AGENTMON_AWSLC_SAMPLES.
 pub fn test(args: &[OsString]) -> Result<()> {
     let ws = build(&[Purpose::Test, Purpose::Package])?;
     let mut deb = None;
@@ -148,6 +149,7 @@ pub fn test(args: &[OsString]) -> Result<()> {
     phase("clients", || {
         samples = Some(crate::clients::rustls_awslc(&ws)?);
         crate::clients::rustls_awslc_addon(&ws)?;
+        crate::clients::openssl_vendored(&ws)?;
         Ok(())
     })?;
     phase("cargo test", || {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::{
     kernel::{AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, ProbeAt},
-    uprobes::{TlsLib, plan::plan_for},
+    uprobes::{TlsLib, plan::plan_for, samples},
 };
 
 fn set(codes: &[u32]) -> BTreeSet<u32> {
@@ -104,42 +104,29 @@ fn a_file_without_aws_lc_is_absent() {
     );
 }
 
-/// Stripped builds of rustls on aws-lc (`cargo xtask test` builds
-/// tests/clients/rustls_awslc: static for musl by gcc, and an add-on by
-/// clang): `NAME.stripped` in AGENTMON_AWSLC_SAMPLES, with the unstripped `NAME` beside it, whose
-/// symbols are the truth.
+/// Stripped builds of rustls on aws-lc (`cargo xtask test` builds them,
+/// from tests/clients/rustls_awslc: static for musl by gcc, and an add-on
+/// by clang; see `samples.rs`): each function is where the unstripped
+/// build's symbols say.
 #[test]
 fn finds_the_functions_of_stripped_builds_by_their_symbols() {
-    let Some(dir) = std::env::var_os("AGENTMON_AWSLC_SAMPLES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "AGENTMON_AWSLC_SAMPLES is not set: `cargo xtask test` builds the samples and sets it"
-        );
+    let Some(dir) = samples::dir() else {
         return;
     };
     let mut checked = BTreeSet::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "stripped") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("rustls_") || !name.ends_with(".stripped") {
             continue;
         }
         let stripped = std::fs::read(&path).unwrap();
         let found = locate(&stripped).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let full = std::fs::read(path.with_extension("")).unwrap();
-        let elf = object::File::parse(&*full).unwrap();
-        let offset = |suffix: &str| {
-            use object::{ObjectSection, ObjectSymbol};
-            let sym = elf
-                .symbols()
-                .find(|s| s.name().is_ok_and(|n| n.ends_with(suffix)))
-                .unwrap_or_else(|| panic!("no symbol *{suffix} in {}", path.display()));
-            let section = elf.section_by_index(sym.section_index().unwrap()).unwrap();
-            sym.address() - section.address() + section.file_range().unwrap().0
-        };
         let want = [
-            offset("_EVP_AEAD_CTX_seal"),
-            offset("_EVP_AEAD_CTX_open"),
-            offset("_EVP_AEAD_CTX_open_gather"),
+            samples::offset(&full, "EVP_AEAD_CTX_seal"),
+            samples::offset(&full, "EVP_AEAD_CTX_open"),
+            samples::offset(&full, "EVP_AEAD_CTX_open_gather"),
         ];
         assert_eq!(
             [found.seal, found.open, found.open_gather],

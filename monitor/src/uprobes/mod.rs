@@ -19,6 +19,8 @@ pub mod mapped;
 mod needed;
 pub mod openssl_stripped;
 mod plan;
+#[cfg(test)]
+mod samples;
 mod xrefs;
 
 use std::{

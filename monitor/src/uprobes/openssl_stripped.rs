@@ -10,12 +10,15 @@
 //! 1. exactly one function (an `.eh_frame` entry: stripping keeps them,
 //!    unwinding needs them) holds `lea`s of both its name and the file;
 //! 2. `SSL_read` (found the same way) calls the `ssl_read_internal` found,
-//!    and `SSL_write` calls the `ssl_write_internal` found.
+//!    and `SSL_write` calls the `ssl_write_internal` found, where the
+//!    program has them: one that never calls them (the openssl crate calls
+//!    `SSL_read_ex` and `SSL_write_ex`) has them removed by the linker.
 //!
 //! OpenSSL 3.3 added a `flags` argument before `ssl_write_internal`'s
 //! `written` pointer: `SSL_write` then sets a fifth argument register (R8)
-//! before its call, which tells the layouts apart. OpenSSL 1.1.1 records
-//! no function names and is not found. x86-64 only.
+//! before its call, which tells the layouts apart; without `SSL_write`,
+//! the library's version text (`OpenSSL 3.6.3 9 Jun 2026`) does. OpenSSL
+//! 1.1.1 records no function names and is not found. x86-64 only.
 
 use std::collections::HashMap;
 
@@ -88,28 +91,63 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     let read = function("ssl_read_internal")?;
     let write = function("ssl_write_internal")?;
     let body = |extent: (u64, u64)| text.body(extent);
-    let ssl_read = function("SSL_read")?;
-    if body(ssl_read)
-        .and_then(|b| calls(b, ssl_read.0, read.0))
-        .is_none()
-    {
-        return Err(LocateError::Unverified {
-            caller: "SSL_read",
-            callee: "ssl_read_internal",
-        });
-    }
-    let ssl_write = function("SSL_write")?;
-    let Some(r8_set) = body(ssl_write).and_then(|b| calls(b, ssl_write.0, write.0)) else {
-        return Err(LocateError::Unverified {
-            caller: "SSL_write",
-            callee: "ssl_write_internal",
-        });
+    // A caller the program does not have (removed as unused) checks
+    // nothing; one it has must call the function found.
+    let caller =
+        |name: &'static str, callee: (u64, u64), callee_name: &'static str| match function(name) {
+            Ok(caller) => match body(caller).and_then(|b| calls(b, caller.0, callee.0)) {
+                Some(r8_set) => Ok(Some(r8_set)),
+                None => Err(LocateError::Unverified {
+                    caller: name,
+                    callee: callee_name,
+                }),
+            },
+            Err(LocateError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+    caller("SSL_read", read, "ssl_read_internal")?;
+    let r8_set = match caller("SSL_write", write, "ssl_write_internal")? {
+        Some(r8_set) => r8_set,
+        None => minor_version(&elf).ok_or(LocateError::NotFound("SSL_write"))? >= 3,
     };
     // Both lie in .text: the callers' checks found calls to them there.
     Ok(Found {
         read: text.offset(read.0),
         write: text.offset(write.0),
         write_has_flags: r8_set,
+    })
+}
+
+/// OpenSSL 3's minor version from its version text (`OpenSSL 3.6.3 9 Jun
+/// 2026`), when the file's read-only data holds exactly one.
+fn minor_version(elf: &object::File) -> Option<u32> {
+    let mut minors: Vec<u32> = read_only(elf).flat_map(|(_, data)| minors(data)).collect();
+    minors.sort_unstable();
+    minors.dedup();
+    match minors[..] {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
+/// The minor versions of the `OpenSSL 3.<minor>.<patch> ` texts in `data`
+/// (not prose such as "OpenSSL 3.0 or later").
+fn minors(data: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    const TEXT: &[u8] = b"OpenSSL 3.";
+    memchr::memmem::find_iter(data, TEXT).filter_map(|at| {
+        let number = |from: usize| {
+            let rest = data.get(from..)?;
+            let len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let value = std::str::from_utf8(&rest[..len])
+                .ok()?
+                .parse::<u32>()
+                .ok()?;
+            Some((value, from + len))
+        };
+        let (minor, end) = number(at + TEXT.len())?;
+        (data.get(end) == Some(&b'.')).then_some(())?;
+        let (_, end) = number(end + 1)?;
+        (data.get(end) == Some(&b' ')).then_some(minor)
     })
 }
 

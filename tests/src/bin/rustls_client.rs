@@ -37,6 +37,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "../../clients/http1.rs"]
+mod http1;
+
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -87,20 +90,7 @@ fn one_request(args: &[String]) -> Outcome {
     let size: usize = body.parse().map_err(|e| format!("{body}: {e}"))?;
     wait_for(go);
     let mut tls = connect(addr, name, &[])?;
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
-    request.resize(request.len() + size, b'r');
-    tls.write_all(&request).map_err(|e| format!("write: {e}"))?;
-    let mut reply = Vec::new();
-    match tls.read_to_end(&mut reply) {
-        Ok(_) => {}
-        // The test server closes without a close_notify.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Err(e) => return Err(Some(format!("read: {e}"))),
-    }
-    Ok(format!("sent={} received={}", request.len(), reply.len()))
+    Ok(http1::post(&mut tls, name, path, size)?)
 }
 
 fn bench(args: &[String]) -> Outcome {
