@@ -148,6 +148,91 @@ fn probed_at_codex_path(sample: &str, lib: &'static str) -> Option<(World, Metri
     Some((w, m))
 }
 
+/// Where Codex 0.171 installs its app-server daemon, under HOME.
+const DAEMON: &str = "home/.codex/packages/app-server-daemon/releases";
+
+/// Codex 0.171's app-server daemon install: Codex copies itself to a
+/// staging directory, runs the copy and renames the directory, while
+/// agentmon is busy (searching Codex's own 315 MB); the daemon then runs
+/// from the new name. The staged process and the one run from the new
+/// name are both probed, exact both ways.
+#[test]
+fn a_program_renamed_after_its_exec_is_probed() {
+    let staging = |w: &World| w.lab.dir().join(DAEMON).join(".staging.jLUbB3");
+    let Some((w, staged)) = sample_world(STATIC, "", |w| staging(w).join("bin/codex")) else {
+        return;
+    };
+    let release = w
+        .lab
+        .dir()
+        .join(DAEMON)
+        .join("0.171.0-x86_64-unknown-linux-musl");
+    let go = go_file(&w);
+    changed_while_busy(&w, &staged, &go, || {
+        std::fs::rename(staging(&w), &release).unwrap()
+    });
+
+    let mut cmd = w.lab.client_cmd(release.join("bin/codex"), CLIENT_ARGS);
+    let out = run_bounded(cmd.arg(&go), RUN);
+    assert!(out.status.success(), "{out:?}");
+    expect_probed_posts(&w, 2);
+}
+
+/// An agent's program deleted while it runs (an upgrade in place replaced
+/// it), while agentmon is busy: the process is probed through its own
+/// mapping of the deleted file, exact both ways.
+#[test]
+fn a_program_deleted_after_its_exec_is_probed() {
+    let Some((w, codex)) = sample_world(STATIC, "", codex_npm_path) else {
+        return;
+    };
+    let go = go_file(&w);
+    changed_while_busy(&w, &codex, &go, || std::fs::remove_file(&codex).unwrap());
+    expect_probed_posts(&w, 1);
+}
+
+/// The static client's arguments: one POST to the web server.
+const CLIENT_ARGS: [&str; 4] = [SERVER, "api.model.test", "/v1/responses", "23456"];
+
+/// Runs `client` (waiting for `go`) with agentmon paused, `change`s its
+/// file once it runs, resumes agentmon, and lets it go once probed.
+fn changed_while_busy(w: &World, client: &Path, go: &Path, change: impl FnOnce()) {
+    w.am.pause();
+    let mut cmd = w.lab.client_cmd(client, CLIENT_ARGS);
+    let run = ChildGuard::spawn(cmd.arg(go));
+    // The namespace wrapper has exec'd the client.
+    let exe = format!("/proc/{}/exe", run.id());
+    let ran = wait_until(SETTLE, || {
+        std::fs::read_link(&exe).is_ok_and(|p| p == client)
+    });
+    change();
+    w.am.resume();
+    assert!(ran, "{} did not start", client.display());
+    w.wait_probed("codex", "rustls");
+    std::fs::write(go, b"").unwrap();
+    let out = run.wait_output(RUN);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The server's `n` connections are codex's, probed in rustls: exact
+/// both ways, each one's request read, every record tied.
+fn expect_probed_posts(w: &World, n: usize) {
+    let conns = conns_seen(w, n);
+    let sent = conns.iter().map(|c| c.plain_in).sum::<u64>() as f64;
+    let received = conns.iter().map(|c| c.plain_out).sum::<u64>() as f64;
+    let egress = plaintext("codex", "rustls", "egress");
+    w.expect("agentmon_tls_plaintext_bytes_total", &egress, sent);
+    let ingress = plaintext("codex", "rustls", "ingress");
+    w.expect("agentmon_tls_plaintext_bytes_total", &ingress, received);
+    let request = [
+        ("tool", "codex"),
+        ("dest", "api.model.test"),
+        ("method", "POST"),
+    ];
+    let m = w.expect("agentmon_http_requests_total", &request, n as f64);
+    assert_eq!(m.value("agentmon_tls_untied_bytes_total", &[]), Some(0.0));
+}
+
 /// Copilot CLI's shape: rustls on aws-lc in a stripped native add-on,
 /// aws-lc compiled by clang (which shares one error call among a
 /// function's errors and inlines `EVP_AEAD_CTX_open_gather`), loaded at
@@ -235,7 +320,7 @@ fn without_rx_tie_static_rustls_is_sized_from_its_records() {
 fn sample_world(
     sample: &str,
     config: &str,
-    place: fn(&World) -> PathBuf,
+    place: impl FnOnce(&World) -> PathBuf,
 ) -> Option<(World, PathBuf)> {
     if !require_root() {
         return None;

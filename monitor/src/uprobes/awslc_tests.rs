@@ -137,7 +137,7 @@ fn finds_the_functions_of_stripped_builds_by_their_symbols() {
         assert!(found.version.is_some(), "{found:?}");
         // What the daemon probes in it, and nothing where the receive tie
         // is missing.
-        let plan = plan_for(&path, Some(&path), &path, true).expect("a plan");
+        let plan = plan_for(&path, true, &path, true).expect("a plan");
         assert_eq!(plan.lib, TlsLib::Rustls);
         let at = ProbeAt::Offset;
         let probes: Vec<_> = plan
@@ -153,7 +153,7 @@ fn finds_the_functions_of_stripped_builds_by_their_symbols() {
                 (AEAD_SEAL, at(want[0])),
             ]
         );
-        assert!(plan_for(&path, Some(&path), &path, false).is_none());
+        assert!(plan_for(&path, true, &path, false).is_none());
         checked.insert(path.file_name().unwrap().to_owned());
     }
     let want = [

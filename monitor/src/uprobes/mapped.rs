@@ -6,10 +6,17 @@ use std::path::PathBuf;
 /// One executable mapping of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {
+    /// The file's name now (the kernel writes a renamed file's new name);
+    /// for a deleted file, the name it had.
     pub path: PathBuf,
     /// Device (major, minor) and inode: the identity of the file.
     pub dev: (u32, u32),
     pub inode: u64,
+    /// The mapping's address range (`start-end`), which names it in
+    /// `/proc/<pid>/map_files`; None for a file not mapped yet.
+    pub range: Option<String>,
+    /// The file was deleted after it was mapped (an upgrade replaced it).
+    pub deleted: bool,
 }
 
 impl Mapped {
@@ -24,7 +31,7 @@ pub fn parse(maps: &str) -> Vec<Mapped> {
     for line in maps.lines() {
         // start-end perms offset dev inode path
         let mut cols = line.splitn(6, ' ');
-        let (Some(_range), Some(perms), Some(_offset), Some(dev), Some(inode)) = (
+        let (Some(range), Some(perms), Some(_offset), Some(dev), Some(inode)) = (
             cols.next(),
             cols.next(),
             cols.next(),
@@ -34,9 +41,13 @@ pub fn parse(maps: &str) -> Vec<Mapped> {
             continue;
         };
         let path = cols.next().unwrap_or("").trim_start();
-        if !perms.contains('x') || !path.starts_with('/') || path.ends_with(" (deleted)") {
+        if !perms.contains('x') || !path.starts_with('/') {
             continue;
         }
+        let (path, deleted) = match path.strip_suffix(" (deleted)") {
+            Some(path) => (path, true),
+            None => (path, false),
+        };
         let (Some((major, minor)), Ok(inode)) = (dev.split_once(':'), inode.parse::<u64>()) else {
             continue;
         };
@@ -50,6 +61,8 @@ pub fn parse(maps: &str) -> Vec<Mapped> {
             path: PathBuf::from(path),
             dev: (major, minor),
             inode,
+            range: Some(range.to_owned()),
+            deleted,
         };
         if inode != 0 && !out.iter().any(|m| m.id() == mapped.id()) {
             out.push(mapped);
@@ -74,11 +87,16 @@ mod tests {
 7f1c2b600000-7f1c2b610000 r-xp 00000000 103:02 77 /opt/with space/libgnutls.so.30
 ";
         let m = parse(maps);
-        assert_eq!(m.len(), 3);
+        assert_eq!(m.len(), 4);
         assert_eq!(m[0].path, PathBuf::from("/usr/bin/curl"));
         assert_eq!(m[0].dev, (0xfe, 1));
+        // The first executable mapping names the file in map_files.
+        assert_eq!(m[0].range.as_deref(), Some("55d0c0a28000-55d0c0a8c000"));
+        assert!(!m[0].deleted);
         assert_eq!(m[1].inode, 1841311);
-        assert_eq!(m[2].path, PathBuf::from("/opt/with space/libgnutls.so.30"));
-        assert_eq!(m[2].dev, (0x103, 2));
+        assert_eq!(m[2].path, PathBuf::from("/tmp/x"));
+        assert!(m[2].deleted);
+        assert_eq!(m[3].path, PathBuf::from("/opt/with space/libgnutls.so.30"));
+        assert_eq!(m[3].dev, (0x103, 2));
     }
 }

@@ -21,6 +21,7 @@ pub mod openssl_stripped;
 mod plan;
 #[cfg(test)]
 mod samples;
+mod target;
 mod xrefs;
 
 use std::{
@@ -36,6 +37,7 @@ pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::needed::{Needed, default_dirs, is_tls_library};
 pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets, links_rustls};
+pub use self::target::Target;
 use crate::kernel::{
     AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, ProbeAt, TLS_ENTRY_READ,
     TLS_ENTRY_READ_EX, TLS_RETURN,
@@ -70,6 +72,10 @@ pub trait Attacher {
         pid: Option<NonZeroU32>,
     ) -> Result<Self::Link, ProbeError>;
     fn detach(&mut self, program: &str, link: Self::Link);
+    /// Opens the file process `pid` maps (see [`Target::open`]).
+    fn open(&mut self, file: &Mapped, pid: u32, root: &Path, is_exe: bool) -> Option<Target> {
+        Target::open(file, pid, root, is_exe)
+    }
     /// File offsets of the named functions in `target` (missing ones left out).
     fn offsets(
         &mut self,
@@ -233,8 +239,13 @@ impl<L> TlsProbes<L> {
             if self.skip.contains(&id) {
                 continue;
             }
-            let target = attach_path(&file, root);
-            let Some(plan) = self.plan(id, &file, exe, &target, attacher) else {
+            let is_exe = target::is_exe(&file, exe, pid);
+            let Some(target) = attacher.open(&file, pid, root, is_exe) else {
+                debug!(pid, file = %file.path.display(), "cannot open the file the process maps; looked at again at its next scan");
+                continue;
+            };
+            let target = target.path();
+            let Some(plan) = self.plan(id, &file, is_exe, target, attacher) else {
                 continue;
             };
             let scope = match plan.scope {
@@ -243,7 +254,7 @@ impl<L> TlsProbes<L> {
             };
             let started = Instant::now();
             self.last_attach = Some(started);
-            match attach_plan(&plan, &target, scope, attacher) {
+            match attach_plan(&plan, target, scope, attacher) {
                 Ok(links) => {
                     let (lib, probes) = (plan.lib.label(), links.len());
                     let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -290,7 +301,7 @@ impl<L> TlsProbes<L> {
         &mut self,
         id: FileId,
         file: &Mapped,
-        exe: Option<&Path>,
+        is_exe: bool,
         target: &Path,
         attacher: &mut dyn Attacher<Link = L>,
     ) -> Option<Plan> {
@@ -303,7 +314,7 @@ impl<L> TlsProbes<L> {
             self.plans.insert(id, plan.clone());
             return Some(plan);
         }
-        let Some(plan) = plan::plan_for(&file.path, exe, target, self.rustls) else {
+        let Some(plan) = plan::plan_for(&file.path, is_exe, target, self.rustls) else {
             self.skip.insert(id);
             return None;
         };
@@ -415,23 +426,6 @@ impl<L> TlsProbes<L> {
             }
         }
         out
-    }
-}
-
-/// The path to attach through: the file's own path when it is the same file
-/// here (device and inode), which stays valid after the process exits;
-/// else through the process's root (another mount namespace).
-fn attach_path(file: &Mapped, root: &Path) -> PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let same = std::fs::metadata(&file.path).is_ok_and(|m| {
-        m.ino() == file.inode
-            && libc::major(m.dev()) == file.dev.0
-            && libc::minor(m.dev()) == file.dev.1
-    });
-    if same {
-        file.path.clone()
-    } else {
-        root.join(file.path.strip_prefix("/").unwrap_or(&file.path))
     }
 }
 

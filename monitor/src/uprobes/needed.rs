@@ -162,6 +162,8 @@ fn identify(host: &Path) -> Option<Mapped> {
         path: real,
         dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
         inode: meta.ino(),
+        range: None,
+        deleted: false,
     })
 }
 

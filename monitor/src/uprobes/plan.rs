@@ -52,9 +52,9 @@ fn openssl_plan(lib: TlsLib) -> Plan {
 }
 
 /// Decides what a mapped file is. `path` is the file's path as the process
-/// maps it, `exe` the process's executable, and `target` the path the file
-/// is read through; `rustls`: whether rustls on aws-lc is probed.
-pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path, rustls: bool) -> Option<Plan> {
+/// maps it, `is_exe` whether it is the process's executable, and `target`
+/// the path the file is read through; `rustls`: whether rustls on aws-lc is probed.
+pub fn plan_for(path: &Path, is_exe: bool, target: &Path, rustls: bool) -> Option<Plan> {
     let name = path.file_name()?.to_str()?;
     if name.starts_with("libssl.so") {
         return Some(openssl_plan(TlsLib::OpenSsl));
@@ -73,7 +73,7 @@ pub fn plan_for(path: &Path, exe: Option<&Path>, target: &Path, rustls: bool) ->
     }
     // Else only executables, and native add-ons loaded at run time (node's
     // `.node` files) link their TLS library in.
-    if exe != Some(path) && !name.ends_with(".node") {
+    if !is_exe && !name.ends_with(".node") {
         return None;
     }
     let file = std::fs::File::open(target).ok()?;
@@ -329,7 +329,7 @@ pub struct Checked {
 /// is a program (node, a Bun executable), not a library. `None` when it is
 /// no TLS library agentmon knows.
 pub fn check_file(path: &Path, executable: bool) -> Option<Result<Checked, ProbeError>> {
-    let plan = plan_for(path, executable.then_some(path), path, true)?;
+    let plan = plan_for(path, executable, path, true)?;
     let names = symbols(&plan);
     let checked = elf_offsets(path, &names).and_then(|offsets| {
         let resolved = resolve(&plan, &offsets)?;

@@ -10,6 +10,12 @@ struct Fake {
     refuse: Option<&'static str>,
     /// Offsets read from files, by file.
     parsed: Vec<String>,
+    /// Files cannot be opened (renamed away, no CAP_SYS_ADMIN).
+    unopenable: bool,
+    /// Files are opened for real (else named in the root).
+    real_files: bool,
+    /// A file renamed while it is searched, before its offsets are read.
+    rename: Option<(PathBuf, PathBuf)>,
 }
 
 impl Attacher for Fake {
@@ -34,12 +40,26 @@ impl Attacher for Fake {
     fn detach(&mut self, program: &str, _link: usize) {
         self.detached.push(program.into());
     }
+    fn open(&mut self, file: &Mapped, pid: u32, root: &Path, is_exe: bool) -> Option<Target> {
+        if self.real_files {
+            return Target::open(file, pid, root, is_exe);
+        }
+        let path = root.join(file.path.strip_prefix("/").unwrap());
+        (!self.unopenable).then(|| Target::named(path))
+    }
     fn offsets(
         &mut self,
         target: &Path,
         names: &[&str],
     ) -> Result<HashMap<String, u64>, ProbeError> {
         self.parsed.push(target.display().to_string());
+        if let Some((from, to)) = self.rename.take() {
+            std::fs::rename(from, to).unwrap();
+            std::fs::File::open(target).map_err(|e| ProbeError::Elf {
+                path: target.into(),
+                reason: e.to_string(),
+            })?;
+        }
         // Every function exists, at 0x1000 per position, except a refused one.
         Ok(names
             .iter()
@@ -202,6 +222,45 @@ fn a_copy_of_a_build_already_searched_is_not_searched_again() {
     // Both copies probed for the process, their symbols read from one.
     assert_eq!(fake.attached.len(), 16);
     assert_eq!(fake.parsed.len(), 1, "{:?}", fake.parsed);
+}
+
+#[test]
+fn a_file_that_cannot_be_opened_now_is_not_given_up() {
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    let maps = "7f00-7f10 r-xp 00000000 fe:01 200 /usr/lib/x86_64-linux-gnu/libssl.so.3\n";
+    let t0 = Instant::now();
+    fake.unopenable = true;
+    probes.scan(10, maps, None, Path::new("/"), &mut fake, t0);
+    assert!(fake.attached.is_empty());
+    // Another process maps it by a name that opens (or this one, later).
+    fake.unopenable = false;
+    probes.scan(11, maps, None, Path::new("/"), &mut fake, t0);
+    assert_eq!(fake.attached.len(), 8);
+}
+
+/// Codex renames its app-server daemon's directory while agentmon
+/// searches the copy it runs: the file is read and attached through the
+/// descriptor agentmon opened it by, not by its name.
+#[test]
+fn a_file_renamed_while_it_is_searched_is_read_and_attached() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (staged, released) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir(&staged).unwrap();
+    let lib = staged.join("libssl.so.3");
+    std::fs::write(&lib, b"not read by the fake").unwrap();
+    let ino = std::fs::metadata(&lib).unwrap().ino();
+    let maps = format!("7f00-7f10 r-xp 00000000 fe:01 {ino} {}\n", lib.display());
+    let mut fake = Fake {
+        real_files: true,
+        rename: Some((staged, released)),
+        ..Fake::default()
+    };
+    let mut probes = TlsProbes::default();
+    probes.scan(10, &maps, None, Path::new("/"), &mut fake, Instant::now());
+    assert_eq!(fake.attached.len(), 8, "{:?}", fake.parsed);
+    assert!(fake.parsed[0].starts_with("/proc/self/fd/"));
+    assert!(fake.attached.iter().all(|a| a.1 == fake.parsed[0]));
 }
 
 #[test]
