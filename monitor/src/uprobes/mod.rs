@@ -37,7 +37,7 @@ pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::needed::{Needed, default_dirs, is_tls_library};
 pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets, links_rustls};
-pub use self::target::Target;
+pub use self::target::{Stamp, Target};
 use crate::kernel::{
     AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, ProbeAt, TLS_ENTRY_READ,
     TLS_ENTRY_READ_EX, TLS_RETURN,
@@ -110,8 +110,9 @@ pub struct TlsProbes<L> {
     /// Probes attached for one process ([`Scope::PerProcess`]), by pid and
     /// file, detached when the process exits.
     own: HashMap<u32, HashMap<FileId, (TlsLib, Links<L>)>>,
-    /// Plans with their functions resolved, so a library is parsed once.
-    plans: HashMap<FileId, Plan>,
+    /// Plans with their functions resolved, so a library is parsed once
+    /// (while its size and modification time stay the same).
+    plans: HashMap<FileId, (Option<Stamp>, Plan)>,
     /// The same, by build id: another copy of a build (a reinstall, an
     /// agent's binary in each of several places) is not searched again.
     by_build: HashMap<Vec<u8>, Plan>,
@@ -244,10 +245,10 @@ impl<L> TlsProbes<L> {
                 debug!(pid, file = %file.path.display(), "cannot open the file the process maps; looked at again at its next scan");
                 continue;
             };
-            let target = target.path();
-            let Some(plan) = self.plan(id, &file, is_exe, target, attacher) else {
+            let Some(plan) = self.plan(id, &file, is_exe, &target, attacher) else {
                 continue;
             };
+            let target = target.path();
             let scope = match plan.scope {
                 Scope::PerProcess => NonZeroU32::new(pid),
                 Scope::PerFile => None,
@@ -302,16 +303,20 @@ impl<L> TlsProbes<L> {
         id: FileId,
         file: &Mapped,
         is_exe: bool,
-        target: &Path,
+        target: &Target,
         attacher: &mut dyn Attacher<Link = L>,
     ) -> Option<Plan> {
-        if let Some(plan) = self.plans.get(&id) {
+        let stamp = target.stamp();
+        if let Some((known, plan)) = self.plans.get(&id)
+            && *known == stamp
+        {
             return Some(plan.clone());
         }
+        let target = target.path();
         let build = plan::build_id(target);
         if let Some(plan) = build.as_ref().and_then(|b| self.by_build.get(b)).cloned() {
             debug!(file = %file.path.display(), library = plan.lib.label(), "TLS probe points known from another copy of this build");
-            self.plans.insert(id, plan.clone());
+            self.plans.insert(id, (stamp, plan.clone()));
             return Some(plan);
         }
         let Some(plan) = plan::plan_for(&file.path, is_exe, target, self.rustls) else {
@@ -323,7 +328,7 @@ impl<L> TlsProbes<L> {
             .and_then(|offsets| plan::resolve(&plan, &offsets));
         match resolved {
             Ok(resolved) => {
-                self.plans.insert(id, resolved.clone());
+                self.plans.insert(id, (stamp, resolved.clone()));
                 if let Some(build) = build {
                     self.by_build.insert(build, resolved.clone());
                 }

@@ -17,21 +17,38 @@ use std::{
 
 use super::mapped::Mapped;
 
+/// A file's size and modification time (seconds, nanoseconds): a plan
+/// found for an inode is only reused while they are the same, since an
+/// inode is rewritten in place (`cp` over an installed program) or its
+/// number reused for another file once the last mapping is gone, and
+/// probes at another build's offsets would break the traced program.
+pub type Stamp = (u64, i64, i64);
+
 /// A file to search and attach to, and the path that names it.
 pub struct Target {
     path: PathBuf,
+    stamp: Option<Stamp>,
     /// Keeps `/proc/self/fd/N` naming the file until the probes are on.
     _file: Option<File>,
 }
 
 impl Target {
-    /// A target named by a path alone (the fake attacher of unit tests).
+    /// A target named by a path alone, unstamped (the fake attacher of
+    /// unit tests).
     pub fn named(path: PathBuf) -> Self {
-        Self { path, _file: None }
+        Self {
+            path,
+            stamp: None,
+            _file: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn stamp(&self) -> Option<Stamp> {
+        self.stamp
     }
 
     /// Opens the file process `pid` maps: by its name, by the same name
@@ -56,17 +73,23 @@ impl Target {
         }
         tried.iter().find_map(|path| {
             let opened = File::open(path).ok()?;
+            let meta = opened.metadata().ok()?;
             // The inode alone: on btrfs `stat` reports a subvolume's
             // device, not the superblock's that maps show.
-            if opened.metadata().ok()?.ino() != file.inode {
+            if meta.ino() != file.inode {
                 return None;
             }
             Some(Self {
                 path: PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd())),
+                stamp: Some(stamp(&meta)),
                 _file: Some(opened),
             })
         })
     }
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    (meta.size(), meta.mtime(), meta.mtime_nsec())
 }
 
 /// Whether `file` is process `pid`'s executable: by name, or by identity

@@ -263,6 +263,35 @@ fn a_file_renamed_while_it_is_searched_is_read_and_attached() {
     assert!(fake.attached.iter().all(|a| a.1 == fake.parsed[0]));
 }
 
+/// A program rebuilt and copied over the installed one keeps its inode:
+/// the plan found for the old build is not used for the new one.
+#[test]
+fn a_file_rewritten_in_place_is_searched_again() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libssl.so.3");
+    std::fs::write(&lib, b"the first build").unwrap();
+    let ino = std::fs::metadata(&lib).unwrap().ino();
+    let maps = format!("7f00-7f10 r-xp 00000000 fe:01 {ino} {}\n", lib.display());
+    let mut fake = Fake {
+        real_files: true,
+        ..Fake::default()
+    };
+    let mut probes = TlsProbes::default();
+    let t0 = Instant::now();
+    probes.scan(10, &maps, None, Path::new("/"), &mut fake, t0);
+    probes.exited(10, t0, &mut fake);
+    probes.scan(11, &maps, None, Path::new("/"), &mut fake, t0);
+    assert_eq!(fake.parsed.len(), 1, "the same file is searched once");
+    probes.exited(11, t0, &mut fake);
+
+    std::fs::write(&lib, b"the second, longer build").unwrap();
+    assert_eq!(std::fs::metadata(&lib).unwrap().ino(), ino);
+    probes.scan(12, &maps, None, Path::new("/"), &mut fake, t0);
+    assert_eq!(fake.parsed.len(), 2, "the rewritten file is searched again");
+    assert_eq!(fake.attached.len(), 3 * 8);
+}
+
 #[test]
 fn returns_then_reads_then_writes_are_attached() {
     let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
@@ -341,7 +370,9 @@ fn aws_lc_programs_bring_their_own_return_probe_which_comes_first() {
 fn aws_lc_probes_count_for_rustls_in_a_file_that_links_openssl_too() {
     let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
     let maps = "55d0c0a28000-55d0c0a8c000 r-xp 00028000 fe:01 500 /codex\n";
-    probes.plans.insert((0xfe, 0x01, 500), openssl_and_aws_lc());
+    probes
+        .plans
+        .insert((0xfe, 0x01, 500), (None, openssl_and_aws_lc()));
     let exe = Some(Path::new("/codex"));
     probes.scan(20, maps, exe, Path::new("/"), &mut fake, Instant::now());
     // OpenSSL: 2 entries + 2 returns; aws-lc: 3.
