@@ -116,6 +116,9 @@ fn start(
     enricher.keep_paths = config.log.paths && log.is_some();
     let ring = kernel.take_events().context("ring buffer already taken")?;
     let mut state = State::new(kernel, catalog, enricher, metrics, log, RealProc::new());
+    if let Some(dir) = state_dir {
+        state.keep_tls_plans_in(dir);
+    }
     state.scan();
     state.set_policy(policy);
     if let Some(dir) = state_dir {

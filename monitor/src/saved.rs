@@ -137,40 +137,45 @@ impl StateFile {
         Ok(Some(saved))
     }
 
-    /// Replaces the file atomically (write, then rename): a crash leaves the
-    /// old state or the new one, never half of one. The file names the
-    /// hosts agents reached, so it is made 0600 (its folder, if missing,
-    /// 0750 as the unit's StateDirectoryMode); the
-    /// temporary file is made afresh, never opened through a link someone
-    /// planted at its name, and the rename replaces a link at the path
-    /// rather than following it.
+    /// Replaces the file atomically (see [`write_private`]).
     pub fn save(&self, saved: &Saved) -> io::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-        if let Some(dir) = self.path.parent() {
-            if let Some(up) = dir.parent() {
-                fs::create_dir_all(up)?;
-            }
-            match fs::DirBuilder::new().mode(0o750).create(dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
-            }
+        write_private(&self.path, &serde_json::to_vec(saved)?)
+    }
+}
+
+/// Replaces the file at `path` with `bytes` atomically (write, then
+/// rename): a crash leaves the old file or the new one, never half of one.
+/// State files name the hosts agents reached and the programs they ran, so
+/// the file is made 0600 (its folder, if missing, 0750 as the unit's
+/// StateDirectoryMode); the temporary file is made afresh, never opened
+/// through a link someone planted at its name, and the rename replaces a
+/// link at the path rather than following it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(dir) = path.parent() {
+        if let Some(up) = dir.parent() {
+            fs::create_dir_all(up)?;
         }
-        let tmp = self.path.with_extension("json.tmp");
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        match fs::DirBuilder::new().mode(0o750).create(dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        file.write_all(&serde_json::to_vec(saved)?)?;
-        drop(file);
-        fs::rename(&tmp, &self.path)
     }
+    let tmp = path.with_extension("json.tmp");
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    fs::rename(&tmp, path)
 }
 
 /// The running kernel's boot id (empty if unreadable).

@@ -151,6 +151,18 @@ impl World {
         self.am = start_agentmon(&self.config, &self.log);
     }
 
+    /// Stops agentmon and starts a new one on the world's config and log
+    /// with the state folder `dir`, as the service keeps one.
+    pub fn agentmon_with_state(&mut self, dir: &Path) {
+        self.am.stop();
+        self.am = Agentmon::builder()
+            .config(&self.config)
+            .state_dir(dir)
+            .arg("--connection-log")
+            .arg(&self.log)
+            .start();
+    }
+
     /// `program` copied to where Claude Code's native installer puts it.
     pub fn as_claude(&self, program: &Path) -> PathBuf {
         let path = self

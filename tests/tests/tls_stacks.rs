@@ -191,6 +191,34 @@ fn a_program_deleted_after_its_exec_is_probed() {
     expect_probed_posts(&w, 1);
 }
 
+/// The state folder keeps the probe points agentmon found: the next run
+/// probes a program from its exec without searching it again (Codex's
+/// 315 MB take 1.2 s, its first request leaves 0.4 s after its exec), so
+/// the first request of a client that does not wait is read.
+#[test]
+fn a_restarted_agentmon_probes_a_program_it_searched_before_from_its_exec() {
+    let Some((mut w, codex)) = sample_world(STATIC, "", codex_npm_path) else {
+        return;
+    };
+    let state = w.lab.dir().join("state");
+    w.agentmon_with_state(&state);
+    let go = go_file(&w);
+    let mut cmd = w.lab.client_cmd(&codex, CLIENT_ARGS);
+    cmd.arg(&go);
+    once_probed(&w, cmd, "codex", "rustls", &go);
+    assert!(state.join("tls-plans.json").exists());
+
+    w.agentmon_with_state(&state);
+    let mut cmd = w.lab.client_cmd(&codex, CLIENT_ARGS);
+    let out = run_bounded(&mut cmd, RUN);
+    assert!(out.status.success(), "{out:?}");
+    let log = w.am.log_text();
+    let kept = "TLS probe points known from another copy of this build or an earlier run";
+    assert!(log.contains(kept), "{log}");
+    // Counters continue from the first run's: both requests, exact.
+    expect_probed_posts(&w, 2);
+}
+
 /// The static client's arguments: one POST to the web server.
 const CLIENT_ARGS: [&str; 4] = [SERVER, "api.model.test", "/v1/responses", "23456"];
 

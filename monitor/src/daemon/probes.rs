@@ -129,3 +129,12 @@ pub fn set_tls_gauges<L>(
             .set(n as i64);
     }
 }
+
+impl<K: KernelPort, P: ProcSource> super::State<K, P> {
+    /// Keeps the TLS probe points found in the state folder `dir` for the
+    /// next run, and uses those earlier runs kept there: call before the
+    /// first scan, so agents already running are not searched again.
+    pub fn keep_tls_plans_in(&mut self, dir: &Path) {
+        self.tls.keep_plans_in(dir);
+    }
+}

@@ -70,7 +70,7 @@ pub const GO_TLS_RETURN: &str = "go_tls_return";
 pub const AEAD_SEAL: &str = "aead_seal";
 pub const AEAD_OPEN: &str = "aead_open";
 pub const AEAD_OPEN_RETURN: &str = "aead_open_return";
-const TLS_PROGRAMS: [&str; 12] = [
+pub const TLS_PROGRAMS: [&str; 12] = [
     TLS_ENTRY_WRITE,
     TLS_ENTRY_WRITE_EX2,
     TLS_ENTRY_READ,

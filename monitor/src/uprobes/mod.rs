@@ -13,6 +13,7 @@
 
 pub mod awslc;
 pub mod boringssl;
+mod cache;
 pub mod golang;
 mod lib;
 pub mod mapped;
@@ -33,6 +34,7 @@ use std::{
 
 use tracing::{debug, info, warn};
 
+use self::cache::PlanCache;
 pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::needed::{Needed, default_dirs, is_tls_library};
@@ -113,9 +115,10 @@ pub struct TlsProbes<L> {
     /// Plans with their functions resolved, so a library is parsed once
     /// (while its size and modification time stay the same).
     plans: HashMap<FileId, (Option<Stamp>, Plan)>,
-    /// The same, by build id: another copy of a build (a reinstall, an
-    /// agent's binary in each of several places) is not searched again.
-    by_build: HashMap<Vec<u8>, Plan>,
+    /// The same, by build: another copy of a build (a reinstall, an
+    /// agent's binary in each of several places) is not searched again,
+    /// nor, with a state folder, a build an earlier run searched.
+    kept: PlanCache,
     /// Files that are not TLS libraries, or whose probes failed: not again.
     skip: HashSet<FileId>,
     /// When each process's maps were last read, and the files it maps.
@@ -135,7 +138,7 @@ impl<L> Default for TlsProbes<L> {
             shared: HashMap::new(),
             own: HashMap::new(),
             plans: HashMap::new(),
-            by_build: HashMap::new(),
+            kept: PlanCache::default(),
             skip: HashSet::new(),
             scanned: HashMap::new(),
             last_attach: None,
@@ -155,6 +158,16 @@ impl<L> TlsProbes<L> {
     pub fn with_rustls(mut self, rustls: bool) -> Self {
         self.rustls = rustls;
         self
+    }
+
+    /// Keeps the plans found in the state folder `dir`, and uses those
+    /// earlier runs kept there.
+    pub fn keep_plans_in(&mut self, dir: &Path) {
+        self.kept = PlanCache::load(dir);
+        debug!(
+            builds = self.kept.len(),
+            "TLS probe points kept by earlier runs"
+        );
     }
 
     /// Whether process `pid`'s maps are worth reading again at `now`.
@@ -313,9 +326,9 @@ impl<L> TlsProbes<L> {
             return Some(plan.clone());
         }
         let target = target.path();
-        let build = plan::build_id(target);
-        if let Some(plan) = build.as_ref().and_then(|b| self.by_build.get(b)).cloned() {
-            debug!(file = %file.path.display(), library = plan.lib.label(), "TLS probe points known from another copy of this build");
+        let key = cache::key(target);
+        if let Some(plan) = key.as_deref().and_then(|k| self.kept.get(k, target)) {
+            info!(file = %file.path.display(), library = plan.lib.label(), "TLS probe points known from another copy of this build or an earlier run");
             self.plans.insert(id, (stamp, plan.clone()));
             return Some(plan);
         }
@@ -329,8 +342,8 @@ impl<L> TlsProbes<L> {
         match resolved {
             Ok(resolved) => {
                 self.plans.insert(id, (stamp, resolved.clone()));
-                if let Some(build) = build {
-                    self.by_build.insert(build, resolved.clone());
+                if let Some(key) = &key {
+                    self.kept.put(key, &resolved, target);
                 }
                 Some(resolved)
             }

@@ -24,7 +24,7 @@ pub enum Scope {
 }
 
 /// What to probe in a file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub lib: TlsLib,
     pub scope: Scope,
