@@ -200,13 +200,21 @@ fn a_restarted_agentmon_probes_a_program_it_searched_before_from_its_exec() {
     let Some((mut w, codex)) = sample_world(STATIC, "", codex_npm_path) else {
         return;
     };
+    // As Codex's release binary: no build id, so known by its fingerprint.
+    let mut objcopy = Command::new("objcopy");
+    objcopy
+        .arg("--remove-section=.note.gnu.build-id")
+        .arg(&codex);
+    let out = run_bounded(&mut objcopy, RUN);
+    assert!(out.status.success(), "objcopy: {out:?}");
     let state = w.lab.dir().join("state");
     w.agentmon_with_state(&state);
     let go = go_file(&w);
     let mut cmd = w.lab.client_cmd(&codex, CLIENT_ARGS);
     cmd.arg(&go);
     once_probed(&w, cmd, "codex", "rustls", &go);
-    assert!(state.join("tls-plans.json").exists());
+    let kept = std::fs::read_to_string(state.join("tls-plans.json")).unwrap();
+    assert!(kept.contains(r#""key":"fp:"#), "{kept}");
 
     w.agentmon_with_state(&state);
     let mut cmd = w.lab.client_cmd(&codex, CLIENT_ARGS);

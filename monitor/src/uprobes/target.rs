@@ -71,12 +71,18 @@ impl Target {
         if let Some(range) = &file.range {
             tried.push(proc.join("map_files").join(range));
         }
+        // The inode alone: on btrfs `stat` reports a subvolume's device,
+        // not the superblock's that maps show.
+        let same = |meta: &std::fs::Metadata| meta.is_file() && meta.ino() == file.inode;
         tried.iter().find_map(|path| {
+            // Looked at before it is opened: a device mapped executable is
+            // never opened (its driver would see it).
+            if !std::fs::metadata(path).is_ok_and(|m| same(&m)) {
+                return None;
+            }
             let opened = File::open(path).ok()?;
             let meta = opened.metadata().ok()?;
-            // The inode alone: on btrfs `stat` reports a subvolume's
-            // device, not the superblock's that maps show.
-            if meta.ino() != file.inode {
+            if !same(&meta) {
                 return None;
             }
             Some(Self {
@@ -153,6 +159,19 @@ mod tests {
         assert!(gone.deleted);
         let target = Target::open(&gone, pid, Path::new("/"), false).expect("opened");
         assert_eq!(std::fs::read(target.path()).unwrap().len(), 4096);
+    }
+
+    #[test]
+    fn a_device_is_not_a_file_to_search() {
+        let null = Path::new("/dev/null");
+        let mapped = Mapped {
+            path: null.to_owned(),
+            dev: (0, 0),
+            inode: std::fs::metadata(null).unwrap().ino(),
+            range: None,
+            deleted: false,
+        };
+        assert!(Target::open(&mapped, std::process::id(), Path::new("/"), false).is_none());
     }
 
     #[test]
