@@ -169,12 +169,12 @@ fn jumps_to_a_call(body: &[Instruction], target: u64) -> bool {
             return true;
         }
         // Any write of RDX (EDX, DX, DL too) replaces the reason.
-        let sets_edx = ins.op_count() > 0
+        let sets_rdx = ins.op_count() > 0
             && matches!(
                 ins.op0_register(),
                 Register::RDX | Register::EDX | Register::DX | Register::DL
             );
-        if sets_edx || ins.near_branch_target() != 0 || ins.mnemonic() == Mnemonic::Ret {
+        if sets_rdx || ins.near_branch_target() != 0 || ins.mnemonic() == Mnemonic::Ret {
             return false;
         }
     }

@@ -104,8 +104,8 @@ pub fn is_exe(file: &Mapped, exe: Option<&Path>, pid: u32) -> bool {
     if exe == Some(file.path.as_path()) {
         return true;
     }
-    exe.is_some()
-        && std::fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| m.ino() == file.inode)
+    use crate::procfs::{ProcSource, RealProc};
+    exe.is_some() && RealProc::new().exe_ino(pid) == Some(file.inode)
 }
 
 #[cfg(test)]
