@@ -193,8 +193,8 @@ fn a_program_deleted_after_its_exec_is_probed() {
 
 /// The state folder keeps the probe points agentmon found: the next run
 /// probes a program from its exec without searching it again (Codex's
-/// 315 MB take 1.2 s, its first request leaves 0.4 s after its exec), so
-/// the first request of a client that does not wait is read.
+/// 315 MB take 0.2 s here, its first request leaves 0.4 s after its
+/// exec), so the first request of a client that does not wait is read.
 #[test]
 fn a_restarted_agentmon_probes_a_program_it_searched_before_from_its_exec() {
     let Some((mut w, codex)) = sample_world(STATIC, "", codex_npm_path) else {

@@ -18,10 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, Register};
-use object::{Architecture, Object};
 
 pub use super::xrefs::LocateError;
-use super::xrefs::{Frames, Text, calls, rip_leas, string_starts};
+use super::xrefs::{Program, calls, string_starts};
 
 /// File offsets of the functions, and the aws-lc-sys version when the file
 /// names it.
@@ -64,19 +63,35 @@ fn classify(reasons: &BTreeSet<u32>) -> Option<&'static str> {
 
 /// Locates aws-lc's record functions in the executable `data`.
 pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
-    if memchr::memmem::find(data, FILE).is_none() {
+    if !present(data) {
         return Err(LocateError::Absent(LIBRARY));
     }
-    let elf = object::File::parse(data).map_err(|_| LocateError::Absent(LIBRARY))?;
-    if elf.architecture() != Architecture::X86_64 {
-        return Err(LocateError::Arch);
-    }
-    let files: BTreeSet<u64> = string_starts(&elf, FILE).into_iter().collect();
-    let text = Text::of(&elf).ok_or(LocateError::NotFound(".text"))?;
-    let frames = Frames::read(&elf).map_err(LocateError::Frames)?;
+    let mut code = Program::read(data, LIBRARY)?;
+    let files = strings(&code.elf);
+    code.scan(&files.iter().copied().collect());
+    locate_in(data, &code, &files)
+}
+
+/// Whether `data` may hold aws-lc (its `aead.c`'s name).
+pub(super) fn present(data: &[u8]) -> bool {
+    memchr::memmem::find(data, FILE).is_some()
+}
+
+/// Where the strings holding `aead.c`'s name start.
+pub(super) fn strings(elf: &object::File) -> BTreeSet<u64> {
+    string_starts(elf, FILE).into_iter().collect()
+}
+
+/// Locates them in `code` (of `data`), scanned for the `files` names.
+pub(super) fn locate_in(
+    data: &[u8],
+    code: &Program,
+    files: &BTreeSet<u64>,
+) -> Result<Found, LocateError> {
+    let (text, frames) = (&code.text, &code.frames);
     // The functions of aead.c: those that load its name.
     let mut functions = BTreeSet::new();
-    for (at, target) in rip_leas(text.code, text.addr) {
+    for &(at, target) in code.leas() {
         if files.contains(&target)
             && let Some(function) = frames.function_at(at)
         {
@@ -87,8 +102,10 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     let mut by_name: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut reasons_of = BTreeMap::new();
     for &function in &functions {
-        let Some(code) = body(function) else { continue };
-        let raised = reasons(code, function, &files);
+        let Some(bytes) = body(function) else {
+            continue;
+        };
+        let raised = reasons(bytes, function, files);
         if let Some(name) = classify(&raised) {
             by_name.entry(name).or_default().push(function);
         }

@@ -3,8 +3,9 @@
 //!
 //! A program's first run after agentmon starts would otherwise wait for
 //! the search: Codex 0.171 sends its first model request 0.4 s after its
-//! exec, and searching its 315 MB takes 1.2 s, so that request was sized
-//! from its records and its head not read.
+//! exec, and searching its 315 MB takes 0.2 s here, which a slower or
+//! busier machine can stretch past that request (it is then sized from
+//! its records and its head not read).
 //!
 //! A build is known by its GNU or Go build id, else (Codex has neither) by
 //! a fingerprint of its size and sampled content. Before a kept plan is

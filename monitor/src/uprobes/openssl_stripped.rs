@@ -22,10 +22,8 @@
 
 use std::collections::HashMap;
 
-use object::{Architecture, Object};
-
 pub use super::xrefs::LocateError;
-use super::xrefs::{Frames, Text, calls, read_only, rip_leas, string_starts};
+use super::xrefs::{Program, calls, read_only, string_starts};
 
 /// File offsets of the two functions, and the write layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,23 +46,27 @@ const NAMES: [&str; 4] = [
 
 /// Locates OpenSSL 3's read and write functions in the executable `data`.
 pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
-    if memchr::memmem::find(data, b"ssl_write_internal\0").is_none() {
+    if !present(data) {
         return Err(LocateError::Absent(LIBRARY));
     }
-    let elf = object::File::parse(data).map_err(|_| LocateError::Absent(LIBRARY))?;
-    if elf.architecture() != Architecture::X86_64 {
-        return Err(LocateError::Arch);
-    }
-    let strings = Strings::find(&elf);
-    if strings.file.is_empty() {
-        return Err(LocateError::NotFound("ssl/ssl_lib.c"));
-    }
-    let text = Text::of(&elf).ok_or(LocateError::NotFound(".text"))?;
-    let frames = Frames::read(&elf).map_err(LocateError::Frames)?;
+    let mut code = Program::read(data, LIBRARY)?;
+    let strings = Strings::of(&code.elf)?;
+    code.scan(&strings.all().collect());
+    locate_in(&code, &strings)
+}
+
+/// Whether `data` may hold OpenSSL 3 (a function name it records).
+pub(super) fn present(data: &[u8]) -> bool {
+    memchr::memmem::find(data, b"ssl_write_internal\0").is_some()
+}
+
+/// Locates them in `code`, scanned for the `strings`.
+pub(super) fn locate_in(code: &Program, strings: &Strings) -> Result<Found, LocateError> {
+    let (text, frames) = (&code.text, &code.frames);
     // Functions holding `lea`s of the file's name, and of each function name.
     let mut with_file = Vec::new();
     let mut with_name: HashMap<&str, Vec<u64>> = HashMap::new();
-    for (at, target) in rip_leas(text.code, text.addr) {
+    for &(at, target) in code.leas() {
         let Some(function) = frames.function_at(at) else {
             continue;
         };
@@ -108,7 +110,7 @@ pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
     caller("SSL_read", read, "ssl_read_internal")?;
     let r8_set = match caller("SSL_write", write, "ssl_write_internal")? {
         Some(r8_set) => r8_set,
-        None => minor_version(&elf).ok_or(LocateError::NotFound("SSL_write"))? >= 3,
+        None => minor_version(&code.elf).ok_or(LocateError::NotFound("SSL_write"))? >= 3,
     };
     // Both lie in .text: the callers' checks found calls to them there.
     Ok(Found {
@@ -153,12 +155,20 @@ fn minors(data: &[u8]) -> impl Iterator<Item = u32> + '_ {
 
 /// Where the strings sit in the file's read-only data: every copy (a
 /// linker may merge a name into the tail of a longer string).
-struct Strings {
+pub(super) struct Strings {
     file: Vec<u64>,
     names: Vec<(&'static str, Vec<u64>)>,
 }
 
 impl Strings {
+    pub(super) fn of(elf: &object::File) -> Result<Self, LocateError> {
+        let strings = Self::find(elf);
+        if strings.file.is_empty() {
+            return Err(LocateError::NotFound("ssl/ssl_lib.c"));
+        }
+        Ok(strings)
+    }
+
     fn find(elf: &object::File) -> Self {
         let mut out = Strings {
             file: string_starts(elf, FILE),
@@ -173,6 +183,12 @@ impl Strings {
             }
         }
         out
+    }
+
+    /// Every address of every string.
+    pub(super) fn all(&self) -> impl Iterator<Item = u64> + '_ {
+        let names = self.names.iter().flat_map(|(_, addrs)| addrs);
+        self.file.iter().chain(names).copied()
     }
 }
 

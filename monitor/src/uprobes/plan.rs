@@ -1,11 +1,14 @@
 //! What to probe in a mapped file: which TLS library it is, the functions,
 //! and whether the probes are attached per process or once for the file.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+};
 
 use tracing::warn;
 
-use super::{ProbeError, TlsLib, awslc, boringssl, golang, openssl_stripped};
+use super::{ProbeError, TlsLib, awslc, boringssl, golang, openssl_stripped, xrefs::Program};
 use crate::kernel::{
     AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, GO_TLS_WRITE, ProbeAt,
     TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX, TLS_ENTRY_WRITE_EX2,
@@ -90,13 +93,34 @@ pub fn plan_for(path: &Path, is_exe: bool, target: &Path, rustls: bool) -> Optio
 
 /// What a program without symbols links: OpenSSL 3, rustls on aws-lc, or
 /// both (Codex: rustls for its model requests, and the openssl crate).
+/// The program is read, and its code scanned, once for both: Codex sends
+/// its first request 0.4 s after its exec.
 fn stripped_plan(map: &[u8], target: &Path, rustls: bool) -> Option<Plan> {
-    let rustls = if rustls {
-        rustls_plan(map, target)
-    } else {
-        None
+    let openssl = openssl_stripped::present(map);
+    let rustls = rustls && links_rustls(map) && awslc::present(map);
+    if !openssl && !rustls {
+        return None;
+    }
+    let (openssl, rustls) = match Program::read(map, "TLS library") {
+        Ok(mut code) => {
+            let ssl = openssl.then(|| openssl_stripped::Strings::of(&code.elf));
+            let aead = rustls.then(|| awslc::strings(&code.elf));
+            let mut wanted = HashSet::new();
+            if let Some(Ok(strings)) = &ssl {
+                wanted.extend(strings.all());
+            }
+            wanted.extend(aead.iter().flatten());
+            code.scan(&wanted);
+            (
+                ssl.map(|s| s.and_then(|s| openssl_stripped::locate_in(&code, &s))),
+                aead.map(|files| awslc::locate_in(map, &code, &files)),
+            )
+        }
+        Err(e) => (openssl.then(|| Err(e.clone())), rustls.then_some(Err(e))),
     };
-    match (stripped_openssl_plan(map, target), rustls) {
+    let openssl = openssl.and_then(|found| stripped_openssl_plan(found, target));
+    let rustls = rustls.and_then(|found| rustls_plan(found, target));
+    match (openssl, rustls) {
         (Some(mut openssl), Some(rustls)) => {
             // The aws-lc programs name their library themselves; the
             // cookie stays OpenSSL's.
@@ -111,11 +135,8 @@ fn stripped_plan(map: &[u8], target: &Path, rustls: bool) -> Option<Plan> {
 /// functions. Only in programs that link rustls: other users of aws-lc or
 /// BoringSSL (whose file is laid out alike) seal their records elsewhere,
 /// and a probe that saw only one way would hide the other's derived sizes.
-fn rustls_plan(map: &[u8], target: &Path) -> Option<Plan> {
-    if !links_rustls(map) {
-        return None;
-    }
-    match awslc::locate(map) {
+fn rustls_plan(found: Result<awslc::Found, awslc::LocateError>, target: &Path) -> Option<Plan> {
+    match found {
         Ok(found) => Some(Plan {
             lib: TlsLib::Rustls,
             scope: Scope::PerProcess,
@@ -205,8 +226,11 @@ fn go_plan(map: &[u8], target: &Path) -> Option<Plan> {
 /// probed per process, as a program that is not only an agent's might be.
 /// Its functions take the `_ex` calls' arguments (the count through a
 /// pointer), so the same programs read them.
-fn stripped_openssl_plan(map: &[u8], target: &Path) -> Option<Plan> {
-    match openssl_stripped::locate(map) {
+fn stripped_openssl_plan(
+    found: Result<openssl_stripped::Found, openssl_stripped::LocateError>,
+    target: &Path,
+) -> Option<Plan> {
+    match found {
         Ok(found) => {
             let write = if found.write_has_flags {
                 TLS_ENTRY_WRITE_EX2
