@@ -62,14 +62,10 @@ fn classify(reasons: &BTreeSet<u32>) -> Option<&'static str> {
 }
 
 /// Locates aws-lc's record functions in the executable `data`.
+/// (The search agentmon runs, alone: it shares its scan with OpenSSL's.)
 pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
-    if !present(data) {
-        return Err(LocateError::Absent(LIBRARY));
-    }
-    let mut code = Program::read(data, LIBRARY)?;
-    let files = strings(&code.elf);
-    code.scan(&files.iter().copied().collect());
-    locate_in(data, &code, &files)
+    let found = super::plan::search_stripped(data, false, true).aws_lc;
+    found.unwrap_or(Err(LocateError::Absent(LIBRARY)))
 }
 
 /// Whether `data` may hold aws-lc (its `aead.c`'s name).

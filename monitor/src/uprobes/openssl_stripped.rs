@@ -45,14 +45,10 @@ const NAMES: [&str; 4] = [
 ];
 
 /// Locates OpenSSL 3's read and write functions in the executable `data`.
+/// (The search agentmon runs, alone: it shares its scan with aws-lc's.)
 pub fn locate(data: &[u8]) -> Result<Found, LocateError> {
-    if !present(data) {
-        return Err(LocateError::Absent(LIBRARY));
-    }
-    let mut code = Program::read(data, LIBRARY)?;
-    let strings = Strings::of(&code.elf)?;
-    code.scan(&strings.all().collect());
-    locate_in(&code, &strings)
+    let found = super::plan::search_stripped(data, true, false).openssl;
+    found.unwrap_or(Err(LocateError::Absent(LIBRARY)))
 }
 
 /// Whether `data` may hold OpenSSL 3 (a function name it records).

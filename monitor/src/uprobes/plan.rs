@@ -8,7 +8,10 @@ use std::{
 
 use tracing::warn;
 
-use super::{ProbeError, TlsLib, awslc, boringssl, golang, openssl_stripped, xrefs::Program};
+use super::{
+    ProbeError, TlsLib, awslc, boringssl, golang, openssl_stripped,
+    xrefs::{LocateError, Program},
+};
 use crate::kernel::{
     AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, GO_TLS_WRITE, ProbeAt,
     TLS_ENTRY_READ, TLS_ENTRY_READ_EX, TLS_ENTRY_WRITE, TLS_ENTRY_WRITE_EX, TLS_ENTRY_WRITE_EX2,
@@ -93,33 +96,12 @@ pub fn plan_for(path: &Path, is_exe: bool, target: &Path, rustls: bool) -> Optio
 
 /// What a program without symbols links: OpenSSL 3, rustls on aws-lc, or
 /// both (Codex: rustls for its model requests, and the openssl crate).
-/// The program is read, and its code scanned, once for both: Codex sends
-/// its first request 0.4 s after its exec.
 fn stripped_plan(map: &[u8], target: &Path, rustls: bool) -> Option<Plan> {
-    let openssl = openssl_stripped::present(map);
-    let rustls = rustls && links_rustls(map) && awslc::present(map);
-    if !openssl && !rustls {
-        return None;
-    }
-    let (openssl, rustls) = match Program::read(map, "TLS library") {
-        Ok(mut code) => {
-            let ssl = openssl.then(|| openssl_stripped::Strings::of(&code.elf));
-            let aead = rustls.then(|| awslc::strings(&code.elf));
-            let mut wanted = HashSet::new();
-            if let Some(Ok(strings)) = &ssl {
-                wanted.extend(strings.all());
-            }
-            wanted.extend(aead.iter().flatten());
-            code.scan(&wanted);
-            (
-                ssl.map(|s| s.and_then(|s| openssl_stripped::locate_in(&code, &s))),
-                aead.map(|files| awslc::locate_in(map, &code, &files)),
-            )
-        }
-        Err(e) => (openssl.then(|| Err(e.clone())), rustls.then_some(Err(e))),
-    };
-    let openssl = openssl.and_then(|found| stripped_openssl_plan(found, target));
-    let rustls = rustls.and_then(|found| rustls_plan(found, target));
+    let found = search_stripped(map, true, rustls && links_rustls(map));
+    let openssl = found
+        .openssl
+        .and_then(|found| stripped_openssl_plan(found, target));
+    let rustls = found.aws_lc.and_then(|found| rustls_plan(found, target));
     match (openssl, rustls) {
         (Some(mut openssl), Some(rustls)) => {
             // The aws-lc programs name their library themselves; the
@@ -131,11 +113,53 @@ fn stripped_plan(map: &[u8], target: &Path, rustls: bool) -> Option<Plan> {
     }
 }
 
+/// What the searches of a stripped program found: None for a library
+/// not looked for or not in the file.
+pub(super) struct Stripped {
+    pub openssl: Option<Result<openssl_stripped::Found, LocateError>>,
+    pub aws_lc: Option<Result<awslc::Found, LocateError>>,
+}
+
+/// Searches `map` for OpenSSL 3 and aws-lc, as asked, reading the program
+/// and scanning its code once for both: Codex links both and sends its
+/// first request 0.4 s after its exec.
+pub(super) fn search_stripped(map: &[u8], openssl: bool, aws_lc: bool) -> Stripped {
+    let openssl = openssl && openssl_stripped::present(map);
+    let aws_lc = aws_lc && awslc::present(map);
+    if !openssl && !aws_lc {
+        return Stripped {
+            openssl: None,
+            aws_lc: None,
+        };
+    }
+    let mut code = match Program::read(map) {
+        Ok(code) => code,
+        Err(e) => {
+            return Stripped {
+                openssl: openssl.then(|| Err(e.clone())),
+                aws_lc: aws_lc.then_some(Err(e)),
+            };
+        }
+    };
+    let ssl = openssl.then(|| openssl_stripped::Strings::of(&code.elf));
+    let aead = aws_lc.then(|| awslc::strings(&code.elf));
+    let mut wanted = HashSet::new();
+    if let Some(Ok(strings)) = &ssl {
+        wanted.extend(strings.all());
+    }
+    wanted.extend(aead.iter().flatten());
+    code.scan(&wanted);
+    Stripped {
+        openssl: ssl.map(|s| s.and_then(|s| openssl_stripped::locate_in(&code, &s))),
+        aws_lc: aead.map(|files| awslc::locate_in(map, &code, &files)),
+    }
+}
+
 /// rustls on aws-lc, its default provider (`awslc.rs`): aws-lc's record
 /// functions. Only in programs that link rustls: other users of aws-lc or
 /// BoringSSL (whose file is laid out alike) seal their records elsewhere,
 /// and a probe that saw only one way would hide the other's derived sizes.
-fn rustls_plan(found: Result<awslc::Found, awslc::LocateError>, target: &Path) -> Option<Plan> {
+fn rustls_plan(found: Result<awslc::Found, LocateError>, target: &Path) -> Option<Plan> {
     match found {
         Ok(found) => Some(Plan {
             lib: TlsLib::Rustls,
@@ -148,7 +172,7 @@ fn rustls_plan(found: Result<awslc::Found, awslc::LocateError>, target: &Path) -
             uretprobes: false,
         }),
         // rustls on ring: nothing to probe, the records tell the sizes.
-        Err(awslc::LocateError::Absent(_)) => None,
+        Err(LocateError::Absent(_)) => None,
         Err(e) => {
             warn!(file = %target.display(), "rustls on aws-lc, but aws-lc's record functions were not found ({e}); its TLS 1.3 sizes come from records");
             None
@@ -227,7 +251,7 @@ fn go_plan(map: &[u8], target: &Path) -> Option<Plan> {
 /// Its functions take the `_ex` calls' arguments (the count through a
 /// pointer), so the same programs read them.
 fn stripped_openssl_plan(
-    found: Result<openssl_stripped::Found, openssl_stripped::LocateError>,
+    found: Result<openssl_stripped::Found, LocateError>,
     target: &Path,
 ) -> Option<Plan> {
     match found {
@@ -247,7 +271,7 @@ fn stripped_openssl_plan(
                 uretprobes: true,
             })
         }
-        Err(openssl_stripped::LocateError::Absent(_)) => None,
+        Err(LocateError::Absent(_)) => None,
         Err(e) => {
             warn!(file = %target.display(), "OpenSSL 3 linked in without symbols, but its functions were not found ({e}); its TLS 1.3 sizes come from records");
             None

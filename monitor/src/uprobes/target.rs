@@ -16,6 +16,7 @@ use std::{
 };
 
 use super::mapped::Mapped;
+use crate::procfs::{ProcSource, RealProc};
 
 /// A file's size and modification time (seconds, nanoseconds): a plan
 /// found for an inode is only reused while they are the same, since an
@@ -104,7 +105,6 @@ pub fn is_exe(file: &Mapped, exe: Option<&Path>, pid: u32) -> bool {
     if exe == Some(file.path.as_path()) {
         return true;
     }
-    use crate::procfs::{ProcSource, RealProc};
     exe.is_some() && RealProc::new().exe_ino(pid) == Some(file.inode)
 }
 

@@ -248,9 +248,9 @@ pub(super) struct Program<'a> {
 }
 
 impl<'a> Program<'a> {
-    /// `library`: what a file that is no ELF file lacks.
-    pub(super) fn read(data: &'a [u8], library: &'static str) -> Result<Self, LocateError> {
-        let elf = object::File::parse(data).map_err(|_| LocateError::Absent(library))?;
+    /// A file that is no ELF file holds no TLS library to probe.
+    pub(super) fn read(data: &'a [u8]) -> Result<Self, LocateError> {
+        let elf = object::File::parse(data).map_err(|_| LocateError::Absent("TLS library"))?;
         if elf.architecture() != object::Architecture::X86_64 {
             return Err(LocateError::Arch);
         }
