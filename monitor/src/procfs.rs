@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What agent matching needs to know about one process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +47,12 @@ pub trait ProcSource {
     /// Whether process `pid` exists.
     fn alive(&self, pid: u32) -> bool {
         self.read(pid, &[]).is_some()
+    }
+    /// The file an exec's absolute `path` names now, links followed: what
+    /// `/proc/<pid>/exe` would have said of a process gone before it was
+    /// read (npm's bin links and version managers' shims are links).
+    fn resolve(&self, _path: &str) -> Option<PathBuf> {
+        None
     }
     /// The text of `/proc/<pid>/maps`; `None` if the process is gone.
     fn maps(&self, _pid: u32) -> Option<String> {
@@ -102,6 +108,16 @@ impl ProcSource for RealProc {
 
     fn maps(&self, pid: u32) -> Option<String> {
         fs::read_to_string(self.pid_dir(pid).join("maps")).ok()
+    }
+
+    /// Followed in agentmon's own mount namespace: a gone process's is gone
+    /// with it. Where they differ (a container), a path that names nothing
+    /// here stays as the kernel gave it.
+    fn resolve(&self, path: &str) -> Option<PathBuf> {
+        let path = Path::new(path);
+        path.is_absolute()
+            .then(|| fs::canonicalize(path).ok())
+            .flatten()
     }
 
     /// `/proc/<pid>/net/tcp` and `tcp6`.

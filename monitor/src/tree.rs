@@ -186,7 +186,8 @@ impl Tree {
             ..ProcInfo::default()
         });
         if info.exe.is_none() {
-            info.exe = Some(exec.filename.into());
+            let real = src.resolve(exec.filename);
+            info.exe = Some(real.unwrap_or_else(|| exec.filename.into()));
         }
         if info.argv.is_empty() {
             info.argv = if exec.argv.is_empty() {
@@ -362,7 +363,7 @@ fn display_exe(info: &ProcInfo) -> String {
 mod props;
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::{collections::BTreeMap, path::PathBuf};
 
     use super::*;
 
@@ -384,8 +385,9 @@ mod tests {
         }
     }
 
+    /// Processes, and links that [`ProcSource::resolve`] follows.
     #[derive(Default)]
-    pub(super) struct FakeProc(Vec<ProcInfo>);
+    pub(super) struct FakeProc(Vec<ProcInfo>, HashMap<String, PathBuf>);
 
     impl FakeProc {
         pub(super) fn add(&mut self, pid: u32, ppid: u32, exe: &str, argv: &[&str]) {
@@ -427,6 +429,9 @@ mod tests {
         }
         fn read(&self, pid: u32, _env: &[String]) -> Option<ProcInfo> {
             self.0.iter().find(|p| p.pid == pid).cloned()
+        }
+        fn resolve(&self, path: &str) -> Option<PathBuf> {
+            self.1.get(path).cloned()
         }
     }
 
@@ -481,6 +486,24 @@ mod tests {
     }
 
     #[test]
+    fn a_process_gone_before_its_exec_is_read_is_judged_by_the_file_its_path_links_to() {
+        // npm's bin link to Claude Code's native binary, run as `claude`:
+        // the kernel gives the link's path, /proc/<pid>/exe the binary's.
+        let link = "/home/u/project/node_modules/.bin/claude";
+        let real = "/home/u/project/node_modules/@anthropic-ai/claude-code/bin/claude.exe";
+        let catalog = Catalog::builtin();
+        let (mut tree, mut map) = (Tree::default(), FakeMap::default());
+        let mut procs = FakeProc::default();
+        tree.on_exec(&Exec::of_path(12, true, link), &procs, &catalog, &mut map);
+        assert!(tree.get(12).is_none());
+        procs.1.insert(link.into(), PathBuf::from(real));
+        tree.on_exec(&Exec::of_path(13, true, link), &procs, &catalog, &mut map);
+        let found = tree.get(13).unwrap();
+        assert_eq!(Some(found.tool), catalog.id("claude-code"));
+        assert_eq!(found.exe, real);
+    }
+
+    #[test]
     fn a_script_gone_before_its_exec_is_read_is_judged_by_the_kernels_command_line() {
         let catalog = Catalog::builtin();
         let (mut tree, mut map) = (Tree::default(), FakeMap::default());
@@ -509,12 +532,15 @@ mod tests {
         // and an empty command line.
         let catalog = Catalog::builtin();
         let (mut tree, mut map) = (Tree::default(), FakeMap::default());
-        let zombie = FakeProc(vec![ProcInfo {
-            pid: 13,
-            ppid: 1,
-            comm: "9.9.9".into(),
-            ..ProcInfo::default()
-        }]);
+        let zombie = FakeProc(
+            vec![ProcInfo {
+                pid: 13,
+                ppid: 1,
+                comm: "9.9.9".into(),
+                ..ProcInfo::default()
+            }],
+            HashMap::new(),
+        );
         tree.on_exec(
             &Exec::of_path(13, true, CLAUDE),
             &zombie,

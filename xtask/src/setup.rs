@@ -5,6 +5,7 @@
 //! Each step ends with one line, "ok (already there)" or what it did in how
 //! long, and says what it starts before each slow part, so a terminal is
 //! never silent for long without a reason.
+mod agents;
 mod debian;
 mod npm;
 
@@ -91,6 +92,7 @@ const STEPS: &[(&str, &[Purpose], StepFn)] = &[
     ("musl target", &[Test, Bench], musl_target),
     ("bun", &[Test, Bench], bun),
     ("playwright", &[Test], npm::playwright),
+    ("agent packages", &[Test], agents::install),
     ("geoip database", &[Run], crate::geoip::install),
 ];
 

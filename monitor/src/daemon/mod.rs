@@ -278,7 +278,8 @@ impl<K: KernelPort, P: ProcSource> State<K, P> {
             } => {
                 // /proc shows a later program: judged by the kernel's record.
                 let later = superseded || procs.runs_other(tgid, exe_ino);
-                let source: &dyn ProcSource = if later { &Gone } else { procs };
+                let gone = Gone(procs);
+                let source: &dyn ProcSource = if later { &gone } else { procs };
                 let tracked = kernel.tracked();
                 let exec = Exec {
                     tgid,
@@ -752,15 +753,18 @@ fn labeler<'a>(
 }
 
 /// A process source for a process whose /proc entry no longer describes
-/// the exec being judged.
-struct Gone;
+/// the exec being judged; the file system behind it still does.
+struct Gone<'a>(&'a dyn ProcSource);
 
-impl ProcSource for Gone {
+impl ProcSource for Gone<'_> {
     fn pids(&self) -> std::io::Result<Vec<u32>> {
         Ok(Vec::new())
     }
     fn read(&self, _pid: u32, _env_names: &[String]) -> Option<crate::procfs::ProcInfo> {
         None
+    }
+    fn resolve(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.0.resolve(path)
     }
 }
 

@@ -11,25 +11,34 @@ use crate::cmd::{self, tool};
 
 /// `npm install --prefix DIR SPEC`, saying so first.
 pub(crate) fn install(step: &Step, dir: &Path, spec: &str) -> Result<()> {
+    npm_install(step, dir, &[spec], false)
+}
+
+/// `npm install [--global] --prefix DIR SPEC...`, saying so first. With
+/// `global`, DIR is laid out as npm's global prefix (`lib/node_modules`,
+/// `bin/`); without, as a project (`node_modules`, `node_modules/.bin`).
+pub(crate) fn npm_install(step: &Step, dir: &Path, specs: &[&str], global: bool) -> Result<()> {
     if cmd::which("npm").is_none() {
         bail!("no npm on PATH; run: apt-get install -y npm");
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    step.starting(&format!("installing {spec} (npm) into {}", dir.display()));
+    let list = specs.join(" ");
+    step.starting(&format!("installing {list} (npm) into {}", dir.display()));
+    let global_flag = if global { "--global" } else { "--no-save" };
     cmd::run_quiet(
         tool("npm")
             .args([
                 "install",
-                "--no-save",
+                global_flag,
                 "--no-audit",
                 "--no-fund",
                 "--loglevel=error",
             ])
             .arg("--prefix")
             .arg(dir)
-            .arg(spec),
+            .args(specs),
         &format!(
-            "run `npm install --prefix {} {spec}` by hand to see why",
+            "run `npm install {global_flag} --prefix {} {list}` by hand to see why",
             dir.display()
         ),
     )

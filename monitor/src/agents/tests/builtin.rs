@@ -228,6 +228,12 @@ fn crush() {
         assert_strong(exe, &["crush"], "crush");
     }
     assert_none("/usr/bin/crushftp", &["crushftp"]);
+    // npm's bin link runs the package's node script, which runs bin/crush.
+    assert_strong(
+        NODE,
+        &["node", "/home/u/.npm-global/bin/crush", "--version"],
+        "crush",
+    );
 }
 
 #[test]
@@ -243,6 +249,19 @@ fn amp_and_auggie_from_npm() {
     }
     // Not a node script: a program called amp is not Amp.
     assert_none("/usr/bin/amp", &["amp"]);
+    // @ampcode/cli 0.0.1790142911 (and @sourcegraph/amp of that version,
+    // which depends on it): npm's bin link points at a Bun executable.
+    let cli = "/home/u/.npm-global/lib/node_modules/@sourcegraph/amp/node_modules/@ampcode/cli";
+    assert_strong(
+        &format!("{cli}/bin/amp.exe"),
+        &["/home/u/.npm-global/bin/amp"],
+        "amp",
+    );
+    assert_strong(
+        "/home/u/.npm-global/lib/node_modules/@ampcode/cli-linux-x64/amp",
+        &["amp"],
+        "amp",
+    );
     // Amp's native installer.
     assert_strong("/home/u/.amp/bin/amp", &["amp"], "amp");
     assert_strong(
@@ -284,6 +303,13 @@ fn continue_and_cline() {
     assert_strong(
         "/usr/lib/node_modules/cline/bin/cline-core",
         &["cline-core"],
+        "cline",
+    );
+    // cline 3.0.65 in a project: node_modules/.bin/cline links to the
+    // platform package's binary.
+    assert_strong(
+        "/home/u/project/node_modules/@cline/cli-linux-x64/bin/cline",
+        &["/home/u/project/node_modules/.bin/cline", "--version"],
         "cline",
     );
 }

@@ -1,0 +1,202 @@
+//! Real agents, from their published npm packages (`tests/agents/packages.txt`),
+//! installed the ways users install them, are named by agentmon. `cargo
+//! xtask setup test` installs them (xtask/src/setup/agents.rs) as npm does:
+//! globally under nvm's prefix, with a node from npm's `node` package; into a
+//! project, run from `node_modules/.bin` and through `npx`; and into Volta's
+//! package images, run as Volta's shim runs them. Each runs `--version` in
+//! the lab's client namespace, which reaches only the test internet (its DNS
+//! knows no real name), while agentmon runs.
+//!
+//! agentmon's verdict on a process is its "tracking agent process" log line.
+//! Runs go one after another, so the processes of a run are those with pids
+//! from its first up to the next run's: each run must have at least one
+//! tracked process, and every tracked one must be that agent.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use agentmon_tests::{
+    Agentmon, ChildGuard, Internet, NetLab, TempDir, default_records, in_ci, require_root,
+    wait_until,
+};
+
+/// Where `cargo xtask setup test` installs the agents (xtask/src/setup/agents.rs).
+const HOME: &str = "/var/lib/agentmon/tools/agents/home";
+/// The nvm-shaped prefix's and Volta's node (xtask/src/setup/agents.rs).
+const NODE_VERSION: &str = "22.23.3";
+const RUN: Duration = Duration::from_secs(90);
+const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// One line of tests/agents/packages.txt.
+struct Package {
+    name: String,
+    bin: String,
+    tool: String,
+}
+
+fn packages() -> Vec<Package> {
+    let list = include_str!("../agents/packages.txt");
+    list.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(w.len(), 4, "packages.txt: {l}");
+            Package {
+                name: w[0].into(),
+                bin: w[2].into(),
+                tool: w[3].into(),
+            }
+        })
+        .collect()
+}
+
+/// A way to start an agent: its command, PATH and working folder.
+struct Layout {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    path: String,
+    cwd: PathBuf,
+}
+
+fn layouts(home: &Path, p: &Package) -> Vec<Layout> {
+    let nvm = home.join(format!(".nvm/versions/node/v{NODE_VERSION}/bin"));
+    let project = home.join("project");
+    let volta = home.join(".volta/tools/image");
+    let version = vec!["--version".to_string()];
+    vec![
+        Layout {
+            name: "npm global under nvm",
+            program: nvm.join(&p.bin),
+            args: version.clone(),
+            path: format!("{}:{SYSTEM_PATH}", nvm.display()),
+            cwd: home.to_path_buf(),
+        },
+        Layout {
+            name: "npm local (node_modules/.bin)",
+            program: project.join("node_modules/.bin").join(&p.bin),
+            args: version.clone(),
+            path: SYSTEM_PATH.into(),
+            cwd: project.clone(),
+        },
+        Layout {
+            name: "npx",
+            program: "npx".into(),
+            args: vec!["--no-install".into(), p.bin.clone(), "--version".into()],
+            path: SYSTEM_PATH.into(),
+            cwd: project,
+        },
+        // Volta's shim runs <image>/packages/<package>/bin/<bin> with its
+        // node image first on PATH (volta-core run/binary.rs).
+        Layout {
+            name: "Volta",
+            program: volta
+                .join("packages")
+                .join(&p.name)
+                .join("bin")
+                .join(&p.bin),
+            args: version,
+            path: format!(
+                "{}:{SYSTEM_PATH}",
+                volta.join(format!("node/{NODE_VERSION}/bin")).display()
+            ),
+            cwd: home.to_path_buf(),
+        },
+    ]
+}
+
+/// A "tracking agent process" line: pid, tool, exe.
+fn tracked(log: &str) -> Vec<(u32, String, String)> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = line.split_once("tracking agent process ")?.1;
+            let pid = rest.strip_prefix("pid=")?.split(' ').next()?.parse().ok()?;
+            let tool = rest.split_once("tool=\"")?.1.split('"').next()?.to_string();
+            let exe = rest.split_once(" exe=").map_or("", |(_, e)| e).to_string();
+            Some((pid, tool, exe))
+        })
+        .collect()
+}
+
+/// Whether the agents are installed; under CI their absence is a failure.
+fn installed() -> bool {
+    if Path::new(HOME).join("project/node_modules").is_dir() {
+        return true;
+    }
+    let message = format!("no agent packages in {HOME}: run `cargo xtask setup test`");
+    assert!(!in_ci(), "{message}; CI must run this test, not skip it");
+    eprintln!("skipping: {message}");
+    false
+}
+
+#[test]
+fn published_agents_are_named_in_every_install_layout() {
+    if !require_root() || !installed() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _internet = Internet::start(&lab, &default_records());
+    let am = Agentmon::start();
+    // The agents write their settings and caches under $HOME.
+    let user = TempDir::new("agent-home");
+    let mut runs: Vec<(String, String, u32)> = Vec::new();
+    let mut outputs = Vec::new();
+    for p in packages() {
+        for layout in layouts(Path::new(HOME), &p) {
+            let mut cmd: Command = lab.client_cmd(&layout.program, &layout.args);
+            cmd.current_dir(&layout.cwd)
+                .env_clear()
+                .env("HOME", user.path())
+                .env("PATH", &layout.path)
+                .env("TERM", "dumb");
+            let child = ChildGuard::spawn(&mut cmd);
+            let pid = child.id();
+            let out = child.wait_output(RUN);
+            let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+            let head: Vec<&str> = text.lines().take(3).collect();
+            runs.push((format!("{} ({})", p.name, layout.name), p.tool.clone(), pid));
+            outputs.push(head.join(" | "));
+        }
+    }
+    // Every run's first process is tracked within a while, or never.
+    let firsts: Vec<u32> = runs.iter().map(|r| r.2).collect();
+    wait_until(Duration::from_secs(30), || {
+        let seen: BTreeSet<u32> = tracked(&am.log_text()).iter().map(|t| t.0).collect();
+        firsts.iter().all(|pid| seen.contains(pid))
+    });
+    let lines = tracked(&am.log_text());
+    let mut wrong = Vec::new();
+    for (i, (what, want, first)) in runs.iter().enumerate() {
+        let end = runs.get(i + 1).map_or(u32::MAX, |r| r.2);
+        let mine: Vec<&(u32, String, String)> = lines
+            .iter()
+            .filter(|(pid, _, _)| (*first..end).contains(pid))
+            .collect();
+        let tools: BTreeSet<&str> = mine.iter().map(|t| t.1.as_str()).collect();
+        if tools != BTreeSet::from([want.as_str()]) {
+            wrong.push(format!(
+                "{what}: want {want}, tracked {mine:?}; its output: {}",
+                outputs[i]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} runs not named right:\n{}",
+        wrong.len(),
+        runs.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_package_list_names_each_agent_once() {
+    let list = packages();
+    let tools: BTreeSet<&str> = list.iter().map(|p| p.tool.as_str()).collect();
+    assert_eq!(tools.len(), list.len());
+}
