@@ -23,7 +23,9 @@ use crate::{
     metrics::Metrics,
     procfs::RealProc,
     saved::StateFile,
-    service, top, web,
+    service, top,
+    uprobes::{self, search::Search},
+    web,
 };
 
 /// The log target of the daemon's own lines, as when they were in the
@@ -124,12 +126,43 @@ fn start(
     if let Some(dir) = state_dir {
         state.resume(StateFile::new(dir));
     }
+    let state = Arc::new(Mutex::new(state));
+    search_tls_on_a_thread(&state);
     Ok(Started {
-        state: Arc::new(Mutex::new(state)),
+        state,
         ring,
         config,
         keep,
     })
+}
+
+/// Searches files for TLS probe points on a thread of their own, one after
+/// another, away from the event loop (see `uprobes/search.rs`); each result
+/// is handed back under the state's lock. Without that thread, they are
+/// searched on the event loop, as before it.
+fn search_tls_on_a_thread(state: &Arc<Mutex<State<Kernel, RealProc>>>) {
+    let (tx, rx) = std::sync::mpsc::channel::<Box<Search>>();
+    let weak = Arc::downgrade(state);
+    let worker = std::thread::Builder::new()
+        .name("tls-search".into())
+        .spawn(move || {
+            for search in rx {
+                let done = uprobes::search::run(*search);
+                let Some(state) = weak.upgrade() else { return };
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                state.tls_searched(done);
+            }
+        });
+    match worker {
+        Ok(_) => {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.search_tls_with(Box::new(move |search| tx.send(search).map_err(|e| e.0)));
+        }
+        Err(e) => warn!(
+            target: TARGET,
+            "cannot start the thread that searches files for TLS probe points ({e}); they are searched on the event loop"
+        ),
+    }
 }
 
 /// Reads kernel events and keeps house until `until` completes (or the

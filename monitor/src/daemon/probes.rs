@@ -16,7 +16,7 @@ use crate::{
     procfs::ProcSource,
     traffic::Traffic,
     tree::Tree,
-    uprobes::{TlsLib, TlsProbes, proc_root},
+    uprobes::{Searcher, TlsLib, TlsProbes, proc_root, search::Searched},
 };
 
 /// How long no probe must have been attached before old ones are closed,
@@ -136,5 +136,16 @@ impl<K: KernelPort, P: ProcSource> super::State<K, P> {
     /// first scan, so agents already running are not searched again.
     pub fn keep_tls_plans_in(&mut self, dir: &Path) {
         self.tls.keep_plans_in(dir);
+    }
+
+    /// Searches files for TLS probe points with `searcher` (a thread of
+    /// their own) from now on; each result goes to [`State::tls_searched`].
+    pub fn search_tls_with(&mut self, searcher: Searcher) {
+        self.tls.search_with(searcher);
+    }
+
+    /// A search [`State::search_tls_with`] started has ended.
+    pub fn tls_searched(&mut self, done: Searched) {
+        self.tls.searched(done, self.kernel.probes());
     }
 }

@@ -22,6 +22,7 @@ pub mod openssl_stripped;
 mod plan;
 #[cfg(test)]
 mod samples;
+pub mod search;
 mod target;
 mod xrefs;
 
@@ -39,6 +40,7 @@ pub use self::lib::TlsLib;
 use self::mapped::Mapped;
 pub use self::needed::{Needed, default_dirs, is_tls_library};
 pub use self::plan::{Checked, Plan, Scope, check_file, elf_offsets, links_rustls};
+use self::search::{Search, Searched};
 pub use self::target::{Stamp, Target};
 use crate::kernel::{
     AEAD_OPEN, AEAD_OPEN_RETURN, AEAD_SEAL, GO_TLS_READ, GO_TLS_RETURN, ProbeAt, TLS_ENTRY_READ,
@@ -130,7 +132,19 @@ pub struct TlsProbes<L> {
     /// can be tied to their socket (the `rx_tie` kernel feature); else its
     /// records give both ways, per connection.
     rustls: bool,
+    /// Hands a search to a thread (see `search.rs`); without one, files are
+    /// searched on the caller's.
+    searcher: Option<Searcher>,
+    /// Files being searched, with the processes waiting for their probes
+    /// (each with the file as it maps it).
+    searching: HashMap<FileId, Vec<(u32, Mapped)>>,
+    /// Probes are all detached: a search that ends later attaches nothing.
+    stopped: bool,
 }
+
+/// Starts a search elsewhere; its result comes back to
+/// [`TlsProbes::searched`]. Gives the search back when it cannot.
+pub type Searcher = Box<dyn FnMut(Box<Search>) -> Result<(), Box<Search>> + Send>;
 
 impl<L> Default for TlsProbes<L> {
     fn default() -> Self {
@@ -144,9 +158,19 @@ impl<L> Default for TlsProbes<L> {
             last_attach: None,
             needed: Needed::default(),
             rustls: true,
+            searcher: None,
+            searching: HashMap::new(),
+            stopped: false,
         }
     }
 }
+
+/// Files smaller than this are searched on the caller's thread even with a
+/// searcher: libssl (0.7 MB) and libgnutls (2 MB) by their symbols in a
+/// millisecond or two, the tests' 4 to 7 MB static clients in under 30 ms.
+/// Agents' single-file programs (node and Bun builds of 90 MB and more,
+/// Codex's 315 MB) go to the searcher's thread.
+const SEARCH_HERE_BELOW: u64 = 8 << 20;
 
 /// A process's maps are read again at most this often (libraries come with
 /// dlopen, e.g. Python's `import ssl`, so every new connection may look).
@@ -158,6 +182,11 @@ impl<L> TlsProbes<L> {
     pub fn with_rustls(mut self, rustls: bool) -> Self {
         self.rustls = rustls;
         self
+    }
+
+    /// Searches files with `searcher` from now on, away from the caller.
+    pub fn search_with(&mut self, searcher: Searcher) {
+        self.searcher = Some(searcher);
     }
 
     /// Keeps the plans found in the state folder `dir`, and uses those
@@ -253,104 +282,198 @@ impl<L> TlsProbes<L> {
             if self.skip.contains(&id) {
                 continue;
             }
+            if let Some(waiting) = self.searching.get_mut(&id) {
+                if waiting.iter().all(|(p, _)| *p != pid) {
+                    waiting.push((pid, file));
+                }
+                continue;
+            }
             let is_exe = target::is_exe(&file, exe, pid);
             let Some(target) = attacher.open(&file, pid, root, is_exe) else {
                 debug!(pid, file = %file.path.display(), "cannot open the file the process maps; looked at again at its next scan");
                 continue;
             };
-            let Some(plan) = self.plan(id, &file, is_exe, &target, attacher) else {
+            let Some((plan, target)) = self.plan(id, pid, &file, is_exe, target, attacher) else {
                 continue;
             };
-            let target = target.path();
-            let scope = match plan.scope {
-                Scope::PerProcess => NonZeroU32::new(pid),
-                Scope::PerFile => None,
-            };
-            let started = Instant::now();
-            self.last_attach = Some(started);
-            match attach_plan(&plan, target, scope, attacher) {
-                Ok(links) => {
-                    let (lib, probes) = (plan.lib.label(), links.len());
-                    let ms = started.elapsed().as_secs_f64() * 1e3;
-                    match scope {
-                        Some(_) => {
-                            debug!(pid, file = %file.path.display(), library = lib, probes, ms, "TLS probes attached for the process");
-                            self.own
-                                .entry(pid)
-                                .or_default()
-                                .insert(id, (plan.lib, links));
-                        }
-                        None => {
-                            info!(file = %file.path.display(), library = lib, probes, ms, "TLS probes attached for the file");
-                            self.shared.insert(
-                                id,
-                                Shared {
-                                    lib: plan.lib,
-                                    links,
-                                    users: HashSet::from([pid]),
-                                    idle_since: None,
-                                },
-                            );
-                        }
-                    }
-                    mine.push(id);
-                }
-                // A process can leave while its probes are attached: only
-                // a file that fails for everyone is given up.
-                Err(e) if scope.is_some() => {
-                    debug!(pid, file = %file.path.display(), "cannot attach TLS probes for the process: {e}");
-                }
-                Err(e) => {
-                    warn!(file = %file.path.display(), library = plan.lib.label(), "cannot attach TLS probes: {e}; this library's TLS 1.3 sizes come from records");
-                    self.skip.insert(id);
-                }
+            if self.attach_one(pid, id, &file, &plan, target.path(), attacher) {
+                mine.push(id);
             }
         }
         mine
     }
 
-    /// The plan for a file, resolved once; None (and skipped from now on)
-    /// for a file that is not a TLS library or whose functions are missing.
+    /// Attaches `plan` to `target` for process `pid`, or for the file;
+    /// returns whether `pid` has the file's probes now.
+    fn attach_one(
+        &mut self,
+        pid: u32,
+        id: FileId,
+        file: &Mapped,
+        plan: &Plan,
+        target: &Path,
+        attacher: &mut dyn Attacher<Link = L>,
+    ) -> bool {
+        let scope = match plan.scope {
+            Scope::PerProcess => NonZeroU32::new(pid),
+            Scope::PerFile => None,
+        };
+        let started = Instant::now();
+        self.last_attach = Some(started);
+        match attach_plan(plan, target, scope, attacher) {
+            Ok(links) => {
+                let (lib, probes) = (plan.lib.label(), links.len());
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                match scope {
+                    Some(_) => {
+                        debug!(pid, file = %file.path.display(), library = lib, probes, ms, "TLS probes attached for the process");
+                        self.own
+                            .entry(pid)
+                            .or_default()
+                            .insert(id, (plan.lib, links));
+                    }
+                    None => {
+                        info!(file = %file.path.display(), library = lib, probes, ms, "TLS probes attached for the file");
+                        self.shared.insert(
+                            id,
+                            Shared {
+                                lib: plan.lib,
+                                links,
+                                users: HashSet::from([pid]),
+                                idle_since: None,
+                            },
+                        );
+                    }
+                }
+                true
+            }
+            // A process can leave while its probes are attached: only
+            // a file that fails for everyone is given up.
+            Err(e) if scope.is_some() => {
+                debug!(pid, file = %file.path.display(), "cannot attach TLS probes for the process: {e}");
+                false
+            }
+            Err(e) => {
+                warn!(file = %file.path.display(), library = plan.lib.label(), "cannot attach TLS probes: {e}; this library's TLS 1.3 sizes come from records");
+                self.skip.insert(id);
+                false
+            }
+        }
+    }
+
+    /// The plan for a file, resolved once, with the file; None for a file
+    /// that is not a TLS library or whose functions are missing (skipped
+    /// from now on), or that is being searched elsewhere (attached for
+    /// `pid` when that search ends).
     fn plan(
         &mut self,
         id: FileId,
+        pid: u32,
         file: &Mapped,
         is_exe: bool,
-        target: &Target,
+        target: Target,
         attacher: &mut dyn Attacher<Link = L>,
-    ) -> Option<Plan> {
+    ) -> Option<(Plan, Target)> {
         let stamp = target.stamp();
         if let Some((known, plan)) = self.plans.get(&id)
             && *known == stamp
         {
-            return Some(plan.clone());
+            return Some((plan.clone(), target));
         }
-        let target = target.path();
-        let key = cache::key(target);
-        if let Some(plan) = key.as_deref().and_then(|k| self.kept.get(k, target)) {
+        let key = cache::key(target.path());
+        if let Some(plan) = key.as_deref().and_then(|k| self.kept.get(k, target.path())) {
             info!(file = %file.path.display(), library = plan.lib.label(), "TLS probe points known from another copy of this build or an earlier run");
             self.plans.insert(id, (stamp, plan.clone()));
-            return Some(plan);
+            return Some((plan, target));
         }
-        let Some(plan) = plan::plan_for(&file.path, is_exe, target, self.rustls) else {
-            self.skip.insert(id);
-            return None;
+        let search = Search {
+            id,
+            file: file.clone(),
+            is_exe,
+            target,
+            rustls: self.rustls,
+            key,
         };
-        let resolved = attacher
-            .offsets(target, &plan::symbols(&plan))
-            .and_then(|offsets| plan::resolve(&plan, &offsets));
-        match resolved {
-            Ok(resolved) => {
-                self.plans.insert(id, (stamp, resolved.clone()));
-                if let Some(key) = &key {
-                    self.kept.put(key, &resolved, target);
+        // Libraries and small programs take a few milliseconds: searched
+        // here, they never wait behind a large one in the thread's queue.
+        let small = search
+            .target
+            .stamp()
+            .is_some_and(|(size, _, _)| size < SEARCH_HERE_BELOW);
+        let search = match &mut self.searcher {
+            Some(searcher) if !small => match searcher(Box::new(search)) {
+                Ok(()) => {
+                    debug!(pid, file = %file.path.display(), "searching the file for TLS probe points");
+                    self.searching.insert(id, vec![(pid, file.clone())]);
+                    return None;
                 }
-                Some(resolved)
+                // Its thread is gone: searched here.
+                Err(search) => *search,
+            },
+            _ => search,
+        };
+        let done = search::run_with(search, |target, names| attacher.offsets(target, names));
+        let plan = self.keep(&done)?;
+        Some((plan, done.search.target))
+    }
+
+    /// Keeps what a search found: the plan, also by build for other copies
+    /// and later runs, or the file skipped from now on.
+    fn keep(&mut self, done: &Searched) -> Option<Plan> {
+        let Search {
+            id, file, target, ..
+        } = &done.search;
+        match &done.plan {
+            Ok(Some(plan)) => {
+                self.plans.insert(*id, (target.stamp(), plan.clone()));
+                if let Some(key) = &done.search.key {
+                    self.kept.put(key, plan, target.path());
+                }
+                Some(plan.clone())
+            }
+            Ok(None) => {
+                self.skip.insert(*id);
+                None
             }
             Err(e) => {
-                warn!(file = %file.path.display(), library = plan.lib.label(), "cannot probe TLS library: {e}; its TLS 1.3 sizes come from records");
-                self.skip.insert(id);
+                warn!(file = %file.path.display(), "cannot probe TLS library: {e}; its TLS 1.3 sizes come from records");
+                self.skip.insert(*id);
                 None
+            }
+        }
+    }
+
+    /// A search handed to the searcher ended: its file's probes go on for
+    /// the processes that wait for them and have not exited.
+    pub fn searched(&mut self, done: Searched, attacher: &mut dyn Attacher<Link = L>) {
+        let id = done.search.id;
+        let waiting = self.searching.remove(&id).unwrap_or_default();
+        if self.stopped {
+            return;
+        }
+        let Some(plan) = self.keep(&done) else {
+            return;
+        };
+        let target = done.search.target.path();
+        for (pid, file) in waiting {
+            // Attaching for the file failed (and said so once).
+            if self.skip.contains(&id) {
+                break;
+            }
+            let has = match self.shared.get_mut(&id) {
+                // Probed for the file by an earlier process of the list.
+                Some(shared) => {
+                    shared.users.insert(pid);
+                    true
+                }
+                None => self.attach_one(pid, id, &file, &plan, target, attacher),
+            };
+            if has {
+                let (_, ids) = self
+                    .scanned
+                    .entry(pid)
+                    .or_insert_with(|| (Instant::now(), Vec::new()));
+                ids.push(id);
             }
         }
     }
@@ -358,6 +481,9 @@ impl<L> TlsProbes<L> {
     /// A tracked process exited: its own probes go now; shared files nobody
     /// uses any more start to idle.
     pub fn exited(&mut self, pid: u32, now: Instant, attacher: &mut dyn Attacher<Link = L>) {
+        for waiting in self.searching.values_mut() {
+            waiting.retain(|(p, _)| *p != pid);
+        }
         for (_, (_, links)) in self.own.remove(&pid).unwrap_or_default() {
             for (program, link) in links {
                 attacher.detach(program, link);
@@ -379,6 +505,8 @@ impl<L> TlsProbes<L> {
 
     /// Detaches every probe (agentmon is stopping).
     pub fn detach_all(&mut self, attacher: &mut dyn Attacher<Link = L>) {
+        self.stopped = true;
+        self.searching.clear();
         let own = self.own.drain().flat_map(|(_, files)| files.into_values());
         let shared = self.shared.drain().map(|(_, s)| (s.lib, s.links));
         for (_, links) in own.chain(shared).collect::<Vec<_>>() {

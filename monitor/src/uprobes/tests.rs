@@ -1,4 +1,8 @@
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use super::*;
 
@@ -383,4 +387,68 @@ fn aws_lc_probes_count_for_rustls_in_a_file_that_links_openssl_too() {
         probes.libs_of(20).collect::<HashSet<_>>(),
         HashSet::from([TlsLib::OpenSslStatic, TlsLib::Rustls])
     );
+}
+
+const LIBSSL_MAPS: &str =
+    "7f1c2b400000-7f1c2b49a000 r-xp 00000000 fe:01 200 /usr/lib/x86_64-linux-gnu/libssl.so.3\n";
+
+/// A searcher that keeps what it is handed, for the test to run.
+fn keeping(handed: &Arc<Mutex<Vec<Search>>>) -> Searcher {
+    let handed = Arc::clone(handed);
+    Box::new(move |search| {
+        handed.lock().unwrap().push(*search);
+        Ok(())
+    })
+}
+
+#[test]
+fn a_search_on_another_thread_attaches_for_the_processes_still_waiting() {
+    let handed = Arc::new(Mutex::new(Vec::new()));
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    probes.search_with(keeping(&handed));
+    let now = Instant::now();
+    for pid in [10, 11, 12] {
+        probes.scan(pid, LIBSSL_MAPS, None, Path::new("/"), &mut fake, now);
+    }
+    // Handed over once, for all three; nothing attached meanwhile.
+    let mut searches: Vec<Search> = handed.lock().unwrap().drain(..).collect();
+    assert_eq!(searches.len(), 1);
+    assert!(fake.attached.is_empty());
+    probes.exited(12, now, &mut fake);
+    let search = searches.pop().unwrap();
+    let done = std::thread::spawn(move || search::run(search))
+        .join()
+        .unwrap();
+    probes.searched(done, &mut fake);
+    // Debian's libssl: 4 entry and 4 return probes, for 10 and 11 alone.
+    let pids: HashSet<Option<u32>> = fake.attached.iter().map(|a| a.4).collect();
+    assert_eq!(pids, HashSet::from([Some(10), Some(11)]));
+    assert_eq!(fake.attached.len(), 16);
+    assert_eq!(probes.attached()[&TlsLib::OpenSsl], 16);
+    assert_eq!(probes.libs_of(11).collect::<Vec<_>>().len(), 8);
+    // Their exits detach them; a later process uses the plan found.
+    probes.exited(10, now, &mut fake);
+    probes.exited(11, now, &mut fake);
+    assert_eq!(fake.detached.len(), 16);
+    probes.scan(13, LIBSSL_MAPS, None, Path::new("/"), &mut fake, now);
+    assert!(handed.lock().unwrap().is_empty());
+    assert_eq!(fake.attached.len(), 24);
+}
+
+#[test]
+fn a_search_ending_after_the_stop_attaches_nothing_and_one_not_taken_runs_here() {
+    let handed = Arc::new(Mutex::new(Vec::new()));
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    probes.search_with(keeping(&handed));
+    let now = Instant::now();
+    probes.scan(10, LIBSSL_MAPS, None, Path::new("/"), &mut fake, now);
+    probes.detach_all(&mut fake);
+    let search = handed.lock().unwrap().pop().unwrap();
+    probes.searched(search::run(search), &mut fake);
+    assert!(fake.attached.is_empty());
+    // The searcher's thread is gone: the search runs on the caller's.
+    let (mut probes, mut fake) = (TlsProbes::default(), Fake::default());
+    probes.search_with(Box::new(Err));
+    probes.scan(10, LIBSSL_MAPS, None, Path::new("/"), &mut fake, now);
+    assert_eq!(fake.attached.len(), 8);
 }
