@@ -3,7 +3,9 @@
 //! xtask setup test` installs them (xtask/src/setup/agents.rs) as npm does:
 //! globally under nvm's prefix, with a node from npm's `node` package; into a
 //! project, run from `node_modules/.bin` and through `npx`; and into Volta's
-//! package images, run as Volta's shim runs them. Each runs `--version` in
+//! package images, run as Volta's shim runs them; and the binaries at the
+//! places the vendors' own installers put them (`tests/agents/installers.txt`).
+//! Each runs `--version` in
 //! the lab's client namespace, which reaches only the test internet (its DNS
 //! knows no real name), while agentmon runs.
 //!
@@ -110,6 +112,21 @@ fn layouts(home: &Path, p: &Package) -> Vec<Layout> {
     ]
 }
 
+/// The vendors' installers' layouts: (tool, the command under home).
+fn installers() -> Vec<(String, String)> {
+    let list = include_str!("../agents/installers.txt");
+    list.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(w.len(), 4, "installers.txt: {l}");
+            let run = if w[3] == "-" { w[2] } else { w[3] };
+            (w[0].to_string(), run.to_string())
+        })
+        .collect()
+}
+
 /// A "tracking agent process" line: pid, tool, exe.
 fn tracked(log: &str) -> Vec<(u32, String, String)> {
     log.lines()
@@ -146,8 +163,24 @@ fn published_agents_are_named_in_every_install_layout() {
     let user = TempDir::new("agent-home");
     let mut runs: Vec<(String, String, u32)> = Vec::new();
     let mut outputs = Vec::new();
-    for p in packages() {
-        for layout in layouts(Path::new(HOME), &p) {
+    let home = Path::new(HOME);
+    let vendors = installers().into_iter().map(|(tool, run)| {
+        let layout = Layout {
+            name: "the vendor's installer",
+            program: home.join(&run),
+            args: vec!["--version".into()],
+            path: SYSTEM_PATH.into(),
+            cwd: home.to_path_buf(),
+        };
+        (run, tool, layout)
+    });
+    let npm = packages().into_iter().flat_map(|p| {
+        layouts(home, &p)
+            .into_iter()
+            .map(move |layout| (p.name.clone(), p.tool.clone(), layout))
+    });
+    for (what, tool, layout) in npm.chain(vendors) {
+        {
             let mut cmd: Command = lab.client_cmd(&layout.program, &layout.args);
             cmd.current_dir(&layout.cwd)
                 .env_clear()
@@ -159,7 +192,7 @@ fn published_agents_are_named_in_every_install_layout() {
             let out = child.wait_output(RUN);
             let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
             let head: Vec<&str> = text.lines().take(3).collect();
-            runs.push((format!("{} ({})", p.name, layout.name), p.tool.clone(), pid));
+            runs.push((format!("{what} ({})", layout.name), tool, pid));
             outputs.push(head.join(" | "));
         }
     }

@@ -7,7 +7,9 @@
 //!   `npx` runs too;
 //! - Volta: each package into its own image (`.volta/tools/image/packages/
 //!   <package>`, an npm global prefix, as Volta installs it), its node in
-//!   `.volta/tools/image/node/<V>/bin/node`.
+//!   `.volta/tools/image/node/<V>/bin/node`;
+//! - the vendors' own installers' places (`tests/agents/installers.txt`),
+//!   hard links to the packages' binaries.
 use std::fs;
 use std::path::Path;
 use std::time::Instant;
@@ -21,12 +23,41 @@ pub(crate) const AGENTS_DIR: &str = "/var/lib/agentmon/tools/agents";
 /// The nvm-shaped prefix's node, from npm's `node` package.
 const NODE_VERSION: &str = "22.23.3";
 const PACKAGES: &str = include_str!("../../../tests/agents/packages.txt");
+const INSTALLERS: &str = include_str!("../../../tests/agents/installers.txt");
 
-/// `package@version` for each line of the package list.
-fn specs(list: &str) -> Vec<String> {
+/// The lines of a list that are not empty or comments.
+fn lines(list: &str) -> impl Iterator<Item = &str> {
     list.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// One line of the installers' list: the package's binary linked where the
+/// vendor's installer puts it, and the installer's own link to that.
+fn installed_as_the_vendor_does(home: &Path, line: &str) -> Result<()> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let [_, binary, place, link] = words[..] else {
+        anyhow::bail!("tests/agents/installers.txt: cannot read `{line}`");
+    };
+    let (binary, place) = (
+        home.join("project/node_modules").join(binary),
+        home.join(place),
+    );
+    fs::create_dir_all(place.parent().unwrap())?;
+    fs::hard_link(&binary, &place)
+        .with_context(|| format!("linking {} to {}", place.display(), binary.display()))?;
+    if link != "-" {
+        let link = home.join(link);
+        fs::create_dir_all(link.parent().unwrap())?;
+        std::os::unix::fs::symlink(&place, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), place.display()))?;
+    }
+    Ok(())
+}
+
+/// `package@version` for each line of the package list.
+fn specs(list: &str) -> Vec<String> {
+    lines(list)
         .filter_map(|l| {
             let mut words = l.split_whitespace();
             Some(format!("{}@{}", words.next()?, words.next()?))
@@ -40,7 +71,7 @@ pub fn install(step: &Step) -> Result<String> {
     let agents = specs(PACKAGES);
     // What an earlier run installed, so a changed list installs afresh.
     let marker = dir.join("installed.txt");
-    let want = format!("{node}\n{}\n", agents.join("\n"));
+    let want = format!("{node}\n{}\n{INSTALLERS}", agents.join("\n"));
     if fs::read_to_string(&marker).ok().as_deref() == Some(want.as_str()) {
         return Ok(format!(
             "{ALREADY}: {} agent packages ({})",
@@ -77,6 +108,9 @@ pub fn install(step: &Step) -> Result<String> {
     let node_bin = fs::canonicalize(nvm.join("bin/node"))?;
     fs::hard_link(&node_bin, &volta_node)
         .with_context(|| format!("linking {} to {}", volta_node.display(), node_bin.display()))?;
+    for line in lines(INSTALLERS) {
+        installed_as_the_vendor_does(&home, line)?;
+    }
     fs::write(&marker, want).with_context(|| format!("writing {}", marker.display()))?;
     Ok(format!(
         "installed {} agent packages and node {NODE_VERSION} in {} in {}",

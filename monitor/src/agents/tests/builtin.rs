@@ -127,6 +127,10 @@ fn copilot() {
         &["copilot"],
         "copilot",
     );
+    // Its install script, run as a user.
+    assert_strong("/home/u/.local/bin/copilot", &["copilot"], "copilot");
+    // AWS Copilot CLI's documented place: not GitHub's agent.
+    assert_none("/usr/local/bin/copilot", &["copilot", "app", "init"]);
     assert_strong(
         "/usr/lib/node_modules/@github/copilot-language-server-linux-x64/copilot-language-server",
         &["copilot-language-server", "--stdio"],
