@@ -436,7 +436,8 @@ impl<L> TlsProbes<L> {
                 None
             }
             Err(e) => {
-                warn!(file = %file.path.display(), "cannot probe TLS library: {e}; its TLS 1.3 sizes come from records");
+                let library = done.lib.map_or("", TlsLib::label);
+                warn!(file = %file.path.display(), library, "cannot probe TLS library: {e}; its TLS 1.3 sizes come from records");
                 self.skip.insert(*id);
                 None
             }

@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{FileId, Mapped, Plan, ProbeError, Target, plan};
+use super::{FileId, Mapped, Plan, ProbeError, Target, TlsLib, plan};
 
 /// What a search needs: the file as a process maps it, opened.
 pub struct Search {
@@ -31,6 +31,8 @@ pub struct Search {
 pub struct Searched {
     pub(super) search: Search,
     pub(super) plan: Result<Option<Plan>, ProbeError>,
+    /// The library the file was found to be, also when it cannot be probed.
+    pub(super) lib: Option<TlsLib>,
 }
 
 /// Runs `search` on this thread.
@@ -45,13 +47,15 @@ pub(super) fn run_with(
     offsets: impl FnOnce(&Path, &[&str]) -> Result<HashMap<String, u64>, ProbeError>,
 ) -> Searched {
     let target = search.target.path();
-    let plan = match plan::plan_for(&search.file.path, search.is_exe, target, search.rustls) {
+    let found = plan::plan_for(&search.file.path, search.is_exe, target, search.rustls);
+    let lib = found.as_ref().map(|plan| plan.lib);
+    let plan = match found {
         None => Ok(None),
         Some(plan) => offsets(target, &plan::symbols(&plan))
             .and_then(|found| plan::resolve(&plan, &found))
             .map(Some),
     };
-    Searched { search, plan }
+    Searched { search, plan, lib }
 }
 
 impl Search {
