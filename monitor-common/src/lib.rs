@@ -233,6 +233,11 @@ pub struct TlsCall {
     /// For the `_ex` calls: where the library stores the byte count.
     /// For a write waiting for its socket (`TLS_PENDING`): its byte count.
     pub len_out: u64,
+    /// A Go write's connection's received plaintext at the call's entry
+    /// ([`NO_MARK`] if unknown then): a response that another goroutine
+    /// reads while the write is still inside the kernel came before the
+    /// request this write starts (`tls_calls.rs`, `add_plaintext`).
+    pub rx_mark: u64,
     /// [`tls_lib`].
     pub lib: u32,
     /// 1 for writes, 0 for reads.
@@ -242,7 +247,10 @@ pub struct TlsCall {
     pub tgid: u32,
     pub _pad: u32,
 }
-const _: () = assert!(size_of::<TlsCall>() == 40);
+const _: () = assert!(size_of::<TlsCall>() == 48);
+
+/// [`TlsCall::rx_mark`] when there is none.
+pub const NO_MARK: u64 = u64::MAX;
 
 /// Bits of [`Conn::flags`].
 pub mod conn_flags {

@@ -24,7 +24,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, uprobe, uretprobe},
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
-use monitor_common::{TlsCall, counter, lru, tls_lib};
+use monitor_common::{NO_MARK, TlsCall, counter, lru, tls_lib};
 
 use crate::{
     maps::{
@@ -55,6 +55,7 @@ pub fn aead_seal(ctx: ProbeContext) -> u32 {
         ssl: key,
         buf: input,
         len_out: 0,
+        rx_mark: NO_MARK,
         lib: tls_lib::RUSTLS,
         write: 1,
         tgid,
@@ -84,6 +85,7 @@ pub fn aead_open(ctx: ProbeContext) -> u32 {
         ssl: key,
         buf: out,
         len_out: out_len,
+        rx_mark: NO_MARK,
         lib: tls_lib::RUSTLS,
         write: 0,
         tgid,

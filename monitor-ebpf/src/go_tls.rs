@@ -11,7 +11,7 @@
 //! rewrite a return address on a stack Go may move.
 
 use aya_ebpf::{macros::uprobe, programs::ProbeContext};
-use monitor_common::{TlsCall, lru, tls_lib};
+use monitor_common::{NO_MARK, TlsCall, lru, tls_lib};
 
 use crate::{
     maps::{
@@ -65,10 +65,19 @@ fn enter(ctx: &ProbeContext, write: u32) -> u32 {
     }
     // SAFETY: `regs` is the probe's context, readable as a whole.
     let (conn, buf, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).rbx, (*ctx.regs).r14) };
+    // net/http reads each response on a goroutine of its own, which can
+    // read the response to this write's request before the write returns:
+    // the request's mark is what was received when it began.
+    let rx_mark = if write == 1 {
+        tls_calls::received(tgid, conn)
+    } else {
+        NO_MARK
+    };
     let call = TlsCall {
         ssl: conn,
         buf,
         len_out: 0,
+        rx_mark,
         lib: tls_lib::GO,
         write,
         tgid,

@@ -18,7 +18,7 @@ use aya_ebpf::{
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{TLS_HEAD_LEN, TlsCall, counter, lru, payload_kind, tls_lib};
+use monitor_common::{NO_MARK, TLS_HEAD_LEN, TlsCall, counter, lru, payload_kind, tls_lib};
 
 use crate::{
     maps::{
@@ -87,6 +87,7 @@ fn enter(ctx: &ProbeContext, write: u32, len_out_arg: Option<usize>) -> u32 {
         ssl,
         buf,
         len_out,
+        rx_mark: NO_MARK,
         lib,
         write,
         tgid,
@@ -158,6 +159,17 @@ pub fn count(task: u64, call: &TlsCall, bytes: u64) {
     let _ = add_plaintext(sock, call, bytes);
 }
 
+/// The plaintext received so far on the connection session `ssl` of
+/// process `tgid` is tied to; [`NO_MARK`] when it is tied to none yet.
+#[inline(always)]
+pub fn received(tgid: u32, ssl: u64) -> u64 {
+    let Some(conn) = tied(tgid, ssl).and_then(|sock| CONNS.get_ptr(sock)) else {
+        return NO_MARK;
+    };
+    // SAFETY: live map value, read whole.
+    unsafe { (*conn).tls_rx }
+}
+
 /// The open connection TLS session `ssl` is tied to. A tie to a closed one
 /// is to a session whose memory a later one reuses (rustls frees a key at
 /// each key change), which is tied anew.
@@ -211,7 +223,10 @@ pub fn add_plaintext(sock: u64, call: &TlsCall, bytes: u64) -> Option<[u64; 2]> 
             atomic_add(&raw mut (*conn).tls_rx, bytes);
         }
         (*conn).tls_lib = call.lib;
-        [(*conn).tls_tx.wrapping_sub(bytes), (*conn).tls_rx]
+        [
+            (*conn).tls_tx.wrapping_sub(bytes),
+            (*conn).tls_rx.min(call.rx_mark),
+        ]
     };
     if call.write == 1 && call.buf != 0 && starts_request(call.buf, bytes) {
         let about = payload::About {
