@@ -126,10 +126,8 @@ fn start(
     if let Some(dir) = state_dir {
         state.resume(StateFile::new(dir));
     }
-    let state = Arc::new(Mutex::new(state));
-    search_tls_on_a_thread(&state);
     Ok(Started {
-        state,
+        state: Arc::new(Mutex::new(state)),
         ring,
         config,
         keep,
@@ -255,6 +253,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         // Everything that needed more is done, and no other thread runs yet.
         drop_capabilities(&keep);
+        // Capabilities are per thread: started after the drop, it holds
+        // only what the daemon kept (least_privilege.rs checks each thread).
+        search_tls_on_a_thread(&state);
         let listener = tokio::net::TcpListener::from_std(listener)?;
         info!(target: TARGET, listen = %config.listen, "serving /metrics and /healthz");
         if let Some(every) = service::watchdog_interval() {
