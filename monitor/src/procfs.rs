@@ -18,6 +18,11 @@ pub struct ProcInfo {
     pub exe: Option<PathBuf>,
     /// The inode number of that file (a deleted one's too).
     pub exe_ino: Option<u64>,
+    /// Where agentmon opens that file to read it: `/proc/<pid>/exe`, which
+    /// reaches it from any mount namespace, or for a process gone before it
+    /// was read, the file its exec path links to. `None` when neither is
+    /// known.
+    pub exe_file: Option<PathBuf>,
     /// Empty for kernel threads and zombies.
     pub argv: Vec<String>,
     pub comm: String,
@@ -177,6 +182,7 @@ impl ProcSource for RealProc {
         Some(ProcInfo {
             pid,
             ppid,
+            exe_file: exe.is_some().then(|| dir.join("exe")),
             exe,
             exe_ino,
             argv,
@@ -405,6 +411,7 @@ mod tests {
                 )),
                 // The fake exe link points nowhere.
                 exe_ino: None,
+                exe_file: Some(dir.join("exe")),
                 argv: vec!["2.1.197".to_owned()],
                 comm: "2.1.197".to_owned(),
                 env: vec![("CLAUDECODE".to_owned(), "1".to_owned())],

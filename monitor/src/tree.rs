@@ -187,6 +187,7 @@ impl Tree {
         });
         if info.exe.is_none() {
             let real = src.resolve(exec.filename);
+            info.exe_file.clone_from(&real);
             info.exe = Some(real.unwrap_or_else(|| exec.filename.into()));
         }
         if info.argv.is_empty() {

@@ -9,9 +9,11 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
 
 use crate::netlab::{NetLab, ServerGuard, ip};
+use crate::process::run_bounded;
 
 /// The model API host (TLS on 443, HTTP on 80).
 pub const MODEL_V4: &str = "203.0.113.20";
@@ -196,6 +198,26 @@ impl Internet {
     /// Path of a client script in tests/internet.
     pub fn script(name: &str) -> PathBuf {
         script(name)
+    }
+
+    /// go_client.go built at `out`, static and stripped (`-s -w`), as Go
+    /// agents (and AWS Copilot CLI) ship.
+    pub fn go_client(out: &Path) -> PathBuf {
+        let mut build = Command::new("go");
+        build
+            .args(["build", "-ldflags=-s -w", "-o"])
+            .arg(out)
+            .arg(script("go_client.go"))
+            .env("CGO_ENABLED", "0")
+            // Shared by runs: std's crypto/tls builds once per machine.
+            .env(
+                "GOCACHE",
+                std::env::temp_dir().join("agentmon-tests-gocache"),
+            )
+            .env("HOME", out.parent().unwrap_or(Path::new("/")));
+        let built = run_bounded(&mut build, Duration::from_secs(300));
+        assert!(built.status.success(), "go build: {built:?}");
+        out.to_path_buf()
     }
 }
 

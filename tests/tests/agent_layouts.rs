@@ -233,3 +233,84 @@ fn the_package_list_names_each_agent_once() {
     let tools: BTreeSet<&str> = list.iter().map(|p| p.tool.as_str()).collect();
     assert_eq!(tools.len(), list.len());
 }
+
+/// Runs `file` as `/usr/local/bin/copilot` with `args`, in the client
+/// namespace and a mount namespace of its own (a bind mount puts it there;
+/// the host's /usr/local/bin is left alone). One process: `ip netns exec`,
+/// `unshare` and `sh` each exec the next.
+fn as_usr_local_bin_copilot(lab: &NetLab, file: &Path, args: &[&str], home: &Path) -> Command {
+    let script = "mount -t tmpfs tmpfs /usr/local/bin && : > /usr/local/bin/copilot \
+                  && mount --bind \"$0\" /usr/local/bin/copilot \
+                  && exec /usr/local/bin/copilot \"$@\"";
+    let mut cmd = lab.client_cmd("unshare", ["--mount", "--propagation", "private"]);
+    cmd.args(["sh", "-c", script])
+        .arg(file)
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", SYSTEM_PATH)
+        .env("TERM", "dumb");
+    cmd
+}
+
+/// GitHub's install script run as root puts Copilot CLI at
+/// /usr/local/bin/copilot, where AWS's documentation puts AWS Copilot CLI,
+/// a Go program. agentmon names GitHub's (a Node single executable) and
+/// not a Go program at that path.
+#[test]
+fn copilot_at_usr_local_bin_is_named_only_when_it_is_githubs() {
+    if !require_root() || !installed() {
+        return;
+    }
+    let lab = NetLab::new();
+    let _internet = Internet::start(&lab, &default_records());
+    let aws = Internet::go_client(&lab.dir().join("aws-copilot"));
+    let github = Path::new(HOME).join(".local/bin/copilot");
+    let am = Agentmon::start();
+    let user = TempDir::new("agent-home");
+    // The Go program waits for a file that is made only once GitHub's,
+    // started after it, has been judged: agentmon judges execs in order,
+    // so it judged the Go program while it ran.
+    let go_on = lab.dir().join("go-on");
+    let go_on_arg = go_on.display().to_string();
+    let go_args = ["-wait", go_on_arg.as_str(), "model.test", "443", "/v1:1"];
+    let aws_run = ChildGuard::spawn(&mut as_usr_local_bin_copilot(
+        &lab,
+        &aws,
+        &go_args,
+        user.path(),
+    ));
+    let github_run = ChildGuard::spawn(&mut as_usr_local_bin_copilot(
+        &lab,
+        &github,
+        &["--version"],
+        user.path(),
+    ));
+    let (aws_pid, github_pid) = (aws_run.id(), github_run.id());
+    let out = github_run.wait_output(RUN);
+    wait_until(Duration::from_secs(30), || {
+        tracked(&am.log_text()).iter().any(|t| t.0 == github_pid)
+    });
+    std::fs::write(&go_on, "").unwrap();
+    drop(aws_run);
+    let lines = tracked(&am.log_text());
+    let github_lines: Vec<_> = lines.iter().filter(|t| t.0 == github_pid).collect();
+    assert_eq!(
+        github_lines,
+        [&(
+            github_pid,
+            "copilot".to_string(),
+            "/usr/local/bin/copilot".to_string()
+        )],
+        "GitHub's Copilot CLI at /usr/local/bin; its output: {}",
+        String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+    );
+    let aws_lines: Vec<_> = lines
+        .iter()
+        .filter(|t| (aws_pid..github_pid).contains(&t.0))
+        .collect();
+    assert!(
+        aws_lines.is_empty(),
+        "a Go program at /usr/local/bin/copilot was named: {aws_lines:?}"
+    );
+}

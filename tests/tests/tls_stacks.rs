@@ -79,24 +79,9 @@ fn stripped_copy(program: &Path, path: &Path) {
     assert!(out.status.success(), "strip: {out:?}");
 }
 
-/// go_client.go built static and stripped (`-s -w`), as Go agents ship.
+/// go_client.go built static and stripped, in the lab's folder.
 fn go_client(w: &World) -> PathBuf {
-    let out_path = w.lab.dir().join("go_client");
-    let mut build = Command::new("go");
-    build
-        .args(["build", "-ldflags=-s -w", "-o"])
-        .arg(&out_path)
-        .arg(Internet::script("go_client.go"))
-        .env("CGO_ENABLED", "0")
-        // Shared by runs: std's crypto/tls builds once per machine.
-        .env(
-            "GOCACHE",
-            std::env::temp_dir().join("agentmon-tests-gocache"),
-        )
-        .env("HOME", w.lab.dir());
-    let out = run_bounded(&mut build, Duration::from_secs(300));
-    assert!(out.status.success(), "go build: {out:?}");
-    out_path
+    Internet::go_client(&w.lab.dir().join("go_client"))
 }
 
 #[test]

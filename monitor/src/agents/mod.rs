@@ -5,6 +5,7 @@
 //! trim it without a new build. Matching looks at one process at a time; the
 //! process tree decides what children inherit.
 
+mod elf_note;
 mod rule;
 
 use serde::Deserialize;
@@ -81,6 +82,10 @@ pub struct RuleSpec {
     pub comm: Option<Spanned<String>>,
     /// `NAME` (present) or `NAME=VALUE`. Weak on its own.
     pub env: Option<Spanned<String>>,
+    /// Name of an ELF note the program's file carries, e.g. `NODE_SEA_BLOB`
+    /// (a Node single executable). Only with `exe`: the file is read only
+    /// for processes whose exe matches, after every other condition.
+    pub elf_note: Option<Spanned<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]

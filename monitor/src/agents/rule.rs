@@ -3,7 +3,7 @@
 use globset::{GlobBuilder, GlobMatcher};
 use toml::Spanned;
 
-use super::{CatalogError, Origin, RuleSpec, Strength};
+use super::{CatalogError, Origin, RuleSpec, Strength, elf_note};
 use crate::procfs::ProcInfo;
 
 /// The kernel keeps at most 15 bytes of comm (TASK_COMM_LEN 16 with the NUL),
@@ -18,6 +18,7 @@ pub(super) struct Rule {
     argv0: Option<GlobMatcher>,
     comm: Option<String>,
     env: Option<(String, Option<String>)>,
+    elf_note: Option<String>,
     pub(super) strength: Strength,
 }
 
@@ -76,7 +77,20 @@ impl Rule {
             argv0,
             comm,
             env,
+            elf_note,
         } = spec;
+        if let Some(note) = elf_note {
+            if note.get_ref().is_empty() || note.get_ref().contains('\0') {
+                return Err(at.bad("elf_note", note, "expected a note's name"));
+            }
+            if exe.is_none() {
+                return Err(at.bad(
+                    "elf_note",
+                    note,
+                    "add an exe glob beside it: agentmon reads the file only of processes whose exe matches",
+                ));
+            }
+        }
         if exe.is_none()
             && argv.is_none()
             && arg.is_none()
@@ -120,6 +134,7 @@ impl Rule {
             argv0: argv0.as_ref().map(|p| at.glob("argv0", p)).transpose()?,
             comm: comm.as_ref().map(|c| c.get_ref().clone()),
             env,
+            elf_note: elf_note.as_ref().map(|n| n.get_ref().clone()),
             strength: if exe.is_some() || argv.is_some() || arg.is_some() || argv0.is_some() {
                 Strength::Strong
             } else {
@@ -164,6 +179,15 @@ impl Rule {
                 .env
                 .iter()
                 .any(|(n, v)| n == name && want.as_ref().is_none_or(|want| v == want))
+        {
+            return false;
+        }
+        // Last: the only condition that reads a file.
+        if let Some(name) = &self.elf_note
+            && !p
+                .exe_file
+                .as_deref()
+                .is_some_and(|file| elf_note::has_note(file, name))
         {
             return false;
         }

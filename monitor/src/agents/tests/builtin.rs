@@ -129,7 +129,8 @@ fn copilot() {
     );
     // Its install script, run as a user.
     assert_strong("/home/u/.local/bin/copilot", &["copilot"], "copilot");
-    // AWS Copilot CLI's documented place: not GitHub's agent.
+    // AWS Copilot CLI's documented place: not GitHub's agent unless the
+    // file is a Node single executable (tests/elf_note.rs).
     assert_none("/usr/local/bin/copilot", &["copilot", "app", "init"]);
     assert_strong(
         "/usr/lib/node_modules/@github/copilot-language-server-linux-x64/copilot-language-server",

@@ -4,6 +4,7 @@ use super::*;
 use crate::origin::unplaced;
 
 mod builtin;
+mod elf_note;
 
 const NODE: &str = "/usr/bin/node";
 
@@ -13,6 +14,7 @@ fn proc(exe: &str, argv: &[&str]) -> ProcInfo {
         ppid: 1,
         exe: Some(PathBuf::from(exe)),
         exe_ino: None,
+        exe_file: None,
         argv: argv.iter().map(|s| (*s).to_owned()).collect(),
         comm: argv
             .first()
