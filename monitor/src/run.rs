@@ -190,6 +190,7 @@ async fn serve(
         config.geoip.reload_seconds.min(interim),
         reload,
     ));
+    tokio::spawn(daemon::watch_young(state.clone()));
     tokio::select! {
         () = until => {}
         r = events => {

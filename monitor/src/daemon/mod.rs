@@ -22,6 +22,7 @@ use self::explain::TlsExplained;
 use self::logs::{log_conn, log_flow};
 use self::policy::PolicyState;
 pub use self::port::{KernelPort, MapFill};
+pub use self::probes::watch_young;
 use self::probes::{adopt_sockets, expect_tls, probe_tls, set_tls_gauges};
 use crate::{
     agents::Catalog,

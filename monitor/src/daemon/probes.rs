@@ -3,9 +3,11 @@
 use std::{
     collections::{BTreeSet, HashMap},
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::KernelPort;
@@ -148,4 +150,42 @@ impl<K: KernelPort, P: ProcSource> super::State<K, P> {
     pub fn tls_searched(&mut self, done: Searched) {
         self.tls.searched(done, self.kernel.probes());
     }
+
+    /// Looks at the libraries of the processes in their first seconds
+    /// (see [`crate::uprobes::YOUNG`]; each at most every `RESCAN`).
+    /// Returns whether there were any.
+    pub fn probe_young(&mut self) -> bool {
+        let young = self.tls.young(Instant::now());
+        for &pid in &young {
+            probe_tls(
+                &mut self.tls,
+                &mut self.kernel,
+                &self.tree,
+                &self.procs,
+                pid,
+            );
+        }
+        !young.is_empty()
+    }
+}
+
+/// Calls [`State::probe_young`] ten times a second while there are young
+/// processes; without any, it sleeps until one comes (an idle agentmon
+/// does not wake).
+pub async fn watch_young<K: KernelPort, P: ProcSource>(state: super::Shared<K, P>) {
+    let notify = Arc::new(Notify::new());
+    lock(&state).tls.notify_young(notify.clone());
+    loop {
+        if lock(&state).probe_young() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        } else {
+            notify.notified().await;
+        }
+    }
+}
+
+fn lock<K: KernelPort, P: ProcSource>(
+    state: &super::Shared<K, P>,
+) -> std::sync::MutexGuard<'_, super::State<K, P>> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -27,12 +27,14 @@ mod target;
 mod xrefs;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, hash_map::Entry},
     num::NonZeroU32,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use self::cache::PlanCache;
@@ -125,6 +127,12 @@ pub struct TlsProbes<L> {
     skip: HashSet<FileId>,
     /// When each process's maps were last read, and the files it maps.
     scanned: HashMap<u32, (Instant, Vec<FileId>)>,
+    /// When each process's maps were first read since its exec: young
+    /// processes are looked at more often (see [`YOUNG`]).
+    first_scan: HashMap<u32, Instant>,
+    /// Told when a process becomes young, so that the watch over young
+    /// processes sleeps while there are none.
+    on_young: Option<Arc<Notify>>,
     /// When probes were last attached.
     last_attach: Option<Instant>,
     needed: Needed,
@@ -155,6 +163,8 @@ impl<L> Default for TlsProbes<L> {
             kept: PlanCache::default(),
             skip: HashSet::new(),
             scanned: HashMap::new(),
+            first_scan: HashMap::new(),
+            on_young: None,
             last_attach: None,
             needed: Needed::default(),
             rustls: true,
@@ -174,8 +184,17 @@ const SEARCH_HERE_BELOW: u64 = 8 << 20;
 
 /// A process's maps are read again at most this often (libraries come with
 /// dlopen, e.g. Python's `import ssl`, so every new connection may look).
-const RESCAN: Duration = Duration::from_millis(200);
+const RESCAN: Duration = Duration::from_millis(100);
 const RESCAN_UNTIL_FOUND: Duration = Duration::from_millis(1);
+
+/// For this long after its exec, a tracked process's maps are read every
+/// [`RESCAN`] even when it makes no event (`State::probe_young`): agents
+/// load their TLS add-ons in their first seconds and connect a few hundred
+/// milliseconds later (Copilot CLI 1.0.102 loads `runtime.node` 0.4 s
+/// before its first connection, and searching it takes 0.1 s), while the
+/// housekeeping tick comes every 10 s by default and a connection's own
+/// event comes too late for a search.
+pub const YOUNG: Duration = Duration::from_secs(30);
 
 impl<L> TlsProbes<L> {
     /// Probes rustls on aws-lc or not (see the field).
@@ -234,6 +253,26 @@ impl<L> TlsProbes<L> {
         }
         let mine = self.attach_files(pid, mapped::parse(maps_text), exe, root, attacher);
         self.scanned.insert(pid, (now, mine));
+        if let Entry::Vacant(young) = self.first_scan.entry(pid) {
+            young.insert(now);
+            if let Some(notify) = &self.on_young {
+                notify.notify_one();
+            }
+        }
+    }
+
+    /// Tells `notify` each time a process becomes young.
+    pub fn notify_young(&mut self, notify: Arc<Notify>) {
+        self.on_young = Some(notify);
+    }
+
+    /// Processes whose maps were first read less than [`YOUNG`] ago.
+    pub fn young(&self, now: Instant) -> Vec<u32> {
+        self.first_scan
+            .iter()
+            .filter(|(_, first)| now.duration_since(**first) < YOUNG)
+            .map(|(pid, _)| *pid)
+            .collect()
     }
 
     /// Probes the TLS libraries process `pid` is about to map, from its
@@ -246,6 +285,8 @@ impl<L> TlsProbes<L> {
         root: &Path,
         attacher: &mut dyn Attacher<Link = L>,
     ) {
+        // A new program: young again from its first scan.
+        self.first_scan.remove(&pid);
         let libraries = self.needed.tls_libraries(exe, root);
         if !libraries.is_empty() {
             self.attach_files(pid, libraries, None, root, attacher);
@@ -490,6 +531,7 @@ impl<L> TlsProbes<L> {
                 attacher.detach(program, link);
             }
         }
+        self.first_scan.remove(&pid);
         let Some((_, ids)) = self.scanned.remove(&pid) else {
             return;
         };
@@ -516,6 +558,7 @@ impl<L> TlsProbes<L> {
             }
         }
         self.scanned.clear();
+        self.first_scan.clear();
     }
 
     /// Detaches the probes of shared files idle for [`DETACH_AFTER`].

@@ -199,6 +199,54 @@ fn rescans_are_rate_limited() {
 }
 
 #[test]
+fn processes_are_young_from_their_first_scan_until_young_has_passed_or_they_exit() {
+    let (mut probes, mut fake) = (TlsProbes::<usize>::default(), Fake::default());
+    let t0 = Instant::now();
+    let root = Path::new("/");
+    probes.scan(1, MAPS, None, root, &mut fake, t0);
+    probes.scan(2, "", None, root, &mut fake, t0 + Duration::from_secs(10));
+    // A later scan does not make a process young again.
+    probes.scan(1, MAPS, None, root, &mut fake, t0 + Duration::from_secs(20));
+    let young = |p: &TlsProbes<usize>, at: Duration| {
+        let mut pids = p.young(t0 + at);
+        pids.sort_unstable();
+        pids
+    };
+    assert_eq!(young(&probes, Duration::from_secs(11)), [1, 2]);
+    assert_eq!(young(&probes, YOUNG), [2]);
+    // A new program is young from its next scan; an exited process is gone.
+    probes.expect(1, Path::new("/nonexistent/program"), root, &mut fake);
+    probes.scan(1, MAPS, None, root, &mut fake, t0 + YOUNG);
+    probes.exited(2, t0 + YOUNG, &mut fake);
+    assert_eq!(young(&probes, YOUNG + Duration::from_secs(1)), [1]);
+}
+
+#[test]
+fn a_process_becoming_young_wakes_the_watch_once() {
+    let (mut probes, mut fake) = (TlsProbes::<usize>::default(), Fake::default());
+    let notify = Arc::new(Notify::new());
+    probes.notify_young(notify.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let woken = || {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(5), notify.notified())
+                .await
+                .is_ok()
+        })
+    };
+    assert!(!woken());
+    let t0 = Instant::now();
+    probes.scan(7, MAPS, None, Path::new("/"), &mut fake, t0);
+    assert!(woken());
+    // Its later scans are not news.
+    probes.scan(7, MAPS, None, Path::new("/"), &mut fake, t0 + YOUNG);
+    assert!(!woken());
+}
+
+#[test]
 fn a_copy_of_a_build_already_searched_is_not_searched_again() {
     // This test's own executable stands in for libssl (the fake reads no
     // symbols); the linker gave it a GNU build id.

@@ -96,7 +96,11 @@ impl Variant for Tls {
         // for its own. A client started before its probes would have its
         // one keep-alive connection derived from records throughout.
         let attached_before = mon.agentmon().map_or(0.0, |am| {
-            value(&am.scrape(), "agentmon_uprobes_attached", &[("library", lib)])
+            value(
+                &am.scrape(),
+                "agentmon_uprobes_attached",
+                &[("library", lib)],
+            )
         });
         // An aider process that only keeps libssl mapped, so the probes on it stay.
         let holder = (self.client == Client::PythonUntracked).then(|| {
