@@ -1,124 +1,236 @@
-//! A real agent's requests, from its published package (installed by `cargo
-//! xtask setup test`, see agent_layouts.rs), against the test internet.
-//!
-//! Copilot CLI 1.0.102 unpacks a native add-on (`runtime.node`, 145 MB, a
-//! stripped OpenSSL linked in) under `~/.cache/copilot` and loads it about
-//! two seconds after its start; the GitHub API requests it makes with a
-//! token go through that add-on's OpenSSL. Its first connection starts
-//! about 0.4 s after the add-on is loaded. agentmon has never seen the
-//! add-on (a fresh state folder): it must find it, search it (0.1 s on the
-//! `tls-search` thread) and attach its probes before that first request.
+//! Real agents' requests, from their published packages (installed by
+//! `cargo xtask setup test`, see agent_layouts.rs), against the test
+//! internet, under an agentmon that has never seen them (a fresh state
+//! folder). The test internet's HTTPS server answers every request with
+//! the same 2 KiB, which no agent takes for an answer: each retries a few
+//! times and gives up, and every request it made is compared with what the
+//! server decrypted.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
-use agentmon_tests::{World, in_ci, require_root, run_bounded, wait_until, world};
+use agentmon_tests::{ChildGuard, ServerConn, World, in_ci, require_root, wait_until, world};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
-/// Where `cargo xtask setup test` installs Copilot CLI's platform package.
-const COPILOT: &str =
-    "/var/lib/agentmon/tools/agents/home/project/node_modules/@github/copilot-linux-x64/copilot";
+/// Where `cargo xtask setup test` installs the agents.
+const HOME: &str = "/var/lib/agentmon/tools/agents/home";
+/// Copilot CLI's platform package, in the test project.
+const COPILOT: &str = "project/node_modules/@github/copilot-linux-x64/copilot";
+/// Claude Code's native build where its installer puts it.
+const CLAUDE: &str = ".local/share/claude/versions/2.1.332";
 
-/// Whether Copilot CLI is installed; under CI its absence is a failure.
-fn installed() -> bool {
-    if Path::new(COPILOT).is_file() {
-        return true;
+/// The installed `path` (under [`HOME`]); under CI its absence is a failure.
+fn installed(path: &str) -> Option<PathBuf> {
+    let file = Path::new(HOME).join(path);
+    if file.is_file() {
+        return Some(file);
     }
-    let message = format!("no {COPILOT}: run `cargo xtask setup test`");
+    let message = format!("no {}: run `cargo xtask setup test`", file.display());
     assert!(!in_ci(), "{message}; CI must run this test, not skip it");
     eprintln!("skipping: {message}");
-    false
+    None
 }
 
-#[test]
-fn copilot_cli_requests_through_its_addon_are_probed_from_the_first() {
-    if !require_root() || !installed() {
-        return;
-    }
-    let w = world(NETPEER, "");
+/// `agent args` in the client namespace, with a home of its own that trusts
+/// the test internet's self-signed certificate (for api.model.test).
+fn agent_cmd(w: &World, agent: &Path, args: &[&str]) -> Command {
     let home = w.lab.dir().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    // The test internet's certificate is self-signed for api.model.test.
     let cert = w.lab.dir().join("cert.pem");
-    let api = "https://api.model.test";
-    let mut cmd = w.lab.client_cmd(
-        COPILOT,
-        [
-            "-p",
-            "say hi",
-            "--allow-all-tools",
-            "--disable-client-telemetry",
-        ],
-    );
+    let mut cmd = w.lab.client_cmd(agent, args);
     cmd.current_dir(&home)
         .env_clear()
         .env("HOME", &home)
         .env("PATH", "/usr/bin:/bin")
         .env("TERM", "dumb")
         .env("SSL_CERT_FILE", &cert)
-        .env("NODE_EXTRA_CA_CERTS", &cert)
-        .env(
-            "COPILOT_GITHUB_TOKEN",
-            "gho_0123456789abcdefghijABCDEFGHIJ012345",
-        )
-        .env("GH_HOST", "api.model.test")
-        .env("COPILOT_API_URL", api)
-        .env("COPILOT_DEBUG_GITHUB_API_URL", api);
-    // It fails (the server's answers are no API's), after its retries.
-    let out = run_bounded(&mut cmd, Duration::from_secs(120));
-    let server = w.net.server_conns();
+        .env("NODE_EXTRA_CA_CERTS", &cert);
+    cmd
+}
+
+/// Runs `cmd` to its end; returns its pid and the connections the server
+/// finished meanwhile (after the `before` it had).
+fn run(w: &World, cmd: &mut Command, before: usize) -> (u32, Vec<ServerConn>) {
+    let child = ChildGuard::spawn(cmd);
+    let pid = child.id();
+    let out = child.wait_output(Duration::from_secs(120));
+    let server = w.net.server_conns().split_off(before);
     assert!(
-        server.len() >= 5,
-        "Copilot CLI made {} connections; its output: {}{}",
-        server.len(),
+        server.iter().any(|s| s.plain_in > 0),
+        "the agent sent no request; its output: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Every connection's close record is written.
-    wait_until(Duration::from_secs(15), || {
-        copilot_conns(&w).len() >= server.len()
-    });
-    let conns = copilot_conns(&w);
-    let libraries: BTreeMap<String, usize> = conns.iter().fold(BTreeMap::new(), |mut count, c| {
-        *count.entry(c.0.clone()).or_default() += 1;
+    (pid, server)
+}
+
+/// One TLS connection of `pid` as agentmon logged it at its close.
+#[derive(Debug)]
+struct Conn {
+    library: String,
+    out: u64,
+    inbound: u64,
+}
+
+/// `pid`'s connections to port 443 that carried plaintext, once agentmon
+/// has logged as many as the server saw.
+fn conns_of(w: &World, pid: u32, server: &[ServerConn]) -> Vec<Conn> {
+    let want = server.iter().filter(|s| s.plain_in > 0).count();
+    let read = || -> Vec<Conn> {
+        w.tcp_log_lines()
+            .iter()
+            .filter(|l| l["pid"] == pid && l["event"] == "close" && l["remote_port"] == 443)
+            .filter_map(|l| {
+                Some(Conn {
+                    library: l["tls_library"].as_str()?.to_string(),
+                    out: l["egress_plaintext_bytes"].as_u64()?,
+                    inbound: l["ingress_plaintext_bytes"].as_u64().unwrap_or(0),
+                })
+            })
+            .collect()
+    };
+    wait_until(Duration::from_secs(15), || read().len() >= want);
+    let conns = read();
+    let decrypted: Vec<(u64, u64)> = server.iter().map(|s| (s.plain_in, s.plain_out)).collect();
+    eprintln!("pid {pid}: agentmon {conns:?}; the server decrypted and sent {decrypted:?}");
+    conns
+}
+
+/// How many connections each library covered.
+fn libraries(conns: &[Conn]) -> BTreeMap<&str, usize> {
+    conns.iter().fold(BTreeMap::new(), |mut count, c| {
+        *count.entry(c.library.as_str()).or_default() += 1;
         count
-    });
+    })
+}
+
+/// Each connection's plaintext (out, in) equals what the server decrypted
+/// and sent.
+#[track_caller]
+fn assert_exact(conns: &[Conn], server: &[ServerConn]) {
+    let mut seen: Vec<(u64, u64)> = conns.iter().map(|c| (c.out, c.inbound)).collect();
+    let mut decrypted: Vec<(u64, u64)> = server
+        .iter()
+        .filter(|s| s.plain_in > 0)
+        .map(|s| (s.plain_in, s.plain_out))
+        .collect();
+    seen.sort_unstable();
+    decrypted.sort_unstable();
+    assert_eq!(seen, decrypted, "plaintext (out, in) of each connection");
+}
+
+/// The requests whose heads agentmon read for `tool`, and those the server
+/// answered.
+fn heads(w: &World, tool: &str) -> f64 {
+    w.am.scrape()
+        .series("agentmon_http_requests_total")
+        .iter()
+        .filter(|(labels, _)| labels.get("tool").is_some_and(|t| t == tool))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+fn requests(server: &[ServerConn]) -> f64 {
+    server.iter().map(|s| s.requests.len() as f64).sum()
+}
+
+/// Copilot CLI 1.0.102 unpacks a native add-on (`runtime.node`, 145 MB, a
+/// stripped OpenSSL linked in) under `~/.cache/copilot` and loads it about
+/// two seconds after its start; the GitHub API requests it makes with a
+/// token go through that add-on's OpenSSL, the first about 0.4 s after the
+/// add-on is loaded. agentmon must find the add-on, search it (0.1 s on
+/// the `tls-search` thread) and attach its probes before then.
+#[test]
+fn copilot_cli_requests_through_its_addon_are_probed_from_the_first() {
+    if !require_root() {
+        return;
+    }
+    let Some(copilot) = installed(COPILOT) else {
+        return;
+    };
+    let w = world(NETPEER, "");
+    let api = "https://api.model.test";
+    let args = [
+        "-p",
+        "say hi",
+        "--allow-all-tools",
+        "--disable-client-telemetry",
+    ];
+    let mut cmd = agent_cmd(&w, &copilot, &args);
+    cmd.env(
+        "COPILOT_GITHUB_TOKEN",
+        "gho_0123456789abcdefghijABCDEFGHIJ012345",
+    )
+    .env("GH_HOST", "api.model.test")
+    .env("COPILOT_API_URL", api)
+    .env("COPILOT_DEBUG_GITHUB_API_URL", api);
+    let (pid, server) = run(&w, &mut cmd, 0);
+    assert!(
+        server.len() >= 5,
+        "Copilot CLI made {} connections",
+        server.len()
+    );
+    let conns = conns_of(&w, pid, &server);
     assert_eq!(
-        libraries,
-        BTreeMap::from([("openssl-static".to_string(), server.len())]),
+        libraries(&conns),
+        BTreeMap::from([("openssl-static", server.len())]),
         "every connection probed through the add-on's OpenSSL, none sized from records; agentmon's log:\n{}",
         w.am.log_text()
     );
-    let mut seen: Vec<(u64, u64)> = conns.iter().map(|c| (c.1, c.2)).collect();
-    let mut decrypted: Vec<(u64, u64)> = server.iter().map(|s| (s.plain_in, s.plain_out)).collect();
-    seen.sort_unstable();
-    decrypted.sort_unstable();
+    assert_exact(&conns, &server);
     assert_eq!(
-        seen, decrypted,
-        "each connection's plaintext (out, in) equals what the server decrypted and sent"
+        heads(&w, "copilot"),
+        requests(&server),
+        "request heads read"
     );
-    let requests: usize = server.iter().map(|s| s.requests.len()).sum();
-    let counted =
-        w.am.scrape()
-            .series("agentmon_http_requests_total")
-            .iter()
-            .filter(|(labels, _)| labels.get("tool").is_some_and(|t| t == "copilot"))
-            .map(|(_, value)| value)
-            .sum::<f64>();
-    assert_eq!(counted, requests as f64, "request heads read");
 }
 
-/// Copilot CLI's TLS connections in the connection log: (library,
-/// plaintext out, plaintext in).
-fn copilot_conns(w: &World) -> Vec<(String, u64, u64)> {
-    w.tcp_log_lines()
-        .iter()
-        .filter(|l| l["tool"] == "copilot" && l["event"] == "close" && l["remote_port"] == 443)
-        .map(|l| {
-            (
-                l["tls_library"].as_str().unwrap_or("none").to_string(),
-                l["egress_plaintext_bytes"].as_u64().unwrap_or(0),
-                l["ingress_plaintext_bytes"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
+/// Claude Code 2.1.332's native build (Bun, 400 MB) with an API key and
+/// `ANTHROPIC_BASE_URL` on the test internet: BoringSSL found by pattern.
+/// Its first run on a build agentmon has not met starts its request about
+/// 0.1 s after the search ends on this VM: that run's egress must be exact
+/// whether probed or sized from records; the second run, probed from its
+/// exec, is exact both ways per connection, with its heads read.
+#[test]
+fn claude_code_native_requests_are_exact_through_its_boringssl() {
+    if !require_root() {
+        return;
+    }
+    let Some(claude) = installed(CLAUDE) else {
+        return;
+    };
+    let w = world(NETPEER, "");
+    let claude_cmd = || {
+        let mut cmd = agent_cmd(&w, &claude, &["-p", "say hi"]);
+        cmd.env("ANTHROPIC_BASE_URL", "https://api.model.test")
+            .env("ANTHROPIC_API_KEY", "sk-ant-api03-test")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        cmd
+    };
+    let (pid, first) = run(&w, &mut claude_cmd(), 0);
+    let conns = conns_of(&w, pid, &first);
+    let out: u64 = conns.iter().map(|c| c.out).sum();
+    let sent: u64 = first.iter().map(|s| s.plain_in).sum();
+    assert_eq!(out, sent, "first run's egress plaintext: {conns:?}");
+    let heads_after_first = heads(&w, "claude-code");
+
+    let (pid, second) = run(&w, &mut claude_cmd(), first.len());
+    let conns = conns_of(&w, pid, &second);
+    let with_data = second.iter().filter(|s| s.plain_in > 0).count();
+    assert_eq!(
+        libraries(&conns),
+        BTreeMap::from([("boringssl", with_data)]),
+        "agentmon's log:\n{}",
+        w.am.log_text()
+    );
+    assert_exact(&conns, &second);
+    assert_eq!(
+        heads(&w, "claude-code") - heads_after_first,
+        requests(&second),
+        "request heads read"
+    );
 }
