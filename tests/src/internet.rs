@@ -13,6 +13,7 @@ use std::{
 };
 
 use crate::netlab::{NetLab, ServerGuard, ip};
+use crate::pki::CertFiles;
 use crate::process::run_bounded;
 
 /// The model API host (TLS on 443, HTTP on 80).
@@ -165,34 +166,36 @@ impl Internet {
 
     /// Every connection the web server has finished, in order.
     pub fn server_conns(&self) -> Vec<ServerConn> {
-        let text = fs::read_to_string(&self.web_log).unwrap_or_default();
-        text.lines()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).expect("web server log line");
-                ServerConn {
-                    local: v["local"].as_str().unwrap_or_default().to_owned(),
-                    peer: v["peer"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .parse()
-                        .expect("peer address"),
-                    tls: v["tls"].as_bool().unwrap_or_default(),
-                    sni: v["sni"].as_str().map(str::to_owned),
-                    raw_in: v["raw_in"].as_u64().unwrap_or_default(),
-                    raw_out: v["raw_out"].as_u64().unwrap_or_default(),
-                    plain_in: v["plain_in"].as_u64().unwrap_or_default(),
-                    plain_out: v["plain_out"].as_u64().unwrap_or_default(),
-                    requests: v["requests"]
-                        .as_array()
-                        .map(|all| {
-                            all.iter()
-                                .map(|r| (r[0].as_u64().unwrap_or(0), r[1].as_u64().unwrap_or(0)))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                }
-            })
-            .collect()
+        read_conns(&self.web_log)
+    }
+
+    /// Another HTTPS server on `addr`:443 in the remote namespace, with the
+    /// certificate `cert` (rustls wants one a CA signed for the host's
+    /// name, not the self-signed one of the others).
+    pub fn serve_tls(lab: &NetLab, addr: &str, cert: &CertFiles) -> WebServer {
+        let r = lab.remote_ns();
+        ip(&["-n", r, "addr", "add", &format!("{addr}/24"), "dev", "am-r"]);
+        let dir = lab.dir();
+        let (ready, log) = (
+            dir.join(format!("web-{addr}.ready")),
+            dir.join(format!("web-{addr}.jsonl")),
+        );
+        let mut cmd = lab.remote_cmd("python3", [script("web_server.py")]);
+        cmd.arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key);
+        cmd.args(["--reply", &REPLY_BODY.to_string()]);
+        cmd.args(["--handshake-delay-ms", &HANDSHAKE_DELAY_MS.to_string()]);
+        cmd.args(["--tls", &format!("{addr}:443")]);
+        cmd.arg("--log").arg(&log).arg("--ready").arg(&ready);
+        let guard = lab.spawn_remote(
+            "web_server.py",
+            cmd,
+            &ready,
+            &dir.join(format!("web-{addr}.log")),
+        );
+        WebServer { log, _guard: guard }
     }
 
     /// Path of a client script in tests/internet.
@@ -219,6 +222,51 @@ impl Internet {
         assert!(built.status.success(), "go build: {built:?}");
         out.to_path_buf()
     }
+}
+
+/// A web server [`Internet::serve_tls`] started; stops when dropped.
+pub struct WebServer {
+    log: PathBuf,
+    _guard: ServerGuard,
+}
+
+impl WebServer {
+    /// Every connection it has finished, in order.
+    pub fn conns(&self) -> Vec<ServerConn> {
+        read_conns(&self.log)
+    }
+}
+
+/// Every connection a web server logged to `log`, in order.
+fn read_conns(log: &Path) -> Vec<ServerConn> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("web server log line");
+            ServerConn {
+                local: v["local"].as_str().unwrap_or_default().to_owned(),
+                peer: v["peer"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .parse()
+                    .expect("peer address"),
+                tls: v["tls"].as_bool().unwrap_or_default(),
+                sni: v["sni"].as_str().map(str::to_owned),
+                raw_in: v["raw_in"].as_u64().unwrap_or_default(),
+                raw_out: v["raw_out"].as_u64().unwrap_or_default(),
+                plain_in: v["plain_in"].as_u64().unwrap_or_default(),
+                plain_out: v["plain_out"].as_u64().unwrap_or_default(),
+                requests: v["requests"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .map(|r| (r[0].as_u64().unwrap_or(0), r[1].as_u64().unwrap_or(0)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 impl Drop for Internet {

@@ -50,7 +50,7 @@ pub use grafana::{
 };
 pub use http::{HttpResponse, connect_from, http_get, http_get_from};
 pub use internet::{
-    DNS_V4, FAR_V4, Internet, MODEL_V4, MODEL_V6, REPLY_BODY, ServerConn, TELEMETRY_V4,
+    DNS_V4, FAR_V4, Internet, MODEL_V4, MODEL_V6, REPLY_BODY, ServerConn, TELEMETRY_V4, WebServer,
     default_records, self_signed_cert,
 };
 pub use metrics::{Labels, Metrics, ParseError};

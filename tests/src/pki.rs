@@ -63,6 +63,16 @@ impl TestCa {
         )
     }
 
+    /// A server certificate for the host `name` (its subject and only
+    /// name): `<name>.crt`, `<name>.key`.
+    pub fn server_for(&self, name: &str, serial: u32) -> CertFiles {
+        self.sign(
+            name,
+            serial,
+            &format!("subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth\n"),
+        )
+    }
+
     /// A client certificate, subject `CN=cn`.
     pub fn client(&self, cn: &str, serial: u32) -> CertFiles {
         self.sign(cn, serial, "extendedKeyUsage=clientAuth\n")

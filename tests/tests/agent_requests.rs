@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use agentmon_tests::{ChildGuard, ServerConn, World, in_ci, require_root, wait_until, world};
+use agentmon_tests::{
+    ChildGuard, Internet, ServerConn, TestCa, World, default_records, in_ci, require_root,
+    wait_until, world, world_with,
+};
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
 /// Where `cargo xtask setup test` installs the agents.
@@ -22,6 +25,9 @@ const HOME: &str = "/var/lib/agentmon/tools/agents/home";
 const COPILOT: &str = "project/node_modules/@github/copilot-linux-x64/copilot";
 /// Claude Code's native build where its installer puts it.
 const CLAUDE: &str = ".local/share/claude/versions/2.1.332";
+/// Codex's native build in its platform package, in the test project.
+const CODEX: &str =
+    "project/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex";
 
 /// The installed `path` (under [`HOME`]); under CI its absence is a failure.
 fn installed(path: &str) -> Option<PathBuf> {
@@ -53,12 +59,16 @@ fn agent_cmd(w: &World, agent: &Path, args: &[&str]) -> Command {
 }
 
 /// Runs `cmd` to its end; returns its pid and the connections the server
-/// finished meanwhile (after the `before` it had).
-fn run(w: &World, cmd: &mut Command, before: usize) -> (u32, Vec<ServerConn>) {
+/// finished meanwhile (`conns` reads them all; those after `before`).
+fn run(
+    cmd: &mut Command,
+    conns: impl Fn() -> Vec<ServerConn>,
+    before: usize,
+) -> (u32, Vec<ServerConn>) {
     let child = ChildGuard::spawn(cmd);
     let pid = child.id();
     let out = child.wait_output(Duration::from_secs(120));
-    let server = w.net.server_conns().split_off(before);
+    let server = conns().split_off(before);
     assert!(
         server.iter().any(|s| s.plain_in > 0),
         "the agent sent no request; its output: {}{}",
@@ -138,6 +148,43 @@ fn requests(server: &[ServerConn]) -> f64 {
     server.iter().map(|s| s.requests.len() as f64).sum()
 }
 
+/// Runs an agent twice (`cmd` makes its command; `conns` reads the
+/// server's connections). Its first run, on a build agentmon has not met,
+/// may start its request before the search for its probe points ends:
+/// its egress must be exact, probed or sized from records. The second run,
+/// probed from its exec, is probed through `library` on every connection,
+/// exact both ways, with its heads read.
+fn two_runs(
+    w: &World,
+    tool: &str,
+    library: &str,
+    cmd: impl Fn() -> Command,
+    conns: impl Fn() -> Vec<ServerConn> + Copy,
+) {
+    let (pid, first) = run(&mut cmd(), conns, 0);
+    let seen = conns_of(w, pid, &first);
+    let out: u64 = seen.iter().map(|c| c.out).sum();
+    let sent: u64 = first.iter().map(|s| s.plain_in).sum();
+    assert_eq!(out, sent, "first run's egress plaintext: {seen:?}");
+    let heads_after_first = heads(w, tool);
+
+    let (pid, second) = run(&mut cmd(), conns, first.len());
+    let seen = conns_of(w, pid, &second);
+    let with_data = second.iter().filter(|s| s.plain_in > 0).count();
+    assert_eq!(
+        libraries(&seen),
+        BTreeMap::from([(library, with_data)]),
+        "agentmon's log:\n{}",
+        w.am.log_text()
+    );
+    assert_exact(&seen, &second);
+    assert_eq!(
+        heads(w, tool) - heads_after_first,
+        requests(&second),
+        "request heads read"
+    );
+}
+
 /// Copilot CLI 1.0.102 unpacks a native add-on (`runtime.node`, 145 MB, a
 /// stripped OpenSSL linked in) under `~/.cache/copilot` and loads it about
 /// two seconds after its start; the GitHub API requests it makes with a
@@ -168,7 +215,7 @@ fn copilot_cli_requests_through_its_addon_are_probed_from_the_first() {
     .env("GH_HOST", "api.model.test")
     .env("COPILOT_API_URL", api)
     .env("COPILOT_DEBUG_GITHUB_API_URL", api);
-    let (pid, server) = run(&w, &mut cmd, 0);
+    let (pid, server) = run(&mut cmd, || w.net.server_conns(), 0);
     assert!(
         server.len() >= 5,
         "Copilot CLI made {} connections",
@@ -211,26 +258,50 @@ fn claude_code_native_requests_are_exact_through_its_boringssl() {
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
         cmd
     };
-    let (pid, first) = run(&w, &mut claude_cmd(), 0);
-    let conns = conns_of(&w, pid, &first);
-    let out: u64 = conns.iter().map(|c| c.out).sum();
-    let sent: u64 = first.iter().map(|s| s.plain_in).sum();
-    assert_eq!(out, sent, "first run's egress plaintext: {conns:?}");
-    let heads_after_first = heads(&w, "claude-code");
+    two_runs(&w, "claude-code", "boringssl", claude_cmd, || {
+        w.net.server_conns()
+    });
+}
 
-    let (pid, second) = run(&w, &mut claude_cmd(), first.len());
-    let conns = conns_of(&w, pid, &second);
-    let with_data = second.iter().filter(|s| s.plain_in > 0).count();
-    assert_eq!(
-        libraries(&conns),
-        BTreeMap::from([("boringssl", with_data)]),
-        "agentmon's log:\n{}",
-        w.am.log_text()
+/// Codex 0.171's native build (static musl, rustls on aws-lc, 315 MB, no
+/// symbols) with a custom model provider on the test internet: aws-lc's
+/// record functions found by its error reports. As for Claude Code, the
+/// first run's egress must be exact whether probed or sized from records,
+/// and the second run is exact both ways per connection, its heads read.
+#[test]
+fn codex_requests_are_exact_through_rustls_on_aws_lc() {
+    if !require_root() {
+        return;
+    }
+    let Some(codex) = installed(CODEX) else {
+        return;
+    };
+    let mut records = default_records();
+    records.push("codex.model.test=A:203.0.113.21".into());
+    let w = world_with(NETPEER, "", &records);
+    // rustls takes a certificate a CA signed for the host's name.
+    let ca = TestCa::new(w.lab.dir(), "agent-ca");
+    let server = Internet::serve_tls(
+        &w.lab,
+        "203.0.113.21",
+        &ca.server_for("codex.model.test", 7),
     );
-    assert_exact(&conns, &second);
-    assert_eq!(
-        heads(&w, "claude-code") - heads_after_first,
-        requests(&second),
-        "request heads read"
-    );
+    let home = w.lab.dir().join("home");
+    std::fs::create_dir_all(home.join(".codex")).unwrap();
+    std::fs::write(
+        home.join(".codex/config.toml"),
+        "model_provider = \"test\"\nmodel = \"gpt-5\"\n\
+         [model_providers.test]\nname = \"test\"\n\
+         base_url = \"https://codex.model.test/v1\"\nwire_api = \"responses\"\n\
+         env_key = \"TEST_API_KEY\"\n",
+    )
+    .unwrap();
+    let codex_cmd = || {
+        let mut cmd = agent_cmd(&w, &codex, &["exec", "--skip-git-repo-check", "say hi"]);
+        cmd.env("SSL_CERT_FILE", &ca.files.cert)
+            .env("TEST_API_KEY", "test")
+            .env("RUST_LOG", "off");
+        cmd
+    };
+    two_runs(&w, "codex", "rustls", codex_cmd, || server.conns());
 }
