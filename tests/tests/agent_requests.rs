@@ -25,6 +25,9 @@ const HOME: &str = "/var/lib/agentmon/tools/agents/home";
 const COPILOT: &str = "project/node_modules/@github/copilot-linux-x64/copilot";
 /// Claude Code's native build where its installer puts it.
 const CLAUDE: &str = ".local/share/claude/versions/2.1.332";
+/// Qwen Code's and Gemini CLI's bins under nvm's global prefix.
+const QWEN: &str = ".nvm/versions/node/v22.23.3/bin/qwen";
+const GEMINI: &str = ".nvm/versions/node/v22.23.3/bin/gemini";
 /// Codex's native build in its platform package, in the test project.
 const CODEX: &str =
     "project/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex";
@@ -86,14 +89,15 @@ struct Conn {
     inbound: u64,
 }
 
-/// `pid`'s connections to port 443 that carried plaintext, once agentmon
+/// The connections to port 443 that carried plaintext of the agent whose
+/// root process is `pid` (it and its children), once agentmon
 /// has logged as many as the server saw.
 fn conns_of(w: &World, pid: u32, server: &[ServerConn]) -> Vec<Conn> {
     let want = server.iter().filter(|s| s.plain_in > 0).count();
     let read = || -> Vec<Conn> {
         w.tcp_log_lines()
             .iter()
-            .filter(|l| l["pid"] == pid && l["event"] == "close" && l["remote_port"] == 443)
+            .filter(|l| l["root_pid"] == pid && l["event"] == "close" && l["remote_port"] == 443)
             .filter_map(|l| {
                 Some(Conn {
                     library: l["tls_library"].as_str()?.to_string(),
@@ -304,4 +308,63 @@ fn codex_requests_are_exact_through_rustls_on_aws_lc() {
         cmd
     };
     two_runs(&w, "codex", "rustls", codex_cmd, || server.conns());
+}
+
+/// Qwen Code 0.24.4 from npm's global prefix under nvm (node from npm's
+/// `node` package) with an OpenAI-compatible provider on the test
+/// internet: OpenSSL in node, by its symbols.
+#[test]
+fn qwen_code_requests_are_exact_through_node() {
+    if !require_root() {
+        return;
+    }
+    let Some(qwen) = installed(QWEN) else {
+        return;
+    };
+    let w = world(NETPEER, "");
+    let bin = qwen.parent().unwrap().display().to_string();
+    let qwen_cmd = || {
+        let mut cmd = agent_cmd(&w, &qwen, &["-p", "say hi"]);
+        cmd.env("PATH", format!("{bin}:/usr/bin:/bin"))
+            .env("OPENAI_BASE_URL", "https://api.model.test/v1")
+            .env("OPENAI_API_KEY", "sk-test")
+            .env("OPENAI_MODEL", "qwen3-coder-plus");
+        cmd
+    };
+    two_runs(&w, "qwen-code", "openssl-static", qwen_cmd, || {
+        w.net.server_conns()
+    });
+}
+
+/// Gemini CLI 0.61.0 from npm's global prefix under nvm, with an API key
+/// and `GOOGLE_GEMINI_BASE_URL` on the test internet: OpenSSL in node.
+#[test]
+fn gemini_cli_requests_are_exact_through_node() {
+    if !require_root() {
+        return;
+    }
+    let Some(gemini) = installed(GEMINI) else {
+        return;
+    };
+    let w = world(NETPEER, "");
+    // Without a chosen auth method it asks for one.
+    let settings = w.lab.dir().join("home/.gemini");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(
+        settings.join("settings.json"),
+        r#"{"security": {"auth": {"selectedType": "gemini-api-key"}}}"#,
+    )
+    .unwrap();
+    let bin = gemini.parent().unwrap().display().to_string();
+    let gemini_cmd = || {
+        let mut cmd = agent_cmd(&w, &gemini, &["-p", "say hi"]);
+        cmd.env("PATH", format!("{bin}:/usr/bin:/bin"))
+            .env("GOOGLE_GEMINI_BASE_URL", "https://api.model.test")
+            .env("GEMINI_API_KEY", "test-key")
+            .env("GEMINI_CLI_TRUST_WORKSPACE", "true");
+        cmd
+    };
+    two_runs(&w, "gemini-cli", "openssl-static", gemini_cmd, || {
+        w.net.server_conns()
+    });
 }
