@@ -120,9 +120,10 @@ impl ProcSource for RealProc {
     /// here stays as the kernel gave it.
     fn resolve(&self, path: &str) -> Option<PathBuf> {
         let path = Path::new(path);
-        path.is_absolute()
-            .then(|| fs::canonicalize(path).ok())
-            .flatten()
+        if !path.is_absolute() {
+            return None;
+        }
+        fs::canonicalize(path).ok()
     }
 
     /// `/proc/<pid>/net/tcp` and `tcp6`.

@@ -17,6 +17,7 @@
 //! ```
 
 mod agentmon;
+mod agents;
 mod curl;
 mod fleet;
 mod grafana;
@@ -39,6 +40,7 @@ use std::{
 };
 
 pub use agentmon::{Agentmon, AgentmonBuilder, agentmon_bin, journal_stream};
+pub use agents::{AGENTS_HOME, agent_env, installed_agent};
 pub use curl::Curl;
 pub use fleet::{
     AGENTMON_PORT, ExtraHost, Fleet, HOST_B_V4, HOST_C_NAME, HostNet, JOB, LOOKBACK_SECONDS,

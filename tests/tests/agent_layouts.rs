@@ -22,12 +22,10 @@ use std::{
 };
 
 use agentmon_tests::{
-    Agentmon, ChildGuard, Internet, NetLab, TempDir, default_records, in_ci, require_root,
-    wait_until,
+    AGENTS_HOME, Agentmon, ChildGuard, Internet, NetLab, TempDir, agent_env, default_records,
+    installed_agent, require_root, wait_until,
 };
 
-/// Where `cargo xtask setup test` installs the agents (xtask/src/setup/agents.rs).
-const HOME: &str = "/var/lib/agentmon/tools/agents/home";
 /// The nvm-shaped prefix's and Volta's node (xtask/src/setup/agents.rs).
 const NODE_VERSION: &str = "22.23.3";
 const RUN: Duration = Duration::from_secs(90);
@@ -140,20 +138,9 @@ fn tracked(log: &str) -> Vec<(u32, String, String)> {
         .collect()
 }
 
-/// Whether the agents are installed; under CI their absence is a failure.
-fn installed() -> bool {
-    if Path::new(HOME).join("project/node_modules").is_dir() {
-        return true;
-    }
-    let message = format!("no agent packages in {HOME}: run `cargo xtask setup test`");
-    assert!(!in_ci(), "{message}; CI must run this test, not skip it");
-    eprintln!("skipping: {message}");
-    false
-}
-
 #[test]
 fn published_agents_are_named_in_every_install_layout() {
-    if !require_root() || !installed() {
+    if !require_root() || installed_agent("project/node_modules").is_none() {
         return;
     }
     let lab = NetLab::new();
@@ -163,7 +150,7 @@ fn published_agents_are_named_in_every_install_layout() {
     let user = TempDir::new("agent-home");
     let mut runs: Vec<(String, String, u32)> = Vec::new();
     let mut outputs = Vec::new();
-    let home = Path::new(HOME);
+    let home = Path::new(AGENTS_HOME);
     let vendors = installers().into_iter().map(|(tool, run)| {
         let layout = Layout {
             name: "the vendor's installer",
@@ -180,21 +167,16 @@ fn published_agents_are_named_in_every_install_layout() {
             .map(move |layout| (p.name.clone(), p.tool.clone(), layout))
     });
     for (what, tool, layout) in npm.chain(vendors) {
-        {
-            let mut cmd: Command = lab.client_cmd(&layout.program, &layout.args);
-            cmd.current_dir(&layout.cwd)
-                .env_clear()
-                .env("HOME", user.path())
-                .env("PATH", &layout.path)
-                .env("TERM", "dumb");
-            let child = ChildGuard::spawn(&mut cmd);
-            let pid = child.id();
-            let out = child.wait_output(RUN);
-            let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-            let head: Vec<&str> = text.lines().take(3).collect();
-            runs.push((format!("{what} ({})", layout.name), tool, pid));
-            outputs.push(head.join(" | "));
-        }
+        let mut cmd: Command = lab.client_cmd(&layout.program, &layout.args);
+        cmd.current_dir(&layout.cwd);
+        agent_env(&mut cmd, user.path(), &layout.path);
+        let child = ChildGuard::spawn(&mut cmd);
+        let pid = child.id();
+        let out = child.wait_output(RUN);
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        let head: Vec<&str> = text.lines().take(3).collect();
+        runs.push((format!("{what} ({})", layout.name), tool, pid));
+        outputs.push(head.join(" | "));
     }
     // Every run's first process is tracked within a while, or never.
     let firsts: Vec<u32> = runs.iter().map(|r| r.2).collect();
@@ -243,13 +225,8 @@ fn as_usr_local_bin_copilot(lab: &NetLab, file: &Path, args: &[&str], home: &Pat
                   && mount --bind \"$0\" /usr/local/bin/copilot \
                   && exec /usr/local/bin/copilot \"$@\"";
     let mut cmd = lab.client_cmd("unshare", ["--mount", "--propagation", "private"]);
-    cmd.args(["sh", "-c", script])
-        .arg(file)
-        .args(args)
-        .env_clear()
-        .env("HOME", home)
-        .env("PATH", SYSTEM_PATH)
-        .env("TERM", "dumb");
+    cmd.args(["sh", "-c", script]).arg(file).args(args);
+    agent_env(&mut cmd, home, SYSTEM_PATH);
     cmd
 }
 
@@ -259,13 +236,15 @@ fn as_usr_local_bin_copilot(lab: &NetLab, file: &Path, args: &[&str], home: &Pat
 /// not a Go program at that path.
 #[test]
 fn copilot_at_usr_local_bin_is_named_only_when_it_is_githubs() {
-    if !require_root() || !installed() {
+    if !require_root() {
         return;
     }
+    let Some(github) = installed_agent(".local/bin/copilot") else {
+        return;
+    };
     let lab = NetLab::new();
     let _internet = Internet::start(&lab, &default_records());
     let aws = Internet::go_client(&lab.dir().join("aws-copilot"));
-    let github = Path::new(HOME).join(".local/bin/copilot");
     let am = Agentmon::start();
     let user = TempDir::new("agent-home");
     // The Go program waits for a file that is made only once GitHub's,

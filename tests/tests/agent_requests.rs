@@ -14,14 +14,12 @@ use std::{
 };
 
 use agentmon_tests::{
-    ChildGuard, Internet, ServerConn, TestCa, World, default_records, in_ci, require_root,
-    wait_until, world, world_with,
+    ChildGuard, Internet, ServerConn, TestCa, World, agent_env, default_records, installed_agent,
+    require_root, wait_until, world_with,
 };
 
 const NETPEER: &str = env!("CARGO_BIN_EXE_netpeer");
-/// Where `cargo xtask setup test` installs the agents.
-const HOME: &str = "/var/lib/agentmon/tools/agents/home";
-/// Copilot CLI's platform package, in the test project.
+/// Under `AGENTS_HOME`: Copilot CLI's platform package, in the test project.
 const COPILOT: &str = "project/node_modules/@github/copilot-linux-x64/copilot";
 /// Claude Code's native build where its installer puts it.
 const CLAUDE: &str = ".local/share/claude/versions/2.1.332";
@@ -32,31 +30,29 @@ const GEMINI: &str = ".nvm/versions/node/v22.23.3/bin/gemini";
 const CODEX: &str =
     "project/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex";
 
-/// The installed `path` (under [`HOME`]); under CI its absence is a failure.
-fn installed(path: &str) -> Option<PathBuf> {
-    let file = Path::new(HOME).join(path);
-    if file.is_file() {
-        return Some(file);
+/// A world for the agent installed at `path` with the DNS `records`, and
+/// the agent; None (the test skipped) without root or the agent.
+fn agent_world(path: &str, records: &[String]) -> Option<(World, PathBuf)> {
+    if !require_root() {
+        return None;
     }
-    let message = format!("no {}: run `cargo xtask setup test`", file.display());
-    assert!(!in_ci(), "{message}; CI must run this test, not skip it");
-    eprintln!("skipping: {message}");
-    None
+    let agent = installed_agent(path)?;
+    Some((world_with(NETPEER, "", records), agent))
 }
 
 /// `agent args` in the client namespace, with a home of its own that trusts
-/// the test internet's self-signed certificate (for api.model.test).
+/// the test internet's self-signed certificate (for api.model.test). The
+/// agent's folder comes first on PATH: npm's bins run the `node` beside
+/// them.
 fn agent_cmd(w: &World, agent: &Path, args: &[&str]) -> Command {
     let home = w.lab.dir().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let cert = w.lab.dir().join("cert.pem");
+    let bin = agent.parent().unwrap_or(Path::new("/"));
     let mut cmd = w.lab.client_cmd(agent, args);
-    cmd.current_dir(&home)
-        .env_clear()
-        .env("HOME", &home)
-        .env("PATH", "/usr/bin:/bin")
-        .env("TERM", "dumb")
-        .env("SSL_CERT_FILE", &cert)
+    cmd.current_dir(&home);
+    agent_env(&mut cmd, &home, format!("{}:/usr/bin:/bin", bin.display()));
+    cmd.env("SSL_CERT_FILE", &cert)
         .env("NODE_EXTRA_CA_CERTS", &cert);
     cmd
 }
@@ -197,13 +193,9 @@ fn two_runs(
 /// the `tls-search` thread) and attach its probes before then.
 #[test]
 fn copilot_cli_requests_through_its_addon_are_probed_from_the_first() {
-    if !require_root() {
-        return;
-    }
-    let Some(copilot) = installed(COPILOT) else {
+    let Some((w, copilot)) = agent_world(COPILOT, &default_records()) else {
         return;
     };
-    let w = world(NETPEER, "");
     let api = "https://api.model.test";
     let args = [
         "-p",
@@ -248,13 +240,9 @@ fn copilot_cli_requests_through_its_addon_are_probed_from_the_first() {
 /// exec, is exact both ways per connection, with its heads read.
 #[test]
 fn claude_code_native_requests_are_exact_through_its_boringssl() {
-    if !require_root() {
-        return;
-    }
-    let Some(claude) = installed(CLAUDE) else {
+    let Some((w, claude)) = agent_world(CLAUDE, &default_records()) else {
         return;
     };
-    let w = world(NETPEER, "");
     let claude_cmd = || {
         let mut cmd = agent_cmd(&w, &claude, &["-p", "say hi"]);
         cmd.env("ANTHROPIC_BASE_URL", "https://api.model.test")
@@ -274,15 +262,11 @@ fn claude_code_native_requests_are_exact_through_its_boringssl() {
 /// and the second run is exact both ways per connection, its heads read.
 #[test]
 fn codex_requests_are_exact_through_rustls_on_aws_lc() {
-    if !require_root() {
-        return;
-    }
-    let Some(codex) = installed(CODEX) else {
-        return;
-    };
     let mut records = default_records();
     records.push("codex.model.test=A:203.0.113.21".into());
-    let w = world_with(NETPEER, "", &records);
+    let Some((w, codex)) = agent_world(CODEX, &records) else {
+        return;
+    };
     // rustls takes a certificate a CA signed for the host's name.
     let ca = TestCa::new(w.lab.dir(), "agent-ca");
     let server = Internet::serve_tls(
@@ -315,18 +299,12 @@ fn codex_requests_are_exact_through_rustls_on_aws_lc() {
 /// internet: OpenSSL in node, by its symbols.
 #[test]
 fn qwen_code_requests_are_exact_through_node() {
-    if !require_root() {
-        return;
-    }
-    let Some(qwen) = installed(QWEN) else {
+    let Some((w, qwen)) = agent_world(QWEN, &default_records()) else {
         return;
     };
-    let w = world(NETPEER, "");
-    let bin = qwen.parent().unwrap().display().to_string();
     let qwen_cmd = || {
         let mut cmd = agent_cmd(&w, &qwen, &["-p", "say hi"]);
-        cmd.env("PATH", format!("{bin}:/usr/bin:/bin"))
-            .env("OPENAI_BASE_URL", "https://api.model.test/v1")
+        cmd.env("OPENAI_BASE_URL", "https://api.model.test/v1")
             .env("OPENAI_API_KEY", "sk-test")
             .env("OPENAI_MODEL", "qwen3-coder-plus");
         cmd
@@ -340,13 +318,9 @@ fn qwen_code_requests_are_exact_through_node() {
 /// and `GOOGLE_GEMINI_BASE_URL` on the test internet: OpenSSL in node.
 #[test]
 fn gemini_cli_requests_are_exact_through_node() {
-    if !require_root() {
-        return;
-    }
-    let Some(gemini) = installed(GEMINI) else {
+    let Some((w, gemini)) = agent_world(GEMINI, &default_records()) else {
         return;
     };
-    let w = world(NETPEER, "");
     // Without a chosen auth method it asks for one.
     let settings = w.lab.dir().join("home/.gemini");
     std::fs::create_dir_all(&settings).unwrap();
@@ -355,11 +329,9 @@ fn gemini_cli_requests_are_exact_through_node() {
         r#"{"security": {"auth": {"selectedType": "gemini-api-key"}}}"#,
     )
     .unwrap();
-    let bin = gemini.parent().unwrap().display().to_string();
     let gemini_cmd = || {
         let mut cmd = agent_cmd(&w, &gemini, &["-p", "say hi"]);
-        cmd.env("PATH", format!("{bin}:/usr/bin:/bin"))
-            .env("GOOGLE_GEMINI_BASE_URL", "https://api.model.test")
+        cmd.env("GOOGLE_GEMINI_BASE_URL", "https://api.model.test")
             .env("GEMINI_API_KEY", "test-key")
             .env("GEMINI_CLI_TRUST_WORKSPACE", "true");
         cmd

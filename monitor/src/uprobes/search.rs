@@ -8,10 +8,7 @@
 //! [`TlsProbes::search_with`]: super::TlsProbes::search_with
 //! [`TlsProbes::searched`]: super::TlsProbes::searched
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashMap, path::Path};
 
 use super::{FileId, Mapped, Plan, ProbeError, Target, TlsLib, plan};
 
@@ -56,11 +53,4 @@ pub(super) fn run_with(
             .map(Some),
     };
     Searched { search, plan, lib }
-}
-
-impl Search {
-    /// The file's name, for logs.
-    pub fn path(&self) -> &PathBuf {
-        &self.file.path
-    }
 }
